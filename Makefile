@@ -1,0 +1,50 @@
+# The two commands: `make run` (whole system up on local defaults, then the demo) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUF    := node_modules/.bin/buf
+
+.PHONY: help install proto proto-check lint test run stop clean
+
+help:
+	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
+	@echo "make stop         stop everything make run started"
+	@echo "make test         buf lint, generated-code check, and the whole pytest suite (real Postgres and Redis)"
+	@echo "make proto        regenerate services/gen from protos/"
+	@echo "make proto-check  fail if services/gen is stale"
+	@echo "make lint         buf lint"
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+proto: install
+	$(BIN)/python tools/proto.py generate
+
+proto-check: install
+	$(BIN)/python tools/proto.py check
+
+lint: node_modules/.installed
+	$(BUF) lint
+
+test: install node_modules/.installed
+	$(BUF) lint
+	$(BIN)/python tools/proto.py check
+	$(BIN)/python -m pytest
+
+run: install
+	$(BIN)/python tools/localstack.py up
+
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/localstack.py down; else echo "nothing to stop"; fi
+
+clean: stop
+	rm -rf .run

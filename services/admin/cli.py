@@ -1,0 +1,166 @@
+"""The operator CLI: `python -m services.admin.cli …` (or the `covidtest-admin` console script).
+
+It talks to Postgres directly (DATABASE_URL), for bootstrapping and break-glass work where no operator
+token exists yet; day-to-day tooling can use the AdminService RPCs, which share the same code
+(services.admin.registry). Every command prints JSON on stdout; errors go to stderr with a non-zero
+exit code (1 refused or failed, 2 bad usage). A token is printed exactly once, when issued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from services.admin import registry
+from services.common import migrate
+from services.common.auth import PrincipalKind, Role
+from services.common.db import CONNECTION_ERRORS, connect
+from services.common.errors import DomainError, InvalidArgument
+
+
+def _emit(obj) -> None:
+    print(json.dumps(obj, default=str, ensure_ascii=False))
+
+
+async def _with_tx(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[object]]):
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction():
+            return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def _credential_json(credential: registry.Credential) -> dict:
+    out = vars(credential).copy()
+    out["fingerprint"] = credential.fingerprint.hex() if credential.fingerprint else None
+    return out
+
+
+async def _run(args) -> object:
+    dsn = args.database_url
+    cmd = (args.area, getattr(args, "action", None))
+    if cmd == ("migrate", None):
+        return {"applied": await migrate.apply(dsn)}
+    if cmd == ("org", "create"):
+        org_id = await _with_tx(dsn, lambda c: registry.create_organisation(c, None, args.name, args.kind, args.province))
+        return {"id": org_id, "name": args.name, "kind": args.kind, "province_code": args.province}
+    if cmd == ("partner", "create"):
+        partner_id = await _with_tx(dsn, lambda c: registry.create_partner(c, None, args.name, args.personal_data_access))
+        return {"id": partner_id, "name": args.name, "personal_data_access": args.personal_data_access}
+    if cmd == ("device", "create"):
+        device_id = await _with_tx(dsn, lambda c: registry.create_checkpoint_device(c, None, args.name, args.province))
+        return {"id": device_id, "name": args.name, "province_code": args.province}
+    if cmd[1] == "list" and cmd[0] in _KINDS:
+        return [dict(r) for r in await _with_tx(dsn, lambda c: registry.list_principals(c, _KINDS[cmd[0]], args.limit))]
+    if cmd == ("credential", "issue"):
+        credential_id, token = await _with_tx(dsn, lambda c: registry.issue_token(
+            c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), args.label))
+        return {"credential_id": credential_id, "role": args.role, "token": token,
+                "note": "the token is shown once; store it in the caller's secret store now"}
+    if cmd == ("credential", "register-cert"):
+        try:
+            with open(args.certificate, "rb") as f:
+                pem_or_der = f.read()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read certificate file: {exc.strerror}") from None
+        fingerprint, expires_at = registry.parse_client_certificate(pem_or_der)
+        credential_id = await _with_tx(dsn, lambda c: registry.register_client_certificate(
+            c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), fingerprint, expires_at,
+            args.label))
+        return {"credential_id": credential_id, "role": args.role}
+    if cmd == ("credential", "list"):
+        creds = await _with_tx(dsn, lambda c: registry.list_credentials(
+            c, PrincipalKind(args.principal_kind) if args.principal_kind else None, args.principal_id or "",
+            args.include_revoked, args.limit))
+        return [_credential_json(c) for c in creds]
+    if cmd == ("credential", "revoke"):
+        credential = await _with_tx(dsn, lambda c: registry.revoke_credential(c, None, args.credential_id, args.reason))
+        return _credential_json(credential)
+    raise AssertionError(f"unhandled command {cmd}")
+
+
+_KINDS = {"org": PrincipalKind.ORGANISATION, "partner": PrincipalKind.PARTNER,
+          "device": PrincipalKind.CHECKPOINT_DEVICE, "operator": PrincipalKind.OPERATOR}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="covidtest-admin", description="Operator CLI of the COVID-19 test-result platform")
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
+                   help="Postgres URL (default: $DATABASE_URL)")
+    areas = p.add_subparsers(dest="area", required=True)
+    areas.add_parser("migrate", help="apply pending database migrations")
+
+    actions = {
+        "org": areas.add_parser("org", help="sampling units and labs").add_subparsers(dest="action", required=True),
+        "partner": areas.add_parser("partner", help="feed partners").add_subparsers(dest="action", required=True),
+        "device": areas.add_parser("device", help="checkpoint devices").add_subparsers(dest="action", required=True),
+        "operator": areas.add_parser("operator", help="operators (registered by their first credential)")
+        .add_subparsers(dest="action", required=True),
+    }
+    c = actions["org"].add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--kind", required=True, choices=registry.ORG_KINDS)
+    c.add_argument("--province", required=True, help="2-digit province code, e.g. 24")
+    c = actions["partner"].add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--personal-data-access", action="store_true",
+                   help="the partner receives names and birth dates on the feed (Bluezone does)")
+    c = actions["device"].add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--province", required=True)
+    for sub in actions.values():
+        sub.add_parser("list").add_argument("--limit", type=int, default=100)
+
+    cred = areas.add_parser("credential", help="tokens and client certificates").add_subparsers(dest="action", required=True)
+    for action in ("issue", "register-cert"):
+        c = cred.add_parser(action)
+        c.add_argument("--principal-kind", required=True, choices=[k.value for k in PrincipalKind])
+        c.add_argument("--principal-id", required=True, help="UUID; for OPERATOR the operator's user name")
+        c.add_argument("--role", required=True, choices=[r.value for r in Role])
+        c.add_argument("--label", default="")
+        if action == "register-cert":
+            c.add_argument("--certificate", required=True, help="PEM or DER file")
+    c = cred.add_parser("list")
+    c.add_argument("--principal-kind", choices=[k.value for k in PrincipalKind])
+    c.add_argument("--principal-id")
+    c.add_argument("--include-revoked", action="store_true")
+    c.add_argument("--limit", type=int, default=100)
+    c = cred.add_parser("revoke")
+    c.add_argument("credential_id")
+    c.add_argument("--reason", default="")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.database_url:
+        print("error: set DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+    try:
+        _emit(asyncio.run(_run(args)))
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for v in getattr(exc, "violations", []):
+            print(f"  {v.field}: {v.description}", file=sys.stderr)
+        return 1
+    except migrate.MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except CONNECTION_ERRORS as exc:
+        print(f"error: cannot reach the database: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    except asyncpg.UndefinedTableError:
+        print("error: the database has no schema yet; run 'migrate' first", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

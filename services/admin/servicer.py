@@ -1,0 +1,219 @@
+"""AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials.
+
+A thin layer: it checks request shapes, runs services.admin.registry in one idempotent transaction,
+and converts rows to messages. Signing keys, the trust list and province rules belong to the publish
+and verify issues and answer UNIMPLEMENTED until those land.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.admin import registry
+from services.common.auth import PrincipalKind, Role, current_principal
+from services.common.db import in_tx
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.idempotency import run_idempotent
+from services.common.paging import decode_token, encode_token, page_size
+from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
+from services.common.runtime import Deps
+from services.common.server import GrpcService
+from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
+from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
+from services.gen.covidtest.type.v1 import role_pb2
+
+SERVICE = "covidtest.admin.v1.AdminService"
+
+
+def _organisation(row) -> pb.Organisation:
+    return pb.Organisation(organisation_id=str(row["id"]), name=row["name"],
+                           kind=enum_value(pb.OrganisationKind, row["kind"]), province_code=row["province_code"],
+                           created_at=timestamp(row["created_at"]))
+
+
+def _partner(row) -> pb.Partner:
+    return pb.Partner(partner_id=str(row["id"]), name=row["name"], personal_data_access=row["personal_data_access"],
+                      created_at=timestamp(row["created_at"]))
+
+
+def _device(row) -> pb.CheckpointDevice:
+    return pb.CheckpointDevice(device_id=str(row["id"]), name=row["name"], province_code=row["province_code"],
+                               created_at=timestamp(row["created_at"]))
+
+
+def _credential(c: registry.Credential) -> pb.Credential:
+    kind = PrincipalKind(c.principal_kind)
+    return pb.Credential(
+        credential_id=c.id,
+        principal=pb.Principal(kind=enum_value(pb.PrincipalKind, kind.value),
+                               id=c.principal_name if kind is PrincipalKind.OPERATOR else c.principal_id),
+        role=enum_value(role_pb2.Role, c.role),
+        kind=enum_value(pb.CredentialKind, c.kind),
+        description=c.label,
+        created_at=timestamp(c.created_at),
+        expires_at=timestamp(c.expires_at),
+        revoked_at=timestamp(c.revoked_at),
+        revocation_reason=c.revocation_reason,
+        certificate_sha256_fingerprint=c.fingerprint.hex() if c.fingerprint else "",
+    )
+
+
+def _holder(request) -> tuple[PrincipalKind, str, Role]:
+    violations = []
+    kind_name = enum_name(pb.PrincipalKind, request.principal.kind)
+    role_name = enum_name(role_pb2.Role, request.role)
+    if not kind_name:
+        violations.append(FieldViolation("principal.kind", "required"))
+    if not request.principal.id:
+        violations.append(FieldViolation("principal.id", "required"))
+    if not role_name:
+        violations.append(FieldViolation("role", "required"))
+    if violations:
+        raise InvalidArgument("invalid principal or role", violations)
+    return PrincipalKind(kind_name), request.principal.id, Role(role_name)
+
+
+def _future(ts, field: str) -> datetime | None:
+    if not ts.ByteSize():
+        return None
+    value = to_datetime(ts)
+    if value <= datetime.now(value.tzinfo):
+        raise InvalidArgument(f"{field} must be in the future", [FieldViolation(field, "must be in the future")])
+    return value
+
+
+class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+    def __init__(self, deps: Deps):
+        self._pool = deps.pool
+
+    async def _mutate(self, method: str, request, response_type, mutate, stored=None):
+        actor = current_principal.get()
+        return await run_idempotent(self._pool, actor.id, method, request, response_type,
+                                    lambda conn: mutate(conn, actor), stored=stored)
+
+    async def _list(self, kind: PrincipalKind, request, filters: dict, convert, field: str, response_type):
+        limit = page_size(request.page_size)
+        after = decode_token(request.page_token, filters)
+
+        async def read(conn):
+            return await registry.list_principals(conn, kind, limit + 1, after, **filters)
+
+        rows = await in_tx(self._pool, read)
+        page = rows[:limit]
+        token = encode_token(registry.sort_key(kind, page[-1]), filters) if len(rows) > limit else ""
+        return response_type(**{field: [convert(r) for r in page]}, next_page_token=token)
+
+    async def CreateOrganisation(self, request, context):
+        async def mutate(conn, actor):
+            org_id = await registry.create_organisation(conn, actor, request.name, enum_name(pb.OrganisationKind, request.kind),
+                                                        request.province_code, request.request_id)
+            return pb.CreateOrganisationResponse(
+                organisation=_organisation(await conn.fetchrow("SELECT * FROM organisations WHERE id = $1::uuid", org_id)))
+        return await self._mutate("CreateOrganisation", request, pb.CreateOrganisationResponse, mutate)
+
+    async def ListOrganisations(self, request, context):
+        if request.province_code and not registry.PROVINCE.match(request.province_code):
+            raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
+        filters = {"org_kind": enum_name(pb.OrganisationKind, request.kind) or None,
+                   "province_code": request.province_code or None}
+        return await self._list(PrincipalKind.ORGANISATION, request, filters, _organisation, "organisations",
+                                pb.ListOrganisationsResponse)
+
+    async def CreatePartner(self, request, context):
+        async def mutate(conn, actor):
+            partner_id = await registry.create_partner(conn, actor, request.name, request.personal_data_access,
+                                                       request.request_id)
+            return pb.CreatePartnerResponse(
+                partner=_partner(await conn.fetchrow("SELECT * FROM partners WHERE id = $1::uuid", partner_id)))
+        return await self._mutate("CreatePartner", request, pb.CreatePartnerResponse, mutate)
+
+    async def ListPartners(self, request, context):
+        return await self._list(PrincipalKind.PARTNER, request, {}, _partner, "partners", pb.ListPartnersResponse)
+
+    async def CreateCheckpointDevice(self, request, context):
+        async def mutate(conn, actor):
+            device_id = await registry.create_checkpoint_device(conn, actor, request.name, request.province_code,
+                                                                request.request_id)
+            return pb.CreateCheckpointDeviceResponse(
+                device=_device(await conn.fetchrow("SELECT * FROM checkpoint_devices WHERE id = $1::uuid", device_id)))
+        return await self._mutate("CreateCheckpointDevice", request, pb.CreateCheckpointDeviceResponse, mutate)
+
+    async def ListCheckpointDevices(self, request, context):
+        if request.province_code and not registry.PROVINCE.match(request.province_code):
+            raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
+        filters = {"province_code": request.province_code or None}
+        return await self._list(PrincipalKind.CHECKPOINT_DEVICE, request, filters, _device, "devices",
+                                pb.ListCheckpointDevicesResponse)
+
+    async def IssueCredential(self, request, context):
+        kind, principal_id, role = _holder(request)
+        expires_at = _future(request.expires_at, "expires_at")
+
+        async def mutate(conn, actor):
+            credential_id, token = await registry.issue_token(conn, actor, kind, principal_id, role,
+                                                              request.description, expires_at, request.request_id)
+            return pb.IssueCredentialResponse(credential=_credential(await registry.get_credential(conn, credential_id)),
+                                              token=token)
+
+        def without_token(response):  # a replay never shows the token again: only its hash is kept
+            kept = pb.IssueCredentialResponse()
+            kept.CopyFrom(response)
+            kept.token = ""
+            return kept
+
+        return await self._mutate("IssueCredential", request, pb.IssueCredentialResponse, mutate, without_token)
+
+    async def ListCredentials(self, request, context):
+        limit = page_size(request.page_size)
+        kind_name = enum_name(pb.PrincipalKind, request.principal_kind)
+        if request.principal_id and not kind_name:
+            raise InvalidArgument("principal_id needs principal_kind", [FieldViolation("principal_kind", "required with principal_id")])
+        filters = {"kind": kind_name, "id": request.principal_id, "revoked": request.include_revoked}
+        after = decode_token(request.page_token, filters)
+        if after is not None:
+            try:
+                after = (datetime.fromisoformat(after[0]), after[1])
+            except (ValueError, TypeError, IndexError):
+                raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID") from None
+
+        async def read(conn):
+            return await registry.list_credentials(conn, PrincipalKind(kind_name) if kind_name else None,
+                                                   request.principal_id, request.include_revoked, limit + 1, after)
+
+        creds = await in_tx(self._pool, read)
+        page = creds[:limit]
+        token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(creds) > limit else ""
+        return pb.ListCredentialsResponse(credentials=[_credential(c) for c in page], next_page_token=token)
+
+    async def RevokeCredential(self, request, context):
+        async def mutate(conn, actor):
+            credential = await registry.revoke_credential(conn, actor, request.credential_id, request.reason,
+                                                          request.request_id)
+            return pb.RevokeCredentialResponse(credential=_credential(credential))
+        return await self._mutate("RevokeCredential", request, pb.RevokeCredentialResponse, mutate)
+
+    async def RegisterClientCertificate(self, request, context):
+        kind, principal_id, role = _holder(request)
+        which = request.WhichOneof("certificate")
+        if which is None:
+            raise InvalidArgument("a certificate is required",
+                                  [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")])
+        if which == "sha256_fingerprint":
+            fingerprint, expires_at = registry.parse_fingerprint(request.sha256_fingerprint), None
+        else:
+            raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
+            fingerprint, expires_at = registry.parse_client_certificate(raw)
+
+        async def mutate(conn, actor):
+            credential_id = await registry.register_client_certificate(
+                conn, actor, kind, principal_id, role, fingerprint, expires_at, request.description, request.request_id)
+            return pb.RegisterClientCertificateResponse(
+                credential=_credential(await registry.get_credential(conn, credential_id)))
+        return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
+
+
+def admin_service(deps: Deps) -> GrpcService:
+    servicer = AdminServicer(deps)
+    methods = pb.DESCRIPTOR.services_by_name["AdminService"].methods
+    return GrpcService(SERVICE, lambda server: admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server),
+                       {m.name: [Role.OPERATOR] for m in methods})

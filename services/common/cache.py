@@ -1,0 +1,29 @@
+"""Redis: the client factory and the one way keys are built.
+
+Redis is a cache, never the truth (DESIGN.md §5). Keys are namespaced and versioned, and every
+identifying part is hashed first, so no plain identifier (certificate id, barcode, person) ever
+appears in Redis: `<prefix>:<namespace>:v<version>:<sha256(part)[:32]>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import redis.asyncio as redis
+
+
+def create_client(url: str, **kw) -> redis.Redis:
+    """An asyncio client with short timeouts: a slow cache must cost latency, not availability."""
+    kw.setdefault("socket_timeout", 0.5)
+    kw.setdefault("socket_connect_timeout", 0.5)
+    kw.setdefault("health_check_interval", 15)
+    return redis.Redis.from_url(url, **kw)
+
+
+def cache_key(prefix: str, namespace: str, version: int, *parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        raw = part if isinstance(part, bytes) else part.encode("utf-8")
+        digest.update(len(raw).to_bytes(4, "big"))
+        digest.update(raw)
+    return f"{prefix}:{namespace}:v{version}:{digest.hexdigest()[:32]}"

@@ -1,0 +1,75 @@
+"""Idempotent mutations (AIP-155): the same request id and body give the same answer, once.
+
+`run_idempotent` runs a mutation in one transaction together with its idempotency row. A transaction
+advisory lock on (principal, method, request id) makes two concurrent calls with one request id run
+one after the other: the second finds the first's row and returns its stored response, so exactly one
+set of rows is written. The same id with a different body is refused with ALREADY_EXISTS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from google.protobuf.message import Message
+
+from services.common.db import in_tx
+from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument
+
+R = TypeVar("R", bound=Message)
+
+MAX_REQUEST_ID = 64
+
+
+def check_request_id(request_id: str) -> None:
+    if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+        raise InvalidArgument(
+            "request_id is required: a client-chosen unique id (e.g. a UUID), 1-64 printable characters",
+            [FieldViolation("request_id", "required, 1-64 printable characters")],
+        )
+
+
+async def run_idempotent(
+    pool: asyncpg.Pool,
+    principal_id: str,
+    method: str,
+    request: Message,
+    response_type: type[R],
+    mutate: Callable[[asyncpg.Connection], Awaitable[R]],
+    *,
+    stored: Callable[[R], R] | None = None,
+) -> R:
+    """Run `mutate(conn)` once per (principal, method, request.request_id).
+
+    `stored` maps the response to what is kept for replays (e.g. with a one-time secret removed).
+    """
+    request_id = request.request_id
+    check_request_id(request_id)
+    body_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+    lock = int.from_bytes(hashlib.sha256(f"{principal_id}|{method}|{request_id}".encode()).digest()[:8], "big", signed=True)
+
+    async def tx(conn: asyncpg.Connection) -> R:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        row = await conn.fetchrow(
+            "SELECT request_hash, response FROM idempotency_keys WHERE principal_id = $1 AND method = $2 AND request_id = $3",
+            principal_id, method, request_id,
+        )
+        if row is not None:
+            if bytes(row["request_hash"]) != body_hash:
+                raise AlreadyExists(
+                    "this request_id was already used with a different request body",
+                    reason="REQUEST_ID_REUSED", metadata={"request_id": request_id},
+                )
+            return response_type.FromString(bytes(row["response"]))
+        response = await mutate(conn)
+        keep = stored(response) if stored else response
+        await conn.execute(
+            """INSERT INTO idempotency_keys (principal_id, method, request_id, request_hash, response)
+               VALUES ($1, $2, $3, $4, $5)""",
+            principal_id, method, request_id, body_hash, keep.SerializeToString(),
+        )
+        return response
+
+    return await in_tx(pool, tx)

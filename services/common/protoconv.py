@@ -1,0 +1,36 @@
+"""Conversions between protobuf values and Python domain values (enums by name, timestamps)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+def enum_name(enum_type, value: int) -> str:
+    """ROLE_SAMPLER → "SAMPLER": the domain name of a proto enum value ("" for UNSPECIFIED/unknown)."""
+    try:
+        full = enum_type.Name(value)
+    except ValueError:
+        return ""
+    prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    name = full.removeprefix(prefix)
+    return "" if name == "UNSPECIFIED" else name
+
+
+def enum_value(enum_type, name: str) -> int:
+    """"SAMPLER" → ROLE_SAMPLER."""
+    prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    return enum_type.Value(prefix + name)
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return ts
+
+
+def to_datetime(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=timezone.utc)

@@ -1,0 +1,86 @@
+"""What every service's entry point does: config, logs, storage clients, server, signals.
+
+A service module provides `CONFIG` (its config class), `LABEL` and `build(deps) -> [GrpcService]`;
+`services/<x>_svc/__main__.py` only calls `main(...)`. Tests call `start_service(...)` to run the very
+same wiring in-process on port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as redis
+
+from services.common import logs
+from services.common.auth import CredentialResolver
+from services.common.cache import create_client
+from services.common.config import ConfigError, ServiceConfig, load
+from services.common.db import create_pool
+from services.common.errors import Unavailable
+from services.common.pii import PiiCipher
+from services.common.server import GrpcService, Running, run_until_signal, start
+
+log = logging.getLogger("covidtest.runtime")
+
+
+@dataclass
+class Deps:
+    """Shared clients handed to a service's `build`."""
+
+    config: ServiceConfig
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    pii: PiiCipher
+
+
+Build = Callable[[Deps], list[GrpcService]]
+
+
+async def start_service(label: str, config: ServiceConfig, build: Build, *, serve_metrics_port: bool = True) -> Running:
+    pool = await create_pool(config.database_url, config.db_pool_min, config.db_pool_max)
+    cache = create_client(config.redis_url)
+    deps = Deps(config=config, pool=pool, redis=cache, pii=PiiCipher(config.pii_keys, config.pii_pepper))
+    resolver = CredentialResolver(pool, config.auth_cache_seconds)
+    try:
+        return await start(config, label, build(deps), resolver, on_stop=[pool.close, cache.aclose],
+                           serve_metrics_port=serve_metrics_port)
+    except BaseException:
+        await pool.close()
+        await cache.aclose()
+        raise
+
+
+def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
+    try:
+        config = load(config_cls)
+    except ConfigError as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_level)
+
+    async def serve() -> None:
+        running = await start_service(label, config, build)
+        await run_until_signal(running, config.shutdown_grace_seconds)
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except Unavailable as exc:
+        log.error("cannot start: a dependency is unavailable", extra={"fields": {"error": exc.message}})
+        return 1
+    except OSError as exc:
+        log.error("cannot start", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+        return 1
+    return 0
+
+
+def run_module(label: str, config_cls: type[ServiceConfig], build: Build) -> None:
+    sys.exit(main(label, config_cls, build))
+
+
+__all__ = ["Deps", "Build", "start_service", "main", "run_module"]

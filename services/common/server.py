@@ -1,0 +1,147 @@
+"""gRPC server bootstrap shared by the three services.
+
+`start(...)` builds a grpc.aio server with the call interceptor (identity, roles, error mapping,
+metrics), the standard health service and reflection, binds TLS, mutual TLS or — only when configured
+explicitly — plaintext, and starts the Prometheus /metrics port. `Running.stop()` is the graceful
+shutdown: health flips to NOT_SERVING first so load balancers stop sending, then in-flight calls drain
+within the grace period. `run_until_signal` does that on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.auth import Authenticator, CredentialResolver, Role
+from services.common.config import ServiceConfig
+from services.common.interceptors import CallInterceptor
+from services.common.metrics import serve_metrics
+
+log = logging.getLogger("covidtest.server")
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """One gRPC service a process hosts, with the roles allowed per method (short names)."""
+
+    full_name: str                                   # e.g. "covidtest.result.v1.ResultService"
+    register: Callable[[grpc.aio.Server], None]      # adds the servicer to the server
+    roles: Mapping[str, Iterable[Role]]
+
+    def policy(self) -> dict[str, frozenset[Role]]:
+        """Full method name → allowed roles. Every RPC of the contract must be declared, none invented."""
+        declared = set(self.roles)
+        methods = {m.name for m in descriptor_pool.Default().FindServiceByName(self.full_name).methods}
+        if declared != methods:
+            raise RuntimeError(f"{self.full_name}: roles undeclared for {sorted(methods - declared)}, "
+                               f"declared for unknown {sorted(declared - methods)}")
+        return {f"/{self.full_name}/{method}": frozenset(roles) for method, roles in self.roles.items()}
+
+
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    services: list[GrpcService]
+    metrics_port: int | None = None
+    _metrics_http: object = None
+    _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *(s.full_name for s in self.services)]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING first, then drain in-flight calls for up to `grace` seconds, then release resources."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for close in reversed(self._on_stop):
+            await close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+        log.info("stopped", extra={"fields": {"port": self.port}})
+
+
+def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert_file:
+        return None
+    with open(config.tls_key_file, "rb") as f:
+        key = f.read()
+    with open(config.tls_cert_file, "rb") as f:
+        chain = f.read()
+    client_ca = None
+    if config.tls_client_ca_file:
+        with open(config.tls_client_ca_file, "rb") as f:
+            client_ca = f.read()
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+async def start(
+    config: ServiceConfig,
+    service_label: str,
+    services: list[GrpcService],
+    resolver: CredentialResolver,
+    *,
+    on_stop: list[Callable[[], Awaitable[None]]] | None = None,
+    serve_metrics_port: bool = True,
+) -> Running:
+    policy: dict[str, frozenset[Role]] = {}
+    for service in services:
+        policy.update(service.policy())
+    authenticator = Authenticator(resolver, mutual_tls=bool(config.tls_client_ca_file))
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor(service_label, authenticator, policy)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.so_reuseport", 1),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ],
+    )
+    for service in services:
+        service.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [s.full_name for s in services] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    credentials = _credentials(config)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot bind gRPC port {address}")
+    await server.start()
+    running = Running(server=server, port=port, health=health_servicer, services=services,
+                      _on_stop=list(on_stop or []))
+    if serve_metrics_port:
+        http, _thread = serve_metrics(config.metrics_port)
+        running._metrics_http = http
+        running.metrics_port = http.server_port
+    await running.set_serving(True)
+    log.info("serving", extra={"fields": {"service": service_label, "port": port, "tls": credentials is not None,
+                                          "mutual_tls": bool(config.tls_client_ca_file),
+                                          "metrics_port": running.metrics_port}})
+    return running
+
+
+async def run_until_signal(running: Running, grace: float) -> None:
+    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received: draining", extra={"fields": {"grace_s": grace}})
+    await running.stop(grace)

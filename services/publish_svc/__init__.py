@@ -1,0 +1,1 @@
+"""publish_svc: see service.py for what it hosts."""

@@ -1,0 +1,10 @@
+"""publish_svc configuration: the shared service settings (services.common.config.ServiceConfig)."""
+
+import dataclasses
+
+from services.common.config import ServiceConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PublishConfig(ServiceConfig):
+    """Settings of publish_svc. Service-specific settings are added here as the service grows."""

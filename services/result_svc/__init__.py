@@ -1,0 +1,1 @@
+"""result_svc: see service.py for what it hosts."""

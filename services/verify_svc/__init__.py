@@ -1,0 +1,1 @@
+"""verify_svc: see service.py for what it hosts."""

@@ -1,0 +1,152 @@
+"""Server bootstrap over real gRPC: health, reflection, metrics, error mapping, graceful SIGTERM."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from services.common.auth import CredentialResolver, Role
+from services.common.config import load
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.runtime import start_service
+from services.common.server import GrpcService, start
+from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
+from services.result_svc import service as result_service
+from services.result_svc.config import ResultConfig
+from tests.conftest import bearer, make_principal, service_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ExplodingServicer(result_service_pb2_grpc.ResultServiceServicer):
+    """Raises on purpose, to see what a client would be told."""
+
+    async def GetSample(self, request, context):
+        raise RuntimeError("connection to 10.0.0.7 failed for citizen 001234567890")
+
+    async def ListResults(self, request, context):
+        raise InvalidArgument("bad filter", [FieldViolation("filter.outcome", "unknown outcome")])
+
+
+@pytest.fixture(scope="module")
+async def exploding(database_url):
+    import asyncpg
+
+    config = load(ResultConfig, service_env(database_url))
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    servicer = ExplodingServicer()
+    service = GrpcService("covidtest.result.v1.ResultService",
+                          lambda server: result_service_pb2_grpc.add_ResultServiceServicer_to_server(servicer, server),
+                          result_service.RESULT_ROLES)
+    running = await start(config, "test", [service], CredentialResolver(pool, 1.0), on_stop=[pool.close])
+    lab = await make_principal(database_url, Role.LAB)
+    yield running, lab["token"]
+    await running.stop(0)
+
+
+async def test_unexpected_exception_is_internal_without_details(exploding):
+    running, token = exploding
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = result_service_pb2_grpc.ResultServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetSample(result_service_pb2.GetSampleRequest(), metadata=bearer(token))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    text = err.value.details() + repr(err.value.trailing_metadata())
+    assert "Traceback" not in text and "10.0.0.7" not in text and "001234567890" not in text
+    info = error_details_pb2.ErrorInfo()
+    assert rpc_status.from_call(err.value).details[0].Unpack(info)
+    assert info.metadata["request_id"]  # the handle an operator finds the logged details by
+
+
+async def test_domain_error_carries_field_violations(exploding):
+    running, token = exploding
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = result_service_pb2_grpc.ResultServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListResults(result_service_pb2.ListResultsRequest(), metadata=bearer(token))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = rpc_status.from_call(err.value).details
+    bad_request = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad_request) for d in details)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [("filter.outcome", "unknown outcome")]
+
+
+async def test_rpc_of_an_issue_not_landed_is_unimplemented(exploding):
+    running, token = exploding
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = result_service_pb2_grpc.ResultServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.AmendResult(result_service_pb2.AmendResultRequest(), metadata=bearer(token))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_health_reflection_and_metrics(database_url):
+    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("", "covidtest.result.v1.ResultService", "covidtest.admin.v1.AdminService"):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            async for answer in reflection.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+                names = {s.name for s in answer.list_services_response.service}
+                assert {"covidtest.result.v1.ResultService", "covidtest.admin.v1.AdminService"} <= names
+                break
+            with pytest.raises(grpc.aio.AioRpcError):
+                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(result_service_pb2.GetSampleRequest())
+        body = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode())
+        assert 'covidtest_auth_denied_total{code="UNAUTHENTICATED",service="result_svc"}' in body
+    finally:
+        await running.stop(0)
+
+
+@pytest.mark.parametrize("service", ["result_svc", "publish_svc", "verify_svc"])
+async def test_process_reports_serving_then_not_serving_first_on_sigterm(database_url, service):
+    env = {**os.environ, **service_env(database_url, GRPC_PORT="0", SHUTDOWN_GRACE_SECONDS="2")}
+    # A subprocess needs a port we know: pick a free one now.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env["GRPC_PORT"] = str(port)
+    proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            await asyncio.wait_for(channel.channel_ready(), 30)  # the process has bound its port
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await asyncio.wait_for(watch.read(), 20)
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            proc.send_signal(signal.SIGTERM)
+            second = await asyncio.wait_for(watch.read(), 10)
+            assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = proc.stdout.read().decode()
+    assert "draining" in output and "Traceback" not in output
+
+
+def test_bad_configuration_exits_2_with_every_problem():
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({"GRPC_PORT": "99999", "PII_KEYS": "x"})
+    proc = subprocess.run([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    for name in ("DATABASE_URL", "REDIS_URL", "GRPC_PORT", "PII_KEYS", "PII_PEPPER"):
+        assert name in proc.stderr

