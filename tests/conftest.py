@@ -22,7 +22,7 @@ import redis.asyncio as redis
 from services.admin import registry
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
-from services.common.db import connect
+from services.common.db import connect, create_pool
 
 SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -69,7 +69,7 @@ async def database_url(template_db):
 
 @pytest.fixture(scope="module")
 async def db(database_url):
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    pool = await create_pool(database_url, min_size=1, max_size=4)
     yield pool
     await pool.close()
 

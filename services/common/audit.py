@@ -29,3 +29,21 @@ async def record(
         principal.role.value if principal else "OPERATOR",
         action, object_type, object_id, request_id, details or {},
     )
+
+
+async def record_many(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    object_type: str,
+    object_ids: list[str],
+    request_id: str = "",
+) -> None:
+    """One audit row per object of a batch mutation, in a single statement."""
+    if not object_ids:
+        return
+    await conn.execute(
+        """INSERT INTO audit_log (principal_kind, principal_id, role, action, object_type, object_id, request_id)
+           SELECT $1, $2, $3, $4, $5, object_id, $6 FROM unnest($7::text[]) AS object_id""",
+        principal.kind.value, principal.id, principal.role.value, action, object_type, request_id, object_ids,
+    )

@@ -1,10 +1,20 @@
-"""result_svc configuration: the shared service settings (services.common.config.ServiceConfig)."""
+"""result_svc configuration: the shared service settings plus intake limits."""
 
 import dataclasses
 
-from services.common.config import ServiceConfig
+from services.common.config import ServiceConfig, positive_int, setting
+
+
+def _pool_size(raw: str) -> int:
+    value = positive_int(raw)
+    if value > 50:
+        raise ValueError(f"must be at most 50, got {value}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ResultConfig(ServiceConfig):
-    """Settings of result_svc. Service-specific settings are added here as the service grows."""
+    """Settings of result_svc."""
+
+    pool_max_size: int = setting("POOL_MAX_SIZE", _pool_size, default=10,
+                                 doc="most samples one pool tube may hold (national guidance: 10)")

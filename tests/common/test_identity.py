@@ -6,8 +6,6 @@ import time
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from services.common.auth import PrincipalKind, Role
 from services.common.config import load
@@ -24,16 +22,8 @@ from services.publish_svc.config import PublishConfig
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
 from tests.conftest import bearer, make_principal, service_env
+from tests.grpc_errors import error_reason
 from tests.pki import TestCA
-
-
-def error_reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,285 @@
+"""Field validation of intake requests: pure functions, no database.
+
+Each `check_*` turns one request item into a normalised value object plus the list of its field
+violations (full paths such as `samples[3].person.phone`, with a covidtest.type.v1.ErrorReason name),
+so a batch can report every bad field of every item at once. Rules are the ones documented in
+protos/covidtest/{type,result}/v1/*.proto.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from services.common.errors import FieldViolation
+from services.common.protoconv import enum_name, to_datetime
+from services.common.valuesets import RAT_DEVICES
+from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
+
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_SAMPLE_AGE = timedelta(days=14)
+MAX_BATCH = 1000
+
+BARCODE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CITIZEN_ID = re.compile(r"^[0-9]{12}$")
+OLD_ID = re.compile(r"^[0-9]{9}$")
+PASSPORT = re.compile(r"^[A-Z0-9]{1,20}$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+PHONE_LOCAL = re.compile(r"^0([0-9]{9})$")
+PHONE_E164 = re.compile(r"^\+84([0-9]{9})$")
+PROVINCE = re.compile(r"^[0-9]{2}$")
+DISTRICT = re.compile(r"^[0-9]{3}$")
+DOB = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
+LAB_REFERENCE = re.compile(r"^[\x20-\x7e]{0,64}$")
+
+
+@dataclass(frozen=True)
+class PersonData:
+    identity: str | None        # "TYPE|COUNTRY|NUMBER"
+    full_name: str
+    family_name: str
+    given_name: str
+    date_of_birth: str
+    phone: str | None           # E.164
+    province_code: str
+    district_code: str
+
+
+@dataclass(frozen=True)
+class Registration:
+    barcode: str
+    person: PersonData
+    test_type: str
+    rat_device_id: str | None
+    collected_at: datetime
+    sampling_site: str
+    lab_org_id: uuid.UUID
+    pool_barcode: str | None
+    retest_of_barcode: str | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    sample_barcode: str | None
+    pool_barcode: str | None
+    sampling_org_id: uuid.UUID | None
+    outcome: str
+    tested_at: datetime
+    method: str
+    ct_value: float | None
+    lab_reference: str
+
+    @property
+    def target(self) -> tuple[str, str]:
+        return ("pool", self.pool_barcode) if self.pool_barcode else ("sample", self.sample_barcode)
+
+    def same_result(self, outcome, tested_at, method, ct_value, lab_reference) -> bool:
+        return (self.outcome, self.tested_at, self.method, _ct(self.ct_value), self.lab_reference) == (
+            outcome, tested_at, method or "", _ct(ct_value), lab_reference or "")
+
+
+def _ct(value: float | None) -> float | None:
+    # Postgres `real` and protobuf `float` are both 32-bit: compare at that precision.
+    return None if value is None else round(float(value), 3)
+
+
+def _v(violations: list, field: str, reason: str, description: str) -> None:
+    violations.append(FieldViolation(field, description, reason))
+
+
+def _text(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value)
+
+
+def parse_uuid(value: str, field: str, violations: list, required: bool = True) -> uuid.UUID | None:
+    if not value:
+        if required:
+            _v(violations, field, "FIELD_REQUIRED", "required: a UUID")
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _v(violations, field, "FIELD_FORMAT_INVALID", "must be a UUID")
+        return None
+
+
+def check_barcode(value: str, field: str, violations: list, required: bool = True) -> str | None:
+    if not value:
+        if required:
+            _v(violations, field, "FIELD_REQUIRED", "required")
+        return None
+    if not BARCODE.match(value):
+        _v(violations, field, "FIELD_FORMAT_INVALID", "1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'")
+        return None
+    return value
+
+
+def check_time(ts, field: str, violations: list, now: datetime, *, oldest: timedelta | None = None) -> datetime | None:
+    if not ts.ByteSize():
+        _v(violations, field, "FIELD_REQUIRED", "required")
+        return None
+    value = to_datetime(ts)
+    if value > now + CLOCK_SKEW:
+        _v(violations, field, "TIME_IN_FUTURE", "must not be more than 5 minutes in the future")
+        return None
+    if oldest is not None and value < now - oldest:
+        _v(violations, field, "TIME_TOO_OLD", f"must not be more than {oldest.days} days in the past")
+        return None
+    return value
+
+
+def normalise_phone(value: str) -> str | None:
+    match = PHONE_LOCAL.match(value) or PHONE_E164.match(value)
+    return f"+84{match.group(1)}" if match else None
+
+
+def check_date_of_birth(value: str, field: str, violations: list, today: date) -> str | None:
+    match = DOB.match(value or "")
+    if not value:
+        _v(violations, field, "FIELD_REQUIRED", "required: YYYY-MM-DD, YYYY-MM or YYYY")
+        return None
+    if not match:
+        _v(violations, field, "FIELD_FORMAT_INVALID", "YYYY-MM-DD, YYYY-MM or YYYY")
+        return None
+    year, month, day = (int(g) if g else None for g in match.groups())
+    try:
+        earliest = date(year, month or 1, day or 1)
+    except ValueError:
+        _v(violations, field, "FIELD_FORMAT_INVALID", "not a calendar date")
+        return None
+    if year < 1900 or earliest > today:
+        _v(violations, field, "FIELD_OUT_OF_RANGE", "year 1900 or later, not in the future")
+        return None
+    return value
+
+
+def check_person(person: person_pb2.Person, path: str, violations: list, today: date) -> PersonData | None:
+    start = len(violations)
+    identity = None
+    has_identity = person.HasField("identity") and (person.identity.type or person.identity.number)
+    if has_identity:
+        doc = person.identity
+        doc_type = enum_name(person_pb2.IdentityDocumentType, doc.type)
+        country = doc.country
+        if not doc_type:
+            _v(violations, f"{path}.identity.type", "FIELD_REQUIRED", "CITIZEN_ID, OLD_ID or PASSPORT")
+        elif doc_type in ("CITIZEN_ID", "OLD_ID"):
+            pattern, digits = (CITIZEN_ID, 12) if doc_type == "CITIZEN_ID" else (OLD_ID, 9)
+            if not pattern.match(doc.number):
+                _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", f"exactly {digits} digits")
+            if country not in ("", "VN"):
+                _v(violations, f"{path}.identity.country", "FIELD_NOT_ALLOWED", "empty or VN for Vietnamese documents")
+            country = "VN"
+        else:
+            if not PASSPORT.match(doc.number):
+                _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", "1-20 of A-Z and 0-9, upper case")
+            if not COUNTRY.match(country):
+                _v(violations, f"{path}.identity.country", "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
+                   "ISO 3166-1 alpha-2 country, upper case")
+        identity = f"{doc_type}|{country}|{doc.number}"
+    phone = None
+    if person.phone:
+        phone = normalise_phone(person.phone)
+        if phone is None:
+            _v(violations, f"{path}.phone", "FIELD_FORMAT_INVALID", "'0' + 9 digits or '+84' + 9 digits")
+    elif not has_identity:
+        _v(violations, f"{path}.identity", "FIELD_REQUIRED", "an identity document or a phone number is required")
+    full_name = _text(person.full_name)
+    if not full_name or len(full_name) > 200 or _has_control(person.full_name):
+        _v(violations, f"{path}.full_name", "FIELD_REQUIRED" if not full_name else "FIELD_FORMAT_INVALID",
+           "1-200 characters, no control characters")
+    family, given = _text(person.family_name), _text(person.given_name)
+    if family or given:
+        if not family or len(family) > 80 or _has_control(family):
+            _v(violations, f"{path}.family_name", "FIELD_FORMAT_INVALID", "1-80 characters when a name part is given")
+        if len(given) > 80 or _has_control(given):
+            _v(violations, f"{path}.given_name", "FIELD_FORMAT_INVALID", "0-80 characters")
+    elif full_name:
+        family, _, given = full_name.partition(" ")  # Vietnamese order: family name first
+    dob = check_date_of_birth(person.date_of_birth, f"{path}.date_of_birth", violations, today)
+    if not PROVINCE.match(person.province_code):
+        _v(violations, f"{path}.province_code", "FIELD_REQUIRED" if not person.province_code else "FIELD_FORMAT_INVALID",
+           "2-digit province code")
+    if person.district_code and not DISTRICT.match(person.district_code):
+        _v(violations, f"{path}.district_code", "FIELD_FORMAT_INVALID", "3-digit district code")
+    if len(violations) > start:
+        return None
+    return PersonData(identity, full_name, family, given, dob, phone, person.province_code, person.district_code)
+
+
+def check_registration(item, path: str, now: datetime) -> tuple[Registration | None, list[FieldViolation]]:
+    violations: list[FieldViolation] = []
+    barcode = check_barcode(item.sample_barcode, f"{path}.sample_barcode", violations)
+    if not item.HasField("person"):
+        _v(violations, f"{path}.person", "FIELD_REQUIRED", "required")
+        person = None
+    else:
+        person = check_person(item.person, f"{path}.person", violations, now.date())
+    test_type = enum_name(testing_pb2.TestType, item.test_type)
+    rat_device = item.rat_device_id or None
+    if not test_type:
+        _v(violations, f"{path}.test_type", "FIELD_REQUIRED", "NAAT or RAPID_ANTIGEN")
+    elif test_type == "RAPID_ANTIGEN":
+        if not rat_device:
+            _v(violations, f"{path}.rat_device_id", "FIELD_REQUIRED", "required for rapid antigen tests")
+        elif rat_device not in RAT_DEVICES:
+            _v(violations, f"{path}.rat_device_id", "VALUE_NOT_IN_VALUE_SET", "not in the DCC test-manf value set")
+    elif rat_device:
+        _v(violations, f"{path}.rat_device_id", "FIELD_NOT_ALLOWED", "only for rapid antigen tests")
+    collected_at = check_time(item.collected_at, f"{path}.collected_at", violations, now, oldest=MAX_SAMPLE_AGE)
+    site = _text(item.sampling_site)
+    if not site or len(site) > 200 or _has_control(item.sampling_site):
+        _v(violations, f"{path}.sampling_site", "FIELD_REQUIRED" if not site else "FIELD_FORMAT_INVALID", "1-200 characters")
+    lab = parse_uuid(item.lab_org_id, f"{path}.lab_org_id", violations)
+    pool = check_barcode(item.pool_barcode, f"{path}.pool_barcode", violations, required=False)
+    retest_of = check_barcode(item.retest_of_sample_barcode, f"{path}.retest_of_sample_barcode", violations,
+                              required=False)
+    if pool and (test_type == "RAPID_ANTIGEN" or retest_of):
+        _v(violations, f"{path}.pool_barcode", "POOL_NOT_ALLOWED", "rapid antigen tests and retests are tested alone")
+    if violations:
+        return None, violations
+    return Registration(barcode, person, test_type, rat_device, collected_at, site, lab, pool, retest_of), []
+
+
+def check_result_fields(outcome_value: int, tested_at_ts, method: str, ct_value: float | None, lab_reference: str,
+                        path: str, violations: list, now: datetime):
+    outcome = enum_name(testing_pb2.Outcome, outcome_value)
+    if not outcome:
+        _v(violations, f"{path}.outcome", "FIELD_REQUIRED", "NEGATIVE, POSITIVE, INCONCLUSIVE or INVALID_SAMPLE")
+    tested_at = check_time(tested_at_ts, f"{path}.tested_at", violations, now)
+    if len(method) > 100 or _has_control(method):
+        _v(violations, f"{path}.method", "FIELD_FORMAT_INVALID", "0-100 characters")
+    if ct_value is not None and not (0 < ct_value <= 50):
+        _v(violations, f"{path}.ct_value", "FIELD_OUT_OF_RANGE", "greater than 0 and at most 50")
+    if not LAB_REFERENCE.match(lab_reference):
+        _v(violations, f"{path}.lab_reference", "FIELD_FORMAT_INVALID", "0-64 printable ASCII characters")
+    return outcome, tested_at
+
+
+def check_submission(item, path: str, now: datetime) -> tuple[Submission | None, list[FieldViolation]]:
+    violations: list[FieldViolation] = []
+    which = item.WhichOneof("target")
+    sample = pool = None
+    if which is None:
+        _v(violations, f"{path}.sample_barcode", "FIELD_REQUIRED", "sample_barcode or pool_barcode is required")
+    elif which == "sample_barcode":
+        sample = check_barcode(item.sample_barcode, f"{path}.sample_barcode", violations)
+    else:
+        pool = check_barcode(item.pool_barcode, f"{path}.pool_barcode", violations)
+    org = parse_uuid(item.sampling_org_id, f"{path}.sampling_org_id", violations, required=False)
+    ct = item.ct_value if item.HasField("ct_value") else None
+    outcome, tested_at = check_result_fields(item.outcome, item.tested_at, item.method, ct, item.lab_reference,
+                                             path, violations, now)
+    if violations:
+        return None, violations
+    return Submission(sample, pool, org, outcome, tested_at, item.method, ct, item.lab_reference), []
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
