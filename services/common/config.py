@@ -181,6 +181,10 @@ class ServiceConfig:
     grpc_host: str = setting("GRPC_HOST", default="0.0.0.0", doc="address the gRPC server binds")
     grpc_port: int = setting("GRPC_PORT", parse_port, default=50051, doc="gRPC port (0 = any free port)")
     metrics_port: int = setting("METRICS_PORT", parse_port, default=9100, doc="Prometheus /metrics HTTP port")
+    health_port: int = setting(
+        "HEALTH_PORT", parse_port, default=0,
+        doc="extra plaintext port serving only grpc.health.v1, for kubelet probes under mutual TLS (0 = off)",
+    )
     grpc_insecure: bool = setting(
         "GRPC_INSECURE", parse_bool, default=False,
         doc="serve plaintext gRPC; only for local use, must be set explicitly when no TLS files are given",

@@ -53,6 +53,7 @@ class Running:
     health: health.aio.HealthServicer
     services: list[GrpcService]
     metrics_port: int | None = None
+    health_server: grpc.aio.Server | None = None   # plaintext, health only (HEALTH_PORT)
     _metrics_http: object = None
     _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -65,6 +66,8 @@ class Running:
         """NOT_SERVING first, then drain in-flight calls for up to `grace` seconds, then release resources."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         for close in reversed(self._on_stop):
             await close()
         if self._metrics_http is not None:
@@ -125,6 +128,13 @@ async def start(
     await server.start()
     running = Running(server=server, port=port, health=health_servicer, services=services,
                       _on_stop=list(on_stop or []))
+    if config.health_port:
+        # Kubelet gRPC probes cannot present a client certificate: under mutual TLS they ask this
+        # plaintext port, which serves nothing but the same health status.
+        running.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+        running.health_server.add_insecure_port(f"{config.grpc_host}:{config.health_port}")
+        await running.health_server.start()
     if serve_metrics_port:
         http, _thread = serve_metrics(config.metrics_port)
         running._metrics_http = http

@@ -150,3 +150,26 @@ def test_bad_configuration_exits_2_with_every_problem():
     assert proc.returncode == 2
     for name in ("DATABASE_URL", "REDIS_URL", "GRPC_PORT", "PII_KEYS", "PII_PEPPER"):
         assert name in proc.stderr
+
+
+async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database_url, tmp_path):
+    from tests.pki import TestCA
+    from tools.servers import free_port
+
+    health_port = free_port()
+    env = service_env(database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port),
+                      **TestCA().write_server_files(tmp_path))
+    running = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:  # nothing but health on this port
+                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(result_service_pb2.GetSampleRequest())
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        await running.set_serving(False)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await running.stop(0)

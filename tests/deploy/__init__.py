@@ -1,0 +1,1 @@
+"""The Kubernetes deployment (deploy/): rendered, validated and checked offline."""
