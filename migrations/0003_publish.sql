@@ -19,7 +19,8 @@ CREATE TABLE signing_keys (
     activated_at    timestamptz,
     deactivated_at  timestamptz,
     retired_at      timestamptz,
-    CHECK (private_key_enc IS NOT NULL OR private_key_ref IS NOT NULL)
+    -- A retired key's private half is destroyed.
+    CHECK (state = 'RETIRED' OR private_key_enc IS NOT NULL OR private_key_ref IS NOT NULL)
 );
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((true)) WHERE state = 'ACTIVE';
 CREATE INDEX signing_keys_kid ON signing_keys (kid);
@@ -34,6 +35,7 @@ CREATE TABLE certificates (
     signing_key_id    uuid NOT NULL REFERENCES signing_keys (id),
     status            text NOT NULL DEFAULT 'VALID' CHECK (status IN ('VALID', 'REVOKED')),
     status_version    bigint NOT NULL DEFAULT 1,
+    cached_version    bigint NOT NULL DEFAULT 0,   -- status_version last written to Redis
     qr_enc            bytea NOT NULL,          -- the HC1: string holds name and birth date: sealed
     issued_at         timestamptz NOT NULL,
     expires_at        timestamptz NOT NULL,
@@ -42,6 +44,8 @@ CREATE TABLE certificates (
 );
 CREATE INDEX certificates_person ON certificates (person_id, issued_at DESC);
 CREATE INDEX certificates_key ON certificates (signing_key_id, expires_at);
+-- Statuses Redis has not caught up with yet (Redis down during relaying): the relay retries them.
+CREATE INDEX certificates_cache_behind ON certificates (id) WHERE cached_version < status_version;
 
 -- The ordered feed: a gapless position per relayed outbox event, assigned by the single relay that
 -- holds the advisory lock, after the writer's commit (DESIGN.md §3).
@@ -49,13 +53,15 @@ CREATE TABLE feed_events (
     position        bigint PRIMARY KEY CHECK (position >= 1),
     outbox_id       bigint NOT NULL UNIQUE REFERENCES outbox (id),
     kind            text NOT NULL,
-    person_key      bytea,                   -- pseudonymous keyed hash, stable per person
-    result_id       uuid REFERENCES results (id),
-    certificate_id  uuid REFERENCES certificates (id),
-    payload_enc     bytea NOT NULL,          -- the event body partners receive: sealed, it holds names
-    committed_at    timestamptz NOT NULL,    -- the writer's commit time (lag measurement)
+    person_id       uuid NOT NULL REFERENCES persons (id),  -- partners get a per-partner keyed hash of it
+    result_id       uuid NOT NULL REFERENCES results (id),
+    certificate_id  uuid REFERENCES certificates (id),      -- issued by this event
+    revoked_certificate_id uuid REFERENCES certificates (id), -- revoked by this event
+    payload_enc     bytea NOT NULL,          -- the serialised ResultEvent, sealed: it holds names
+    committed_at    timestamptz NOT NULL,    -- when intake wrote the change (lag measurement)
     relayed_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+CREATE INDEX feed_events_result ON feed_events (result_id);
 
 CREATE TABLE partner_cursors (
     partner_id        uuid PRIMARY KEY REFERENCES partners (id),

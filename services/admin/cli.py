@@ -14,14 +14,19 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import asyncpg
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.admin import registry
+from services.admin import registry, signing_keys
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
+from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import DomainError, InvalidArgument
+from services.common.pii import PiiCipher
 
 
 def _emit(obj) -> None:
@@ -83,7 +88,57 @@ async def _run(args) -> object:
     if cmd == ("credential", "revoke"):
         credential = await _with_tx(dsn, lambda c: registry.revoke_credential(c, None, args.credential_id, args.reason))
         return _credential_json(credential)
+    if args.area == "signing-key":
+        return await _signing_key(dsn, args)
     raise AssertionError(f"unhandled command {cmd}")
+
+
+def _key_json(key: signing_keys.SigningKeyRow) -> dict:
+    out = vars(key).copy()
+    out["kid"] = key.kid.hex()
+    out["certificate_der"] = None
+    out["certificate_pem"] = x509.load_der_x509_certificate(key.certificate_der).public_bytes(Encoding.PEM).decode()
+    return out
+
+
+def _pii_from_environment() -> PiiCipher:
+    """The personal-data keyring, which also seals signing keys: PII_KEYS and PII_PEPPER as for the services."""
+    problems, values = [], {}
+    for name, parse in (("PII_KEYS", parse_keyring), ("PII_PEPPER", parse_secret_bytes)):
+        try:
+            values[name] = parse(os.environ.get(name, ""))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise InvalidArgument("signing keys are sealed with the personal-data keyring: " + "; ".join(problems))
+    return PiiCipher(values["PII_KEYS"], values["PII_PEPPER"])
+
+
+async def _signing_key(dsn: str, args) -> object:
+    days = timedelta(days=args.validity_days) if getattr(args, "validity_days", None) else None
+    if args.action == "generate":
+        pii = _pii_from_environment()
+        return _key_json(await _with_tx(dsn, lambda c: signing_keys.generate(c, None, pii, args.algorithm, days)))
+    if args.action == "import":
+        try:
+            with open(args.private_key, "rb") as f:
+                private_pem = f.read()
+            certificate_pem = None
+            if args.certificate:
+                with open(args.certificate, "rb") as f:
+                    certificate_pem = f.read()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
+        pii = None if args.keep_in_secret else _pii_from_environment()
+        ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
+        return _key_json(await _with_tx(dsn, lambda c: signing_keys.import_key(
+            c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref)))
+    if args.action == "activate":
+        activated, deactivated = await _with_tx(dsn, lambda c: signing_keys.activate(c, None, args.signing_key_id))
+        return {"activated": _key_json(activated), "deactivated": _key_json(deactivated) if deactivated else None}
+    if args.action == "retire":
+        return _key_json(await _with_tx(dsn, lambda c: signing_keys.retire(c, None, args.signing_key_id, args.force)))
+    return [_key_json(k) for k in await _with_tx(dsn, lambda c: signing_keys.list_keys(c, args.state, args.limit, None))]
 
 
 _KINDS = {"org": PrincipalKind.ORGANISATION, "partner": PrincipalKind.PARTNER,
@@ -135,6 +190,25 @@ def parser() -> argparse.ArgumentParser:
     c = cred.add_parser("revoke")
     c.add_argument("credential_id")
     c.add_argument("--reason", default="")
+
+    keys = areas.add_parser("signing-key", help="HCERT signing keys (PII_KEYS/PII_PEPPER seal private keys)") \
+        .add_subparsers(dest="action", required=True)
+    c = keys.add_parser("generate", help="new key and certificate, state PENDING")
+    c.add_argument("--algorithm", choices=signing_keys.ALGORITHMS, default="ES256")
+    c.add_argument("--validity-days", type=int, help="certificate validity (default 365)")
+    c = keys.add_parser("import", help="import a PEM private key (file or mounted Kubernetes Secret)")
+    c.add_argument("--private-key", required=True, help="PEM file, never from the repository")
+    c.add_argument("--certificate", help="its PEM certificate (else one is created)")
+    c.add_argument("--validity-days", type=int)
+    c.add_argument("--keep-in-secret", action="store_true",
+                   help="store only the file's path: publish_svc reads the key from the mounted Secret")
+    keys.add_parser("activate", help="make it the signing key (rotation)").add_argument("signing_key_id")
+    c = keys.add_parser("retire", help="remove from the trust list for good")
+    c.add_argument("signing_key_id")
+    c.add_argument("--force", action="store_true", help="even with unexpired certificates (key compromise)")
+    c = keys.add_parser("list")
+    c.add_argument("--state", choices=["PENDING", "ACTIVE", "DEACTIVATED", "RETIRED"])
+    c.add_argument("--limit", type=int, default=100)
     return p
 
 

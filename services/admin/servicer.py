@@ -1,18 +1,23 @@
-"""AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials.
+"""AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials,
+signing keys.
 
-A thin layer: it checks request shapes, runs services.admin.registry in one idempotent transaction,
-and converts rows to messages. Signing keys, the trust list and province rules belong to the publish
-and verify issues and answer UNIMPLEMENTED until those land.
+A thin layer: it checks request shapes, runs services.admin.registry / signing_keys in one idempotent
+transaction, and converts rows to messages. The trust list of foreign certificates and province rules
+belong to the verify issue and answer UNIMPLEMENTED until it lands.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import datetime, timedelta
 
-from services.admin import registry
+from cryptography import x509
+
+from services.admin import registry, signing_keys
 from services.common.auth import PrincipalKind, Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.hcert import keys as hkeys
 from services.common.idempotency import run_idempotent
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
@@ -20,7 +25,7 @@ from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
-from services.gen.covidtest.type.v1 import role_pb2
+from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2
 
 SERVICE = "covidtest.admin.v1.AdminService"
 
@@ -82,9 +87,34 @@ def _future(ts, field: str) -> datetime | None:
     return value
 
 
+def signing_certificate(der: bytes, country: str) -> certificate_pb2.SigningCertificate:
+    """The trust-list form of a document signer certificate (our keys and imported ones alike)."""
+    cert = x509.load_der_x509_certificate(der)
+    return certificate_pb2.SigningCertificate(
+        kid=hkeys.kid_of(der), certificate_der=der, country=country,
+        not_before=timestamp(cert.not_valid_before_utc), not_after=timestamp(cert.not_valid_after_utc),
+        allowed_entry_types=[enum_value(certificate_pb2.EntryType, t) for t in hkeys.allowed_entry_types(cert)],
+        sha256_fingerprint=hashlib.sha256(der).hexdigest(),
+        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.key_algorithm(cert.public_key())))
+
+
+def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
+    return pb.SigningKey(
+        signing_key_id=k.id, state=enum_value(pb.SigningKeyState, k.state),
+        certificate=signing_certificate(k.certificate_der, "VN"), created_at=timestamp(k.created_at),
+        activated_at=timestamp(k.activated_at), deactivated_at=timestamp(k.deactivated_at),
+        retired_at=timestamp(k.retired_at), certificates_signed=k.certificates_signed,
+        last_certificate_expires_at=timestamp(k.last_certificate_expires_at))
+
+
+def _validity(request) -> timedelta | None:
+    return request.validity.ToTimedelta() if request.HasField("validity") else None
+
+
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     def __init__(self, deps: Deps):
         self._pool = deps.pool
+        self._pii = deps.pii
 
     async def _mutate(self, method: str, request, response_type, mutate, stored=None):
         actor = current_principal.get()
@@ -210,6 +240,56 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             return pb.RegisterClientCertificateResponse(
                 credential=_credential(await registry.get_credential(conn, credential_id)))
         return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
+
+
+    async def GenerateSigningKey(self, request, context):
+        algorithm = enum_name(certificate_pb2.SigningAlgorithm, request.algorithm)
+        validity = _validity(request)
+
+        async def mutate(conn, actor):
+            key = await signing_keys.generate(conn, actor, self._pii, algorithm, validity, request.request_id)
+            return pb.GenerateSigningKeyResponse(signing_key=_signing_key(key))
+        return await self._mutate("GenerateSigningKey", request, pb.GenerateSigningKeyResponse, mutate)
+
+    async def ImportSigningKey(self, request, context):
+        if not request.private_key_pem:
+            raise InvalidArgument("private_key_pem is required",
+                                  [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")])
+
+        async def mutate(conn, actor):
+            key = await signing_keys.import_key(conn, actor, self._pii, request.private_key_pem.encode(),
+                                                request.certificate_pem.encode() or None, _validity(request),
+                                                request_id=request.request_id)
+            return pb.ImportSigningKeyResponse(signing_key=_signing_key(key))
+        return await self._mutate("ImportSigningKey", request, pb.ImportSigningKeyResponse, mutate)
+
+    async def ActivateSigningKey(self, request, context):
+        async def mutate(conn, actor):
+            activated, deactivated = await signing_keys.activate(conn, actor, request.signing_key_id, request.request_id)
+            return pb.ActivateSigningKeyResponse(activated=_signing_key(activated),
+                                                 deactivated=_signing_key(deactivated) if deactivated else None)
+        return await self._mutate("ActivateSigningKey", request, pb.ActivateSigningKeyResponse, mutate)
+
+    async def RetireSigningKey(self, request, context):
+        async def mutate(conn, actor):
+            key = await signing_keys.retire(conn, actor, request.signing_key_id, request.force, request.request_id)
+            return pb.RetireSigningKeyResponse(signing_key=_signing_key(key))
+        return await self._mutate("RetireSigningKey", request, pb.RetireSigningKeyResponse, mutate)
+
+    async def ListSigningKeys(self, request, context):
+        limit = page_size(request.page_size)
+        state = enum_name(pb.SigningKeyState, request.state) or None
+        filters = {"state": state}
+        after = decode_token(request.page_token, filters)
+        if after is not None:
+            try:
+                after = (datetime.fromisoformat(after[0]), after[1])
+            except (ValueError, TypeError, IndexError):
+                raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID") from None
+        keys = await in_tx(self._pool, lambda conn: signing_keys.list_keys(conn, state, limit + 1, after))
+        page = keys[:limit]
+        token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(keys) > limit else ""
+        return pb.ListSigningKeysResponse(signing_keys=[_signing_key(k) for k in page], next_page_token=token)
 
 
 def admin_service(deps: Deps) -> GrpcService:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "covidtest.bluezone.vn"
@@ -106,10 +106,28 @@ class Unauthenticated(DomainError):
     default_reason = "UNAUTHENTICATED"
 
 
+class OutOfRange(DomainError):
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    rpc_code = code_pb2.OUT_OF_RANGE
+    default_reason = "OUT_OF_RANGE"
+
+
 class ResourceExhausted(DomainError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     rpc_code = code_pb2.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list:
+        out = super().details()
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromMilliseconds(int(self.retry_after_s * 1000))
+            out.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        return out
 
 
 class Unavailable(DomainError):

@@ -41,12 +41,18 @@ class PiiCipher:
         return self._active_id
 
     def seal(self, purpose: str, plaintext: str) -> bytes:
-        key_id = self._active_id.encode("ascii")
-        nonce = os.urandom(_NONCE_LEN)
-        sealed = self._aead[self._active_id].encrypt(nonce, plaintext.encode("utf-8"), purpose.encode("ascii"))
-        return bytes([_VERSION, len(key_id)]) + key_id + nonce + sealed
+        return self.seal_bytes(purpose, plaintext.encode("utf-8"))
 
     def open(self, purpose: str, blob: bytes) -> str:
+        return self.open_bytes(purpose, blob).decode("utf-8")
+
+    def seal_bytes(self, purpose: str, plaintext: bytes) -> bytes:
+        key_id = self._active_id.encode("ascii")
+        nonce = os.urandom(_NONCE_LEN)
+        sealed = self._aead[self._active_id].encrypt(nonce, plaintext, purpose.encode("ascii"))
+        return bytes([_VERSION, len(key_id)]) + key_id + nonce + sealed
+
+    def open_bytes(self, purpose: str, blob: bytes) -> bytes:
         blob = bytes(blob)
         if len(blob) < 2 or blob[0] != _VERSION:
             raise PiiError("unknown ciphertext format")
@@ -57,7 +63,7 @@ class PiiCipher:
             raise PiiError(f"no key with id {key_id!r} in the keyring")
         nonce = blob[2 + id_len:2 + id_len + _NONCE_LEN]
         try:
-            return aead.decrypt(nonce, blob[2 + id_len + _NONCE_LEN:], purpose.encode("ascii")).decode("utf-8")
+            return aead.decrypt(nonce, blob[2 + id_len + _NONCE_LEN:], purpose.encode("ascii"))
         except InvalidTag as exc:
             raise PiiError("ciphertext failed authentication") from exc
 

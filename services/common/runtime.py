@@ -7,10 +7,11 @@ same wiring in-process on port 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as redis
@@ -29,12 +30,31 @@ log = logging.getLogger("covidtest.runtime")
 
 @dataclass
 class Deps:
-    """Shared clients handed to a service's `build`."""
+    """Shared clients handed to a service's `build`, which may also add background tasks."""
 
     config: ServiceConfig
     pool: asyncpg.Pool
     redis: redis.Redis
     pii: PiiCipher
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def background(self, coroutine, stop: Callable[[], None] | None = None) -> asyncio.Task:
+        """Run `coroutine` for the life of the server; on shutdown call `stop` and wait, or cancel."""
+        task = asyncio.create_task(coroutine)
+
+        async def finish() -> None:
+            if stop is not None:
+                stop()
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 5)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self.on_stop.append(finish)
+        return task
 
 
 Build = Callable[[Deps], list[GrpcService]]
@@ -46,9 +66,12 @@ async def start_service(label: str, config: ServiceConfig, build: Build, *, serv
     deps = Deps(config=config, pool=pool, redis=cache, pii=PiiCipher(config.pii_keys, config.pii_pepper))
     resolver = CredentialResolver(pool, config.auth_cache_seconds)
     try:
-        return await start(config, label, build(deps), resolver, on_stop=[pool.close, cache.aclose],
+        services = build(deps)
+        return await start(config, label, services, resolver, on_stop=[pool.close, cache.aclose, *deps.on_stop],
                            serve_metrics_port=serve_metrics_port)
     except BaseException:
+        for finish in reversed(deps.on_stop):
+            await finish()
         await pool.close()
         await cache.aclose()
         raise

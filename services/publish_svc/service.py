@@ -1,11 +1,30 @@
-"""publish_svc hosts PublishService: the Bluezone result feed, citizen lookups and certificate QR codes."""
+"""publish_svc hosts PublishService and runs the relay: the Bluezone feed, citizen lookups and QR codes.
+
+Every replica serves the feed; one replica at a time is the relay leader (services.publish_svc.relay).
+"""
 
 from __future__ import annotations
 
-from services.common.auth import Role
+import uuid
+
+from services.common.auth import Principal, Role, current_principal
+from services.common.db import fetch, in_tx
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from services.common.hcert import qr
+from services.common.idempotency import run_idempotent
+from services.common.messages import person_message, result_message
+from services.common.protoconv import timestamp
+from services.common.ratelimit import RateLimiter
 from services.common.runtime import Deps
 from services.common.server import GrpcService
+from services.common.status_cache import StatusCache
+from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
+from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
+from services.publish_svc import repository as repo
+from services.publish_svc.feed import Feed, FeedSignal
+from services.publish_svc.relay import Relay
+from services.result_svc.validation import check_date_of_birth, normalise_phone, utcnow
 
 LABEL = "publish_svc"
 
@@ -17,16 +36,141 @@ PUBLISH_ROLES = {
     "GetCertificateQr": [Role.PARTNER],
 }
 
+QR_FORMATS = {1: ("png", "image/png"), 2: ("svg", "image/svg+xml")}
+STATUS = {"VALID": certificate_pb2.CERTIFICATE_STATUS_VALID, "REVOKED": certificate_pb2.CERTIFICATE_STATUS_REVOKED}
+
+
+def _duration(seconds: float):
+    from google.protobuf.duration_pb2 import Duration
+
+    out = Duration()
+    out.FromMilliseconds(max(0, int(seconds * 1000)))
+    return out
+
 
 class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
-    """Feed RPCs: not implemented until the publish issue lands (every call answers UNIMPLEMENTED)."""
+    def __init__(self, deps: Deps, feed: Feed):
+        self._pool = deps.pool
+        self._pii = deps.pii
+        self._feed = feed
+        self._lookups = RateLimiter(deps.redis, deps.config.redis_prefix, "citizen", deps.config.citizen_lookups_per_minute)
 
-    def __init__(self, deps: Deps):
-        self._deps = deps
+    async def StreamResultEvents(self, request, context):
+        caller = current_principal.get()
+        async for message in self._feed.stream(caller.id, request.from_position):
+            yield message
+
+    async def AckResultEvents(self, request, context):
+        caller = current_principal.get()
+        return await run_idempotent(self._pool, caller.id, "AckResultEvents", request, pb.AckResultEventsResponse,
+                                    lambda conn: self._feed.acknowledge(conn, caller.id, request.position))
+
+    async def GetFeedStatus(self, request, context):
+        caller: Principal = current_principal.get()
+        partner_id = None
+        if request.partner_id:
+            try:
+                partner_id = uuid.UUID(request.partner_id)
+            except ValueError:
+                raise InvalidArgument("partner_id is not a UUID", [FieldViolation("partner_id", "a UUID",
+                                                                                  "FIELD_FORMAT_INVALID")]) from None
+        if caller.role is Role.PARTNER:
+            if partner_id is not None and str(partner_id) != caller.id:
+                raise PermissionDenied("a partner sees only its own feed status", reason="SCOPE_NOT_ALLOWED")
+            partner_id = uuid.UUID(caller.id)
+        head, pending, partners = await in_tx(self._pool, lambda conn: repo.feed_status(conn, partner_id))
+        if partner_id is not None and not partners:
+            raise NotFound("no such partner", reason="PARTNER_NOT_FOUND")
+        now = utcnow()
+        head_position = head["position"] if head else 0
+        response = pb.GetFeedStatusResponse(
+            head_position=head_position, head_committed_at=timestamp(head["committed_at"]) if head else None,
+            pending_events=pending["n"],
+            oldest_pending_age=_duration((now - pending["oldest"]).total_seconds() if pending["oldest"] else 0))
+        for p in partners:
+            oldest = p["oldest_unacked_committed_at"]
+            response.partners.append(pb.PartnerFeedStatus(
+                partner_id=str(p["id"]), partner_name=p["name"], acknowledged_position=p["acked_position"],
+                acknowledged_at=timestamp(p["acked_at"]) if p["acked_at"] else None,
+                lag_events=max(0, head_position - p["acked_position"]),
+                lag=_duration((now - oldest).total_seconds() if oldest else 0),
+                open_streams=self._feed.open_streams[str(p["id"])]))
+        return response
+
+    async def GetCitizenResults(self, request, context):
+        caller = current_principal.get()
+        violations: list[FieldViolation] = []
+        which = request.WhichOneof("key")
+        dob = check_date_of_birth(request.date_of_birth, "date_of_birth", violations, utcnow().date())
+        column = lookup = None
+        if which == "identity":
+            doc = request.identity
+            doc_type = person_pb2.IdentityDocumentType.Name(doc.type).removeprefix("IDENTITY_DOCUMENT_TYPE_") \
+                if doc.type in person_pb2.IdentityDocumentType.values() else ""
+            if doc_type in ("", "UNSPECIFIED") or not doc.number:
+                violations.append(FieldViolation("identity", "type and number are required", "FIELD_REQUIRED"))
+            else:
+                country = "VN" if doc_type in ("CITIZEN_ID", "OLD_ID") else doc.country
+                column, lookup = "identity_hash", self._pii.keyed_hash("person.identity",
+                                                                       f"{doc_type}|{country}|{doc.number}")
+        elif which == "phone":
+            phone = normalise_phone(request.phone)
+            if phone is None:
+                violations.append(FieldViolation("phone", "'0' + 9 digits or '+84' + 9 digits", "FIELD_FORMAT_INVALID"))
+            else:
+                column, lookup = "phone_hash", self._pii.keyed_hash("person.phone", phone)
+        else:
+            violations.append(FieldViolation("identity", "identity or phone is required", "FIELD_REQUIRED"))
+        if violations:
+            raise InvalidArgument("invalid lookup", violations)
+        await self._lookups.check(caller.id)
+        partner = await self._feed.partner(caller.id)
+        rows = await fetch(self._pool, repo.CITIZEN_RESULTS.format(column=column), lookup,
+                           self._pii.keyed_hash("person.date_of_birth", dob), 100)
+        response = pb.GetCitizenResultsResponse()
+        for row in rows:
+            item = pb.CitizenResult(person_key=self._feed.person_key(uuid.UUID(caller.id), row["person_id"]),
+                                    result=result_message(row))
+            if partner["personal_data_access"]:
+                item.person.CopyFrom(person_message(self._pii, row))
+            if row["uvci"]:
+                item.certificate.CopyFrom(certificate_pb2.Certificate(
+                    certificate_id=row["uvci"], qr=self._pii.open("certificate.qr", row["qr_enc"]),
+                    status=STATUS[row["certificate_status"]], issued_at=timestamp(row["issued_at"]),
+                    expires_at=timestamp(row["certificate_expires_at"]),
+                    revoked_at=timestamp(row["revoked_at"]) if row["revoked_at"] else None,
+                    result_id=str(row["id"]), kid=bytes(row["kid"])))
+            response.results.append(item)
+        return response
+
+    async def GetCertificateQr(self, request, context):
+        violations = []
+        if not request.certificate_id or len(request.certificate_id) > 80:
+            violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
+        if request.format not in QR_FORMATS:
+            violations.append(FieldViolation("format", "PNG or SVG", "FIELD_REQUIRED"))
+        if not 0 <= request.scale <= 20:
+            violations.append(FieldViolation("scale", "0-20", "FIELD_OUT_OF_RANGE"))
+        if violations:
+            raise InvalidArgument("invalid request", violations)
+        row = await in_tx(self._pool, lambda conn: repo.certificate_by_uvci(conn, request.certificate_id))
+        if row is None:
+            raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
+        fmt, content_type = QR_FORMATS[request.format]
+        image = qr.render(self._pii.open("certificate.qr", row["qr_enc"]), fmt, request.scale or 4)
+        return pb.GetCertificateQrResponse(image=image, content_type=content_type, status=STATUS[row["status"]],
+                                           expires_at=timestamp(row["expires_at"]))
 
 
 def build(deps: Deps) -> list[GrpcService]:
-    servicer = PublishServicer(deps)
+    config = deps.config
+    signal = FeedSignal(config.database_url)
+    feed = Feed(deps.pool, deps.pii, signal, config.feed_heartbeat_seconds, config.max_streams_per_partner)
+    deps.background(signal.run(), signal.stop)
+    if config.relay_enabled:
+        relay = Relay(config, deps.pii, StatusCache(deps.redis, config.redis_prefix), on_published=signal.notify)
+        deps.background(relay.run(), relay.stop)
+    servicer = PublishServicer(deps, feed)
     return [
         GrpcService(
             "covidtest.publish.v1.PublishService",

@@ -225,6 +225,8 @@ async def append_outbox(conn, events: list[tuple[str, uuid.UUID, uuid.UUID, dict
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::jsonb[])""",
             kinds, result_ids, sample_ids, payloads,
         )
+        # Delivered at COMMIT: wakes the publish relay at once instead of at its next poll.
+        await conn.execute("NOTIFY outbox")
 
 
 # --- queries for GetSample / ListResults ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from services.common.errors import FieldViolation
+from services.common.hcert.payload import transliterate
 from services.common.protoconv import enum_name, to_datetime
 from services.common.valuesets import RAT_DEVICES
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
@@ -202,6 +203,10 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
             _v(violations, f"{path}.given_name", "FIELD_FORMAT_INVALID", "0-80 characters")
     elif full_name:
         family, _, given = full_name.partition(" ")  # Vietnamese order: family name first
+    if (family or given) and not (transliterate(family) or transliterate(given)):
+        # The certificate needs the machine-readable (ICAO 9303) form of the name.
+        _v(violations, f"{path}.family_name", "FIELD_FORMAT_INVALID",
+           "the name needs Latin letters: give family_name and given_name as in the passport's machine-readable zone")
     dob = check_date_of_birth(person.date_of_birth, f"{path}.date_of_birth", violations, today)
     if not PROVINCE.match(person.province_code):
         _v(violations, f"{path}.province_code", "FIELD_REQUIRED" if not person.province_code else "FIELD_FORMAT_INVALID",

@@ -1,0 +1,16 @@
+"""HCERT: the EU Digital COVID Certificate (DCC) QR format the platform issues and checks.
+
+`"HC1:" + Base45(zlib(COSE_Sign1(CWT)))`, where the CWT carries `iss` (1) = "VN", `iat` (6), `exp` (4)
+and `hcert` (-260) → {1: DCC JSON}; see DESIGN.md §6.
+
+Modules:
+
+- `keys` — document-signer keys and certificates: generation and import (ES256 / PS256), the `kid`
+  (first 8 bytes of SHA-256 over the certificate's DER), DCC entry-type OIDs in the extended key usage.
+- `uvci` — unique certificate identifiers `URN:UVCI:01:VN:…#c` with their Luhn mod 38 check character.
+- `payload` — the DCC JSON for a test entry (schema 1.3), including ICAO 9303 name transliteration.
+- `codec` — COSE_Sign1 signing, CWT encoding and the "HC1:" text.
+- `qr` — QR rendering (alphanumeric mode, error correction Q) as PNG, SVG or terminal text.
+
+Shared by publish_svc (signing) and verify_svc (decoding).
+"""

@@ -1,0 +1,48 @@
+"""Fixed-window rate limits per caller (partner lookups, checkpoint devices), counted in Redis.
+
+Counting in Redis makes a limit hold across replicas. When Redis is unreachable the limit is counted
+in this process instead (so it still holds per replica) rather than switched off: the limits protect
+against enumeration and abuse, which a Redis outage must not open up. Keys hold only the hashed
+caller id and the window number.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.asyncio as redis
+import redis.exceptions
+
+from services.common.cache import cache_key
+from services.common.errors import ResourceExhausted
+
+log = logging.getLogger("covidtest.ratelimit")
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, prefix: str, name: str, limit: int, window_s: int = 60):
+        self._redis = client
+        self._prefix = prefix
+        self._name = name
+        self._limit = limit
+        self._window = window_s
+        self._local: dict[tuple[str, int], int] = {}
+
+    async def check(self, subject: str) -> None:
+        """Count one call of `subject`; ResourceExhausted (RATE_LIMITED, RetryInfo) beyond the limit."""
+        now = time.time()
+        window = int(now // self._window)
+        try:
+            key = cache_key(self._prefix, f"rl-{self._name}", 1, subject, str(window))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self._window * 2)
+                count, _ = await pipe.execute()
+        except (redis.exceptions.RedisError, OSError):
+            if len(self._local) > 100_000:
+                self._local.clear()
+            count = self._local[(subject, window)] = self._local.get((subject, window), 0) + 1
+        if count > self._limit:
+            raise ResourceExhausted(f"rate limit of {self._limit} calls per {self._window} s exceeded",
+                                    reason="RATE_LIMITED", retry_after_s=(window + 1) * self._window - now)

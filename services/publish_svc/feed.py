@@ -1,0 +1,142 @@
+"""The partner feed: streaming events from a position, per-partner views, cursors and status.
+
+Events are stored once, sealed, as the serialised ResultEvent with the person; a partner's view adds
+its own pseudonymous person key and drops the person unless the partner is granted personal data.
+A stream reads the feed in pages of at most 500 from Postgres and writes each page only when the
+client has taken the previous one (grpc.aio's write waits on HTTP/2 flow control), so a slow client
+never makes the server buffer more than one page. New events wake waiting streams through one
+Postgres LISTEN connection per process (`FeedSignal`), with a poll as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import uuid
+from collections import Counter as Tally
+
+import asyncpg
+
+from services.common.db import CONNECTION_ERRORS, connect
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
+from services.common.pii import PiiCipher
+from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
+from services.publish_svc import repository as repo
+
+log = logging.getLogger("covidtest.feed")
+
+PAGE = 500
+SAFETY_POLL_S = 1.0
+
+
+class FeedSignal:
+    """Wakes every waiting stream when the feed head moves (NOTIFY feed, or the local relay)."""
+
+    def __init__(self, dsn: str):
+        self._dsn = dsn
+        self._event = asyncio.Event()
+        self._stopping = False
+
+    def notify(self, *_args) -> None:
+        self._event.set()
+        self._event = asyncio.Event()  # waiters hold the old event, which stays set
+
+    async def wait(self, timeout: float) -> None:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        while not self._stopping:
+            conn = None
+            try:
+                conn = await connect(self._dsn)
+                await conn.add_listener("feed", self.notify)
+                while not self._stopping and not conn.is_closed():
+                    await asyncio.sleep(1)
+            except CONNECTION_ERRORS:
+                await asyncio.sleep(1)  # streams keep polling meanwhile
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+
+class Feed:
+    def __init__(self, pool: asyncpg.Pool, pii: PiiCipher, signal: FeedSignal, heartbeat_s: float, max_streams: int):
+        self._pool = pool
+        self._pii = pii
+        self._signal = signal
+        self._heartbeat = heartbeat_s
+        self._max_streams = max_streams
+        self.open_streams: Tally[str] = Tally()
+
+    def person_key(self, partner_id: uuid.UUID, person_id: uuid.UUID) -> str:
+        """HMAC over the internal person id with a key derived for this partner: stable per partner, unlinkable
+        across partners."""
+        partner_key = self._pii.keyed_hash("partner.person_key", str(partner_id))
+        return hmac.new(partner_key, person_id.bytes, hashlib.sha256).hexdigest()
+
+    def view(self, partner, person_id: uuid.UUID, sealed: bytes) -> pb.ResultEvent:
+        event = pb.ResultEvent.FromString(self._pii.open_bytes("feed.event", sealed))
+        event.person_key = self.person_key(partner["id"], person_id)
+        if not partner["personal_data_access"]:
+            event.ClearField("person")
+        return event
+
+    async def partner(self, partner_id: str):
+        row = await repo.partner(self._pool, uuid.UUID(partner_id))
+        if row is None:
+            raise NotFound("no such partner", reason="PARTNER_NOT_FOUND")
+        return row
+
+    async def stream(self, partner_id: str, from_position: int):
+        """Yield StreamResultEventsResponse messages from `from_position` (0: after the cursor), forever."""
+        partner = await self.partner(partner_id)
+        if self.open_streams[partner_id] >= self._max_streams:
+            raise ResourceExhausted(f"at most {self._max_streams} concurrent streams per partner",
+                                    reason="STREAM_LIMIT_EXCEEDED")
+        head = await repo.head_position(self._pool)
+        cursor = from_position or partner["acked_position"] + 1
+        if not 1 <= cursor <= head + 1:
+            raise OutOfRange(f"from_position must be between 1 and {head + 1}", reason="POSITION_OUT_OF_RANGE")
+        self.open_streams[partner_id] += 1
+        try:
+            silent_since = asyncio.get_running_loop().time()
+            while True:
+                rows = await repo.feed_page(self._pool, cursor, PAGE)
+                contiguous = []
+                for row in rows:  # never skip: stop at a position not yet visible
+                    if row["position"] != cursor + len(contiguous):
+                        break
+                    contiguous.append(row)
+                if contiguous:
+                    cursor += len(contiguous)
+                    head = max(head, cursor - 1)
+                    yield pb.StreamResultEventsResponse(
+                        events=[self.view(partner, r["person_id"], r["payload_enc"]) for r in contiguous],
+                        head_position=head)
+                    silent_since = asyncio.get_running_loop().time()
+                    continue
+                now = asyncio.get_running_loop().time()
+                if now - silent_since >= self._heartbeat:
+                    yield pb.StreamResultEventsResponse(head_position=await repo.head_position(self._pool))
+                    silent_since = now
+                await self._signal.wait(min(SAFETY_POLL_S, self._heartbeat))
+        finally:
+            self.open_streams[partner_id] -= 1
+
+    async def acknowledge(self, conn, partner_id: str, position: int) -> pb.AckResultEventsResponse:
+        if position < 1:
+            raise InvalidArgument("position is required", [FieldViolation("position", "at least 1", "FIELD_REQUIRED")])
+        head = await repo.head_position(conn)
+        if position > head:
+            raise OutOfRange(f"position is beyond the feed head {head}", reason="POSITION_OUT_OF_RANGE")
+        acked = await repo.advance_cursor(conn, uuid.UUID(partner_id), position)
+        return pb.AckResultEventsResponse(acknowledged_position=acked, head_position=head)
