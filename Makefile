@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check lint test run stop clean bench-intake
+.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -14,6 +14,7 @@ help:
 	@echo "make proto-check  fail if services/gen is stale"
 	@echo "make lint         buf lint"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
+	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +53,6 @@ clean: stop
 
 bench-intake: install
 	$(BIN)/python bench/intake.py
+
+bench-feed: install
+	$(BIN)/python bench/feed.py

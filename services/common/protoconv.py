@@ -25,11 +25,12 @@ def enum_value(enum_type, name: str) -> int:
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
+    """An aware (or UTC-naive) datetime as a Timestamp. Direct arithmetic: FromDatetime is slow on hot paths."""
     if value is None:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc))
-    return ts
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return Timestamp(seconds=int(value.timestamp() // 1), nanos=value.microsecond * 1000)
 
 
 def to_datetime(ts: Timestamp) -> datetime:

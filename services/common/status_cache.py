@@ -17,16 +17,23 @@ from services.common.cache import cache_key
 _NAMESPACE, _VERSION = "cs", 1
 _TTL_PAST_EXPIRY_S = 86_400
 
-# KEYS[1] = key; ARGV[1] = version, ARGV[2] = value, ARGV[3] = expiry (unix ms). Returns 1 if written.
+# KEYS[i] = key; ARGV[3i-2] = version, ARGV[3i-1] = value, ARGV[3i] = expiry (unix ms). Each key is
+# written only if its version is higher than the stored one. Returns how many were written. One script
+# call per relay batch: a script runs atomically, so no other writer interleaves between check and set.
 _PUT_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local stored = tonumber(string.match(current, '^(%d+):'))
-  if stored and stored >= tonumber(ARGV[1]) then return 0 end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local version = tonumber(ARGV[3 * i - 2])
+  local current = redis.call('GET', key)
+  local stored = current and tonumber(string.match(current, '^(%d+):'))
+  if not stored or stored < version then
+    redis.call('SET', key, ARGV[3 * i - 1], 'PXAT', ARGV[3 * i])
+    written = written + 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return 1
+return written
 """
+_CHUNK = 500  # keys per script call: keeps each atomic script short
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,14 @@ class StatusCache:
     async def put_many(self, entries: list[tuple[str, str, int, int]]) -> int:
         """entries: (certificate id, status, status_version, expires unix seconds). Raises on Redis errors.
         Returns how many were newer than what Redis held."""
-        if not entries:
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for certificate_id, status, version, expires in entries:
-                await self._put(keys=[self.key(certificate_id)],
-                                args=[version, f"{version}:{status}:{expires}", (expires + _TTL_PAST_EXPIRY_S) * 1000],
-                                client=pipe)
-            return sum(await pipe.execute())
+        written = 0
+        for start in range(0, len(entries), _CHUNK):
+            chunk = entries[start:start + _CHUNK]
+            args: list = []
+            for _, status, version, expires in chunk:
+                args += [version, f"{version}:{status}:{expires}", (expires + _TTL_PAST_EXPIRY_S) * 1000]
+            written += await self._put(keys=[self.key(c[0]) for c in chunk], args=args)
+        return written
 
     async def get(self, certificate_id: str) -> CachedStatus | None:
         raw = await self._redis.get(self.key(certificate_id))

@@ -18,6 +18,9 @@ class PublishConfig(ServiceConfig):
                                   doc="take part in the relay leader election (one replica relays at a time)")
     relay_batch_size: int = setting("RELAY_BATCH_SIZE", positive_int, default=500,
                                     doc="outbox events relayed per transaction")
+    relay_signing_processes: int = setting(
+        "RELAY_SIGNING_PROCESSES", int, default=1,
+        doc="worker processes that sign certificates beside the relay process (0 = sign in the relay process)")
     relay_poll_seconds: float = setting("RELAY_POLL_SECONDS", positive_float, default=0.25,
                                         doc="relay poll interval when no notification arrives")
     feed_heartbeat_seconds: float = setting("FEED_HEARTBEAT_SECONDS", positive_float, default=15.0,

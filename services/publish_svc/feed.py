@@ -76,11 +76,14 @@ class Feed:
         self._heartbeat = heartbeat_s
         self._max_streams = max_streams
         self.open_streams: Tally[str] = Tally()
+        self._partner_keys: dict[uuid.UUID, bytes] = {}
 
     def person_key(self, partner_id: uuid.UUID, person_id: uuid.UUID) -> str:
         """HMAC over the internal person id with a key derived for this partner: stable per partner, unlinkable
         across partners."""
-        partner_key = self._pii.keyed_hash("partner.person_key", str(partner_id))
+        partner_key = self._partner_keys.get(partner_id)
+        if partner_key is None:
+            partner_key = self._partner_keys[partner_id] = self._pii.keyed_hash("partner.person_key", str(partner_id))
         return hmac.new(partner_key, person_id.bytes, hashlib.sha256).hexdigest()
 
     def view(self, partner, person_id: uuid.UUID, sealed: bytes) -> pb.ResultEvent:
@@ -98,16 +101,17 @@ class Feed:
 
     async def stream(self, partner_id: str, from_position: int):
         """Yield StreamResultEventsResponse messages from `from_position` (0: after the cursor), forever."""
-        partner = await self.partner(partner_id)
+        # Check and take the slot with no await in between, so concurrent starts cannot both pass.
         if self.open_streams[partner_id] >= self._max_streams:
             raise ResourceExhausted(f"at most {self._max_streams} concurrent streams per partner",
                                     reason="STREAM_LIMIT_EXCEEDED")
-        head = await repo.head_position(self._pool)
-        cursor = from_position or partner["acked_position"] + 1
-        if not 1 <= cursor <= head + 1:
-            raise OutOfRange(f"from_position must be between 1 and {head + 1}", reason="POSITION_OUT_OF_RANGE")
         self.open_streams[partner_id] += 1
         try:
+            partner = await self.partner(partner_id)
+            head = await repo.head_position(self._pool)
+            cursor = from_position or partner["acked_position"] + 1
+            if not 1 <= cursor <= head + 1:
+                raise OutOfRange(f"from_position must be between 1 and {head + 1}", reason="POSITION_OUT_OF_RANGE")
             silent_since = asyncio.get_running_loop().time()
             while True:
                 rows = await repo.feed_page(self._pool, cursor, PAGE)

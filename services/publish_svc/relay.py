@@ -29,7 +29,6 @@ from prometheus_client import Counter, Gauge
 
 from services.admin import signing_keys
 from services.common.db import CONNECTION_ERRORS, connect
-from services.common.hcert import codec, payload, uvci
 from services.common.messages import person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
@@ -39,6 +38,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
 from services.publish_svc import repository as repo
 from services.publish_svc.config import PublishConfig
+from services.publish_svc.signing import CertificateRequest, CertificateSigner
 
 log = logging.getLogger("covidtest.relay")
 
@@ -51,9 +51,17 @@ CACHE_SYNC_BATCH = 1000
 
 
 @dataclass
+class _Pending:
+    row: asyncpg.Record
+    event: pb.ResultEvent
+    request: CertificateRequest | None
+
+
+@dataclass
 class _Batch:
     certificates: list[tuple] = field(default_factory=list)
     revocations: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    statuses: list[dict] = field(default_factory=list)   # what Redis must learn: id, uvci, status, version, exp
     feed: list[tuple] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
 
@@ -66,12 +74,14 @@ class Relay:
         self._on_published = on_published or (lambda head: None)
         self._wake = asyncio.Event()
         self._stopping = False
-        self._signer: tuple[uuid.UUID, codec.Signer, bytes] | None = None
+        self._signer: tuple[uuid.UUID, CertificateSigner] | None = None
         self.is_leader = False
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._signer is not None:
+            self._signer[1].close()
 
     # --- leadership ------------------------------------------------------------------------------
 
@@ -124,15 +134,17 @@ class Relay:
                 await self._sleep(self._config.relay_poll_seconds)
 
     def _forget_signer(self) -> None:
+        if self._signer is not None:
+            self._signer[1].close()
         self._signer = None
         self._wake.set()
 
-    async def _active_signer(self, conn) -> tuple[uuid.UUID, codec.Signer, bytes] | None:
+    async def _active_signer(self, conn) -> tuple[uuid.UUID, CertificateSigner] | None:
         if self._signer is None:
             loaded = await signing_keys.load_active(conn, self._pii)
             if loaded is not None:
                 material, key_id = loaded
-                self._signer = (key_id, codec.Signer(material), material.kid)
+                self._signer = (key_id, CertificateSigner(material, self._config.relay_signing_processes))
         return self._signer
 
     # --- one batch -------------------------------------------------------------------------------
@@ -148,18 +160,26 @@ class Relay:
                             if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")]
             certificate_of = dict(await repo.certificates_of_results(
                 conn, previous_ids + [r["result_id"] for r in rows]))
-            batch = _Batch()
             now = datetime.now(timezone.utc).replace(microsecond=0)
+            pending: list[_Pending] = []
+            signer = None
             for row in rows:
                 issues = row["kind"] == "RELEASED" or (row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED")
-                signer = await self._active_signer(conn) if issues else None
                 if issues and signer is None:
-                    log.error("no ACTIVE signing key: the feed waits until an operator activates one")
-                    break  # keep order: nothing after this event may be published before it
+                    signer = await self._active_signer(conn)
+                    if signer is None:
+                        log.error("no ACTIVE signing key: the feed waits until an operator activates one")
+                        break  # keep order: nothing after this event may be published before it
                 head += 1
-                self._relay_one(row, head, now, signer, certificate_of, batch)
-            if not batch.outbox_ids:
+                pending.append(self._prepare(row, head, now, issues and row["result_id"] not in certificate_of))
+            if not pending:
                 return 0
+            requests = [p.request for p in pending if p.request is not None]
+            issued = iter(await signer[1].issue(requests)) if requests else iter(())
+            batch = _Batch()
+            for item in pending:
+                self._assemble(item, next(issued) if item.request is not None else None, signer, now,
+                               certificate_of, batch)
             await repo.insert_certificates(conn, batch.certificates)
             await repo.revoke_certificates(conn, batch.revocations)
             await repo.insert_feed_events(conn, batch.feed)
@@ -170,17 +190,33 @@ class Relay:
         CERTIFICATES.labels("issued").inc(len(batch.certificates))
         CERTIFICATES.labels("revoked").inc(len(batch.revocations))
         self._on_published(head)
-        await self._write_statuses(conn, [c[0] for c in batch.certificates] + [r[0] for r in batch.revocations])
+        await self._put(conn, batch.statuses, new_marked_cached=True)
         return len(batch.outbox_ids)
 
-    def _relay_one(self, row, position: int, now: datetime, signer, certificate_of: dict, batch: _Batch) -> None:
-        state = row["payload"].get("state", row["state"])
+    def _prepare(self, row, position: int, now: datetime, issue: bool) -> _Pending:
+        """The event without its certificate, and what its certificate needs (if it gets one)."""
         result = result_message(row, id_column="result_id")
-        result.state = enum_value(testing_pb2.ResultState, state)  # the version as it was at this change
+        result.state = enum_value(testing_pb2.ResultState, row["payload"].get("state", row["state"]))
         person = person_message(self._pii, row)
         event = pb.ResultEvent(position=position, kind=enum_value(testing_pb2.ResultEventKind, row["kind"]),
                                committed_at=timestamp(row["committed_at"]), published_at=timestamp(now),
                                person=person, result=result)
+        request = None
+        if issue:
+            # Valid for a time counted from the sample; a result recorded after that window still gets
+            # its certificate, one that expires at once (verifiers answer EXPIRED).
+            expires = max(row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
+                          now + timedelta(seconds=1))
+            request = CertificateRequest(
+                family_name=person.family_name or person.full_name, given_name=person.given_name,
+                date_of_birth=person.date_of_birth, test_type=row["test_type"], rat_device_id=row["rat_device_id"],
+                method=row["method"], sample_collected_at=row["collected_at"], outcome=row["outcome"],
+                testing_centre=row["lab_name"], issuer=self._config.hcert_issuer,
+                issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()))
+        return _Pending(row, event, request)
+
+    def _assemble(self, item: _Pending, issued, signer, now: datetime, certificate_of: dict, batch: _Batch) -> None:
+        row, event = item.row, item.event
         revoked_id = None
         old_result = None
         if row["kind"] == "AMENDED":
@@ -191,60 +227,50 @@ class Relay:
         if old is not None and old["status"] == "VALID":
             revoked_id = old["id"]
             batch.revocations.append((old["id"], row["kind"]))
-            certificate_of[old_result] = {**dict(old), "status": "REVOKED"}
+            certificate_of[old_result] = {**dict(old), "status": "REVOKED", "status_version": old["status_version"] + 1}
+            batch.statuses.append({"id": old["id"], "uvci": old["uvci"], "status": "REVOKED",
+                                   "status_version": old["status_version"] + 1, "expires_at": old["expires_at"]})
             event.revoked_certificate_id = old["uvci"]
-        certificate_id = certificate = None
-        if signer is not None and row["result_id"] not in certificate_of:
-            try:
-                certificate_id, certificate = self._issue(row, person, now, signer)
-            except ValueError as exc:
-                # Data intake let through that cannot make a valid DCC: publish the event without a
-                # certificate rather than stop the feed for everyone; operators see the error and metric.
-                CERTIFICATES.labels("failed").inc()
-                log.error("certificate not issued", extra={"fields": {"result_id": str(row["result_id"]),
-                                                                      "error": str(exc)}})
-        if certificate is not None:
-            batch.certificates.append((certificate_id, certificate.certificate_id, row["result_id"], row["person_id"],
-                                       signer[0], self._pii.seal("certificate.qr", certificate.qr), now,
-                                       certificate.expires_at.ToDatetime(tzinfo=timezone.utc)))
-            certificate_of[row["result_id"]] = {"id": certificate_id, "uvci": certificate.certificate_id,
-                                                "status": "VALID"}
-            event.certificate.CopyFrom(certificate)
-        batch.feed.append((position, row["outbox_id"], row["kind"], row["person_id"], row["result_id"], certificate_id,
-                           revoked_id, self._pii.seal_bytes("feed.event", event.SerializeToString()), row["committed_at"]))
+        certificate_id = None
+        if isinstance(issued, str):
+            # Intake let through data that cannot make a valid DCC: publish the event without a
+            # certificate rather than stop the feed for everyone; operators see the error and metric.
+            CERTIFICATES.labels("failed").inc()
+            log.error("certificate not issued", extra={"fields": {"result_id": str(row["result_id"]), "error": issued}})
+        elif issued is not None:
+            certificate_id, (uvci_text, qr) = uuid.uuid4(), issued
+            expires_at = datetime.fromtimestamp(item.request.expires_at, timezone.utc)
+            material = signer[1].material
+            event.certificate.CopyFrom(certificate_pb2.Certificate(
+                certificate_id=uvci_text, qr=qr, status=certificate_pb2.CERTIFICATE_STATUS_VALID,
+                issued_at=timestamp(now), expires_at=timestamp(expires_at), result_id=str(row["result_id"]),
+                kid=material.kid))
+            batch.certificates.append((certificate_id, uvci_text, row["result_id"], row["person_id"], signer[0],
+                                       self._pii.seal("certificate.qr", qr), now, expires_at))
+            certificate_of[row["result_id"]] = {"id": certificate_id, "uvci": uvci_text, "status": "VALID",
+                                                "status_version": 1, "expires_at": expires_at}
+            batch.statuses.append({"id": certificate_id, "uvci": uvci_text, "status": "VALID", "status_version": 1,
+                                   "expires_at": expires_at})
+        batch.feed.append((event.position, row["outbox_id"], row["kind"], row["person_id"], row["result_id"],
+                           certificate_id, revoked_id, self._pii.seal_bytes("feed.event", event.SerializeToString()),
+                           row["committed_at"]))
         batch.outbox_ids.append(row["outbox_id"])
 
-    def _issue(self, row, person, now: datetime, signer) -> tuple[uuid.UUID, certificate_pb2.Certificate]:
-        key_id, sign, kid = signer
-        certificate_id = uvci.new_uvci()
-        # Valid for a time counted from the sample; a result recorded after that window still gets its
-        # certificate, one that has already expired (verifiers answer EXPIRED).
-        expires = max(row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
-                      now + timedelta(seconds=1))
-        dcc = payload.test_payload(
-            family_name=person.family_name or person.full_name, given_name=person.given_name,
-            date_of_birth=person.date_of_birth, test_type=row["test_type"], rat_device_id=row["rat_device_id"],
-            method=row["method"], sample_collected_at=row["collected_at"], outcome=row["outcome"],
-            testing_centre=row["lab_name"], issuer=self._config.hcert_issuer, uvci=certificate_id)
-        qr = codec.encode_hcert(dcc, signer=sign, issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()))
-        return uuid.uuid4(), certificate_pb2.Certificate(
-            certificate_id=certificate_id, qr=qr, status=certificate_pb2.CERTIFICATE_STATUS_VALID,
-            issued_at=timestamp(now), expires_at=timestamp(expires.replace(microsecond=0)),
-            result_id=str(row["result_id"]), kid=kid)
-
     # --- Redis ---------------------------------------------------------------------------------------
-
-    async def _write_statuses(self, conn, certificate_ids: list[uuid.UUID]) -> None:
-        if certificate_ids:
-            await self._put(conn, await repo.statuses_of(conn, certificate_ids))
 
     async def sync_cache(self, conn) -> None:
         """Write the statuses Redis is behind on (after a Redis outage)."""
         behind = await repo.statuses_behind_cache(conn, CACHE_SYNC_BATCH)
         if behind:
-            await self._put(conn, behind)
+            await self._put(conn, behind, new_marked_cached=False)
 
-    async def _put(self, conn, rows) -> None:
+    async def _put(self, conn, rows, *, new_marked_cached: bool) -> None:
+        """Write statuses to Redis. New certificates are inserted already marked cached: if this write is
+        lost, a verifier's cache miss reads Postgres, which is correct. Revocations stay marked behind
+        until Redis confirms them, since a stale VALID in Redis would be wrong. On a Redis error every
+        status of `rows` is marked behind, so the catch-up writes it once Redis is back."""
+        if not rows:
+            return
         try:
             await self._cache.put_many([(r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp()))
                                         for r in rows])
@@ -252,6 +278,8 @@ class Relay:
             DEPENDENCY_UP.labels("publish_svc", "redis").set(0)
             log.warning("Redis missed certificate statuses; will retry", extra={"fields": {
                 "count": len(rows), "error": type(exc).__name__}})
+            await repo.mark_behind(conn, [r["id"] for r in rows])
             return
         DEPENDENCY_UP.labels("publish_svc", "redis").set(1)
-        await repo.mark_cached(conn, [(r["id"], r["status_version"]) for r in rows])
+        await repo.mark_cached(conn, [(r["id"], r["status_version"]) for r in rows
+                                      if not (new_marked_cached and r["status_version"] == 1)])

@@ -50,9 +50,10 @@ async def insert_certificates(conn, rows: list[tuple]) -> None:
     """rows: (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at)."""
     if rows:
         await conn.execute(
-            """INSERT INTO certificates (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at)
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[],
-                                    $7::timestamptz[], $8::timestamptz[])""",
+            """INSERT INTO certificates (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at,
+                                         cached_version)
+               SELECT *, 1 FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[],
+                                       $7::timestamptz[], $8::timestamptz[])""",
             *zip(*rows))
 
 
@@ -89,10 +90,9 @@ async def statuses_behind_cache(conn, limit: int) -> list[asyncpg.Record]:
         "WHERE cached_version < status_version ORDER BY id LIMIT $1", limit)
 
 
-async def statuses_of(conn, certificate_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, uvci, status, status_version, expires_at FROM certificates WHERE id = ANY($1::uuid[])",
-        certificate_ids)
+async def mark_behind(conn, certificate_ids: list[uuid.UUID]) -> None:
+    """Redis did not take these statuses: let the catch-up write them again."""
+    await conn.execute("UPDATE certificates SET cached_version = 0 WHERE id = ANY($1::uuid[])", certificate_ids)
 
 
 async def mark_cached(conn, entries: list[tuple[uuid.UUID, int]]) -> None:

@@ -21,92 +21,24 @@ import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 from services.common.hcert import codec, keys, payload, qr, uvci
+from tests.hcert_independent import COMBINED, QR_ALPHANUMERIC, assert_schema_valid, decode_and_verify
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO / "services" / "common" / "dcc" / "schema"
 CONFORMANCE = REPO.parent / "shared" / "conformance" / "dcc" / "common"
-
-QR_ALPHANUMERIC = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 ISSUED_AT = 1_700_000_000
 EXPIRES_AT = ISSUED_AT + 72 * 3600
 ISSUER = "Ministry of Health of Viet Nam"
 SC_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-# --- schema -------------------------------------------------------------------------------------
-
-def _schema_registry() -> Registry:
-    resources = []
-    for path in SCHEMA_DIR.glob("*.schema.json"):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((contents["$id"], Resource.from_contents(contents)))
-
-    def no_network(uri: str):
-        raise LookupError(f"schema reference {uri} is not local")
-    return Registry(retrieve=no_network).with_resources(resources)
-
-
-def _validator(name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    return Draft202012Validator(schema, registry=_schema_registry(),
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-COMBINED = _validator("DCC.combined-schema.json")
-SPLIT = _validator("DCC.schema.json")  # the same schema as separate files, $refs resolved locally
-
-
-def assert_schema_valid(dcc: dict) -> None:
-    for validator in (COMBINED, SPLIT):
-        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(dcc)]
-        assert not errors, errors
-
-
-# --- independent decoder --------------------------------------------------------------------------
-
-def decode_and_verify(text: str, certificate: x509.Certificate) -> dict:
-    """Decode an HCERT without project code; return the CWT claims after checking the signature."""
-    assert text.startswith("HC1:")
-    assert set(text) <= QR_ALPHANUMERIC
-    compressed = base45.b45decode(text[4:])
-    assert compressed[:2] == b"\x78\xda"  # zlib, best compression, like real DCCs
-    cose = zlib.decompress(compressed)
-    message = cbor2.loads(cose)
-    assert isinstance(message, cbor2.CBORTag) and message.tag == 18
-    protected, unprotected, cwt_bytes, signature = message.value
-    assert isinstance(protected, bytes) and isinstance(cwt_bytes, bytes) and isinstance(signature, bytes)
-    header = cbor2.loads(protected)
-    kid = header.get(4, unprotected.get(4))
-    assert kid == hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest()[:8]
-    sig_structure = cbor2.dumps(["Signature1", protected, b"", cwt_bytes])
-    public_key = certificate.public_key()
-    if header[1] == -7:
-        assert isinstance(public_key, ec.EllipticCurvePublicKey) and len(signature) == 64
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-        public_key.verify(der, sig_structure, ec.ECDSA(hashes.SHA256()))
-    elif header[1] == -37:
-        assert isinstance(public_key, rsa.RSAPublicKey) and len(signature) == public_key.key_size // 8
-        public_key.verify(signature, sig_structure,
-                          padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
-    else:
-        raise AssertionError(f"unexpected alg {header[1]}")
-    return {"header": header, "unprotected": unprotected, "cose": cose, "claims": cbor2.loads(cwt_bytes)}
-
-
 @pytest.mark.parametrize("case", ["CO3", "CO1", "CO2"])  # ES256, PS256 RSA 2048, PS256 RSA 3072
 def test_independent_decoder_accepts_public_dcc_vectors(case):
     path = CONFORMANCE / f"{case}.json"
-    if not path.exists():
-        pytest.skip("DCC conformance data not available")
+    assert path.exists(), f"the DCC conformance data must be beside the repository: {path}"
     vector = json.loads(path.read_text(encoding="utf-8"))
     certificate = x509.load_der_x509_certificate(base64.b64decode(vector["TESTCTX"]["CERTIFICATE"]))
     decoded = decode_and_verify(vector["PREFIX"], certificate)
@@ -375,8 +307,7 @@ def test_allowed_entry_types_from_eku():
                                             ("CO3", ("TEST", "VACCINATION", "RECOVERY")), ("CO15", ())])
 def test_allowed_entry_types_of_public_test_certificates(case, expected):
     path = CONFORMANCE / f"{case}.json"
-    if not path.exists():
-        pytest.skip("DCC conformance data not available")
+    assert path.exists(), f"the DCC conformance data must be beside the repository: {path}"
     der = base64.b64decode(json.loads(path.read_text(encoding="utf-8"))["TESTCTX"]["CERTIFICATE"])
     # CO15's certificate has an empty extended key usage, which cryptography cannot parse.
     assert keys.allowed_entry_types(x509.load_der_x509_certificate(der)) == expected

@@ -16,7 +16,7 @@ from services.gen.covidtest.type.v1 import certificate_pb2 as c
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from tests.conftest import REDIS_URL, bearer
 from tests.grpc_errors import error_reason
-from tests.hcert_independent import decode_and_verify
+from tests.hcert_independent import assert_schema_valid, decode_and_verify
 from tests.publish_svc.conftest import new_partner
 from tests.result_svc.helpers import ago, rid
 
@@ -35,8 +35,10 @@ async def test_released_results_reach_the_feed_with_verifiable_certificates(plat
         assert event.kind == t.RESULT_EVENT_KIND_RELEASED and event.result.state == t.RESULT_STATE_RELEASED
         assert event.certificate.status == c.CERTIFICATE_STATUS_VALID
         assert event.certificate.kid == hkeys.kid_of(key_der) and len(event.person_key) == 64
-        protected, claims = decode_and_verify(event.certificate.qr, key_der)
+        decoded = decode_and_verify(event.certificate.qr, key_der)
+        protected, claims = decoded["header"], decoded["claims"]
         assert protected[4] == hkeys.kid_of(key_der)
+        assert_schema_valid(claims[-260][1])
         assert claims[1] == "VN" and claims[4] > claims[6]
         dcc = claims[-260][1]
         entry = dcc["t"][0]
@@ -89,7 +91,7 @@ async def test_amendment_and_withdrawal_revoke_certificates_in_postgres_and_redi
     amend_event = by_kind[t.RESULT_EVENT_KIND_AMENDED]
     assert amend_event.revoked_certificate_id == first_uvci[amended]
     assert amend_event.certificate.certificate_id not in first_uvci.values()
-    _, claims = decode_and_verify(amend_event.certificate.qr, platform.key.certificate_der)
+    claims = decode_and_verify(amend_event.certificate.qr, platform.key.certificate_der)["claims"]
     assert claims[-260][1]["t"][0]["tr"] == "260373001"  # the corrected, positive result
     withdraw_event = by_kind[t.RESULT_EVENT_KIND_WITHDRAWN]
     assert withdraw_event.revoked_certificate_id == first_uvci[withdrawn]
