@@ -22,23 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import MACHINE, REDIS_URL, ServiceProcesses, percentile, scratch_database  # noqa: E402
 from services.admin import signing_keys  # noqa: E402
-from services.common import migrate  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
 from services.common.db import connect  # noqa: E402
@@ -50,15 +44,6 @@ from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E4
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
 from tests.conftest import bearer, fresh_secrets, make_principal  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
-from tools.servers import free_port, wait_for_port  # noqa: E402
-
-SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Consumer:
@@ -109,103 +94,86 @@ async def record(stub, auth, barcodes: list[str], acked: dict[str, float]) -> No
 
 
 async def main(args) -> dict:
-    database = f"bench_feed_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(SERVER_DSN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    dsn = urlunsplit(urlsplit(SERVER_DSN)._replace(path=f"/{database}"))
-    secrets = fresh_secrets()
-    processes = []
-    try:
-        await migrate.apply(dsn)
-        pii = PiiCipher(parse_keyring(secrets["PII_KEYS"]), parse_secret_bytes(secrets["PII_PEPPER"]))
-        conn = await connect(dsn)
-        async with conn.transaction():
-            key = await signing_keys.generate(conn, None, pii, "ES256")
-            await signing_keys.activate(conn, None, key.id)
-        await conn.close()
-        unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
-        partner = await make_principal(dsn, Role.PARTNER)
-        ports = {"result_svc": free_port(), "publish_svc": free_port()}
-        env = {**os.environ, **secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
-               "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}", "GRPC_HOST": "127.0.0.1", "METRICS_PORT": "0",
-               "GRPC_INSECURE": "true", "LOG_LEVEL": "WARNING", "RELAY_POLL_SECONDS": "0.05"}
+    async with scratch_database("bench_feed") as dsn:
+        secrets = fresh_secrets()
+        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
+                                     "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}", "RELAY_POLL_SECONDS": "0.05"})
+        try:
+            return await run(args, dsn, secrets, services)
+        finally:
+            services.stop()
 
-        def start(name: str) -> None:
-            processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                              env={**env, "GRPC_PORT": str(ports[name])}))
-            if not wait_for_port(ports[name], 30):
-                raise RuntimeError(f"{name} did not start")
 
-        start("result_svc")
-        intake_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports['result_svc']}")
-        intake = result_service_pb2_grpc.ResultServiceStub(intake_channel)
-        unit_auth, lab_auth = bearer(unit["token"]), bearer(lab["token"])
+async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
+    pii = PiiCipher(parse_keyring(secrets["PII_KEYS"]), parse_secret_bytes(secrets["PII_PEPPER"]))
+    conn = await connect(dsn)
+    async with conn.transaction():
+        key = await signing_keys.generate(conn, None, pii, "ES256")
+        await signing_keys.activate(conn, None, key.id)
+    await conn.close()
+    unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
+    partner = await make_principal(dsn, Role.PARTNER)
+    intake_channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.start('result_svc')}")
+    intake = result_service_pb2_grpc.ResultServiceStub(intake_channel)
+    unit_auth, lab_auth = bearer(unit["token"]), bearer(lab["token"])
 
-        # Phase 1: throughput of signing and delivery, on a backlog committed beforehand.
-        barcodes = await register(intake, unit_auth, lab["id"], args.results, 0)
-        acked: dict[str, float] = {}
-        queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
+    # Phase 1: throughput of signing and delivery, on a backlog committed beforehand.
+    barcodes = await register(intake, unit_auth, lab["id"], args.results, 0)
+    acked: dict[str, float] = {}
+    queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
 
-        async def writer():
-            while queue:
-                await record(intake, lab_auth, queue.pop(), acked)
+    async def writer():
+        while queue:
+            await record(intake, lab_auth, queue.pop(), acked)
 
-        await asyncio.gather(*(writer() for _ in range(args.writers)))
-        start("publish_svc")
-        started = time.time()
-        feed_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports['publish_svc']}",
-                                                 options=[("grpc.max_receive_message_length", 64 << 20)])
-        consumer = Consumer(publish_service_pb2_grpc.PublishServiceStub(feed_channel), partner["token"])
-        consuming = asyncio.create_task(consumer.run())
-        await consumer.wait_for(args.results, 300)
-        elapsed = max(consumer.arrived.values()) - started
-        events_per_s = args.results / elapsed
-        print(f"throughput: a backlog of {args.results} committed results signed and delivered in {elapsed:.2f} s = "
-              f"{events_per_s:.0f} certificates/s ({consumer.certificates} certificates on the stream)", flush=True)
+    await asyncio.gather(*(writer() for _ in range(args.writers)))
+    publish_port = services.start("publish_svc")
+    started = time.time()
+    feed_channel = grpc.aio.insecure_channel(f"127.0.0.1:{publish_port}",
+                                             options=[("grpc.max_receive_message_length", 64 << 20)])
+    consumer = Consumer(publish_service_pb2_grpc.PublishServiceStub(feed_channel), partner["token"])
+    consuming = asyncio.create_task(consumer.run())
+    await consumer.wait_for(args.results, 300)
+    elapsed = max(consumer.arrived.values()) - started
+    events_per_s = args.results / elapsed
+    print(f"throughput: a backlog of {args.results} committed results signed and delivered in {elapsed:.2f} s = "
+          f"{events_per_s:.0f} certificates/s ({consumer.certificates} certificates on the stream)", flush=True)
 
-        # Phase 2: the whole pipeline at once: intake as fast as it goes while the relay signs and delivers.
-        barcodes = await register(intake, unit_auth, lab["id"], args.results, 20_000_000)
-        queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
-        started = time.time()
-        await asyncio.gather(*(writer() for _ in range(args.writers)))
-        await consumer.wait_for(2 * args.results, 300)
-        pipeline_per_s = args.results / (max(consumer.arrived.values()) - started)
-        print(f"pipeline: {args.results} results recorded, signed and delivered at once = {pipeline_per_s:.0f}/s "
-              "(intake, relay, Postgres and this client share the machine)", flush=True)
+    # Phase 2: the whole pipeline at once: intake as fast as it goes while the relay signs and delivers.
+    barcodes = await register(intake, unit_auth, lab["id"], args.results, 20_000_000)
+    queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
+    started = time.time()
+    await asyncio.gather(*(writer() for _ in range(args.writers)))
+    await consumer.wait_for(2 * args.results, 300)
+    pipeline_per_s = args.results / (max(consumer.arrived.values()) - started)
+    print(f"pipeline: {args.results} results recorded, signed and delivered at once = {pipeline_per_s:.0f}/s "
+          "(intake, relay, Postgres and this client share the machine)", flush=True)
 
-        # Phase 3: lag at a steady rate.
-        barcodes = await register(intake, unit_auth, lab["id"], args.lag_results, 10_000_000)
-        lag_acked: dict[str, float] = {}
-        batch = 50
-        interval = batch / args.rate
-        tasks = []
-        next_at = time.monotonic()
-        for i in range(0, len(barcodes), batch):
-            tasks.append(asyncio.create_task(record(intake, lab_auth, barcodes[i:i + batch], lag_acked)))
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        await asyncio.gather(*tasks)
-        await consumer.wait_for(2 * args.results + args.lag_results, 120)
-        lags = [(consumer.arrived[r] - a) * 1000 for r, a in lag_acked.items()]
-        p50, p99 = percentile(lags, 0.5), percentile(lags, 0.99)
-        print(f"lag at {args.rate}/s: {len(lags)} results, commit-to-consumer p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-              f"max {max(lags):.1f} ms", flush=True)
-        positions = consumer.positions
-        assert positions == list(range(1, len(positions) + 1)), "the feed had a gap or a repeat"
-        consuming.cancel()
-        await intake_channel.close()
-        await feed_channel.close()
-        return {"events_per_s": round(events_per_s), "pipeline_events_per_s": round(pipeline_per_s), "lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1),
-                "lag_rate_per_s": args.rate, "results": args.results, "lag_results": args.lag_results,
-                "writers": args.writers}
-    finally:
-        for proc in processes:
-            proc.terminate()
-            proc.wait(30)
-        admin = await asyncpg.connect(SERVER_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+    # Phase 3: lag at a steady rate.
+    barcodes = await register(intake, unit_auth, lab["id"], args.lag_results, 10_000_000)
+    lag_acked: dict[str, float] = {}
+    batch = 50
+    interval = batch / args.rate
+    tasks = []
+    next_at = time.monotonic()
+    for i in range(0, len(barcodes), batch):
+        tasks.append(asyncio.create_task(record(intake, lab_auth, barcodes[i:i + batch], lag_acked)))
+        next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    await asyncio.gather(*tasks)
+    await consumer.wait_for(2 * args.results + args.lag_results, 120)
+    lags = [(consumer.arrived[r] - a) * 1000 for r, a in lag_acked.items()]
+    p50, p99 = percentile(lags, 0.5), percentile(lags, 0.99)
+    print(f"lag at {args.rate}/s: {len(lags)} results, commit-to-consumer p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"max {max(lags):.1f} ms", flush=True)
+    positions = consumer.positions
+    assert positions == list(range(1, len(positions) + 1)), "the feed had a gap or a repeat"
+    consuming.cancel()
+    await intake_channel.close()
+    await feed_channel.close()
+    return {"events_per_s": round(events_per_s), "pipeline_events_per_s": round(pipeline_per_s), "lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1),
+            "lag_rate_per_s": args.rate, "results": args.results, "lag_results": args.lag_results,
+            "writers": args.writers}
 
 
 if __name__ == "__main__":
@@ -216,5 +184,4 @@ if __name__ == "__main__":
     parser.add_argument("--lag-results", type=int, default=10_000, help="results in the lag phase")
     arguments = parser.parse_args()
     figures = asyncio.run(main(arguments))
-    print(json.dumps({"bench": "feed", **figures,
-                      "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"}))
+    print(json.dumps({"bench": "feed", **figures, "machine": MACHINE}))

@@ -12,42 +12,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common import migrate  # noqa: E402
+from bench.common import MACHINE, REDIS_URL, ServiceProcesses, percentile, scratch_database  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
 from tests.conftest import bearer, fresh_secrets, make_principal  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
-from tools.servers import free_port, wait_for_port  # noqa: E402
-
-SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def dsn_for(database: str) -> str:
-    return urlunsplit(urlsplit(SERVER_DSN)._replace(path=f"/{database}"))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def register_all(stub, auth, lab_id: str, count: int, offset: int) -> list[str]:
@@ -83,51 +63,36 @@ async def record_all(stub, auth, barcodes: list[str], batch: int, concurrency: i
 
 
 async def main(args) -> dict:
-    database = f"bench_intake_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(SERVER_DSN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    dsn = dsn_for(database)
-    proc = None
-    try:
-        await migrate.apply(dsn)
+    async with scratch_database("bench_intake") as dsn:
         unit = await make_principal(dsn, Role.SAMPLER)
         lab = await make_principal(dsn, Role.LAB)
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "GRPC_HOST": "127.0.0.1",
-               "GRPC_PORT": str(port), "METRICS_PORT": "0", "GRPC_INSECURE": "true", "LOG_LEVEL": "WARNING",
-               "DB_POOL_MAX": str(max(4, args.concurrency * 2)), **fresh_secrets()}
-        proc = subprocess.Popen([sys.executable, "-m", "services.result_svc"], cwd=ROOT, env=env)
-        if not wait_for_port(port, 30):
-            raise RuntimeError("result_svc did not start")
-        figures = {}
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-                ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-            stub = result_service_pb2_grpc.ResultServiceStub(channel)
-            offset = 0
-            for batch in (100, 500):
-                total = args.results
-                barcodes = await register_all(stub, bearer(unit["token"]), lab["id"], total, offset)
-                offset += total
-                elapsed, latencies = await record_all(stub, bearer(lab["token"]), barcodes, batch, args.concurrency)
-                figures[batch] = {
-                    "results": total, "seconds": round(elapsed, 3), "results_per_s": round(total / elapsed),
-                    "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-                    "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-                    "mean_ms": round(statistics.mean(latencies) * 1000, 1), "calls": len(latencies),
-                }
-                f = figures[batch]
-                print(f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} results/s; "
-                      f"per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
-                      f"{args.concurrency} in flight)", flush=True)
-        return figures
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        admin = await asyncpg.connect(SERVER_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+        services = ServiceProcesses({"DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
+                                     "DB_POOL_MAX": str(max(4, args.concurrency * 2)), **fresh_secrets()})
+        try:
+            port = services.start("result_svc")
+            figures = {}
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
+                    ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+                stub = result_service_pb2_grpc.ResultServiceStub(channel)
+                offset = 0
+                for batch in (100, 500):
+                    total = args.results
+                    barcodes = await register_all(stub, bearer(unit["token"]), lab["id"], total, offset)
+                    offset += total
+                    elapsed, latencies = await record_all(stub, bearer(lab["token"]), barcodes, batch, args.concurrency)
+                    figures[batch] = {
+                        "results": total, "seconds": round(elapsed, 3), "results_per_s": round(total / elapsed),
+                        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+                        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+                        "mean_ms": round(statistics.mean(latencies) * 1000, 1), "calls": len(latencies),
+                    }
+                    f = figures[batch]
+                    print(f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} "
+                          f"results/s; per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
+                          f"{args.concurrency} in flight)", flush=True)
+            return figures
+        finally:
+            services.stop()
 
 
 if __name__ == "__main__":
@@ -140,5 +105,5 @@ if __name__ == "__main__":
     print(json.dumps({
         "bench": "intake", "results_per_s": best["results_per_s"], "p99_ms": best["p99_ms"], "batch_size": 500,
         "batch_100": figures[100], "batch_500": figures[500], "concurrency": arguments.concurrency,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": MACHINE,
     }))

@@ -1,25 +1,33 @@
-"""The `make run` demo runs end to end against a real result_svc (so the front door cannot rot)."""
+"""The `make run` demo runs end to end against real result_svc and publish_svc (so the front door cannot rot)."""
 
 import asyncio
 
 from services.common.auth import Role
 from services.common.config import load
 from services.common.runtime import start_service
+from services.publish_svc import service as publish_service
+from services.publish_svc.config import PublishConfig
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 from tests.conftest import make_principal, service_env
 from tools import demo
 
 
-async def test_demo_registers_a_pool_and_releases_its_negative_results(database_url, db):
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build,
-                                  serve_metrics_port=False)
+async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database_url, db):
+    env = service_env(database_url, RELAY_POLL_SECONDS="0.05")
+    running = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    publishing = await start_service("publish_svc", load(PublishConfig, env), publish_service.build,
+                                     serve_metrics_port=False)
     try:
         operator = await make_principal(database_url, Role.OPERATOR)
         lines: list[str] = []
-        outcome = await asyncio.to_thread(demo.run, f"127.0.0.1:{running.port}", operator["token"], lines.append)
+        outcome = await asyncio.to_thread(demo.run, f"127.0.0.1:{running.port}", f"127.0.0.1:{publishing.port}",
+                                          operator["token"], lines.append, False)
     finally:
+        await publishing.stop(0)
         await running.stop(0)
+    assert len(outcome["events"]) == demo.POOL_SIZE
+    assert all(e.certificate.qr.startswith("HC1:") for e in outcome["events"])
     assert len(outcome["sample_barcodes"]) == demo.POOL_SIZE
     assert sum("RESULTED" in line and "RELEASED" in line for line in lines) == demo.POOL_SIZE
     events = await db.fetchval(

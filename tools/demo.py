@@ -1,9 +1,11 @@
 """The demo `make run` ends with: the platform's path of one pooled test, over real gRPC calls.
 
-An operator registers a sampling unit and a lab and issues their credentials (AdminService); the
-sampling unit registers a pool of five samples (RegisterSamples); the lab records the pool's
-negative result (RecordResults), which releases a result for every member and puts one event per
-member into the outbox for the publish relay. The people are invented; nothing personal is printed.
+An operator registers a sampling unit, a lab and a partner (the Bluezone backend), issues their
+credentials and makes sure a signing key is active (AdminService); the sampling unit registers a pool
+of five samples (RegisterSamples); the lab records the pool's negative result (RecordResults), which
+releases a result for every member; the relay signs a certificate for each, and the partner's feed
+consumer (StreamResultEvents) receives the five events; the QR code of one certificate is printed in
+the terminal. The people are invented; no personal data is printed except inside the QR code.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.common.protoconv import enum_name
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as admin_pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
+from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
+from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.gen.covidtest.type.v1 import person_pb2, role_pb2, testing_pb2
+from services.common.hcert import qr as qr_codes
+from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2, testing_pb2
 
 POOL_SIZE = 5
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em"]
@@ -35,9 +40,20 @@ def _auth(token: str):
     return (("authorization", f"Bearer {token}"),)
 
 
-def run(result_address: str, operator_token: str, say=print) -> dict:
+def _ensure_active_signing_key(admin, op, say) -> None:
+    active = admin.ListSigningKeys(admin_pb.ListSigningKeysRequest(state=admin_pb.SIGNING_KEY_STATE_ACTIVE), metadata=op)
+    if active.signing_keys:
+        return
+    key = admin.GenerateSigningKey(admin_pb.GenerateSigningKeyRequest(
+        request_id=str(uuid.uuid4()), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256), metadata=op).signing_key
+    admin.ActivateSigningKey(admin_pb.ActivateSigningKeyRequest(request_id=str(uuid.uuid4()),
+                                                                signing_key_id=key.signing_key_id), metadata=op)
+    say(f"operator generated and activated ES256 signing key kid={key.certificate.kid.hex()}")
+
+
+def run(result_address: str, publish_address: str, operator_token: str, say=print, show_qr: bool = True) -> dict:
     suffix = uuid.uuid4().hex[:6]
-    with grpc.insecure_channel(result_address) as channel:
+    with grpc.insecure_channel(result_address) as channel, grpc.insecure_channel(publish_address) as feed_channel:
         admin = admin_service_pb2_grpc.AdminServiceStub(channel)
         results = result_service_pb2_grpc.ResultServiceStub(channel)
         op = _auth(operator_token)
@@ -56,7 +72,15 @@ def run(result_address: str, operator_token: str, say=print) -> dict:
         unit_id = organisation(f"Trạm Y tế xã Tân Mỹ {suffix}", admin_pb.ORGANISATION_KIND_SAMPLING_UNIT)
         lab_id = organisation(f"CDC Bắc Giang lab {suffix}", admin_pb.ORGANISATION_KIND_LAB)
         unit_token, lab_token = token(unit_id, role_pb2.ROLE_SAMPLER), token(lab_id, role_pb2.ROLE_LAB)
-        say(f"operator registered sampling unit {unit_id} and lab {lab_id}, and issued their tokens")
+        partner_id = admin.CreatePartner(admin_pb.CreatePartnerRequest(
+            request_id=str(uuid.uuid4()), name=f"Bluezone {suffix}", personal_data_access=True),
+            metadata=op).partner.partner_id
+        partner_token = admin.IssueCredential(admin_pb.IssueCredentialRequest(
+            request_id=str(uuid.uuid4()), role=role_pb2.ROLE_PARTNER,
+            principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_PARTNER, id=partner_id)), metadata=op).token
+        say(f"operator registered sampling unit {unit_id}, lab {lab_id} and partner {partner_id}, "
+            "and issued their tokens")
+        _ensure_active_signing_key(admin, op, say)
 
         now = datetime.now(timezone.utc)
         pool = f"POOL-{suffix}"
@@ -81,5 +105,25 @@ def run(result_address: str, operator_token: str, say=print) -> dict:
         for member in sorted(recorded.results[0].samples, key=lambda m: m.sample_barcode):
             say(f"  {member.sample_barcode:16s} sample {enum_name(testing_pb2.SampleState, member.sample_state):10s}"
                 f" result v{member.result_version} {enum_name(testing_pb2.ResultState, member.result_state)}")
-        return {"pool": pool, "unit_token": unit_token, "lab_token": lab_token,
-                "sample_barcodes": [s.sample_barcode for s in samples]}
+
+        # The partner's feed consumer: a new partner resumes from position 1 (from_position 0 = its cursor).
+        feed = publish_service_pb2_grpc.PublishServiceStub(feed_channel)
+        wanted = {s.sample_barcode for s in samples}
+        events = []
+        for message in feed.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=0),
+                                               metadata=_auth(partner_token), timeout=30):
+            events += [e for e in message.events if e.result.sample_barcode in wanted]
+            if len(events) == len(wanted):
+                break
+        say(f"partner's feed consumer received {len(events)} events:")
+        for event in events:
+            say(f"  position {event.position:<6d} {enum_name(testing_pb2.ResultEventKind, event.kind):9s}"
+                f" {event.result.sample_barcode:16s} certificate {event.certificate.certificate_id}")
+        feed.AckResultEvents(ppb.AckResultEventsRequest(request_id=str(uuid.uuid4()), position=events[-1].position),
+                             metadata=_auth(partner_token))
+        first = events[0].certificate
+        if show_qr:
+            say(f"QR code of certificate {first.certificate_id} ({len(first.qr)} characters):")
+            print(qr_codes.terminal(first.qr))
+        return {"pool": pool, "unit_token": unit_token, "lab_token": lab_token, "partner_token": partner_token,
+                "sample_barcodes": [s.sample_barcode for s in samples], "events": events}

@@ -11,29 +11,13 @@ import pytest
 from cryptography import x509
 from google.protobuf.duration_pb2 import Duration
 
-from services.common.auth import Role
-from services.common.config import load
 from services.common.hcert import keys as hkeys
-from services.common.runtime import start_service
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
-from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2
-from services.result_svc import service as result_service
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, fresh_secrets, make_principal, service_env
+from tests.conftest import fresh_secrets
 from tests.grpc_errors import error_reason
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-async def admin(database_url):
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build,
-                                  serve_metrics_port=False)
-    operator = await make_principal(database_url, Role.OPERATOR)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield admin_service_pb2_grpc.AdminServiceStub(channel), bearer(operator["token"])
-    await running.stop(0)
 
 
 def rid() -> str:
@@ -41,7 +25,7 @@ def rid() -> str:
 
 
 async def test_generate_activate_rotate_and_retire(admin, db):
-    stub, auth = admin
+    stub, auth, _ = admin
     validity = Duration(seconds=30 * 86400)
     first = (await stub.GenerateSigningKey(pb.GenerateSigningKeyRequest(
         request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256, validity=validity), metadata=auth)).signing_key
@@ -83,7 +67,7 @@ async def test_generate_activate_rotate_and_retire(admin, db):
 
 
 async def test_retiring_a_key_with_unexpired_certificates_needs_force(admin, db):
-    stub, auth = admin
+    stub, auth, _ = admin
     key = (await stub.GenerateSigningKey(pb.GenerateSigningKeyRequest(
         request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256), metadata=auth)).signing_key
     # It signed a certificate that is still valid (minimal rows: a lab, a person, a sample, a result).
@@ -114,7 +98,7 @@ async def test_retiring_a_key_with_unexpired_certificates_needs_force(admin, db)
 
 
 async def test_import_refuses_bad_keys_and_mismatched_certificates(admin):
-    stub, auth = admin
+    stub, auth, _ = admin
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ImportSigningKey(pb.ImportSigningKeyRequest(request_id=rid(), private_key_pem="not a key"),
                                     metadata=auth)

@@ -1,0 +1,67 @@
+"""What the benchmark drivers share: a scratch database, service processes, percentiles, the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+MACHINE = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(prefix: str):
+    """A fresh, migrated database on the server at DATABASE_URL; dropped afterwards. Yields its URL."""
+    from services.common import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(SERVER_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = urlunsplit(urlsplit(SERVER_DSN)._replace(path=f"/{name}"))
+    try:
+        await migrate.apply(dsn)
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(SERVER_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+class ServiceProcesses:
+    """`python -m services.<name>` processes on free ports, stopped together."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = {**os.environ, "GRPC_HOST": "127.0.0.1", "METRICS_PORT": "0", "GRPC_INSECURE": "true",
+                    "LOG_LEVEL": "WARNING", **env}
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> int:
+        from tools.servers import free_port, wait_for_port
+
+        port = free_port()
+        self.processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
+                                               env={**self.env, "GRPC_PORT": str(port)}))
+        if not wait_for_port(port, 30):
+            raise RuntimeError(f"{name} did not start")
+        return port
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+            proc.wait(30)
