@@ -28,7 +28,7 @@ from services.common.hcert import codec, keys, payload, qr, uvci
 from tests.hcert_independent import COMBINED, QR_ALPHANUMERIC, assert_schema_valid, decode_and_verify
 
 REPO = Path(__file__).resolve().parents[2]
-CONFORMANCE = REPO.parent / "shared" / "conformance" / "dcc" / "common"
+CONFORMANCE = REPO / "tests" / "conformance" / "dcc" / "common"
 ISSUED_AT = 1_700_000_000
 EXPIRES_AT = ISSUED_AT + 72 * 3600
 ISSUER = "Ministry of Health of Viet Nam"
@@ -38,7 +38,7 @@ SC_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 @pytest.mark.parametrize("case", ["CO3", "CO1", "CO2"])  # ES256, PS256 RSA 2048, PS256 RSA 3072
 def test_independent_decoder_accepts_public_dcc_vectors(case):
     path = CONFORMANCE / f"{case}.json"
-    assert path.exists(), f"the DCC conformance data must be beside the repository: {path}"
+    assert path.exists(), f"missing conformance case {path}"
     vector = json.loads(path.read_text(encoding="utf-8"))
     certificate = x509.load_der_x509_certificate(base64.b64decode(vector["TESTCTX"]["CERTIFICATE"]))
     decoded = decode_and_verify(vector["PREFIX"], certificate)
@@ -307,7 +307,7 @@ def test_allowed_entry_types_from_eku():
                                             ("CO3", ("TEST", "VACCINATION", "RECOVERY")), ("CO15", ())])
 def test_allowed_entry_types_of_public_test_certificates(case, expected):
     path = CONFORMANCE / f"{case}.json"
-    assert path.exists(), f"the DCC conformance data must be beside the repository: {path}"
+    assert path.exists(), f"missing conformance case {path}"
     der = base64.b64decode(json.loads(path.read_text(encoding="utf-8"))["TESTCTX"]["CERTIFICATE"])
     # CO15's certificate has an empty extended key usage, which cryptography cannot parse.
     assert keys.allowed_entry_types(x509.load_der_x509_certificate(der)) == expected
