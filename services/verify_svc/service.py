@@ -1,13 +1,37 @@
-"""verify_svc hosts VerifyService: checkpoint verification of scanned HCERT QR codes."""
+"""verify_svc hosts VerifyService: checkpoint verification of scanned HCERT QR codes.
+
+The servicer checks the request (size, scan time, the device's rate limit), asks the Verifier, counts
+the verdict per checkpoint (Prometheus, and an hourly aggregate table — never a per-person log) and
+converts the answer. The trust list and rules come from in-memory snapshots (services.verify_svc.trust).
+"""
 
 from __future__ import annotations
 
-from services.common.auth import Role
+import asyncio
+import logging
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client import Counter as PromCounter
+
+from services.admin.servicer import signing_certificate
+from services.common.auth import Role, current_principal
+from services.common.db import CONNECTION_ERRORS
+from services.common.errors import FieldViolation, InvalidArgument, Unavailable
+from services.common.protoconv import enum_value, timestamp, to_datetime
+from services.common.ratelimit import RateLimiter
 from services.common.runtime import Deps
 from services.common.server import GrpcService
+from services.common.status_cache import StatusCache
+from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2, verdict_pb2
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
+from services.verify_svc.status import StatusLookup
+from services.verify_svc.trust import Rule, TrustStore
+from services.verify_svc.verifier import Verdict, Verifier
 
 LABEL = "verify_svc"
+log = logging.getLogger("covidtest.verify")
 
 VERIFY_ROLES = {
     "Verify": [Role.CHECKPOINT],
@@ -16,16 +40,191 @@ VERIFY_ROLES = {
     "GetTrustList": [Role.CHECKPOINT],
 }
 
+MAX_QR_BYTES = 4096
+MAX_BATCH = 100
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_OFFLINE_AGE = timedelta(days=7)
+VERIFICATIONS = PromCounter("covidtest_verifications_total", "Verdicts given, per checkpoint device",
+                            ["checkpoint", "verdict"])
+
+
+def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
+    from google.protobuf.duration_pb2 import Duration
+
+    message = province_rule_pb2.ProvinceRule(
+        rule_id=rule.rule_id, version=rule.version, province_code=rule.province_code,
+        entry_type=enum_value(certificate_pb2.EntryType, rule.entry_type), disabled=rule.disabled,
+        accepted_outcomes=[enum_value(testing_pb2.Outcome, o) for o in rule.accepted_outcomes],
+        complete_series_required=rule.require_complete_series,
+        min_days_since_last_dose=rule.min_days_since_last_dose or 0,
+        max_days_since_last_dose=rule.max_days_since_last_dose or 0,
+        min_days_since_first_positive=rule.min_days_since_positive or 0,
+        max_days_since_first_positive=rule.max_days_since_positive or 0,
+        effective_from=timestamp(rule.effective_from), description=rule.description,
+        created_at=timestamp(rule.created_at))
+    if rule.test_type:
+        message.test_type = enum_value(testing_pb2.TestType, rule.test_type)
+    if rule.validity_seconds:
+        message.validity.CopyFrom(Duration(seconds=rule.validity_seconds))
+    return message
+
+
+def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
+    response = pb.VerifyResponse(
+        verdict=enum_value(verdict_pb2.Verdict, result.verdict), reason=result.reason,
+        status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
+        checked_at=timestamp(checked_at), kid=result.kid, certificate_id=result.certificate_id,
+        issuer_country=result.issuer_country, **result.holder)
+    if result.stage:
+        response.malformed_stage = enum_value(verdict_pb2.MalformedStage, result.stage.upper())
+    if result.entry_type:
+        response.entry_type = enum_value(certificate_pb2.EntryType, result.entry_type)
+    if result.test_type:
+        response.test_type = enum_value(testing_pb2.TestType, result.test_type)
+    if result.sample_collected_at:
+        response.sample_collected_at.CopyFrom(timestamp(result.sample_collected_at))
+    if result.valid_until:
+        response.valid_until.CopyFrom(timestamp(result.valid_until))
+    if result.rule:
+        response.rule_id, response.rule_version = result.rule.rule_id, result.rule.version
+    return response
+
+
+class HourlyCounts:
+    """Verdict counts per (hour, checkpoint, verdict), added to `verification_counts` every few seconds."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._counts: Counter = Counter()
+        self._stopping = asyncio.Event()
+
+    def add(self, checkpoint_id: str, verdict: str, at: datetime) -> None:
+        self._counts[(at.replace(minute=0, second=0, microsecond=0), checkpoint_id, verdict)] += 1
+
+    async def flush(self) -> None:
+        if not self._counts:
+            return
+        counts, self._counts = self._counts, Counter()
+        try:
+            await self._pool.execute(
+                """INSERT INTO verification_counts (hour, checkpoint_id, verdict, count)
+                   SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::int8[])
+                   ON CONFLICT (hour, checkpoint_id, verdict)
+                   DO UPDATE SET count = verification_counts.count + EXCLUDED.count""",
+                *zip(*[(h, c, v, n) for (h, c, v), n in counts.items()]))
+        except CONNECTION_ERRORS:
+            self._counts.update(counts)  # Postgres down: keep them for the next flush
+
+    async def run(self, every_s: float = 5.0) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), every_s)
+            except asyncio.TimeoutError:
+                pass
+            await self.flush()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
 
 class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
-    """Verification RPCs: not implemented until the verify issue lands (every call answers UNIMPLEMENTED)."""
+    def __init__(self, deps: Deps, trust: TrustStore, verifier: Verifier, counts: HourlyCounts):
+        self._trust = trust
+        self._verifier = verifier
+        self._counts = counts
+        self._pool = deps.pool
+        self._limits = RateLimiter(deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute)
 
-    def __init__(self, deps: Deps):
-        self._deps = deps
+    def _scan_time(self, request, path: str, now: datetime, violations: list) -> datetime:
+        if not request.qr:
+            violations.append(FieldViolation(f"{path}qr", "the scanned text is required", "FIELD_REQUIRED"))
+        elif len(request.qr.encode("utf-8")) > MAX_QR_BYTES:
+            violations.append(FieldViolation(f"{path}qr", f"at most {MAX_QR_BYTES} bytes", "FIELD_OUT_OF_RANGE"))
+        if not request.HasField("scanned_at"):
+            return now
+        at = to_datetime(request.scanned_at)
+        if at > now + CLOCK_SKEW:
+            violations.append(FieldViolation(f"{path}scanned_at", "at most 5 minutes in the future", "TIME_IN_FUTURE"))
+        elif at < now - MAX_OFFLINE_AGE:
+            violations.append(FieldViolation(f"{path}scanned_at", "at most 7 days in the past", "TIME_TOO_OLD"))
+        return at
+
+    async def _verify(self, request, at: datetime, now: datetime) -> pb.VerifyResponse:
+        caller = current_principal.get()
+        if not self._trust.loaded.is_set():  # just started: the trust list is not in memory yet
+            try:
+                await asyncio.wait_for(self._trust.loaded.wait(), 5)
+            except asyncio.TimeoutError:
+                raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
+        result = await self._verifier.verify(request.qr, at, caller.province_code)
+        VERIFICATIONS.labels(caller.id, result.verdict).inc()
+        self._counts.add(caller.id, result.verdict, now)
+        return response_of(result, at)
+
+    async def Verify(self, request, context):
+        caller = current_principal.get()
+        now = datetime.now(timezone.utc)
+        violations: list[FieldViolation] = []
+        at = self._scan_time(request, "", now, violations)
+        if violations:
+            raise InvalidArgument("invalid scan", violations)
+        await self._limits.check(caller.id)
+        return await self._verify(request, at, now)
+
+    async def VerifyBatch(self, request, context):
+        caller = current_principal.get()
+        now = datetime.now(timezone.utc)
+        if not 1 <= len(request.scans) <= MAX_BATCH:
+            raise InvalidArgument("1-100 scans per call", [FieldViolation(
+                "scans", f"1-{MAX_BATCH} scans", "TOO_MANY_ITEMS" if request.scans else "FIELD_REQUIRED")])
+        violations: list[FieldViolation] = []
+        times = [self._scan_time(scan, f"scans[{i}].", now, violations) for i, scan in enumerate(request.scans)]
+        if violations:
+            raise InvalidArgument("invalid scans", violations)
+        for _ in request.scans:
+            await self._limits.check(caller.id)
+        results = await asyncio.gather(*(self._verify(scan, at, now) for scan, at in zip(request.scans, times)))
+        return pb.VerifyBatchResponse(results=results)
+
+    async def GetRules(self, request, context):
+        province = current_principal.get().province_code
+        snapshot = self._trust.snapshot
+        rules = snapshot.province_rules(province)
+        return pb.GetRulesResponse(province_code=province, ruleset_version=max((r.version for r in rules), default=0),
+                                   rules=[rule_message(r) for r in sorted(rules, key=lambda r: r.version)])
+
+    async def GetTrustList(self, request, context):
+        snapshot = self._trust.snapshot
+        since = request.since_version
+        full = since == 0 or since > snapshot.trust_version
+        response = pb.GetTrustListResponse(version=snapshot.trust_version, full=full)
+        if full:
+            response.added.extend(signing_certificate(k.certificate_der, k.country) for k in snapshot.keys)
+            return response
+        changes = await self._pool.fetch(
+            """SELECT DISTINCT ON (sha256_fingerprint) sha256_fingerprint, change FROM trust_list_changes
+               WHERE version > $1 ORDER BY sha256_fingerprint, version DESC""", since)
+        current = {k.fingerprint: k for k in snapshot.keys}
+        for row in changes:
+            fingerprint = bytes(row["sha256_fingerprint"]).hex()
+            if row["change"] == "ADDED" and fingerprint in current:
+                key = current[fingerprint]
+                response.added.append(signing_certificate(key.certificate_der, key.country))
+            elif row["change"] == "REMOVED":
+                response.removed_sha256_fingerprints.append(fingerprint)
+        return response
 
 
 def build(deps: Deps) -> list[GrpcService]:
-    servicer = VerifyServicer(deps)
+    config = deps.config
+    trust = TrustStore(config.database_url, config.trust_refresh_seconds)
+    deps.background(trust.run(), trust.stop)
+    status = StatusLookup(StatusCache(deps.redis, config.redis_prefix), config.read_database_url or config.database_url,
+                          config.status_negative_cache_seconds, config.status_db_timeout_seconds)
+    deps.on_stop.append(status.close)
+    counts = HourlyCounts(deps.pool)
+    deps.background(counts.run(), counts.stop)
+    servicer = VerifyServicer(deps, trust, Verifier(trust, status), counts)
     return [
         GrpcService(
             "covidtest.verify.v1.VerifyService",

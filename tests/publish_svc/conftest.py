@@ -1,11 +1,13 @@
 """Fixtures for publish_svc: result_svc and publish_svc on one database, an active signing key, partners."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 
 import grpc
 import pytest
+import redis.asyncio as redis
 
 from services.admin import signing_keys
 from services.common.auth import Role
@@ -23,7 +25,7 @@ from services.publish_svc.config import PublishConfig
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 from services.common.config import parse_keyring, parse_secret_bytes
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import REDIS_URL, bearer, make_principal, service_env
 from tests.result_svc.helpers import result, rid, sample, unique
 
 
@@ -103,26 +105,32 @@ async def stop_platform(platform: Platform) -> None:
     await platform.result_server.stop(0)
 
 
-@pytest.fixture(scope="module")
-async def platform(database_url):
+@contextlib.asynccontextmanager
+async def running_platform(database_url: str):
+    """result_svc + publish_svc with an active key, a sampling unit, a lab and an operator; Redis keys
+    of its own prefix are deleted afterwards."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
     running = await start_platform(database_url, prefix)
-    running.redis_prefix = prefix
-    running.key = await activate_new_key(database_url, running.pii)
-    running.unit = await make_principal(database_url, Role.SAMPLER)
-    running.lab = await make_principal(database_url, Role.LAB)
-    running.operator = await make_principal(database_url, Role.OPERATOR)
-    yield running
-    await stop_platform(running)
-    import redis.asyncio as redis
+    try:
+        running.redis_prefix = prefix
+        running.key = await activate_new_key(database_url, running.pii)
+        running.unit = await make_principal(database_url, Role.SAMPLER)
+        running.lab = await make_principal(database_url, Role.LAB)
+        running.operator = await make_principal(database_url, Role.OPERATOR)
+        yield running
+    finally:
+        await stop_platform(running)
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
-    from tests.conftest import REDIS_URL
 
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+@pytest.fixture(scope="module")
+async def platform(database_url):
+    async with running_platform(database_url) as running:
+        yield running
 
 
 async def new_partner(database_url: str, personal_data_access: bool) -> dict:

@@ -1,0 +1,124 @@
+"""The live status of the platform's own certificates: Redis first, Postgres on a miss.
+
+- Hit: the status the relay wrote (version-checked) — no database call.
+- Miss: Postgres (READ_DATABASE_URL, a read replica in production). Misses of one event-loop tick are
+  batched into one `uvci = ANY($1)` query, and concurrent misses of one certificate share that single
+  read (single flight). What Postgres returns is written back to Redis with the same version check; a
+  certificate Postgres does not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
+- Redis down: straight to Postgres (source DATABASE). Postgres down or slower than
+  STATUS_DB_TIMEOUT_SECONDS too: no status (source UNCHECKED); the verdict then rests on signature and
+  rules, and health reports degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import redis.exceptions
+
+from services.common.db import CONNECTION_ERRORS, create_pool
+from services.common.errors import Unavailable
+from services.common.metrics import DEPENDENCY_UP
+from services.common.status_cache import StatusCache
+
+log = logging.getLogger("covidtest.status")
+
+CACHE, DATABASE, UNCHECKED = "CACHE", "DATABASE", "UNCHECKED"
+_NEGATIVE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str | None       # VALID, REVOKED, or None when unknown or unchecked
+    source: str              # CACHE, DATABASE or UNCHECKED
+
+
+class StatusLookup:
+    def __init__(self, cache: StatusCache, dsn: str, negative_ttl_s: float, db_timeout_s: float):
+        self._cache = cache
+        self._dsn = dsn
+        self._negative_ttl = negative_ttl_s
+        self._db_timeout = db_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._pending: dict[str, asyncio.Future] = {}
+        self._unknown: dict[str, float] = {}
+        self.redis_up = True
+        self.database_up = True
+
+    async def status(self, certificate_id: str) -> Status:
+        try:
+            cached = await self._cache.get(certificate_id)
+            self._mark("redis", True)
+            if cached is not None:
+                return Status(cached.status, CACHE)
+        except (redis.exceptions.RedisError, OSError):
+            self._mark("redis", False)
+        if self._unknown.get(certificate_id, 0) > time.monotonic():
+            return Status(None, DATABASE)
+        try:
+            row = await asyncio.wait_for(asyncio.shield(self._read(certificate_id)), self._db_timeout)
+        except (asyncio.TimeoutError, Unavailable, *CONNECTION_ERRORS):
+            self._mark("postgres", False)
+            return Status(None, UNCHECKED)
+        self._mark("postgres", True)
+        if row is None:
+            if len(self._unknown) > _NEGATIVE_LIMIT:
+                self._unknown.clear()
+            self._unknown[certificate_id] = time.monotonic() + self._negative_ttl
+            return Status(None, DATABASE)
+        return Status(row["status"], DATABASE)
+
+    def _read(self, certificate_id: str) -> asyncio.Future:
+        """The shared future of this certificate's row; the first miss of a tick schedules the batch read."""
+        future = self._pending.get(certificate_id)
+        if future is None:
+            if not self._pending:
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+            future = self._pending[certificate_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            pool = await self._ensure_pool()
+            rows = {r["uvci"]: r for r in await pool.fetch(
+                "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
+                list(batch))}
+        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # a waiter that timed out must not leave it unretrieved
+            return
+        for certificate_id, future in batch.items():
+            if not future.done():
+                future.set_result(rows.get(certificate_id))
+        if rows and self.redis_up:
+            try:  # refill the cache; the version check keeps a newer status the relay wrote meanwhile
+                await self._cache.put_many([(r["uvci"], r["status"], r["status_version"],
+                                             int(r["expires_at"].timestamp())) for r in rows.values()])
+            except (redis.exceptions.RedisError, OSError):
+                self._mark("redis", False)
+
+    async def _ensure_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await create_pool(self._dsn, min_size=1, max_size=4, timeout=self._db_timeout)
+        return self._pool
+
+    def _mark(self, dependency: str, up: bool) -> None:
+        if dependency == "redis":
+            self.redis_up = up
+        else:
+            self.database_up = up
+        DEPENDENCY_UP.labels("verify_svc", dependency).set(1 if up else 0)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

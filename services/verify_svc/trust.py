@@ -1,0 +1,157 @@
+"""The trust list and the province rules, held in memory and refreshed in the background.
+
+Neither is read from Postgres per request: a refresher task reloads both every TRUST_REFRESH_SECONDS
+and at once on a NOTIFY (trust_list, signing_keys, province_rules), swapping in new immutable
+snapshots. If Postgres is down, the last snapshots stay in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from cryptography import x509
+
+from services.common.db import CONNECTION_ERRORS, connect
+from services.common.hcert import keys as hkeys
+
+log = logging.getLogger("covidtest.trust")
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    kid: bytes
+    certificate_der: bytes
+    public_key: object
+    country: str
+    not_before: datetime
+    not_after: datetime
+    allowed_entry_types: tuple[str, ...]   # empty: all
+    algorithm: str
+    own: bool                              # one of this platform's keys: its certificates have a live status
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.certificate_der).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    version: int
+    province_code: str
+    entry_type: str
+    test_type: str | None
+    disabled: bool
+    validity_seconds: int | None
+    accepted_outcomes: tuple[str, ...]
+    require_complete_series: bool
+    min_days_since_last_dose: int | None
+    max_days_since_last_dose: int | None
+    min_days_since_positive: int | None
+    max_days_since_positive: int | None
+    effective_from: datetime
+    description: str
+    created_at: datetime
+
+
+def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
+    cert = x509.load_der_x509_certificate(der)
+    return TrustedKey(kid=hkeys.kid_of(der), certificate_der=der, public_key=cert.public_key(), country=country,
+                      not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                      allowed_entry_types=tuple(hkeys.allowed_entry_types(cert)),
+                      algorithm=hkeys.key_algorithm(cert.public_key()), own=own)
+
+
+class Snapshot:
+    """An immutable view: keys by kid, rules by (province, entry type, test type)."""
+
+    def __init__(self, keys: list[TrustedKey], rules: list[Rule], trust_version: int):
+        self.by_kid: dict[bytes, tuple[TrustedKey, ...]] = {}
+        for key in keys:
+            self.by_kid[key.kid] = self.by_kid.get(key.kid, ()) + (key,)
+        self.keys = tuple(keys)
+        self.trust_version = trust_version
+        self.rules: dict[tuple[str, str, str | None], tuple[Rule, ...]] = {}
+        for rule in sorted(rules, key=lambda r: (r.effective_from, r.version), reverse=True):
+            key = (rule.province_code, rule.entry_type, rule.test_type)
+            self.rules[key] = self.rules.get(key, ()) + (rule,)
+        self.ruleset_version = max((r.version for r in rules), default=0)
+
+    def rule_for(self, province: str, entry_type: str, test_type: str | None, at: datetime) -> Rule | None:
+        """The applicable version: the province's rule if it has one in effect, else the national default.
+        A disabled version counts as a rule (and so rejects)."""
+        for scope in (province, "00"):
+            for rule in self.rules.get((scope, entry_type, test_type), ()):
+                if rule.effective_from <= at:
+                    return rule
+        return None
+
+    def province_rules(self, province: str) -> list[Rule]:
+        """Every version a device of `province` may need offline: its own and the national defaults."""
+        return [r for (p, _, _), versions in self.rules.items() if p in (province, "00") for r in versions]
+
+
+async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
+    keys = [trusted_key(bytes(r["certificate_der"]), "VN", True) for r in await conn.fetch(
+        "SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")]
+    keys += [trusted_key(bytes(r["certificate_der"]), r["country"], False) for r in await conn.fetch(
+        "SELECT certificate_der, country FROM trusted_certificates WHERE removed_at IS NULL")]
+    rules = [Rule(rule_id=r["rule_id"], version=r["version"], province_code=r["province_code"],
+                  entry_type=r["entry_type"], test_type=r["test_type"], disabled=r["disabled"],
+                  validity_seconds=r["validity_seconds"], accepted_outcomes=tuple(r["accepted_outcomes"]),
+                  require_complete_series=r["require_complete_series"],
+                  min_days_since_last_dose=r["min_days_since_last_dose"],
+                  max_days_since_last_dose=r["max_days_since_last_dose"],
+                  min_days_since_positive=r["min_days_since_positive"],
+                  max_days_since_positive=r["max_days_since_positive"], effective_from=r["effective_from"],
+                  description=r["description"], created_at=r["created_at"])
+             for r in await conn.fetch("SELECT * FROM province_rules")]
+    version = await conn.fetchval("SELECT COALESCE(max(version), 0) FROM trust_list_changes")
+    return Snapshot(keys, rules, version)
+
+
+class TrustStore:
+    """Holds the current Snapshot; `run()` keeps it fresh."""
+
+    def __init__(self, dsn: str, refresh_seconds: float):
+        self._dsn = dsn
+        self._refresh = refresh_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.snapshot = Snapshot([], [], 0)
+        self.loaded = asyncio.Event()
+
+    async def reload(self, conn: asyncpg.Connection) -> None:
+        self.snapshot = await load_snapshot(conn)
+        self.loaded.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            conn = None
+            try:
+                conn = await connect(self._dsn)
+                for channel in ("trust_list", "signing_keys", "province_rules"):
+                    await conn.add_listener(channel, lambda *_: self._wake.set())
+                while not self._stopping and not conn.is_closed():
+                    await self.reload(conn)
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._refresh)
+                    except asyncio.TimeoutError:
+                        pass
+            except CONNECTION_ERRORS as exc:
+                log.warning("trust list refresh failed; keeping the last one",
+                            extra={"fields": {"error": type(exc).__name__}})
+                await asyncio.sleep(min(self._refresh, 2.0))
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

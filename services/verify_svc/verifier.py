@@ -1,0 +1,184 @@
+"""The verdict for one scanned QR code, at a scan time, under a province's rules.
+
+The order of checks is the verdict precedence of covidtest.type.v1.Verdict: MALFORMED,
+UNKNOWN_ISSUER, SIGNATURE_INVALID, REVOKED, EXPIRED / NOT_YET_VALID by the certificate's own
+`exp` / `iat`, TEST_POSITIVE, RULE_NOT_MET, EXPIRED / NOT_YET_VALID by the rule's window, VALID.
+Nothing here reads Postgres except the live status of the platform's own certificates (through
+StatusLookup, Redis first); the trust list and rules are in-memory snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from services.common.hcert import decode as hdecode
+from services.verify_svc.status import UNCHECKED, StatusLookup
+from services.verify_svc.trust import Rule, Snapshot, TrustedKey
+
+TEST_TYPES = {"LP6464-4": "NAAT", "LP217198-3": "RAPID_ANTIGEN"}
+DETECTED, NOT_DETECTED = "260373001", "260415000"
+OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
+_SIGNATURE_CACHE_LIMIT = 100_000
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    reason: str = ""
+    stage: str = ""
+    holder: dict = field(default_factory=dict)    # family/given names and date of birth, once genuine
+    entry_type: str = ""
+    test_type: str = ""
+    sample_collected_at: datetime | None = None
+    valid_until: datetime | None = None
+    certificate_id: str = ""
+    issuer_country: str = ""
+    status_source: str = UNCHECKED
+    rule: Rule | None = None
+    kid: bytes = b""
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _parse_date(text: str | None) -> datetime | None:
+    value = _parse_time(text[:10] if text else None)
+    return value
+
+
+class Verifier:
+    def __init__(self, trust, status: StatusLookup):
+        self._trust = trust          # anything with a `.snapshot` (TrustStore)
+        self._status = status
+        self._verified: dict[bytes, str] = {}   # hash of signed bytes → fingerprint of the key that verified it
+
+    def _signer(self, decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
+        # Repeat scans of one QR skip the signature check: the same signed bytes verified before.
+        digest = hashlib.sha256(decoded.sig_structure + decoded.signature).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            for key in candidates:
+                if key.fingerprint == known:
+                    return key
+        for key in candidates:
+            if hdecode.verify_signature(decoded, key.certificate_der, key.public_key):
+                if len(self._verified) >= _SIGNATURE_CACHE_LIMIT:
+                    self._verified.clear()
+                self._verified[digest] = key.fingerprint
+                return key
+        return None
+
+    async def verify(self, qr: str, at: datetime, province: str) -> Verdict:
+        try:
+            decoded = hdecode.decode(qr)
+        except hdecode.MalformedError as exc:
+            return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
+        snapshot: Snapshot = self._trust.snapshot
+        candidates = snapshot.by_kid.get(decoded.kid or b"", ())
+        if not candidates:
+            return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
+        signer = self._signer(decoded, candidates)
+        if signer is None:
+            return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature",
+                           kid=decoded.kid)
+        if signer.allowed_entry_types and decoded.entry_type not in signer.allowed_entry_types:
+            return Verdict("SIGNATURE_INVALID", f"the signing key may not sign {decoded.entry_type.lower()} entries",
+                           kid=decoded.kid)
+        issued = datetime.fromtimestamp(decoded.issued_at, timezone.utc) if decoded.issued_at is not None else None
+        if issued is None or not signer.not_before <= issued <= signer.not_after:
+            return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=decoded.kid)
+
+        dcc = decoded.dcc
+        entry = dcc[{"TEST": "t", "VACCINATION": "v", "RECOVERY": "r"}[decoded.entry_type]][0]
+        names = dcc.get("nam", {})
+        result = Verdict("VALID", holder={"family_name": names.get("fn", ""), "given_name": names.get("gn", ""),
+                                          "family_name_transliterated": names.get("fnt", ""),
+                                          "given_name_transliterated": names.get("gnt", ""),
+                                          "date_of_birth": dcc.get("dob", "")},
+                         entry_type=decoded.entry_type, certificate_id=entry.get("ci", ""),
+                         issuer_country=signer.country, kid=decoded.kid)
+        expires = datetime.fromtimestamp(decoded.expires_at, timezone.utc) if decoded.expires_at is not None else None
+        result.valid_until = expires
+
+        if signer.own and result.certificate_id:
+            status = await self._status.status(result.certificate_id)
+            result.status_source = status.source
+            if status.status == "REVOKED":
+                return self._final(result, "REVOKED", "the issuer revoked this certificate (result corrected)")
+        if expires is None or expires < at:
+            return self._final(result, "EXPIRED", "the certificate has expired")
+        if issued > at:
+            return self._final(result, "NOT_YET_VALID", "the certificate was issued after the scan time")
+        if decoded.entry_type == "TEST":
+            return self._test(result, entry, at, province, snapshot)
+        if decoded.entry_type == "VACCINATION":
+            return self._vaccination(result, entry, at, province, snapshot)
+        return self._recovery(result, entry, at, province, snapshot)
+
+    @staticmethod
+    def _final(result: Verdict, verdict: str, reason: str) -> Verdict:
+        result.verdict, result.reason = verdict, reason
+        return result
+
+    def _test(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+        test_type = TEST_TYPES.get(entry.get("tt", ""))
+        result.test_type = test_type or ""
+        sample = _parse_time(entry.get("sc"))
+        result.sample_collected_at = sample
+        rule = snapshot.rule_for(province, "TEST", test_type, at) if test_type else None
+        result.rule = rule
+        outcome = OUTCOME_OF_RESULT.get(entry.get("tr", ""))
+        if outcome == "POSITIVE" and not (rule and not rule.disabled and "POSITIVE" in rule.accepted_outcomes):
+            return self._final(result, "TEST_POSITIVE", "the test result is positive (detected)")
+        if rule is None or rule.disabled or outcome not in rule.accepted_outcomes or not rule.validity_seconds:
+            return self._final(result, "RULE_NOT_MET", "this province does not accept this test")
+        if sample is None:
+            return self._final(result, "RULE_NOT_MET", "the sample collection time is missing")
+        until = sample + timedelta(seconds=rule.validity_seconds)
+        result.valid_until = min(until, result.valid_until) if result.valid_until else until
+        if sample > at:
+            return self._final(result, "NOT_YET_VALID", "the sample was collected after the scan time")
+        if until < at:
+            return self._final(result, "EXPIRED", f"the test is older than the province accepts "
+                                                  f"({rule.validity_seconds // 3600} h)")
+        return self._final(result, "VALID", "")
+
+    def _window(self, result: Verdict, start: datetime | None, min_days: int | None, max_days: int | None,
+                at: datetime, what: str) -> Verdict:
+        if start is None:
+            return self._final(result, "RULE_NOT_MET", f"the {what} date is missing")
+        if min_days and start + timedelta(days=min_days) > at:
+            return self._final(result, "NOT_YET_VALID", f"fewer than {min_days} days since the {what}")
+        if max_days:
+            until = start + timedelta(days=max_days)
+            result.valid_until = min(until, result.valid_until) if result.valid_until else until
+            if until < at:
+                return self._final(result, "EXPIRED", f"more than {max_days} days since the {what}")
+        return self._final(result, "VALID", "")
+
+    def _vaccination(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+        rule = snapshot.rule_for(province, "VACCINATION", None, at)
+        result.rule = rule
+        if rule is None or rule.disabled:
+            return self._final(result, "RULE_NOT_MET", "this province does not accept vaccination certificates")
+        if rule.require_complete_series and not (entry.get("dn", 0) >= entry.get("sd", 1) > 0):
+            return self._final(result, "RULE_NOT_MET", "the vaccination series is not complete")
+        return self._window(result, _parse_date(entry.get("dt")), rule.min_days_since_last_dose,
+                            rule.max_days_since_last_dose, at, "last dose")
+
+    def _recovery(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+        rule = snapshot.rule_for(province, "RECOVERY", None, at)
+        result.rule = rule
+        if rule is None or rule.disabled:
+            return self._final(result, "RULE_NOT_MET", "this province does not accept recovery certificates")
+        return self._window(result, _parse_date(entry.get("fr")), rule.min_days_since_positive,
+                            rule.max_days_since_positive, at, "first positive test")

@@ -1,0 +1,94 @@
+"""Verification when Redis, Postgres or both are down: answers within the deadline, says where the status
+came from, reports degraded dependencies, and recovers without a restart."""
+
+import asyncio
+import time
+import uuid
+
+from prometheus_client import REGISTRY
+
+from services.common import migrate
+from services.common.auth import Role
+from services.common.config import load
+from services.common.runtime import start_service
+from services.gen.covidtest.type.v1 import verdict_pb2 as v
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
+from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
+from services.verify_svc import service as verify_service
+from services.verify_svc.config import VerifyConfig
+from tests.conftest import bearer, make_principal
+from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform
+
+import grpc
+
+
+def dependency_up(name: str) -> float | None:
+    return REGISTRY.get_sample_value("covidtest_dependency_up", {"service": "verify_svc", "dependency": name})
+
+
+async def test_verify_answers_with_redis_down_postgres_down_and_both(private_postgres, private_redis):
+    dsn = private_postgres.url()
+    await migrate.apply(dsn)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    platform = await start_platform(dsn, prefix, REDIS_URL=private_redis.url(), AUTH_CACHE_SECONDS="0.2",
+                                    STATUS_DB_TIMEOUT_SECONDS="0.3")
+    verify_server = None
+    try:
+        platform.key = await activate_new_key(dsn, platform.pii)
+        platform.unit = await make_principal(dsn, Role.SAMPLER)
+        platform.lab = await make_principal(dsn, Role.LAB)
+        partner = await make_principal(dsn, Role.PARTNER)
+        device = await make_principal(dsn, Role.CHECKPOINT)
+        verify_server = await start_service("verify_svc", load(VerifyConfig, platform.env), verify_service.build,
+                                            serve_metrics_port=False)
+        await platform.release(1, start=1)
+        event = (await platform.collect(partner["token"], 1, 1))[0]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
+            stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
+
+            async def check(expected_source):
+                started = time.monotonic()
+                answer = await stub.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]),
+                                           timeout=2)
+                elapsed = time.monotonic() - started
+                assert answer.verdict == v.VERDICT_VALID, answer.reason
+                assert answer.status_source == expected_source, (answer.status_source, expected_source)
+                assert elapsed < 1.5, f"answer took {elapsed:.2f} s"
+
+            await check(v.STATUS_SOURCE_CACHE)
+
+            await asyncio.to_thread(private_redis.stop)           # Redis down: Postgres answers
+            await check(v.STATUS_SOURCE_DATABASE)
+            assert dependency_up("redis") == 0
+
+            await asyncio.to_thread(private_redis.start)          # Redis back (empty): refilled from Postgres
+            deadline = time.monotonic() + 10
+            while True:
+                answer = await stub.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]))
+                if answer.status_source == v.STATUS_SOURCE_CACHE:
+                    break
+                assert time.monotonic() < deadline, "did not go back to the cache after Redis returned"
+                await asyncio.sleep(0.1)
+            assert dependency_up("redis") == 1
+
+            await asyncio.to_thread(private_postgres.stop, "immediate")   # Postgres down: Redis answers
+            await check(v.STATUS_SOURCE_CACHE)
+
+            await asyncio.to_thread(private_redis.stop)           # both down: signature and rules only
+            await check(v.STATUS_SOURCE_UNCHECKED)
+            assert dependency_up("redis") == 0 and dependency_up("postgres") == 0
+
+            await asyncio.to_thread(private_postgres.start)       # recovery without a restart
+            await asyncio.to_thread(private_redis.start)
+            deadline = time.monotonic() + 15
+            while True:
+                answer = await stub.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]))
+                if answer.status_source in (v.STATUS_SOURCE_DATABASE, v.STATUS_SOURCE_CACHE):
+                    break
+                assert time.monotonic() < deadline, "did not recover after Postgres and Redis returned"
+                await asyncio.sleep(0.1)
+            assert dependency_up("postgres") == 1
+    finally:
+        if verify_server is not None:
+            await verify_server.stop(0)
+        await stop_platform(platform)

@@ -1,0 +1,36 @@
+"""Fixtures for verify_svc: intake, relay and verification on one database, with a released certificate."""
+
+import grpc
+import pytest
+
+from services.common.auth import Role
+from services.common.config import load
+from services.common.runtime import start_service
+from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
+from services.verify_svc import service as verify_service
+from services.verify_svc.config import VerifyConfig
+from tests.conftest import bearer, make_principal
+from tests.publish_svc.conftest import running_platform
+
+
+@pytest.fixture(scope="module")
+async def platform(database_url):
+    async with running_platform(database_url) as running:
+        running.partner = await make_principal(database_url, Role.PARTNER)
+        running.device = await make_principal(database_url, Role.CHECKPOINT, province="24")
+        running.verify_server = await start_service("verify_svc", load(VerifyConfig, running.env),
+                                                    verify_service.build, serve_metrics_port=False)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.verify_server.port}") as channel:
+            running.verify = verify_service_pb2_grpc.VerifyServiceStub(channel)
+            running.device_auth = bearer(running.device["token"])
+            yield running
+        await running.verify_server.stop(0)
+
+
+async def released_certificate(platform, n: int, **release_kw):
+    """Release one result and return its feed event (with the certificate)."""
+    start = await platform.head() + 1
+    barcodes = await platform.release(1, start=n, **release_kw)
+    event = (await platform.collect(platform.partner["token"], start, 1))[0]
+    assert event.result.sample_barcode == barcodes[0]
+    return event
