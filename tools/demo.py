@@ -5,7 +5,8 @@ credentials and makes sure a signing key is active (AdminService); the sampling 
 of five samples (RegisterSamples); the lab records the pool's negative result (RecordResults), which
 releases a result for every member; the relay signs a certificate for each, and the partner's feed
 consumer (StreamResultEvents) receives the five events; the QR code of one certificate is printed in
-the terminal. The people are invented; no personal data is printed except inside the QR code.
+the terminal; a checkpoint device verifies it (VALID), the lab amends that result, and the same QR then
+verifies as REVOKED. The people are invented; no personal data is printed except inside the QR code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.common.hcert import qr as qr_codes
-from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2, testing_pb2
+from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2, testing_pb2, verdict_pb2
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
+from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 
 POOL_SIZE = 5
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em"]
@@ -51,9 +54,11 @@ def _ensure_active_signing_key(admin, op, say) -> None:
     say(f"operator generated and activated ES256 signing key kid={key.certificate.kid.hex()}")
 
 
-def run(result_address: str, publish_address: str, operator_token: str, say=print, show_qr: bool = True) -> dict:
+def run(result_address: str, publish_address: str, verify_address: str, operator_token: str, say=print,
+        show_qr: bool = True) -> dict:
     suffix = uuid.uuid4().hex[:6]
-    with grpc.insecure_channel(result_address) as channel, grpc.insecure_channel(publish_address) as feed_channel:
+    with grpc.insecure_channel(result_address) as channel, grpc.insecure_channel(publish_address) as feed_channel, \
+            grpc.insecure_channel(verify_address) as verify_channel:
         admin = admin_service_pb2_grpc.AdminServiceStub(channel)
         results = result_service_pb2_grpc.ResultServiceStub(channel)
         op = _auth(operator_token)
@@ -78,8 +83,14 @@ def run(result_address: str, publish_address: str, operator_token: str, say=prin
         partner_token = admin.IssueCredential(admin_pb.IssueCredentialRequest(
             request_id=str(uuid.uuid4()), role=role_pb2.ROLE_PARTNER,
             principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_PARTNER, id=partner_id)), metadata=op).token
-        say(f"operator registered sampling unit {unit_id}, lab {lab_id} and partner {partner_id}, "
-            "and issued their tokens")
+        device_id = admin.CreateCheckpointDevice(admin_pb.CreateCheckpointDeviceRequest(
+            request_id=str(uuid.uuid4()), name=f"Chốt QL1A {suffix}", province_code="24"), metadata=op).device.device_id
+        device_token = admin.IssueCredential(admin_pb.IssueCredentialRequest(
+            request_id=str(uuid.uuid4()), role=role_pb2.ROLE_CHECKPOINT,
+            principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_CHECKPOINT_DEVICE, id=device_id)),
+            metadata=op).token
+        say(f"operator registered sampling unit {unit_id}, lab {lab_id}, partner {partner_id} and checkpoint "
+            f"device {device_id}, and issued their tokens")
         _ensure_active_signing_key(admin, op, say)
 
         now = datetime.now(timezone.utc)
@@ -125,5 +136,26 @@ def run(result_address: str, publish_address: str, operator_token: str, say=prin
         if show_qr:
             say(f"QR code of certificate {first.certificate_id} ({len(first.qr)} characters):")
             print(qr_codes.terminal(first.qr))
+
+        checkpoint = verify_service_pb2_grpc.VerifyServiceStub(verify_channel)
+
+        def scan() -> vpb.VerifyResponse:
+            return checkpoint.Verify(vpb.VerifyRequest(qr=first.qr), metadata=_auth(device_token), wait_for_ready=True)
+
+        before = scan()
+        say(f"checkpoint scanned it: {enum_name(verdict_pb2.Verdict, before.verdict)} — {before.family_name} "
+            f"{before.given_name[:1]}…, born {before.date_of_birth[:4]}, "
+            f"{enum_name(testing_pb2.TestType, before.test_type)}, valid until {before.valid_until.ToJsonString()}")
+        amended = events[0].result.sample_barcode
+        results.AmendResult(pb.AmendResultRequest(
+            request_id=str(uuid.uuid4()), sample_barcode=amended, outcome=testing_pb2.OUTCOME_POSITIVE,
+            tested_at=_ts(now - timedelta(minutes=5)), method="RT-PCR", reason="demo: plate mix-up corrected"),
+            metadata=_auth(lab_token))
+        after = scan()
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=5)
+        while after.verdict != verdict_pb2.VERDICT_REVOKED and datetime.now(timezone.utc) < deadline:
+            after = scan()
+        say(f"lab amended {amended}; the same QR now scans as {enum_name(verdict_pb2.Verdict, after.verdict)}")
         return {"pool": pool, "unit_token": unit_token, "lab_token": lab_token, "partner_token": partner_token,
-                "sample_barcodes": [s.sample_barcode for s in samples], "events": events}
+                "sample_barcodes": [s.sample_barcode for s in samples], "events": events,
+                "verdicts": (before.verdict, after.verdict)}

@@ -187,8 +187,8 @@ def up() -> int:
         wait_serving(ports)
         token = asyncio.run(_operator_token(database_url))
         print("\nDemo:")
-        demo.run(f"127.0.0.1:{ports['result_svc']}", f"127.0.0.1:{ports['publish_svc']}", token,
-                 say=lambda line: print(f"  {line}"))
+        demo.run(f"127.0.0.1:{ports['result_svc']}", f"127.0.0.1:{ports['publish_svc']}",
+                 f"127.0.0.1:{ports['verify_svc']}", token, say=lambda line: print(f"  {line}"))
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
         STATE.write_text(json.dumps(state))

@@ -14,13 +14,13 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.admin import registry, signing_keys
+from services.admin import registry, signing_keys, trust_rules
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
@@ -90,6 +90,10 @@ async def _run(args) -> object:
         return _credential_json(credential)
     if args.area == "signing-key":
         return await _signing_key(dsn, args)
+    if args.area == "trusted-cert":
+        return await _trusted_cert(dsn, args)
+    if args.area == "rule":
+        return await _rule(dsn, args)
     raise AssertionError(f"unhandled command {cmd}")
 
 
@@ -99,6 +103,40 @@ def _key_json(key: signing_keys.SigningKeyRow) -> dict:
     out["certificate_der"] = None
     out["certificate_pem"] = x509.load_der_x509_certificate(key.certificate_der).public_bytes(Encoding.PEM).decode()
     return out
+
+
+def _record(row) -> dict:
+    return {k: (bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v) for k, v in dict(row).items()
+            if k != "certificate_der"}
+
+
+async def _trusted_cert(dsn: str, args) -> object:
+    if args.action == "import":
+        try:
+            with open(args.certificate, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
+        return _record(await _with_tx(dsn, lambda c: trust_rules.import_trusted(c, None, raw, args.country)))
+    if args.action == "remove":
+        return _record(await _with_tx(dsn, lambda c: trust_rules.remove_trusted(c, None, args.trusted_certificate_id)))
+    return [_record(r) for r in await _with_tx(dsn, lambda c: trust_rules.list_trusted(c, args.country, args.limit, None))]
+
+
+async def _rule(dsn: str, args) -> object:
+    if args.action == "set":
+        rule = trust_rules.RuleInput(
+            province_code=args.province, entry_type=args.entry_type, test_type=args.test_type, disabled=args.disabled,
+            validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
+            accepted_outcomes=tuple(args.accept or ()), complete_series_required=args.complete_series,
+            min_days_since_last_dose=args.min_days_since_last_dose, max_days_since_last_dose=args.max_days_since_last_dose,
+            min_days_since_first_positive=args.min_days_since_positive,
+            max_days_since_first_positive=args.max_days_since_positive,
+            effective_from=datetime.fromisoformat(args.effective_from) if args.effective_from else None,
+            description=args.description)
+        return _record(await _with_tx(dsn, lambda c: trust_rules.set_rule(c, None, rule)))
+    return [_record(r) for r in await _with_tx(dsn, lambda c: trust_rules.list_rules(
+        c, args.province, args.history, args.limit, None))]
 
 
 def _pii_from_environment() -> PiiCipher:
@@ -208,6 +246,36 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="even with unexpired certificates (key compromise)")
     c = keys.add_parser("list")
     c.add_argument("--state", choices=["PENDING", "ACTIVE", "DEACTIVATED", "RETIRED"])
+    c.add_argument("--limit", type=int, default=100)
+
+    trusted = areas.add_parser("trusted-cert", help="foreign DCC signing certificates in the trust list") \
+        .add_subparsers(dest="action", required=True)
+    c = trusted.add_parser("import")
+    c.add_argument("--certificate", required=True, help="X.509 file, PEM or DER")
+    c.add_argument("--country", required=True, help="ISO 3166-1 alpha-2, e.g. KR")
+    trusted.add_parser("remove").add_argument("trusted_certificate_id")
+    c = trusted.add_parser("list")
+    c.add_argument("--country")
+    c.add_argument("--limit", type=int, default=100)
+
+    rules = areas.add_parser("rule", help="province rules (versioned; \"00\" is the national default)") \
+        .add_subparsers(dest="action", required=True)
+    c = rules.add_parser("set", help="add a new version of a province's rule")
+    c.add_argument("--province", required=True)
+    c.add_argument("--entry-type", required=True, choices=trust_rules.ENTRY_TYPES)
+    c.add_argument("--test-type", choices=trust_rules.TEST_TYPES)
+    c.add_argument("--disabled", action="store_true", help="the province accepts no such entry")
+    c.add_argument("--validity-hours", type=int, help="TEST: hours after sample collection")
+    c.add_argument("--accept", action="append", choices=["NEGATIVE", "POSITIVE"], help="TEST: accepted outcome")
+    c.add_argument("--complete-series", action="store_true")
+    for name in ("min-days-since-last-dose", "max-days-since-last-dose", "min-days-since-positive",
+                 "max-days-since-positive"):
+        c.add_argument(f"--{name}", type=int, default=0)
+    c.add_argument("--effective-from", help="ISO 8601 with offset; default now")
+    c.add_argument("--description", default="")
+    c = rules.add_parser("list")
+    c.add_argument("--province")
+    c.add_argument("--history", action="store_true")
     c.add_argument("--limit", type=int, default=100)
     return p
 

@@ -1,9 +1,8 @@
 """AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials,
-signing keys.
+signing keys, trusted foreign certificates and province rules.
 
-A thin layer: it checks request shapes, runs services.admin.registry / signing_keys in one idempotent
-transaction, and converts rows to messages. The trust list of foreign certificates and province rules
-belong to the verify issue and answer UNIMPLEMENTED until it lands.
+A thin layer: it checks request shapes, runs services.admin.registry / signing_keys / trust_rules in
+one idempotent transaction, and converts rows to messages.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from services.admin import registry, signing_keys
+from services.admin import registry, signing_keys, trust_rules
 from services.common.auth import PrincipalKind, Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
@@ -25,7 +24,8 @@ from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
-from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2
+from services.common.rules import rule_from_row, rule_message
+from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2, testing_pb2
 
 SERVICE = "covidtest.admin.v1.AdminService"
 
@@ -105,6 +105,26 @@ def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
         activated_at=timestamp(k.activated_at), deactivated_at=timestamp(k.deactivated_at),
         retired_at=timestamp(k.retired_at), certificates_signed=k.certificates_signed,
         last_certificate_expires_at=timestamp(k.last_certificate_expires_at))
+
+
+def _trusted(row) -> pb.TrustedCertificate:
+    return pb.TrustedCertificate(
+        trusted_certificate_id=str(row["id"]), certificate=signing_certificate(bytes(row["certificate_der"]), row["country"]),
+        imported_at=timestamp(row["created_at"]), removed_at=timestamp(row["removed_at"]))
+
+
+def _rule_input(rule) -> trust_rules.RuleInput:
+    return trust_rules.RuleInput(
+        province_code=rule.province_code, entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
+        test_type=enum_name(testing_pb2.TestType, rule.test_type) or None, disabled=rule.disabled,
+        validity=rule.validity.ToTimedelta() if rule.HasField("validity") else None,
+        accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in rule.accepted_outcomes),
+        complete_series_required=rule.complete_series_required,
+        min_days_since_last_dose=rule.min_days_since_last_dose, max_days_since_last_dose=rule.max_days_since_last_dose,
+        min_days_since_first_positive=rule.min_days_since_first_positive,
+        max_days_since_first_positive=rule.max_days_since_first_positive,
+        effective_from=to_datetime(rule.effective_from) if rule.HasField("effective_from") else None,
+        description=rule.description)
 
 
 def _validity(request) -> timedelta | None:
@@ -290,6 +310,56 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         page = keys[:limit]
         token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(keys) > limit else ""
         return pb.ListSigningKeysResponse(signing_keys=[_signing_key(k) for k in page], next_page_token=token)
+
+
+    async def ImportTrustedCertificate(self, request, context):
+        which = request.WhichOneof("certificate")
+        if which is None:
+            raise InvalidArgument("a certificate is required",
+                                  [FieldViolation("certificate_der", "certificate_der or certificate_pem", "FIELD_REQUIRED")])
+        raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
+
+        async def mutate(conn, actor):
+            row = await trust_rules.import_trusted(conn, actor, raw, request.country, request.request_id)
+            return pb.ImportTrustedCertificateResponse(trusted_certificate=_trusted(row))
+        return await self._mutate("ImportTrustedCertificate", request, pb.ImportTrustedCertificateResponse, mutate)
+
+    async def ListTrustedCertificates(self, request, context):
+        limit = page_size(request.page_size)
+        filters = {"country": request.country or None}
+        after = decode_token(request.page_token, filters)
+        rows = await in_tx(self._pool, lambda conn: trust_rules.list_trusted(conn, filters["country"], limit + 1, after))
+        page = rows[:limit]
+        token = encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters) \
+            if len(rows) > limit else ""
+        return pb.ListTrustedCertificatesResponse(trusted_certificates=[_trusted(r) for r in page],
+                                                  next_page_token=token)
+
+    async def RemoveTrustedCertificate(self, request, context):
+        async def mutate(conn, actor):
+            row = await trust_rules.remove_trusted(conn, actor, request.trusted_certificate_id, request.request_id)
+            return pb.RemoveTrustedCertificateResponse(trusted_certificate=_trusted(row))
+        return await self._mutate("RemoveTrustedCertificate", request, pb.RemoveTrustedCertificateResponse, mutate)
+
+    async def SetProvinceRule(self, request, context):
+        if not request.HasField("rule"):
+            raise InvalidArgument("rule is required", [FieldViolation("rule", "the new version", "FIELD_REQUIRED")])
+        rule = _rule_input(request.rule)
+
+        async def mutate(conn, actor):
+            row = await trust_rules.set_rule(conn, actor, rule, request.request_id)
+            return pb.SetProvinceRuleResponse(rule=rule_message(rule_from_row(row)))
+        return await self._mutate("SetProvinceRule", request, pb.SetProvinceRuleResponse, mutate)
+
+    async def ListProvinceRules(self, request, context):
+        limit = page_size(request.page_size)
+        filters = {"province": request.province_code or None, "history": request.include_history}
+        after = decode_token(request.page_token, filters)
+        rows = await in_tx(self._pool, lambda conn: trust_rules.list_rules(
+            conn, filters["province"], request.include_history, limit + 1, int(after[0]) if after else None))
+        page = rows[:limit]
+        token = encode_token([page[-1]["version"]], filters) if len(rows) > limit else ""
+        return pb.ListProvinceRulesResponse(rules=[rule_message(rule_from_row(r)) for r in page], next_page_token=token)
 
 
 def admin_service(deps: Deps) -> GrpcService:

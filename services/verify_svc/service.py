@@ -20,14 +20,15 @@ from services.common.db import CONNECTION_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.protoconv import enum_value, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
+from services.common.rules import rule_message
 from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.common.status_cache import StatusCache
-from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2, verdict_pb2
+from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2, verdict_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.verify_svc.status import StatusLookup
-from services.verify_svc.trust import Rule, TrustStore
+from services.verify_svc.trust import TrustStore
 from services.verify_svc.verifier import Verdict, Verifier
 
 LABEL = "verify_svc"
@@ -46,27 +47,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_OFFLINE_AGE = timedelta(days=7)
 VERIFICATIONS = PromCounter("covidtest_verifications_total", "Verdicts given, per checkpoint device",
                             ["checkpoint", "verdict"])
-
-
-def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
-    from google.protobuf.duration_pb2 import Duration
-
-    message = province_rule_pb2.ProvinceRule(
-        rule_id=rule.rule_id, version=rule.version, province_code=rule.province_code,
-        entry_type=enum_value(certificate_pb2.EntryType, rule.entry_type), disabled=rule.disabled,
-        accepted_outcomes=[enum_value(testing_pb2.Outcome, o) for o in rule.accepted_outcomes],
-        complete_series_required=rule.require_complete_series,
-        min_days_since_last_dose=rule.min_days_since_last_dose or 0,
-        max_days_since_last_dose=rule.max_days_since_last_dose or 0,
-        min_days_since_first_positive=rule.min_days_since_positive or 0,
-        max_days_since_first_positive=rule.max_days_since_positive or 0,
-        effective_from=timestamp(rule.effective_from), description=rule.description,
-        created_at=timestamp(rule.created_at))
-    if rule.test_type:
-        message.test_type = enum_value(testing_pb2.TestType, rule.test_type)
-    if rule.validity_seconds:
-        message.validity.CopyFrom(Duration(seconds=rule.validity_seconds))
-    return message
 
 
 def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.hcert import keys as hkeys
+from services.common.rules import Rule, rule_from_row
 
 log = logging.getLogger("covidtest.trust")
 
@@ -37,26 +38,6 @@ class TrustedKey:
     @property
     def fingerprint(self) -> str:
         return hashlib.sha256(self.certificate_der).hexdigest()
-
-
-@dataclass(frozen=True)
-class Rule:
-    rule_id: str
-    version: int
-    province_code: str
-    entry_type: str
-    test_type: str | None
-    disabled: bool
-    validity_seconds: int | None
-    accepted_outcomes: tuple[str, ...]
-    require_complete_series: bool
-    min_days_since_last_dose: int | None
-    max_days_since_last_dose: int | None
-    min_days_since_positive: int | None
-    max_days_since_positive: int | None
-    effective_from: datetime
-    description: str
-    created_at: datetime
 
 
 def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
@@ -101,16 +82,7 @@ async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
         "SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")]
     keys += [trusted_key(bytes(r["certificate_der"]), r["country"], False) for r in await conn.fetch(
         "SELECT certificate_der, country FROM trusted_certificates WHERE removed_at IS NULL")]
-    rules = [Rule(rule_id=r["rule_id"], version=r["version"], province_code=r["province_code"],
-                  entry_type=r["entry_type"], test_type=r["test_type"], disabled=r["disabled"],
-                  validity_seconds=r["validity_seconds"], accepted_outcomes=tuple(r["accepted_outcomes"]),
-                  require_complete_series=r["require_complete_series"],
-                  min_days_since_last_dose=r["min_days_since_last_dose"],
-                  max_days_since_last_dose=r["max_days_since_last_dose"],
-                  min_days_since_positive=r["min_days_since_positive"],
-                  max_days_since_positive=r["max_days_since_positive"], effective_from=r["effective_from"],
-                  description=r["description"], created_at=r["created_at"])
-             for r in await conn.fetch("SELECT * FROM province_rules")]
+    rules = [rule_from_row(r) for r in await conn.fetch("SELECT * FROM province_rules")]
     version = await conn.fetchval("SELECT COALESCE(max(version), 0) FROM trust_list_changes")
     return Snapshot(keys, rules, version)
 

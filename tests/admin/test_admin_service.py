@@ -111,10 +111,3 @@ async def test_issued_token_works_is_shown_once_and_revocation_stops_it(admin):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.IssueCredential(wrong_role, metadata=auth)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-async def test_rpcs_of_later_issues_are_unimplemented_not_faked(admin):
-    stub, auth, _ = admin
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ListTrustedCertificates(pb.ListTrustedCertificatesRequest(), metadata=auth)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
