@@ -1,0 +1,155 @@
+"""The offline verifier for operators and device makers: the service's verdict logic without a server.
+
+    python -m services.verify_svc.offline --trust PATH [--trust PATH ...] [--rules FILE] [--province 24]
+                                          [--at ISO-8601] QR [QR ...]
+
+A trust PATH is a signing certificate (PEM or DER) or a folder of them; its country is the
+certificate's subject C. A QR is the scanned text, or a PNG/JPEG file of the code (read with
+zxing-cpp). `--rules` is the JSON of a VerifyService.GetRules answer (what a device downloads); without
+it no province rule applies, so a genuine entry gets RULE_NOT_MET. Revocation status is not available
+offline (UNCHECKED). Prints one JSON object per QR and uses the same Verifier as verify_svc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
+
+from services.common.hcert import decode as hdecode
+from services.common.protoconv import enum_name
+from services.common.rules import Rule
+from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
+from services.verify_svc.status import UNCHECKED, Status
+from services.verify_svc.trust import Snapshot, trusted_key
+from services.verify_svc.verifier import Verifier
+
+
+class _Offline:
+    """No live status offline: every lookup is UNCHECKED (and only own keys would ask)."""
+
+    async def status(self, certificate_id: str) -> Status:
+        return Status(None, UNCHECKED)
+
+
+class _Trust:
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+
+
+def load_certificates(paths: list[str]) -> list:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"error: no such file or folder: {path}")
+    keys = []
+    for file in files:
+        raw = file.read_bytes()
+        try:
+            cert = (x509.load_pem_x509_certificate(raw) if raw.lstrip().startswith(b"-----BEGIN")
+                    else x509.load_der_x509_certificate(raw))
+        except ValueError:
+            raise SystemExit(f"error: not an X.509 certificate: {file}") from None
+        countries = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        keys.append(trusted_key(cert.public_bytes(Encoding.DER), countries[0].value if countries else "", own=False))
+    return keys
+
+
+def load_rules(path: str | None) -> list[Rule]:
+    if not path:
+        return []
+    try:
+        answer = json_format.Parse(Path(path).read_text(encoding="utf-8"), pb.GetRulesResponse())
+    except (OSError, json_format.ParseError) as exc:
+        raise SystemExit(f"error: cannot read rules {path}: {exc}") from None
+    return [Rule(rule_id=r.rule_id, version=r.version, province_code=r.province_code,
+                 entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
+                 test_type=enum_name(testing_pb2.TestType, r.test_type) or None, disabled=r.disabled,
+                 validity_seconds=r.validity.seconds or None,
+                 accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
+                 require_complete_series=r.complete_series_required,
+                 min_days_since_last_dose=r.min_days_since_last_dose or None,
+                 max_days_since_last_dose=r.max_days_since_last_dose or None,
+                 min_days_since_positive=r.min_days_since_first_positive or None,
+                 max_days_since_positive=r.max_days_since_first_positive or None,
+                 effective_from=r.effective_from.ToDatetime(tzinfo=timezone.utc), description=r.description,
+                 created_at=r.created_at.ToDatetime(tzinfo=timezone.utc)) for r in answer.rules]
+
+
+def read_qr(argument: str) -> str:
+    """The text itself, or the text of the QR code in an image file."""
+    path = Path(argument)
+    if not argument.startswith("HC1:") and path.suffix.lower() in (".png", ".jpg", ".jpeg") and path.is_file():
+        import zxingcpp
+        from PIL import Image
+
+        codes = zxingcpp.read_barcodes(Image.open(path))
+        if not codes:
+            raise ValueError(f"no QR code found in {path}")
+        return codes[0].text
+    return argument
+
+
+async def check(verifier: Verifier, keys: list, text: str, at: datetime, province: str) -> dict:
+    result = await verifier.verify(text, at, province)
+    out = {"verdict": result.verdict, "reason": result.reason, "stage": result.stage or None,
+           "kid": result.kid.hex() if result.kid else None, "entry_type": result.entry_type or None,
+           "issuer_country": result.issuer_country or None, "certificate_id": result.certificate_id or None,
+           "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
+           "signature_valid": False, "cwt_valid_at": None, "payload": None}
+    try:
+        decoded = hdecode.decode(text)
+    except hdecode.MalformedError:
+        return out
+    out["kid"] = decoded.kid.hex()
+    out["entry_type"] = decoded.entry_type
+    out["payload"] = decoded.dcc
+    out["cwt_valid_at"] = hdecode.cwt_valid_at(decoded, int(at.timestamp()))
+    out["signature_valid"] = any(hdecode.verify_signature(decoded, k.certificate_der, k.public_key)
+                                 for k in keys if k.kid == decoded.kid)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.verify_svc.offline", description=__doc__.splitlines()[0])
+    parser.add_argument("--trust", action="append", required=True, help="certificate file or folder (repeatable)")
+    parser.add_argument("--rules", help="JSON of a GetRules answer")
+    parser.add_argument("--province", default="24", help="province whose rules apply (default 24, Bắc Giang)")
+    parser.add_argument("--at", help="scan time, ISO 8601 (default now)")
+    parser.add_argument("qr", nargs="+", help="HC1: text or a PNG/JPEG of the QR code")
+    args = parser.parse_args(argv)
+    try:
+        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(timezone.utc)
+    except ValueError:
+        parser.error(f"--at is not ISO 8601: {args.at}")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    keys = load_certificates(args.trust)
+    verifier = Verifier(_Trust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
+    failed = False
+    for argument in args.qr:
+        try:
+            text = read_qr(argument)
+        except (ValueError, OSError) as exc:
+            print(json.dumps({"input": argument, "error": str(exc)}), flush=True)
+            failed = True
+            continue
+        print(json.dumps(asyncio.run(check(verifier, keys, text, at, args.province)), ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
