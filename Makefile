@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed
+.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed bench-verify
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         buf lint"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
+	@echo "make bench-verify Verify vs a bare echo server under h2load (needs nghttp2-client)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +57,7 @@ bench-intake: install
 
 bench-feed: install
 	$(BIN)/python bench/feed.py
+
+bench-verify: install
+	@command -v h2load >/dev/null || { echo "h2load is needed: apt-get install -y nghttp2-client"; exit 2; }
+	$(BIN)/python bench/verify.py

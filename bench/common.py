@@ -51,12 +51,12 @@ class ServiceProcesses:
                     "LOG_LEVEL": "WARNING", **env}
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, name: str) -> int:
+    def start(self, name: str, **env: str) -> int:
         from tools.servers import free_port, wait_for_port
 
         port = free_port()
         self.processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                               env={**self.env, "GRPC_PORT": str(port)}))
+                                               env={**self.env, **env, "GRPC_PORT": str(port)}))
         if not wait_for_port(port, 30):
             raise RuntimeError(f"{name} did not start")
         return port

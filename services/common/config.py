@@ -200,6 +200,10 @@ class ServiceConfig:
     redis_prefix: str = setting("REDIS_PREFIX", default="ct", doc="namespace in front of every Redis key")
     db_pool_min: int = setting("DB_POOL_MIN", positive_int, default=2, doc="Postgres pool minimum connections")
     db_pool_max: int = setting("DB_POOL_MAX", positive_int, default=10, doc="Postgres pool maximum connections")
+    server_processes: int = setting(
+        "SERVER_PROCESSES", positive_int, default=1,
+        doc="processes serving the gRPC port together (SO_REUSEPORT), e.g. one per core; needs a fixed GRPC_PORT",
+    )
     shutdown_grace_seconds: float = setting(
         "SHUTDOWN_GRACE_SECONDS", positive_float, default=20.0, doc="drain time for in-flight calls on SIGTERM",
     )
@@ -219,6 +223,8 @@ class ServiceConfig:
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 problems.append(f"{name.upper()}: file not found: {path}")
+        if self.server_processes > 1 and self.grpc_port == 0:
+            problems.append("SERVER_PROCESSES > 1 needs a fixed GRPC_PORT (the processes share it)")
         if self.db_pool_min > self.db_pool_max:
             problems.append("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return problems

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -77,6 +80,32 @@ async def start_service(label: str, config: ServiceConfig, build: Build, *, serv
         raise
 
 
+WORKER_ENV = "COVIDTEST_SERVER_WORKER"
+
+
+def _start_workers(label: str, config: ServiceConfig) -> list[subprocess.Popen]:
+    """SERVER_PROCESSES - 1 more processes of this service on the same gRPC port (SO_REUSEPORT: the
+    kernel spreads connections over them). Started with exec, never fork, since grpc is imported; each
+    serves metrics on METRICS_PORT + its number."""
+    workers = []
+    for number in range(1, config.server_processes):
+        env = {**os.environ, WORKER_ENV: str(number),
+               "METRICS_PORT": str(config.metrics_port + number) if config.metrics_port else "0"}
+        workers.append(subprocess.Popen([sys.executable, "-m", f"services.{label}"], env=env))
+    return workers
+
+
+def _stop_workers(workers: list[subprocess.Popen], grace: float) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(grace + 5)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
     try:
         config = load(config_cls)
@@ -84,10 +113,14 @@ def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
         print(f"{label}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
+    workers = [] if os.environ.get(WORKER_ENV) else _start_workers(label, config)
 
     async def serve() -> None:
-        running = await start_service(label, config, build)
-        await run_until_signal(running, config.shutdown_grace_seconds)
+        try:
+            running = await start_service(label, config, build)
+            await run_until_signal(running, config.shutdown_grace_seconds)
+        finally:
+            await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)
 
     try:
         import uvloop

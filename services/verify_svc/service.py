@@ -113,7 +113,9 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         self._verifier = verifier
         self._counts = counts
         self._pool = deps.pool
-        self._limits = RateLimiter(deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute)
+        self._limits = RateLimiter(deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute,
+                                   shared=False)
+        self._verdict_counters: dict[tuple[str, str], object] = {}
 
     def _scan_time(self, request, path: str, now: datetime, violations: list) -> datetime:
         if not request.qr:
@@ -137,7 +139,11 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             except asyncio.TimeoutError:
                 raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
         result = await self._verifier.verify(request.qr, at, caller.province_code)
-        VERIFICATIONS.labels(caller.id, result.verdict).inc()
+        counter = self._verdict_counters.get((caller.id, result.verdict))
+        if counter is None:  # labels() is costly per call: keep each child
+            counter = self._verdict_counters[(caller.id, result.verdict)] = VERIFICATIONS.labels(caller.id,
+                                                                                                 result.verdict)
+        counter.inc()
         self._counts.add(caller.id, result.verdict, now)
         return response_of(result, at)
 

@@ -1,6 +1,7 @@
 """The live status of the platform's own certificates: Redis first, Postgres on a miss.
 
-- Hit: the status the relay wrote (version-checked) — no database call.
+- Hit: the status the relay wrote (version-checked) — no database call. The lookups of one event-loop
+  tick share one MGET: under load, one Redis round trip serves many concurrent scans.
 - Miss: Postgres (READ_DATABASE_URL, a read replica in production). Misses of one event-loop tick are
   batched into one `uvci = ANY($1)` query, and concurrent misses of one certificate share that single
   read (single flight). What Postgres returns is written back to Redis with the same version check; a
@@ -46,13 +47,15 @@ class StatusLookup:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future] = {}
+        self._cache_pending: dict[str, asyncio.Future] = {}
         self._unknown: dict[str, float] = {}
         self.redis_up = True
         self.database_up = True
+        self._gauges_set = False
 
     async def status(self, certificate_id: str) -> Status:
         try:
-            cached = await self._cache.get(certificate_id)
+            cached = await self._cached(certificate_id)
             self._mark("redis", True)
             if cached is not None:
                 return Status(cached.status, CACHE)
@@ -72,6 +75,29 @@ class StatusLookup:
             self._unknown[certificate_id] = time.monotonic() + self._negative_ttl
             return Status(None, DATABASE)
         return Status(row["status"], DATABASE)
+
+    def _cached(self, certificate_id: str) -> asyncio.Future:
+        """The shared future of this certificate's cached status; the first lookup of a tick schedules the MGET."""
+        future = self._cache_pending.get(certificate_id)
+        if future is None:
+            if not self._cache_pending:
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush_cache()))
+            future = self._cache_pending[certificate_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _flush_cache(self) -> None:
+        batch, self._cache_pending = self._cache_pending, {}
+        try:
+            found = await self._cache.get_many(list(batch))
+        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+            return
+        for future, cached in zip(batch.values(), found):
+            if not future.done():
+                future.set_result(cached)
 
     def _read(self, certificate_id: str) -> asyncio.Future:
         """The shared future of this certificate's row; the first miss of a tick schedules the batch read."""
@@ -113,11 +139,15 @@ class StatusLookup:
         return self._pool
 
     def _mark(self, dependency: str, up: bool) -> None:
+        previous = self.redis_up if dependency == "redis" else self.database_up
         if dependency == "redis":
             self.redis_up = up
         else:
             self.database_up = up
-        DEPENDENCY_UP.labels("verify_svc", dependency).set(1 if up else 0)
+        if previous != up or not self._gauges_set:
+            DEPENDENCY_UP.labels("verify_svc", "redis").set(1 if self.redis_up else 0)
+            DEPENDENCY_UP.labels("verify_svc", "postgres").set(1 if self.database_up else 0)
+            self._gauges_set = True
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import grpc
@@ -173,3 +174,40 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
             assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         await running.stop(0)
+
+
+def test_server_processes_share_the_port_and_stop_together(database_url):
+    """SERVER_PROCESSES=2: two processes answer on one port; SIGTERM to the first stops both."""
+    from tools.servers import free_port
+
+    port = free_port()
+    env = {**os.environ, **service_env(database_url, GRPC_PORT=str(port), SERVER_PROCESSES="2",
+                                       SHUTDOWN_GRACE_SECONDS="1")}
+    proc = subprocess.Popen([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if children and health_ok(port):
+                break
+            time.sleep(0.1)
+        assert children, "no worker process was started"
+        assert len(children) == 1
+        for _ in range(10):  # every new connection is answered, whichever process the kernel picks
+            assert health_ok(port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert all(subprocess.run(["kill", "-0", c], capture_output=True).returncode != 0 for c in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def health_ok(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
