@@ -38,6 +38,38 @@ class Status:
     source: str              # CACHE, DATABASE or UNCHECKED
 
 
+class TickBatch:
+    """Lookups of one event-loop tick in one call of `fetch_many(keys) -> {key: value}`; concurrent
+    lookups of one key share its future (single flight). A failure reaches every waiter."""
+
+    def __init__(self, fetch_many):
+        self._fetch_many = fetch_many
+        self._pending: dict[str, asyncio.Future] = {}
+
+    def get(self, key: str) -> asyncio.Future:
+        future = self._pending.get(key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            if not self._pending:
+                loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+            future = self._pending[key] = loop.create_future()
+        return future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            found = await self._fetch_many(list(batch))
+        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # a waiter that timed out must not leave it unretrieved
+            return
+        for key, future in batch.items():
+            if not future.done():
+                future.set_result(found.get(key))
+
+
 class StatusLookup:
     def __init__(self, cache: StatusCache, dsn: str, negative_ttl_s: float, db_timeout_s: float):
         self._cache = cache
@@ -46,8 +78,8 @@ class StatusLookup:
         self._db_timeout = db_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._pending: dict[str, asyncio.Future] = {}
-        self._cache_pending: dict[str, asyncio.Future] = {}
+        self._cached = TickBatch(self._cache_many)   # one MGET per tick
+        self._read = TickBatch(self._read_many)      # one `= ANY($1)` query per tick
         self._unknown: dict[str, float] = {}
         self.redis_up = True
         self.database_up = True
@@ -55,7 +87,7 @@ class StatusLookup:
 
     async def status(self, certificate_id: str) -> Status:
         try:
-            cached = await self._cached(certificate_id)
+            cached = await self._cached.get(certificate_id)
             self._mark("redis", True)
             if cached is not None:
                 return Status(cached.status, CACHE)
@@ -64,7 +96,7 @@ class StatusLookup:
         if self._unknown.get(certificate_id, 0) > time.monotonic():
             return Status(None, DATABASE)
         try:
-            row = await asyncio.wait_for(asyncio.shield(self._read(certificate_id)), self._db_timeout)
+            row = await asyncio.wait_for(asyncio.shield(self._read.get(certificate_id)), self._db_timeout)
         except (asyncio.TimeoutError, Unavailable, *CONNECTION_ERRORS):
             self._mark("postgres", False)
             return Status(None, UNCHECKED)
@@ -76,60 +108,21 @@ class StatusLookup:
             return Status(None, DATABASE)
         return Status(row["status"], DATABASE)
 
-    def _cached(self, certificate_id: str) -> asyncio.Future:
-        """The shared future of this certificate's cached status; the first lookup of a tick schedules the MGET."""
-        future = self._cache_pending.get(certificate_id)
-        if future is None:
-            if not self._cache_pending:
-                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush_cache()))
-            future = self._cache_pending[certificate_id] = asyncio.get_running_loop().create_future()
-        return future
+    async def _cache_many(self, certificate_ids: list[str]) -> dict:
+        return dict(zip(certificate_ids, await self._cache.get_many(certificate_ids)))
 
-    async def _flush_cache(self) -> None:
-        batch, self._cache_pending = self._cache_pending, {}
-        try:
-            found = await self._cache.get_many(list(batch))
-        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()
-            return
-        for future, cached in zip(batch.values(), found):
-            if not future.done():
-                future.set_result(cached)
-
-    def _read(self, certificate_id: str) -> asyncio.Future:
-        """The shared future of this certificate's row; the first miss of a tick schedules the batch read."""
-        future = self._pending.get(certificate_id)
-        if future is None:
-            if not self._pending:
-                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-            future = self._pending[certificate_id] = asyncio.get_running_loop().create_future()
-        return future
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        try:
-            pool = await self._ensure_pool()
-            rows = {r["uvci"]: r for r in await pool.fetch(
-                "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
-                list(batch))}
-        except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # a waiter that timed out must not leave it unretrieved
-            return
-        for certificate_id, future in batch.items():
-            if not future.done():
-                future.set_result(rows.get(certificate_id))
+    async def _read_many(self, certificate_ids: list[str]) -> dict:
+        pool = await self._ensure_pool()
+        rows = {r["uvci"]: r for r in await pool.fetch(
+            "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
+            certificate_ids)}
         if rows and self.redis_up:
             try:  # refill the cache; the version check keeps a newer status the relay wrote meanwhile
                 await self._cache.put_many([(r["uvci"], r["status"], r["status_version"],
                                              int(r["expires_at"].timestamp())) for r in rows.values()])
             except (redis.exceptions.RedisError, OSError):
                 self._mark("redis", False)
+        return rows
 
     async def _ensure_pool(self) -> asyncpg.Pool:
         if self._pool is None:
