@@ -65,3 +65,16 @@ class ServiceProcesses:
         for proc in self.processes:
             proc.terminate()
             proc.wait(30)
+
+
+async def delete_redis_keys(prefix: str) -> None:
+    """Remove what a benchmark's services cached under their REDIS_PREFIX."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i:i + 1000])
+    finally:
+        await client.aclose()

@@ -31,7 +31,9 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MACHINE, REDIS_URL, ServiceProcesses, percentile, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    MACHINE, REDIS_URL, ServiceProcesses, delete_redis_keys, percentile, scratch_database,
+)
 from services.admin import signing_keys  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
@@ -96,12 +98,14 @@ async def record(stub, auth, barcodes: list[str], acked: dict[str, float]) -> No
 async def main(args) -> dict:
     async with scratch_database("bench_feed") as dsn:
         secrets = fresh_secrets()
-        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
-                                     "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}", "RELAY_POLL_SECONDS": "0.05"})
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
+                                     "RELAY_POLL_SECONDS": "0.05"})
         try:
             return await run(args, dsn, secrets, services)
         finally:
             services.stop()
+            await delete_redis_keys(prefix)
 
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:

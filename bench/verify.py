@@ -43,7 +43,9 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MACHINE, REDIS_URL, ROOT, ServiceProcesses, percentile, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    MACHINE, REDIS_URL, ROOT, ServiceProcesses, delete_redis_keys, percentile, scratch_database,
+)
 from bench.feed import record, register  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
@@ -205,18 +207,6 @@ async def main(args) -> dict:
         finally:
             services.stop()
             await delete_redis_keys(prefix)
-
-
-async def delete_redis_keys(prefix: str) -> None:
-    import redis.asyncio as redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(keys), 1000):
-            await client.delete(*keys[i:i + 1000])
-    finally:
-        await client.aclose()
 
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
