@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from services.common.cache import cache_key
+from services.common.redis_reader import RedisReader
 
 _NAMESPACE, _VERSION = "cs", 1
 _TTL_PAST_EXPIRY_S = 86_400
@@ -44,10 +45,12 @@ class CachedStatus:
 
 
 class StatusCache:
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis, prefix: str, reader: RedisReader | None = None):
+        """`reader` (verify_svc) serves reads on a lean pipelined connection; writes use `client`."""
         self._redis = client
         self._prefix = prefix
         self._put = client.register_script(_PUT_IF_NEWER)
+        self._reader = reader
 
     def key(self, certificate_id: str) -> str:
         return cache_key(self._prefix, _NAMESPACE, _VERSION, certificate_id)
@@ -69,8 +72,9 @@ class StatusCache:
 
     async def get_many(self, certificate_ids: list[str]) -> list[CachedStatus | None]:
         """One MGET for many certificates (verify_svc batches the lookups of one moment)."""
-        return [None if raw is None else _parse(raw)
-                for raw in await self._redis.mget([self.key(c) for c in certificate_ids])]
+        keys = [self.key(c) for c in certificate_ids]
+        found = await (self._reader.mget(keys) if self._reader else self._redis.mget(keys))
+        return [None if raw is None else _parse(raw) for raw in found]
 
 
 def _parse(raw: bytes) -> CachedStatus:

@@ -20,6 +20,7 @@ from services.common.db import CONNECTION_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.protoconv import enum_value, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
+from services.common.redis_reader import RedisReader
 from services.common.rules import rule_message
 from services.common.runtime import Deps
 from services.common.server import GrpcService
@@ -201,13 +202,21 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         return response
 
 
+async def _close(reader: RedisReader) -> None:
+    reader.close()
+
+
 def build(deps: Deps) -> list[GrpcService]:
     config = deps.config
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
-    status = StatusLookup(StatusCache(deps.redis, config.redis_prefix), config.read_database_url or config.database_url,
+    reader = RedisReader(config.redis_url) if config.redis_url.startswith("redis://") else None
+    status = StatusLookup(StatusCache(deps.redis, config.redis_prefix, reader),
+                          config.read_database_url or config.database_url,
                           config.status_negative_cache_seconds, config.status_db_timeout_seconds)
     deps.on_stop.append(status.close)
+    if reader is not None:
+        deps.on_stop.append(lambda: _close(reader))
     counts = HourlyCounts(deps.pool)
     deps.background(counts.run(), counts.stop)
     servicer = VerifyServicer(deps, trust, Verifier(trust, status), counts)
