@@ -172,3 +172,32 @@ async def test_only_checkpoints_may_verify(platform):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.verify.Verify(vpb.VerifyRequest(qr="HC1:X"), metadata=bearer(platform.partner["token"]))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_concurrent_misses_of_one_certificate_make_one_database_read(platform, database_url):
+    """Single flight: 50 scans of a certificate missing from Redis at the same moment read Postgres once."""
+    from services.verify_svc.status import StatusLookup
+
+    event = await released_certificate(platform, 1000)
+    client = create_client(REDIS_URL)
+    cache = StatusCache(client, platform.redis_prefix)
+    reads: list[list[str]] = []
+
+    class Counting(StatusLookup):
+        async def _read_many(self, certificate_ids):
+            reads.append(list(certificate_ids))
+            return await super()._read_many(certificate_ids)
+
+    lookup = Counting(cache, database_url, 5.0, 2.0)
+    try:
+        await client.delete(cache.key(event.certificate.certificate_id))
+        answers = await asyncio.gather(*(lookup.status(event.certificate.certificate_id) for _ in range(50)))
+        assert {(a.status, a.source) for a in answers} == {("VALID", "DATABASE")}
+        assert reads == [[event.certificate.certificate_id]]
+        unknown = "URN:UVCI:01:VN:NOSUCHCERT#A"
+        assert (await lookup.status(unknown)).status is None
+        assert (await lookup.status(unknown)).status is None  # remembered as unknown: no second read
+        assert reads[1:] == [[unknown]]
+    finally:
+        await lookup.close()
+        await client.aclose()
