@@ -82,7 +82,7 @@ class Partner(_message.Message):
     name: str
     personal_data_access: bool
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, partner_id: _Optional[str] = ..., name: _Optional[str] = ..., personal_data_access: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, partner_id: _Optional[str] = ..., name: _Optional[str] = ..., personal_data_access: bool = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CheckpointDevice(_message.Message):
     __slots__ = ("device_id", "name", "province_code", "created_at")
@@ -208,7 +208,7 @@ class CreatePartnerRequest(_message.Message):
     request_id: str
     name: str
     personal_data_access: bool
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., personal_data_access: _Optional[bool] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., personal_data_access: bool = ...) -> None: ...
 
 class CreatePartnerResponse(_message.Message):
     __slots__ = ("partner",)
@@ -300,7 +300,7 @@ class ListCredentialsRequest(_message.Message):
     principal_kind: PrincipalKind
     principal_id: str
     include_revoked: bool
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., principal_kind: _Optional[_Union[PrincipalKind, str]] = ..., principal_id: _Optional[str] = ..., include_revoked: _Optional[bool] = ...) -> None: ...
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., principal_kind: _Optional[_Union[PrincipalKind, str]] = ..., principal_id: _Optional[str] = ..., include_revoked: bool = ...) -> None: ...
 
 class ListCredentialsResponse(_message.Message):
     __slots__ = ("credentials", "next_page_token")
@@ -408,7 +408,7 @@ class RetireSigningKeyRequest(_message.Message):
     request_id: str
     signing_key_id: str
     force: bool
-    def __init__(self, request_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., signing_key_id: _Optional[str] = ..., force: bool = ...) -> None: ...
 
 class RetireSigningKeyResponse(_message.Message):
     __slots__ = ("signing_key",)
@@ -508,7 +508,7 @@ class ListProvinceRulesRequest(_message.Message):
     page_token: str
     province_code: str
     include_history: bool
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., province_code: _Optional[str] = ..., include_history: _Optional[bool] = ...) -> None: ...
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., province_code: _Optional[str] = ..., include_history: bool = ...) -> None: ...
 
 class ListProvinceRulesResponse(_message.Message):
     __slots__ = ("rules", "next_page_token")

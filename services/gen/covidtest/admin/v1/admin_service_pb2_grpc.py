@@ -5,7 +5,7 @@ import warnings
 
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as covidtest_dot_admin_dot_v1_dot_admin__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in covidtest/admin/v1/admin_service_pb2_grpc.py depends on'
+        + f' but the generated code in covidtest/admin/v1/admin_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class AdminServiceStub:
+class AdminServiceStub(object):
     """The operator API, served by result_svc (next to ResultService).
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -150,7 +150,7 @@ class AdminServiceStub:
                 _registered_method=True)
 
 
-class AdminServiceServicer:
+class AdminServiceServicer(object):
     """The operator API, served by result_svc (next to ResultService).
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -488,7 +488,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AdminService:
+class AdminService(object):
     """The operator API, served by result_svc (next to ResultService).
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate

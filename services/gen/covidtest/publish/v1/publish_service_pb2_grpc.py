@@ -5,7 +5,7 @@ import warnings
 
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as covidtest_dot_publish_dot_v1_dot_publish__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in covidtest/publish/v1/publish_service_pb2_grpc.py depends on'
+        + f' but the generated code in covidtest/publish/v1/publish_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class PublishServiceStub:
+class PublishServiceStub(object):
     """The partner API, served by publish_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -79,7 +79,7 @@ class PublishServiceStub:
                 _registered_method=True)
 
 
-class PublishServiceServicer:
+class PublishServiceServicer(object):
     """The partner API, served by publish_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -211,7 +211,7 @@ def add_PublishServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PublishService:
+class PublishService(object):
     """The partner API, served by publish_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate

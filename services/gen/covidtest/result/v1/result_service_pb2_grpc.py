@@ -5,7 +5,7 @@ import warnings
 
 from services.gen.covidtest.result.v1 import result_service_pb2 as covidtest_dot_result_dot_v1_dot_result__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in covidtest/result/v1/result_service_pb2_grpc.py depends on'
+        + f' but the generated code in covidtest/result/v1/result_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class ResultServiceStub:
+class ResultServiceStub(object):
     """Sample and result intake, served by result_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -83,7 +83,7 @@ class ResultServiceStub:
                 _registered_method=True)
 
 
-class ResultServiceServicer:
+class ResultServiceServicer(object):
     """Sample and result intake, served by result_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -250,7 +250,7 @@ def add_ResultServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ResultService:
+class ResultService(object):
     """Sample and result intake, served by result_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate

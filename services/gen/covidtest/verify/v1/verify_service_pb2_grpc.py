@@ -5,7 +5,7 @@ import warnings
 
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as covidtest_dot_verify_dot_v1_dot_verify__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in covidtest/verify/v1/verify_service_pb2_grpc.py depends on'
+        + f' but the generated code in covidtest/verify/v1/verify_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class VerifyServiceStub:
+class VerifyServiceStub(object):
     """The checkpoint API, served by verify_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -72,7 +72,7 @@ class VerifyServiceStub:
                 _registered_method=True)
 
 
-class VerifyServiceServicer:
+class VerifyServiceServicer(object):
     """The checkpoint API, served by verify_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
@@ -173,7 +173,7 @@ def add_VerifyServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class VerifyService:
+class VerifyService(object):
     """The checkpoint API, served by verify_svc.
 
     Authentication: `authorization: Bearer <token>` metadata or a registered TLS client certificate
