@@ -121,6 +121,6 @@ class RedisReader:
         conn = await self._connection()
         return await self._send(conn, ("MGET", *keys))
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         if self._conn is not None and self._conn.transport is not None:
             self._conn.transport.close()

@@ -202,10 +202,6 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         return response
 
 
-async def _close(reader: RedisReader) -> None:
-    reader.close()
-
-
 def build(deps: Deps) -> list[GrpcService]:
     config = deps.config
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
@@ -216,7 +212,7 @@ def build(deps: Deps) -> list[GrpcService]:
                           config.status_negative_cache_seconds, config.status_db_timeout_seconds)
     deps.on_stop.append(status.close)
     if reader is not None:
-        deps.on_stop.append(lambda: _close(reader))
+        deps.on_stop.append(reader.aclose)
     counts = HourlyCounts(deps.pool)
     deps.background(counts.run(), counts.stop)
     servicer = VerifyServicer(deps, trust, Verifier(trust, status), counts)

@@ -22,7 +22,7 @@ async def test_mget_pipelines_many_concurrent_reads(redis_prefix):
         answers = await asyncio.gather(*(reader.mget([keys[i % 3]]) for i in range(300)))
         assert answers == [[[b"1:VALID:9"], [None], [b"2:REVOKED:9"]][i % 3][0:1] for i in range(300)]
     finally:
-        reader.close()
+        await reader.aclose()
 
 
 async def test_unreachable_redis_fails_fast_and_is_retried_later():
