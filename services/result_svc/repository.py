@@ -168,18 +168,15 @@ class NewResult:
     amendment_reason: str = ""
 
 
-async def insert_results(conn, results: list[NewResult]) -> dict[uuid.UUID, datetime]:
-    """Insert result versions; returns result id → recorded_at."""
+async def insert_results(conn, results: list[NewResult]) -> None:
+    """Insert result versions in one statement."""
     if not results:
-        return {}
+        return
     columns = list(NewResult.__dataclass_fields__)
     types = ["uuid", "uuid", "int4", "text", "text", "uuid", "uuid", "timestamptz", "text", "float4", "text", "text"]
     unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    rows = await conn.fetch(
-        f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest}) RETURNING id, recorded_at",
-        *[[getattr(r, c) for r in results] for c in columns],
-    )
-    return {r["id"]: r["recorded_at"] for r in rows}
+    await conn.execute(f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
+                       *[[getattr(r, c) for r in results] for c in columns])
 
 
 async def set_sample_states(conn, states: list[tuple[uuid.UUID, str]]) -> None:
