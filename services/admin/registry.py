@@ -149,8 +149,6 @@ async def list_principals(conn, kind: PrincipalKind, limit: int, after: list | N
         args.append(province_code)
         where.append(f"province_code = ${len(args)}")
     if after is not None:
-        if len(after) != len(order):
-            raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID")
         start = len(args)
         args.extend(after[:-1])
         args.append(_uuid(after[-1], "page_token"))
@@ -160,6 +158,10 @@ async def list_principals(conn, kind: PrincipalKind, limit: int, after: list | N
     sql = (f"SELECT * FROM {_TABLE[kind]}" + (" WHERE " + " AND ".join(where) if where else "")
            + f" ORDER BY {', '.join(order)} LIMIT ${len(args)}")
     return await conn.fetch(sql, *args)
+
+
+def sort_columns(kind: PrincipalKind) -> tuple[str, ...]:
+    return _ORDER[kind]
 
 
 def sort_key(kind: PrincipalKind, row) -> list:

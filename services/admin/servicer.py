@@ -8,6 +8,7 @@ one idempotent transaction, and converts rows to messages.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -28,6 +29,7 @@ from services.common.rules import rule_from_row, rule_message
 from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2, testing_pb2
 
 SERVICE = "covidtest.admin.v1.AdminService"
+CREATED_KEY = (datetime.fromisoformat, uuid.UUID)  # page key of lists ordered by (created_at, id)
 
 
 def _organisation(row) -> pb.Organisation:
@@ -81,7 +83,7 @@ def _holder(request) -> tuple[PrincipalKind, str, Role]:
 def _future(ts, field: str) -> datetime | None:
     if not ts.ByteSize():
         return None
-    value = to_datetime(ts)
+    value = to_datetime(ts, field)
     if value <= datetime.now(value.tzinfo):
         raise InvalidArgument(f"{field} must be in the future", [FieldViolation(field, "must be in the future")])
     return value
@@ -123,7 +125,7 @@ def _rule_input(rule) -> trust_rules.RuleInput:
         min_days_since_last_dose=rule.min_days_since_last_dose, max_days_since_last_dose=rule.max_days_since_last_dose,
         min_days_since_first_positive=rule.min_days_since_first_positive,
         max_days_since_first_positive=rule.max_days_since_first_positive,
-        effective_from=to_datetime(rule.effective_from) if rule.HasField("effective_from") else None,
+        effective_from=to_datetime(rule.effective_from, "rule.effective_from") if rule.HasField("effective_from") else None,
         description=rule.description)
 
 
@@ -143,7 +145,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def _list(self, kind: PrincipalKind, request, filters: dict, convert, field: str, response_type):
         limit = page_size(request.page_size)
-        after = decode_token(request.page_token, filters)
+        after = decode_token(request.page_token, filters, [str] * len(registry.sort_columns(kind)))
 
         async def read(conn):
             return await registry.list_principals(conn, kind, limit + 1, after, **filters)
@@ -219,12 +221,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         if request.principal_id and not kind_name:
             raise InvalidArgument("principal_id needs principal_kind", [FieldViolation("principal_kind", "required with principal_id")])
         filters = {"kind": kind_name, "id": request.principal_id, "revoked": request.include_revoked}
-        after = decode_token(request.page_token, filters)
-        if after is not None:
-            try:
-                after = (datetime.fromisoformat(after[0]), after[1])
-            except (ValueError, TypeError, IndexError):
-                raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID") from None
+        after = decode_token(request.page_token, filters, CREATED_KEY)
 
         async def read(conn):
             return await registry.list_credentials(conn, PrincipalKind(kind_name) if kind_name else None,
@@ -300,12 +297,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         limit = page_size(request.page_size)
         state = enum_name(pb.SigningKeyState, request.state) or None
         filters = {"state": state}
-        after = decode_token(request.page_token, filters)
-        if after is not None:
-            try:
-                after = (datetime.fromisoformat(after[0]), after[1])
-            except (ValueError, TypeError, IndexError):
-                raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID") from None
+        after = decode_token(request.page_token, filters, CREATED_KEY)
         keys = await in_tx(self._pool, lambda conn: signing_keys.list_keys(conn, state, limit + 1, after))
         page = keys[:limit]
         token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(keys) > limit else ""
@@ -327,7 +319,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     async def ListTrustedCertificates(self, request, context):
         limit = page_size(request.page_size)
         filters = {"country": request.country or None}
-        after = decode_token(request.page_token, filters)
+        after = decode_token(request.page_token, filters, (str, datetime.fromisoformat, uuid.UUID))
         rows = await in_tx(self._pool, lambda conn: trust_rules.list_trusted(conn, filters["country"], limit + 1, after))
         page = rows[:limit]
         token = encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters) \
@@ -354,9 +346,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     async def ListProvinceRules(self, request, context):
         limit = page_size(request.page_size)
         filters = {"province": request.province_code or None, "history": request.include_history}
-        after = decode_token(request.page_token, filters)
+        after = decode_token(request.page_token, filters, (int,))
         rows = await in_tx(self._pool, lambda conn: trust_rules.list_rules(
-            conn, filters["province"], request.include_history, limit + 1, int(after[0]) if after else None))
+            conn, filters["province"], request.include_history, limit + 1, after[0] if after else None))
         page = rows[:limit]
         token = encode_token([page[-1]["version"]], filters) if len(rows) > limit else ""
         return pb.ListProvinceRulesResponse(rules=[rule_message(rule_from_row(r)) for r in page], next_page_token=token)

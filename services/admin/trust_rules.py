@@ -91,8 +91,7 @@ async def list_trusted(conn, country: str | None, limit: int, after: list | None
         """SELECT * FROM trusted_certificates WHERE ($1::text IS NULL OR country = $1)
              AND ($2::text IS NULL OR (country, not_after, id) > ($2, $3::timestamptz, $4::uuid))
            ORDER BY country, not_after, id LIMIT $5""",
-        country, after[0] if after else None, datetime.fromisoformat(after[1]) if after else None,
-        uuid.UUID(after[2]) if after else None, limit)
+        country, after[0] if after else None, after[1] if after else None, after[2] if after else None, limit)
 
 
 # --- province rules -----------------------------------------------------------------------------------

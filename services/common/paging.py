@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -34,8 +35,17 @@ def encode_token(last_key: list, filters: object) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, filters: object) -> list | None:
-    """The last sort key of the previous page, or None for the first page."""
+def _invalid() -> InvalidArgument:
+    return InvalidArgument("page_token is not valid",
+                           [FieldViolation("page_token", "use the next_page_token of the previous page",
+                                           "PAGE_TOKEN_INVALID")], reason="PAGE_TOKEN_INVALID")
+
+
+def decode_token(token: str, filters: object, parse: Sequence[Callable] | None = None) -> list | None:
+    """The last sort key of the previous page, or None for the first page.
+
+    `parse` gives one parser per key element (e.g. `(datetime.fromisoformat, uuid.UUID)`): a token
+    whose key does not parse is PAGE_TOKEN_INVALID here, never a database error later."""
     if not token:
         return None
     try:
@@ -43,11 +53,14 @@ def decode_token(token: str, filters: object) -> list | None:
         key, digest = data["k"], data["f"]
         if not isinstance(key, list):
             raise ValueError
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument("page_token is not valid", [FieldViolation("page_token", "use the next_page_token of the previous page")],
-                              reason="PAGE_TOKEN_INVALID") from None
+        if parse is not None:
+            if len(key) != len(parse) or not all(isinstance(k, (str, int)) for k in key):
+                raise ValueError
+            key = [convert(k) for convert, k in zip(parse, key)]
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        raise _invalid() from None
     if digest != _filters_digest(filters):
         raise InvalidArgument("page_token belongs to a request with other filters",
-                              [FieldViolation("page_token", "keep every filter the same while paging")],
-                              reason="PAGE_TOKEN_INVALID")
+                              [FieldViolation("page_token", "keep every filter the same while paging",
+                                              "PAGE_TOKEN_INVALID")], reason="PAGE_TOKEN_INVALID")
     return key

@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common.errors import FieldViolation, InvalidArgument
+
 
 def enum_name(enum_type, value: int) -> str:
     """ROLE_SAMPLER → "SAMPLER": the domain name of a proto enum value ("" for UNSPECIFIED/unknown)."""
@@ -33,5 +35,10 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return Timestamp(seconds=int(value.timestamp() // 1), nanos=value.microsecond * 1000)
 
 
-def to_datetime(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=timezone.utc)
+def to_datetime(ts: Timestamp, field: str = "timestamp") -> datetime:
+    """An aware UTC datetime; a Timestamp outside years 1-9999 (or with bad nanos) is INVALID_ARGUMENT."""
+    try:
+        return ts.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{field} is not a valid time", [FieldViolation(
+            field, "seconds within years 1-9999, nanos 0-999999999", "FIELD_OUT_OF_RANGE")]) from None

@@ -47,6 +47,12 @@ def _violation(field: str, reason: str, description: str) -> FieldViolation:
     return FieldViolation(field, description, reason)
 
 
+def _ambiguous_barcode() -> InvalidArgument:
+    return InvalidArgument("several sampling units used this barcode; give sampling_org_id",
+                           [_violation("sampling_org_id", "SAMPLE_BARCODE_AMBIGUOUS", "required for this barcode")],
+                           reason="SAMPLE_BARCODE_AMBIGUOUS")
+
+
 def _check_batch(items, field: str) -> None:
     if not items:
         raise InvalidArgument(f"{field} is empty", [_violation(field, "FIELD_REQUIRED", "1-1000 items")])
@@ -380,9 +386,7 @@ class Intake:
                 raise PermissionDenied("the sample was sent to another lab", reason="SAMPLE_ASSIGNED_TO_OTHER_LAB")
             raise NotFound("no sample with this barcode was sent to you", reason="SAMPLE_NOT_FOUND")
         if len(rows) > 1:
-            raise InvalidArgument("several sampling units used this barcode; give sampling_org_id",
-                                  [_violation("sampling_org_id", "SAMPLE_BARCODE_AMBIGUOUS", "required for this barcode")],
-                                  reason="SAMPLE_BARCODE_AMBIGUOUS")
+            raise _ambiguous_barcode()
         sample = rows[0]
         if sample["state"] == "WITHDRAWN":
             raise FailedPrecondition("the sample's result was withdrawn", reason="SAMPLE_WITHDRAWN")
@@ -485,9 +489,7 @@ class Intake:
         if not rows:
             raise NotFound("no such sample", reason="SAMPLE_NOT_FOUND")
         if len(rows) > 1:
-            raise InvalidArgument("several sampling units used this barcode; give sampling_org_id",
-                                  [_violation("sampling_org_id", "SAMPLE_BARCODE_AMBIGUOUS", "required for this barcode")],
-                                  reason="SAMPLE_BARCODE_AMBIGUOUS")
+            raise _ambiguous_barcode()
         row = rows[0]
         sample = pb.Sample(
             sample_id=str(row["id"]), sample_barcode=row["barcode"], sampling_org_id=str(row["org_id"]),

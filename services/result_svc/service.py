@@ -78,8 +78,8 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
     async def ListResults(self, request, context):
         caller = current_principal.get()
         limit = page_size(request.page_size)
-        start = to_datetime(request.start_time) if request.HasField("start_time") else None
-        end = to_datetime(request.end_time) if request.HasField("end_time") else None
+        start = to_datetime(request.start_time, "start_time") if request.HasField("start_time") else None
+        end = to_datetime(request.end_time, "end_time") if request.HasField("end_time") else None
         if start and end and end <= start:
             raise InvalidArgument("end_time must be after start_time",
                                   [FieldViolation("end_time", "after start_time", "FIELD_OUT_OF_RANGE")])
@@ -88,13 +88,8 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
             "outcomes": _enum_filter(request.outcomes, testing_pb2.Outcome, "outcomes"),
             "states": _enum_filter(request.states, testing_pb2.ResultState, "states") or CURRENT_STATES,
         }
-        key = decode_token(request.page_token, {**filters, "role": caller.role.value})
-        after = None
-        if key is not None:
-            try:
-                after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-            except (ValueError, TypeError, IndexError):
-                raise InvalidArgument("page_token is not valid", reason="PAGE_TOKEN_INVALID") from None
+        after = decode_token(request.page_token, {**filters, "role": caller.role.value},
+                             (datetime.fromisoformat, uuid.UUID))
         rows = await in_tx(self._pool, lambda conn: self._intake.list_results(conn, caller, limit + 1, after,
                                                                               filters))
         page = rows[:limit]

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from services.common.errors import FieldViolation
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hcert.payload import transliterate
 from services.common.protoconv import enum_name, to_datetime
 from services.common.valuesets import RAT_DEVICES
@@ -125,7 +125,11 @@ def check_time(ts, field: str, violations: list, now: datetime, *, oldest: timed
     if not ts.ByteSize():
         _v(violations, field, "FIELD_REQUIRED", "required")
         return None
-    value = to_datetime(ts)
+    try:
+        value = to_datetime(ts, field)
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+        return None
     if value > now + CLOCK_SKEW:
         _v(violations, field, "TIME_IN_FUTURE", "must not be more than 5 minutes in the future")
         return None

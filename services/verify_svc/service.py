@@ -125,7 +125,11 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             violations.append(FieldViolation(f"{path}qr", f"at most {MAX_QR_BYTES} bytes", "FIELD_OUT_OF_RANGE"))
         if not request.HasField("scanned_at"):
             return now
-        at = to_datetime(request.scanned_at)
+        try:
+            at = to_datetime(request.scanned_at, f"{path}scanned_at")
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
+            return now
         if at > now + CLOCK_SKEW:
             violations.append(FieldViolation(f"{path}scanned_at", "at most 5 minutes in the future", "TIME_IN_FUTURE"))
         elif at < now - MAX_OFFLINE_AGE:

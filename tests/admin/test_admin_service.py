@@ -111,3 +111,27 @@ async def test_issued_token_works_is_shown_once_and_revocation_stops_it(admin):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.IssueCredential(wrong_role, metadata=auth)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_crafted_page_tokens_are_refused_cleanly(admin):
+    import base64
+    import json
+
+    from services.common.paging import _filters_digest
+
+    stub, auth, _ = admin
+
+    def token(key, filters):
+        return base64.urlsafe_b64encode(json.dumps({"k": key, "f": _filters_digest(filters)}).encode()).decode()
+
+    for call, request in (
+        (stub.ListTrustedCertificates, pb.ListTrustedCertificatesRequest(
+            page_token=token(["KR", "yesterday", "x"], {"country": None}))),
+        (stub.ListProvinceRules, pb.ListProvinceRulesRequest(
+            page_token=token(["seven"], {"province": None, "history": False}))),
+        (stub.ListCheckpointDevices, pb.ListCheckpointDevicesRequest(
+            page_token=token([1, 2], {"province_code": None}))),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(request, metadata=auth)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(err.value) == "PAGE_TOKEN_INVALID"

@@ -8,7 +8,7 @@ import pytest
 
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
-from tests.grpc_errors import violations
+from tests.grpc_errors import error_reason, violations
 from tests.result_svc.helpers import ago, person, rid, sample, unique
 
 NAAT, RAT = testing_pb2.TEST_TYPE_NAAT, testing_pb2.TEST_TYPE_RAPID_ANTIGEN
@@ -204,3 +204,33 @@ async def test_personal_data_is_encrypted_at_rest_and_absent_from_audit(stub, sa
         assert secret not in dump
     # and a hex dump of bytea columns does not contain the UTF-8 bytes either
     assert "Đặc Biệt".encode().hex() not in dump and b"0987654321".hex() not in dump
+
+
+async def test_timestamp_outside_the_valid_range_is_a_field_violation_not_internal(stub, sampler, lab):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    item = sample(unique("TS"), lab.id, 77)
+    item.collected_at.CopyFrom(Timestamp(seconds=10**15))
+    reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=[item]), metadata=sampler.auth)
+    assert [(v.field, v.reason) for v in reply.results[0].violations] == [("samples[0].collected_at",
+                                                                          "FIELD_OUT_OF_RANGE")]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListResults(pb.ListResultsRequest(start_time=Timestamp(seconds=1, nanos=-1)), metadata=sampler.auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and violations(err.value) == [
+        ("start_time", "FIELD_OUT_OF_RANGE")]
+
+
+@pytest.mark.parametrize("key", [["not a time", "x"], ["2021-10-01T00:00:00+00:00", "not-a-uuid"], [1, 2, 3], [{}, []]])
+async def test_crafted_page_token_is_page_token_invalid(stub, sampler, key):
+    import base64
+    import json
+
+    from services.common.paging import _filters_digest
+
+    filters = {"start": None, "end": None, "outcomes": [], "states": ["RELEASED", "RETEST_REQUIRED",
+                                                                      "RESAMPLE_REQUIRED", "WITHDRAWN"],
+               "role": "SAMPLER"}
+    token = base64.urlsafe_b64encode(json.dumps({"k": key, "f": _filters_digest(filters)}).encode()).decode()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListResults(pb.ListResultsRequest(page_token=token), metadata=sampler.auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(err.value) == "PAGE_TOKEN_INVALID"

@@ -201,3 +201,14 @@ async def test_concurrent_misses_of_one_certificate_make_one_database_read(platf
     finally:
         await lookup.close()
         await client.aclose()
+
+
+async def test_scan_time_outside_the_valid_range_is_invalid_argument(platform):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await platform.verify.VerifyBatch(vpb.VerifyBatchRequest(scans=[
+            vpb.VerifyRequest(qr="HC1:X"), vpb.VerifyRequest(qr="HC1:X", scanned_at=Timestamp(seconds=-10**15))]),
+            metadata=platform.device_auth)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(err.value) == [("scans[1].scanned_at", "FIELD_OUT_OF_RANGE")]
