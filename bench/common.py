@@ -78,3 +78,22 @@ async def delete_redis_keys(prefix: str) -> None:
             await client.delete(*keys[i:i + 1000])
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def bench_platform(name: str, **env: str):
+    """A scratch database, fresh personal-data secrets and a ServiceProcesses on them with a Redis
+    prefix of its own; yields (database URL, secrets, services); stops everything and deletes the
+    prefix's keys afterwards."""
+    from tests.conftest import fresh_secrets
+
+    async with scratch_database(f"bench_{name}") as dsn:
+        secrets = fresh_secrets()
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
+                                     **env})
+        try:
+            yield dsn, secrets, services
+        finally:
+            services.stop()
+            await delete_redis_keys(prefix)

@@ -24,7 +24,6 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -32,7 +31,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    MACHINE, REDIS_URL, ServiceProcesses, delete_redis_keys, percentile, scratch_database,
+    MACHINE, ServiceProcesses, bench_platform, percentile,
 )
 from services.admin import signing_keys  # noqa: E402
 from services.common.auth import Role  # noqa: E402
@@ -44,7 +43,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc  # noqa: 
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
-from tests.conftest import bearer, fresh_secrets, make_principal  # noqa: E402
+from tests.conftest import bearer, make_principal  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
 
 
@@ -96,16 +95,8 @@ async def record(stub, auth, barcodes: list[str], acked: dict[str, float]) -> No
 
 
 async def main(args) -> dict:
-    async with scratch_database("bench_feed") as dsn:
-        secrets = fresh_secrets()
-        prefix = f"bench{uuid.uuid4().hex[:6]}"
-        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-                                     "RELAY_POLL_SECONDS": "0.05"})
-        try:
-            return await run(args, dsn, secrets, services)
-        finally:
-            services.stop()
-            await delete_redis_keys(prefix)
+    async with bench_platform("feed", RELAY_POLL_SECONDS="0.05") as (dsn, secrets, services):
+        return await run(args, dsn, secrets, services)
 
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:

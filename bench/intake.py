@@ -21,12 +21,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MACHINE, REDIS_URL, ServiceProcesses, percentile, scratch_database  # noqa: E402
+from bench.common import MACHINE, bench_platform, percentile  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
-from tests.conftest import bearer, fresh_secrets, make_principal  # noqa: E402
+from tests.conftest import bearer, make_principal  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
 
 
@@ -63,36 +63,31 @@ async def record_all(stub, auth, barcodes: list[str], batch: int, concurrency: i
 
 
 async def main(args) -> dict:
-    async with scratch_database("bench_intake") as dsn:
+    async with bench_platform("intake", DB_POOL_MAX=str(max(4, args.concurrency * 2))) as (dsn, _, services):
         unit = await make_principal(dsn, Role.SAMPLER)
         lab = await make_principal(dsn, Role.LAB)
-        services = ServiceProcesses({"DATABASE_URL": dsn, "REDIS_URL": REDIS_URL,
-                                     "DB_POOL_MAX": str(max(4, args.concurrency * 2)), **fresh_secrets()})
-        try:
-            port = services.start("result_svc")
-            figures = {}
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-                    ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-                stub = result_service_pb2_grpc.ResultServiceStub(channel)
-                offset = 0
-                for batch in (100, 500):
-                    total = args.results
-                    barcodes = await register_all(stub, bearer(unit["token"]), lab["id"], total, offset)
-                    offset += total
-                    elapsed, latencies = await record_all(stub, bearer(lab["token"]), barcodes, batch, args.concurrency)
-                    figures[batch] = {
-                        "results": total, "seconds": round(elapsed, 3), "results_per_s": round(total / elapsed),
-                        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-                        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-                        "mean_ms": round(statistics.mean(latencies) * 1000, 1), "calls": len(latencies),
-                    }
-                    f = figures[batch]
-                    print(f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} "
-                          f"results/s; per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
-                          f"{args.concurrency} in flight)", flush=True)
-            return figures
-        finally:
-            services.stop()
+        port = services.start("result_svc")
+        figures = {}
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
+                ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+            stub = result_service_pb2_grpc.ResultServiceStub(channel)
+            offset = 0
+            for batch in (100, 500):
+                total = args.results
+                barcodes = await register_all(stub, bearer(unit["token"]), lab["id"], total, offset)
+                offset += total
+                elapsed, latencies = await record_all(stub, bearer(lab["token"]), barcodes, batch, args.concurrency)
+                figures[batch] = {
+                    "results": total, "seconds": round(elapsed, 3), "results_per_s": round(total / elapsed),
+                    "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+                    "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+                    "mean_ms": round(statistics.mean(latencies) * 1000, 1), "calls": len(latencies),
+                }
+                f = figures[batch]
+                print(f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} "
+                      f"results/s; per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
+                      f"{args.concurrency} in flight)", flush=True)
+        return figures
 
 
 if __name__ == "__main__":

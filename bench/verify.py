@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    MACHINE, REDIS_URL, ROOT, ServiceProcesses, delete_redis_keys, percentile, scratch_database,
+    MACHINE, ROOT, ServiceProcesses, bench_platform, percentile,
 )
 from bench.feed import record, register  # noqa: E402
 from services.common.auth import Role  # noqa: E402
@@ -57,7 +56,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E4
 from services.gen.covidtest.type.v1 import verdict_pb2  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc  # noqa: E402
-from tests.conftest import bearer, fresh_secrets, make_principal  # noqa: E402
+from tests.conftest import bearer, make_principal  # noqa: E402
 from tests.publish_svc.conftest import activate_new_key  # noqa: E402
 
 VERIFY_PATH = "/covidtest.verify.v1.VerifyService/Verify"
@@ -197,16 +196,9 @@ def start_echo(services: ServiceProcesses) -> int:
 
 
 async def main(args) -> dict:
-    async with scratch_database("bench_verify") as dsn:
-        secrets = fresh_secrets()
-        prefix = f"bench{uuid.uuid4().hex[:6]}"
-        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-                                     "RELAY_POLL_SECONDS": "0.05", "SCANS_PER_MINUTE": str(1_000_000_000)})
-        try:
-            return await run(args, dsn, secrets, services)
-        finally:
-            services.stop()
-            await delete_redis_keys(prefix)
+    async with bench_platform("verify", RELAY_POLL_SECONDS="0.05", SCANS_PER_MINUTE=str(1_000_000_000)) as (
+            dsn, secrets, services):
+        return await run(args, dsn, secrets, services)
 
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
