@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from google.protobuf.duration_pb2 import Duration
 
-from services.common.protoconv import enum_value, timestamp
+from services.common.protoconv import enum_name, enum_value, timestamp
 from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2
 
 
@@ -61,3 +61,19 @@ def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
     if rule.validity_seconds:
         message.validity.CopyFrom(Duration(seconds=rule.validity_seconds))
     return message
+
+
+def rule_from_message(r: province_rule_pb2.ProvinceRule) -> Rule:
+    """The inverse of rule_message (a rule downloaded with GetRules, for the offline verifier)."""
+    return Rule(rule_id=r.rule_id, version=r.version, province_code=r.province_code,
+                entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
+                test_type=enum_name(testing_pb2.TestType, r.test_type) or None, disabled=r.disabled,
+                validity_seconds=r.validity.seconds or None,
+                accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
+                require_complete_series=r.complete_series_required,
+                min_days_since_last_dose=r.min_days_since_last_dose or None,
+                max_days_since_last_dose=r.max_days_since_last_dose or None,
+                min_days_since_positive=r.min_days_since_first_positive or None,
+                max_days_since_positive=r.max_days_since_first_positive or None,
+                effective_from=r.effective_from.ToDatetime(tzinfo=timezone.utc), description=r.description,
+                created_at=r.created_at.ToDatetime(tzinfo=timezone.utc))

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.common import audit, messages
+from services.common import audit
+from services.common.messages import person_message, result_message
 from services.common.auth import Principal, Role
 from services.common.errors import (
     FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, require,
@@ -29,7 +30,7 @@ from services.result_svc.validation import (
     check_submission, parse_uuid, utcnow,
 )
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
-from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
+from services.gen.covidtest.type.v1 import testing_pb2
 
 # Result state and sample state after an outcome, for an individual sample and for a pool member.
 INDIVIDUAL_STATE = {"NEGATIVE": "RELEASED", "POSITIVE": "RELEASED",
@@ -112,9 +113,6 @@ class Intake:
             phone_enc=seal("person.phone", person.phone) if person.phone else None,
             province_code=person.province_code, district_code=person.district_code,
         )
-
-    def person_message(self, row) -> person_pb2.Person:
-        return messages.person_message(self._pii, row)
 
     # --- RegisterSamples --------------------------------------------------------------------------
 
@@ -434,7 +432,7 @@ class Intake:
         await audit.record(conn, caller, "AMEND_RESULT", "result", str(new.id), request.request_id,
                            {"superseded_result_id": str(previous["id"])})
         result = (await repo.results_of_sample(conn, sample["id"]))[0]
-        return pb.AmendResultResponse(result=self.result_message(result), superseded_result_id=str(previous["id"]),
+        return pb.AmendResultResponse(result=result_message(result), superseded_result_id=str(previous["id"]),
                                       sample_state=enum_value(testing_pb2.SampleState, sample_state))
 
     async def withdraw_result(self, conn: asyncpg.Connection, caller: Principal, request) -> pb.WithdrawResultResponse:
@@ -460,12 +458,10 @@ class Intake:
         await audit.record(conn, caller, "WITHDRAW_RESULT", "result", str(previous["id"]), request.request_id,
                            {"withdrawal_reason": reason})
         result = (await repo.results_of_sample(conn, sample["id"]))[0]
-        return pb.WithdrawResultResponse(result=self.result_message(result),
+        return pb.WithdrawResultResponse(result=result_message(result),
                                          sample_state=testing_pb2.SAMPLE_STATE_WITHDRAWN)
 
     # --- reads ------------------------------------------------------------------------------------
-
-    result_message = staticmethod(messages.result_message)
 
     async def get_sample(self, conn: asyncpg.Connection, caller: Principal, request) -> pb.GetSampleResponse:
         violations: list[FieldViolation] = []
@@ -494,14 +490,14 @@ class Intake:
         sample = pb.Sample(
             sample_id=str(row["id"]), sample_barcode=row["barcode"], sampling_org_id=str(row["org_id"]),
             lab_org_id=str(row["lab_org_id"]), state=enum_value(testing_pb2.SampleState, row["state"]),
-            person=self.person_message(row), test_type=enum_value(testing_pb2.TestType, row["test_type"]),
+            person=person_message(self._pii, row), test_type=enum_value(testing_pb2.TestType, row["test_type"]),
             rat_device_id=row["rat_device_id"] or "", collected_at=timestamp(row["collected_at"]),
             sampling_site=row["sampling_site"], pool_barcode=row["pool_barcode"],
             retest_of_sample_id=str(row["retest_of"]) if row["retest_of"] else "",
             retest_of_sample_barcode=row["retest_of_barcode"],
             retest_sample_ids=[str(i) for i in row["retest_sample_ids"]],
             registered_at=timestamp(row["registered_at"]),
-            results=[self.result_message(r) for r in await repo.results_of_sample(conn, row["id"])],
+            results=[result_message(r) for r in await repo.results_of_sample(conn, row["id"])],
         )
         return pb.GetSampleResponse(sample=sample)
 

@@ -15,6 +15,7 @@ from services.common.auth import Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.idempotency import run_idempotent
+from services.common.messages import result_message
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, to_datetime
 from services.common.runtime import Deps
@@ -97,7 +98,7 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
         if len(rows) > limit:
             token = encode_token([page[-1]["recorded_at"].isoformat(), str(page[-1]["id"])],
                                  {**filters, "role": caller.role.value})
-        return pb.ListResultsResponse(results=[Intake.result_message(r) for r in page], next_page_token=token)
+        return pb.ListResultsResponse(results=[result_message(r) for r in page], next_page_token=token)
 
 
 def build(deps: Deps) -> list[GrpcService]:

@@ -25,9 +25,7 @@ from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
 from services.common.hcert import decode as hdecode
-from services.common.protoconv import enum_name
-from services.common.rules import Rule
-from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
+from services.common.rules import rule_from_message
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Snapshot, trusted_key
@@ -68,25 +66,14 @@ def load_certificates(paths: list[str]) -> list:
     return keys
 
 
-def load_rules(path: str | None) -> list[Rule]:
+def load_rules(path: str | None) -> list:
     if not path:
         return []
     try:
         answer = json_format.Parse(Path(path).read_text(encoding="utf-8"), pb.GetRulesResponse())
     except (OSError, json_format.ParseError) as exc:
         raise SystemExit(f"error: cannot read rules {path}: {exc}") from None
-    return [Rule(rule_id=r.rule_id, version=r.version, province_code=r.province_code,
-                 entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
-                 test_type=enum_name(testing_pb2.TestType, r.test_type) or None, disabled=r.disabled,
-                 validity_seconds=r.validity.seconds or None,
-                 accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
-                 require_complete_series=r.complete_series_required,
-                 min_days_since_last_dose=r.min_days_since_last_dose or None,
-                 max_days_since_last_dose=r.max_days_since_last_dose or None,
-                 min_days_since_positive=r.min_days_since_first_positive or None,
-                 max_days_since_positive=r.max_days_since_first_positive or None,
-                 effective_from=r.effective_from.ToDatetime(tzinfo=timezone.utc), description=r.description,
-                 created_at=r.created_at.ToDatetime(tzinfo=timezone.utc)) for r in answer.rules]
+    return [rule_from_message(r) for r in answer.rules]
 
 
 def read_qr(argument: str) -> str:
