@@ -1,6 +1,6 @@
 """Domain errors shared by every service, and their mapping to gRPC status.
 
-Domain code raises these; one server interceptor (services.common.interceptors) turns them into a
+Domain code raises these; the call guard (services.common.guard) turns them into a
 gRPC status with `google.rpc.Status` details: an `ErrorInfo` with an UPPER_SNAKE reason always, and a
 `BadRequest` with one `FieldViolation` per bad field for invalid input. Messages are written for the
 caller and must never contain personal data.
@@ -143,7 +143,7 @@ class Unimplemented(DomainError):
 
 
 class Internal(DomainError):
-    """Never raised by domain code: what the interceptor answers for an unexpected exception."""
+    """Never raised by domain code: what the call guard answers for an unexpected exception."""
 
     grpc_code = grpc.StatusCode.INTERNAL
     rpc_code = code_pb2.INTERNAL

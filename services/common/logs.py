@@ -1,7 +1,7 @@
 """JSON logs with request context and no personal data.
 
 Every record is one JSON object: time, level, logger, message, the request id and principal id of the
-call being served (from contextvars set by the interceptors), and the explicit `fields` a caller
+call being served (from contextvars set by the call guard), and the explicit `fields` a caller
 passes with `log.info("...", extra={"fields": {...}})`. Only those named fields are written, so a stray
 object can never smuggle personal data into a log line: callers pass ids, counts and codes, never
 names, birth dates, identity numbers, phone numbers or tokens.

@@ -1,8 +1,8 @@
 """gRPC server bootstrap shared by the three services.
 
-`start(...)` builds a grpc.aio server with the call interceptor (identity, roles, error mapping,
-metrics), the standard health service and reflection, binds TLS, mutual TLS or — only when configured
-explicitly — plaintext, and starts the Prometheus /metrics port. `Running.stop()` is the graceful
+`start(...)` builds a grpc.aio server with the call guard (identity, roles, error mapping, metrics)
+around every method of our services, the standard health service and reflection, binds TLS, mutual
+TLS or — only when configured explicitly — plaintext, and starts the Prometheus /metrics port. `Running.stop()` is the graceful
 shutdown: health flips to NOT_SERVING first so load balancers stop sending, then in-flight calls drain
 within the grace period. `run_until_signal` does that on SIGTERM or SIGINT.
 """
@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import Authenticator, CredentialResolver, Role
 from services.common.config import ServiceConfig
-from services.common.interceptors import CallInterceptor
+from services.common.guard import CallGuard, GuardedServer
 from services.common.metrics import serve_metrics
 
 log = logging.getLogger("covidtest.server")
@@ -105,7 +105,6 @@ async def start(
         policy.update(service.policy())
     authenticator = Authenticator(resolver, mutual_tls=bool(config.tls_client_ca_file))
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(service_label, authenticator, policy)],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.so_reuseport", 1),
@@ -113,8 +112,10 @@ async def start(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
+    guarded = GuardedServer(server, CallGuard(service_label, authenticator, policy))
     for service in services:
-        service.register(server)
+        service.register(guarded)
+    # Health and reflection go on the server itself: any caller (a kubelet probe, grpcurl) may use them.
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

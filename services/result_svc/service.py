@@ -2,7 +2,7 @@
 
 The servicer is thin: it runs the intake logic (services.result_svc.intake) in one idempotent
 transaction per mutation and answers only after COMMIT. Roles per RPC are declared here; the call
-interceptor enforces them before any handler runs.
+guard (services.common.guard) enforces them before any handler runs.
 """
 
 from __future__ import annotations
