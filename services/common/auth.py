@@ -62,9 +62,13 @@ class Principal:
     role: Role
     province_code: str = ""   # organisations and checkpoint devices
 
+    def __post_init__(self) -> None:
+        # Every call logs under this label; a resolved principal is reused, so build it once.
+        object.__setattr__(self, "_label", f"{self.kind.value}:{self.id}/{self.role.value}")
+
     def label(self) -> str:
         """Safe for logs: kinds and ids only."""
-        return f"{self.kind.value}:{self.id}/{self.role.value}"
+        return self._label
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal_obj", default=None)

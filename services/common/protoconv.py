@@ -20,10 +20,17 @@ def enum_name(enum_type, value: int) -> str:
     return "" if name == "UNSPECIFIED" else name
 
 
+_ENUM_VALUES: dict[tuple[str, str], int] = {}
+
+
 def enum_value(enum_type, name: str) -> int:
-    """"SAMPLER" → ROLE_SAMPLER."""
-    prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
-    return enum_type.Value(prefix + name)
+    """"SAMPLER" → ROLE_SAMPLER. Remembered per (enum, name): the verify hot path converts several per scan."""
+    key = (enum_type.DESCRIPTOR.full_name, name)
+    value = _ENUM_VALUES.get(key)
+    if value is None:
+        prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+        value = _ENUM_VALUES[key] = enum_type.Value(prefix + name)
+    return value
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

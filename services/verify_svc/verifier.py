@@ -9,7 +9,6 @@ StatusLookup, Redis first); the trust list and rules are in-memory snapshots.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +19,10 @@ from services.verify_svc.trust import Rule, Snapshot, TrustedKey
 TEST_TYPES = {"LP6464-4": "NAAT", "LP217198-3": "RAPID_ANTIGEN"}
 DETECTED, NOT_DETECTED = "260373001", "260415000"
 OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
-_SIGNATURE_CACHE_LIMIT = 100_000
+# QR strings already found genuine (decoded, signature verified), per process. A checkpoint sees the
+# same QR again and again (every crossing, every day), and decoding plus the signature check is most of
+# a scan's cost. Held in memory only, like the request itself; at the limit the cache starts afresh.
+_GENUINE_CACHE_LIMIT = 50_000
 
 
 @dataclass
@@ -59,34 +61,45 @@ class Verifier:
     def __init__(self, trust, status: StatusLookup):
         self._trust = trust          # anything with a `.snapshot` (TrustStore)
         self._status = status
-        self._verified: dict[bytes, str] = {}   # hash of signed bytes → fingerprint of the key that verified it
+        # QR text → (its decoding, fingerprint of the key whose signature verified). The key is looked up
+        # in the current trust snapshot on every scan, so a certificate removed from the trust list
+        # stops verifying at once.
+        self._genuine: dict[str, tuple[hdecode.DecodedHcert, str]] = {}
 
-    def _signer(self, decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
-        # Repeat scans of one QR skip the signature check: the same signed bytes verified before.
-        digest = hashlib.sha256(decoded.sig_structure + decoded.signature).digest()
-        known = self._verified.get(digest)
-        if known is not None:
-            for key in candidates:
-                if key.fingerprint == known:
-                    return key
+    @staticmethod
+    def _signer(decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
         for key in candidates:
             if hdecode.verify_signature(decoded, key.certificate_der, key.public_key):
-                if len(self._verified) >= _SIGNATURE_CACHE_LIMIT:
-                    self._verified.clear()
-                self._verified[digest] = key.fingerprint
                 return key
         return None
 
+    def _known_genuine(self, qr: str, snapshot: Snapshot) -> tuple[hdecode.DecodedHcert, TrustedKey] | None:
+        known = self._genuine.get(qr)
+        if known is not None:
+            decoded, fingerprint = known
+            for key in snapshot.by_kid.get(decoded.kid, ()):
+                if key.fingerprint == fingerprint:
+                    return decoded, key
+        return None
+
     async def verify(self, qr: str, at: datetime, province: str) -> Verdict:
-        try:
-            decoded = hdecode.decode(qr)
-        except hdecode.MalformedError as exc:
-            return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
         snapshot: Snapshot = self._trust.snapshot
-        candidates = snapshot.by_kid.get(decoded.kid or b"", ())
-        if not candidates:
-            return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
-        signer = self._signer(decoded, candidates)
+        known = self._known_genuine(qr, snapshot)
+        if known is not None:
+            decoded, signer = known
+        else:
+            try:
+                decoded = hdecode.decode(qr)
+            except hdecode.MalformedError as exc:
+                return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
+            candidates = snapshot.by_kid.get(decoded.kid or b"", ())
+            if not candidates:
+                return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
+            signer = self._signer(decoded, candidates)
+            if signer is not None:
+                if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
+                    self._genuine.clear()
+                self._genuine[qr] = (decoded, signer.fingerprint)
         if signer is None:
             return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature",
                            kid=decoded.kid)
