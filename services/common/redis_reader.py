@@ -107,18 +107,27 @@ class RedisReader:
         return conn
 
     async def _send(self, conn: _Connection, command) -> object:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         conn.waiting.append(future)
         conn.transport.write(_encode(*command))
+        # A plain timer rather than asyncio.wait_for, which costs a task and a second future per command.
+        timer = loop.call_later(self._timeout, self._expire, conn, future)
         try:
-            return await asyncio.wait_for(future, self._timeout)
-        except asyncio.TimeoutError:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, conn: _Connection, future: asyncio.Future) -> None:
+        if not future.done():
+            future.set_exception(ConnectionError("Redis timed out"))
             conn.transport.abort()  # replies would arrive out of step: start over
             self._failed_at = time.monotonic()
-            raise ConnectionError("Redis timed out") from None
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
-        conn = await self._connection()
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connection()
         return await self._send(conn, ("MGET", *keys))
 
     async def aclose(self) -> None:

@@ -79,9 +79,13 @@ class HourlyCounts:
         self._pool = pool
         self._counts: Counter = Counter()
         self._stopping = asyncio.Event()
+        self._hour = self._hour_end = datetime.min.replace(tzinfo=timezone.utc)
 
     def add(self, checkpoint_id: str, verdict: str, at: datetime) -> None:
-        self._counts[(at.replace(minute=0, second=0, microsecond=0), checkpoint_id, verdict)] += 1
+        if not self._hour <= at < self._hour_end:  # the hour is worked out once an hour, not per scan
+            self._hour = at.replace(minute=0, second=0, microsecond=0)
+            self._hour_end = self._hour + timedelta(hours=1)
+        self._counts[(self._hour, checkpoint_id, verdict)] += 1
 
     async def flush(self) -> None:
         if not self._counts:

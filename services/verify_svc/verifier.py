@@ -57,14 +57,51 @@ def _parse_date(text: str | None) -> datetime | None:
     return value
 
 
+def _utc(epoch: int | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, timezone.utc) if epoch is not None else None
+
+
+_ENTRY_KEYS = {"TEST": "t", "VACCINATION": "v", "RECOVERY": "r"}
+
+
+@dataclass(frozen=True)
+class _Genuine:
+    """What a QR found genuine always yields, whatever the scan time and status: worked out once and
+    reused by every repeat scan. `holder` is shared by the verdicts and never changed."""
+
+    decoded: hdecode.DecodedHcert
+    fingerprint: str               # the trusted key whose signature verified
+    issued: datetime | None
+    expires: datetime | None
+    entry: dict
+    holder: dict
+    certificate_id: str
+    test_type: str                 # NAAT / RAPID_ANTIGEN for a test entry, else ""
+    event_at: datetime | None      # sample time (test), last dose (vaccination), first positive (recovery)
+
+    @classmethod
+    def of(cls, decoded: hdecode.DecodedHcert, fingerprint: str) -> "_Genuine":
+        dcc = decoded.dcc
+        entry = dcc[_ENTRY_KEYS[decoded.entry_type]][0]
+        names = dcc.get("nam", {})
+        holder = {"family_name": names.get("fn", ""), "given_name": names.get("gn", ""),
+                  "family_name_transliterated": names.get("fnt", ""),
+                  "given_name_transliterated": names.get("gnt", ""), "date_of_birth": dcc.get("dob", "")}
+        if decoded.entry_type == "TEST":
+            test_type, event_at = TEST_TYPES.get(entry.get("tt", ""), ""), _parse_time(entry.get("sc"))
+        else:
+            test_type, event_at = "", _parse_date(entry.get("dt" if decoded.entry_type == "VACCINATION" else "fr"))
+        return cls(decoded, fingerprint, _utc(decoded.issued_at), _utc(decoded.expires_at), entry, holder,
+                   entry.get("ci", ""), test_type, event_at)
+
+
 class Verifier:
     def __init__(self, trust, status: StatusLookup):
         self._trust = trust          # anything with a `.snapshot` (TrustStore)
         self._status = status
-        # QR text → (its decoding, fingerprint of the key whose signature verified). The key is looked up
-        # in the current trust snapshot on every scan, so a certificate removed from the trust list
-        # stops verifying at once.
-        self._genuine: dict[str, tuple[hdecode.DecodedHcert, str]] = {}
+        # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
+        # every scan, so a certificate removed from the trust list stops verifying at once.
+        self._genuine: dict[str, _Genuine] = {}
 
     @staticmethod
     def _signer(decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
@@ -73,21 +110,17 @@ class Verifier:
                 return key
         return None
 
-    def _known_genuine(self, qr: str, snapshot: Snapshot) -> tuple[hdecode.DecodedHcert, TrustedKey] | None:
-        known = self._genuine.get(qr)
-        if known is not None:
-            decoded, fingerprint = known
-            for key in snapshot.by_kid.get(decoded.kid, ()):
-                if key.fingerprint == fingerprint:
-                    return decoded, key
+    def _known_signer(self, genuine: _Genuine, snapshot: Snapshot) -> TrustedKey | None:
+        for key in snapshot.by_kid.get(genuine.decoded.kid, ()):
+            if key.fingerprint == genuine.fingerprint:
+                return key
         return None
 
     async def verify(self, qr: str, at: datetime, province: str) -> Verdict:
         snapshot: Snapshot = self._trust.snapshot
-        known = self._known_genuine(qr, snapshot)
-        if known is not None:
-            decoded, signer = known
-        else:
+        genuine = self._genuine.get(qr)
+        signer = self._known_signer(genuine, snapshot) if genuine is not None else None
+        if signer is None:
             try:
                 decoded = hdecode.decode(qr)
             except hdecode.MalformedError as exc:
@@ -96,60 +129,51 @@ class Verifier:
             if not candidates:
                 return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
             signer = self._signer(decoded, candidates)
-            if signer is not None:
-                if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
-                    self._genuine.clear()
-                self._genuine[qr] = (decoded, signer.fingerprint)
-        if signer is None:
-            return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature",
-                           kid=decoded.kid)
+            if signer is None:
+                return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature",
+                               kid=decoded.kid)
+            if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
+                self._genuine.clear()
+            genuine = self._genuine[qr] = _Genuine.of(decoded, signer.fingerprint)
+        decoded = genuine.decoded
         if signer.allowed_entry_types and decoded.entry_type not in signer.allowed_entry_types:
             return Verdict("SIGNATURE_INVALID", f"the signing key may not sign {decoded.entry_type.lower()} entries",
                            kid=decoded.kid)
-        issued = datetime.fromtimestamp(decoded.issued_at, timezone.utc) if decoded.issued_at is not None else None
+        issued = genuine.issued
         if issued is None or not signer.not_before <= issued <= signer.not_after:
             return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=decoded.kid)
 
-        dcc = decoded.dcc
-        entry = dcc[{"TEST": "t", "VACCINATION": "v", "RECOVERY": "r"}[decoded.entry_type]][0]
-        names = dcc.get("nam", {})
-        result = Verdict("VALID", holder={"family_name": names.get("fn", ""), "given_name": names.get("gn", ""),
-                                          "family_name_transliterated": names.get("fnt", ""),
-                                          "given_name_transliterated": names.get("gnt", ""),
-                                          "date_of_birth": dcc.get("dob", "")},
-                         entry_type=decoded.entry_type, certificate_id=entry.get("ci", ""),
-                         issuer_country=signer.country, kid=decoded.kid)
-        expires = datetime.fromtimestamp(decoded.expires_at, timezone.utc) if decoded.expires_at is not None else None
-        result.valid_until = expires
-
-        if signer.own and result.certificate_id:
-            status = await self._status.status(result.certificate_id)
+        result = Verdict("VALID", holder=genuine.holder, entry_type=decoded.entry_type,
+                         certificate_id=genuine.certificate_id, issuer_country=signer.country, kid=decoded.kid,
+                         valid_until=genuine.expires)
+        if signer.own and genuine.certificate_id:
+            status = await self._status.status(genuine.certificate_id)
             result.status_source = status.source
             if status.status == "REVOKED":
                 return self._final(result, "REVOKED", "the issuer revoked this certificate (result corrected)")
-        if expires is None or expires < at:
+        if genuine.expires is None or genuine.expires < at:
             return self._final(result, "EXPIRED", "the certificate has expired")
         if issued > at:
             return self._final(result, "NOT_YET_VALID", "the certificate was issued after the scan time")
         if decoded.entry_type == "TEST":
-            return self._test(result, entry, at, province, snapshot)
+            return self._test(result, genuine, at, province, snapshot)
         if decoded.entry_type == "VACCINATION":
-            return self._vaccination(result, entry, at, province, snapshot)
-        return self._recovery(result, entry, at, province, snapshot)
+            return self._vaccination(result, genuine, at, province, snapshot)
+        return self._recovery(result, genuine, at, province, snapshot)
 
     @staticmethod
     def _final(result: Verdict, verdict: str, reason: str) -> Verdict:
         result.verdict, result.reason = verdict, reason
         return result
 
-    def _test(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
-        test_type = TEST_TYPES.get(entry.get("tt", ""))
-        result.test_type = test_type or ""
-        sample = _parse_time(entry.get("sc"))
+    def _test(self, result: Verdict, genuine: _Genuine, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+        test_type = genuine.test_type
+        result.test_type = test_type
+        sample = genuine.event_at
         result.sample_collected_at = sample
         rule = snapshot.rule_for(province, "TEST", test_type, at) if test_type else None
         result.rule = rule
-        outcome = OUTCOME_OF_RESULT.get(entry.get("tr", ""))
+        outcome = OUTCOME_OF_RESULT.get(genuine.entry.get("tr", ""))
         if outcome == "POSITIVE" and not (rule and not rule.disabled and "POSITIVE" in rule.accepted_outcomes):
             return self._final(result, "TEST_POSITIVE", "the test result is positive (detected)")
         if rule is None or rule.disabled or outcome not in rule.accepted_outcomes or not rule.validity_seconds:
@@ -178,20 +202,22 @@ class Verifier:
                 return self._final(result, "EXPIRED", f"more than {max_days} days since the {what}")
         return self._final(result, "VALID", "")
 
-    def _vaccination(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+    def _vaccination(self, result: Verdict, genuine: _Genuine, at: datetime, province: str,
+                     snapshot: Snapshot) -> Verdict:
         rule = snapshot.rule_for(province, "VACCINATION", None, at)
         result.rule = rule
         if rule is None or rule.disabled:
             return self._final(result, "RULE_NOT_MET", "this province does not accept vaccination certificates")
+        entry = genuine.entry
         if rule.require_complete_series and not (entry.get("dn", 0) >= entry.get("sd", 1) > 0):
             return self._final(result, "RULE_NOT_MET", "the vaccination series is not complete")
-        return self._window(result, _parse_date(entry.get("dt")), rule.min_days_since_last_dose,
+        return self._window(result, genuine.event_at, rule.min_days_since_last_dose,
                             rule.max_days_since_last_dose, at, "last dose")
 
-    def _recovery(self, result: Verdict, entry: dict, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
+    def _recovery(self, result: Verdict, genuine: _Genuine, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
         rule = snapshot.rule_for(province, "RECOVERY", None, at)
         result.rule = rule
         if rule is None or rule.disabled:
             return self._final(result, "RULE_NOT_MET", "this province does not accept recovery certificates")
-        return self._window(result, _parse_date(entry.get("fr")), rule.min_days_since_positive,
+        return self._window(result, genuine.event_at, rule.min_days_since_positive,
                             rule.max_days_since_positive, at, "first positive test")
