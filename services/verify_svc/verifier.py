@@ -22,7 +22,7 @@ OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
 # QR strings already found genuine (decoded, signature verified), per process. A checkpoint sees the
 # same QR again and again (every crossing, every day), and decoding plus the signature check is most of
 # a scan's cost. Held in memory only, like the request itself; at the limit the cache starts afresh.
-_GENUINE_CACHE_LIMIT = 50_000
+_GENUINE_CACHE_LIMIT = 10_000   # about 5 KB each: some 50 MB per process
 
 
 @dataclass
