@@ -1,9 +1,20 @@
-"""A minimal pipelined Redis reader for the verify hot path: MGET over one connection.
+"""A minimal pipelined Redis reader for the verify hot path: MGET over one connection, and optionally a
+local mirror of what it read, kept fresh by Redis's server-assisted invalidation.
 
 redis-py's asyncio client costs about 100 µs of CPU per command (connection pool, retries, stream
 readers), which is most of a cache-hit verification. This reader keeps one connection as an asyncio
 Protocol, writes commands without waiting (pipelining), parses replies with hiredis's C reader and
 hands them to waiting futures in order. It does reads only; writes stay with redis-py.
+
+With `track=True` it also keeps the values it read in memory, so a repeat read needs no round trip.
+Redis itself says when one of them changes (CLIENT TRACKING, redirected to a second connection
+subscribed to `__redis__:invalidate`), and the mirror drops it at once. What keeps that safe:
+- a reply is remembered only if no invalidation of its key arrived after the read was sent (the two
+  connections' messages may arrive in either order);
+- anything that could hide an invalidation — either connection lost, a reconnect, a flush, the
+  invalidation connection not answering a PING within the timeout (checked every second) — forgets
+  the whole mirror, so reads go back to Redis (and, Redis down, to Postgres);
+- the mirror is bounded; when full it starts afresh.
 
 Failure behaviour matches the rest of the status path: any problem raises ConnectionError (an
 OSError) at once, so verification falls back to Postgres; after a failure the next connect is tried
@@ -20,6 +31,9 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 
 RETRY_AFTER_S = 1.0
+HEARTBEAT_S = 1.0
+MIRROR_LIMIT = 100_000
+INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
 
 def _encode(*args: bytes | str) -> bytes:
@@ -31,21 +45,28 @@ def _encode(*args: bytes | str) -> bytes:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self):
+    def __init__(self, on_message=None, on_lost=None):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
         self.closed = False
+        self._on_message = on_message   # pub/sub messages (never the answer to a command)
+        self._on_lost = on_lost
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        while self.waiting:
+        while True:
             reply = self.reader.gets()
             if reply is False:
                 return
+            if self._on_message is not None and isinstance(reply, list) and reply and reply[0] == b"message":
+                self._on_message(reply)
+                continue
+            if not self.waiting:
+                continue
             future = self.waiting.popleft()
             if not future.done():
                 if isinstance(reply, hiredis.ReplyError):
@@ -59,10 +80,16 @@ class _Connection(asyncio.Protocol):
             future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(ConnectionError("Redis connection lost"))
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class RedisReader:
-    def __init__(self, url: str, timeout_s: float = 0.5):
+    def __init__(self, url: str, timeout_s: float = 0.5, track: bool = False):
         parts = urlsplit(url)
         if parts.scheme != "redis":
             raise ValueError("RedisReader supports redis:// URLs only")
@@ -75,6 +102,53 @@ class RedisReader:
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future | None = None
         self._failed_at = 0.0
+        self._track = track
+        self._invalidations: _Connection | None = None
+        self._heartbeat: asyncio.Task | None = None
+        self._mirror: dict[str, bytes] = {}
+        self._invalidated: dict[str, int] = {}   # key → number of the invalidation that last named it
+        self._invalidation_count = 0
+        self._epoch = 0                          # bumped whenever the whole mirror is forgotten
+
+    # --- the mirror ------------------------------------------------------------------------------
+
+    def known(self, key: str) -> bytes | None:
+        """The value last read for `key` if Redis has not said since that it changed; else None."""
+        return self._mirror.get(key)
+
+    def _forget_all(self) -> None:
+        self._mirror.clear()
+        self._invalidated.clear()
+        self._epoch += 1
+
+    def _on_invalidation(self, message: list) -> None:
+        _, channel, keys = message[:3]
+        if channel != INVALIDATE_CHANNEL:
+            return
+        if keys is None:  # FLUSHDB / FLUSHALL: everything changed
+            self._forget_all()
+            return
+        self._invalidation_count += 1
+        if len(self._invalidated) + len(keys) > MIRROR_LIMIT:
+            self._forget_all()
+        for key in keys:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            self._mirror.pop(name, None)
+            self._invalidated[name] = self._invalidation_count
+
+    def _remember(self, keys, values, sent_at_invalidation: int, sent_in_epoch: int) -> None:
+        if sent_in_epoch != self._epoch:
+            return
+        if len(self._mirror) + len(keys) > MIRROR_LIMIT:
+            self._forget_all()
+            return
+        for key, value in zip(keys, values):
+            # An invalidation that arrived after the read was sent may be about a newer value than
+            # this reply carries: do not keep it.
+            if value is not None and self._invalidated.get(key, 0) <= sent_at_invalidation:
+                self._mirror[key] = value
+
+    # --- connections ---------------------------------------------------------------------------
 
     async def _connection(self) -> _Connection:
         if self._conn is not None and not self._conn.closed:
@@ -89,22 +163,69 @@ class RedisReader:
             if self._connecting is not None and self._connecting.done():
                 self._connecting = None
 
-    async def _connect(self) -> _Connection:
+    async def _open(self, **protocol) -> _Connection:
         loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Connection(**protocol), self._host, self._port), self._timeout)
+        if self._password:
+            await self._send(conn, ("AUTH", self._user, self._password) if self._user else ("AUTH", self._password))
+        return conn
+
+    async def _connect(self) -> _Connection:
+        self._close_connections()
+        self._conn = self._invalidations = None   # callbacks of the old connections change nothing now
+        conn = None   # not self._conn until tracking is on: no read may use it before
         try:
-            _, conn = await asyncio.wait_for(loop.create_connection(_Connection, self._host, self._port), self._timeout)
-            setup = []
-            if self._password:
-                setup.append(("AUTH", self._user, self._password) if self._user else ("AUTH", self._password))
+            if self._track:
+                # The invalidation connection first: tracking on the data connection names its client id.
+                invalidations = await self._open(on_message=self._on_invalidation, on_lost=self._lost)
+                self._invalidations = invalidations
+                client_id = await self._send(invalidations, ("CLIENT", "ID"))
+                await self._send(invalidations, ("SUBSCRIBE", INVALIDATE_CHANNEL))
+            conn = await self._open(on_lost=self._lost if self._track else None)
             if self._db:
-                setup.append(("SELECT", str(self._db)))
-            for command in setup:
-                await self._send(conn, command)
+                await self._send(conn, ("SELECT", str(self._db)))
+            if self._track:
+                await self._send(conn, ("CLIENT", "TRACKING", "on", "REDIRECT", str(client_id)))
         except (OSError, asyncio.TimeoutError) as exc:
+            self._close_connections()
+            if conn is not None:
+                conn.closed = True
+                conn.abort()
             self._failed_at = time.monotonic()
             raise ConnectionError(f"cannot connect to Redis: {type(exc).__name__}") from exc
+        self._forget_all()
         self._conn = conn
+        if self._track:
+            self._heartbeat = asyncio.ensure_future(self._beat(invalidations))
         return conn
+
+    def _lost(self, conn: _Connection) -> None:
+        """Either connection of a tracking reader is gone: invalidations may be missed, so forget
+        everything and let the next read reconnect both."""
+        if conn is self._conn or conn is self._invalidations:
+            self._forget_all()
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        for conn in (self._conn, self._invalidations):
+            if conn is not None and not conn.closed:
+                conn.closed = True
+                conn.abort()
+        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
+            self._heartbeat.cancel()
+        self._heartbeat = None
+
+    async def _beat(self, invalidations: _Connection) -> None:
+        """A hung Redis closes no socket: an unanswered PING on the invalidation connection ends
+        the mirror (and the connections) within HEARTBEAT_S + the timeout."""
+        while not invalidations.closed:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._send(invalidations, ("PING",))
+            except ConnectionError:
+                self._lost(invalidations)
+                return
 
     async def _send(self, conn: _Connection, command) -> object:
         loop = asyncio.get_running_loop()
@@ -121,15 +242,20 @@ class RedisReader:
     def _expire(self, conn: _Connection, future: asyncio.Future) -> None:
         if not future.done():
             future.set_exception(ConnectionError("Redis timed out"))
-            conn.transport.abort()  # replies would arrive out of step: start over
+            conn.abort()  # replies would arrive out of step: start over
             self._failed_at = time.monotonic()
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connection()
-        return await self._send(conn, ("MGET", *keys))
+        if not self._track:
+            return await self._send(conn, ("MGET", *keys))
+        sent_at, epoch = self._invalidation_count, self._epoch
+        values = await self._send(conn, ("MGET", *keys))
+        self._remember(keys, values, sent_at, epoch)
+        return values
 
     async def aclose(self) -> None:
-        if self._conn is not None and self._conn.transport is not None:
-            self._conn.transport.close()
+        self._close_connections()
+        self._forget_all()

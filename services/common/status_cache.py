@@ -67,6 +67,13 @@ class StatusCache:
             written += await self._put(keys=[self.key(c[0]) for c in chunk], args=args)
         return written
 
+    def known(self, certificate_id: str) -> CachedStatus | None:
+        """The status from the reader's local mirror (no round trip), if it holds a fresh one."""
+        if self._reader is None:
+            return None
+        raw = self._reader.known(self.key(certificate_id))
+        return None if raw is None else _parse(raw)
+
     async def get(self, certificate_id: str) -> CachedStatus | None:
         return (await self.get_many([certificate_id]))[0]
 

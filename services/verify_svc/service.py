@@ -215,7 +215,7 @@ def build(deps: Deps) -> list[GrpcService]:
     config = deps.config
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
-    reader = RedisReader(config.redis_url) if config.redis_url.startswith("redis://") else None
+    reader = RedisReader(config.redis_url, track=True) if config.redis_url.startswith("redis://") else None
     status = StatusLookup(StatusCache(deps.redis, config.redis_prefix, reader),
                           config.read_database_url or config.database_url,
                           config.status_negative_cache_seconds, config.status_db_timeout_seconds)

@@ -1,6 +1,7 @@
 """The lean Redis reader of the verify hot path, against the real Redis and a stopped one."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -69,3 +70,78 @@ async def test_hung_redis_times_out_and_the_reader_recovers(tmp_path):
 def test_only_plain_redis_urls():
     with pytest.raises(ValueError):
         RedisReader("rediss://example:6380/0")
+
+
+async def _until(check, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_tracking_mirror_serves_repeat_reads_and_drops_changed_keys(redis_prefix):
+    writer = redis.Redis.from_url(REDIS_URL)
+    a, b = f"{redis_prefix}:a", f"{redis_prefix}:b"
+    await writer.mset({a: b"1:VALID:9", b: b"1:VALID:9"})
+    reader = RedisReader(REDIS_URL, track=True)
+    try:
+        assert await reader.mget([a, b, f"{redis_prefix}:none"]) == [b"1:VALID:9", b"1:VALID:9", None]
+        assert reader.known(a) == b"1:VALID:9" and reader.known(f"{redis_prefix}:none") is None
+        await writer.set(a, b"2:REVOKED:9")            # Redis tells the reader; the mirror drops it
+        await _until(lambda: reader.known(a) is None, 2)
+        assert reader.known(b) == b"1:VALID:9"
+        assert await reader.mget([a]) == [b"2:REVOKED:9"] and reader.known(a) == b"2:REVOKED:9"
+        await writer.delete(b)
+        await _until(lambda: reader.known(b) is None, 2)
+    finally:
+        await reader.aclose()
+        await writer.aclose()
+
+
+def test_an_invalidation_arriving_before_the_reply_it_overtook_wins():
+    reader = RedisReader(REDIS_URL, track=True)
+    sent_at, epoch = reader._invalidation_count, reader._epoch
+    reader._on_invalidation([b"message", b"__redis__:invalidate", [b"k"]])   # the key changed meanwhile
+    reader._remember(["k", "j"], [b"old", b"fine"], sent_at, epoch)
+    assert reader.known("k") is None and reader.known("j") == b"fine"
+    reader._on_invalidation([b"message", b"__redis__:invalidate", None])       # FLUSHALL
+    assert reader.known("j") is None
+
+
+async def test_tracking_mirror_is_forgotten_when_redis_hangs_stops_or_flushes(tmp_path):
+    from services.common import redis_reader
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    writer = redis.Redis.from_url(server.url())
+    reader = RedisReader(server.url(), timeout_s=0.3, track=True)
+    pid = int(server.pidfile.read_text())
+    try:
+        await writer.set("k", b"1:VALID:9")
+        assert await reader.mget(["k"]) == [b"1:VALID:9"] and reader.known("k") == b"1:VALID:9"
+        await writer.flushall()
+        await _until(lambda: reader.known("k") is None, 2)
+
+        await writer.set("k", b"1:VALID:9")
+        await reader.mget(["k"])
+        os.kill(pid, signal.SIGSTOP)  # no socket closes: only the heartbeat can tell
+        await _until(lambda: reader.known("k") is None, redis_reader.HEARTBEAT_S + 0.3 + 1)
+        os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while reader.known("k") is None:  # reconnects after its retry pause and mirrors again
+            assert time.monotonic() < deadline, "the reader did not recover"
+            try:
+                await reader.mget(["k"])
+            except ConnectionError:
+                await asyncio.sleep(0.1)
+
+        server.stop()
+        await _until(lambda: reader.known("k") is None, 2)
+        with pytest.raises(ConnectionError):
+            await reader.mget(["k"])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        await reader.aclose()
+        await writer.aclose()
+        server.stop()
