@@ -50,26 +50,37 @@ VERIFICATIONS = PromCounter("covidtest_verifications_total", "Verdicts given, pe
                             ["checkpoint", "verdict"])
 
 
+_FIXED_TIMESTAMPS: dict[datetime, object] = {}
+
+
+def _fixed_timestamp(value: datetime | None):
+    """A certificate's own times (sample, valid until) repeat with every scan of it: convert each once."""
+    if value is None:
+        return None
+    converted = _FIXED_TIMESTAMPS.get(value)
+    if converted is None:
+        if len(_FIXED_TIMESTAMPS) >= 50_000:
+            _FIXED_TIMESTAMPS.clear()
+        converted = _FIXED_TIMESTAMPS[value] = timestamp(value)
+    return converted
+
+
 def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
-    # Built with one constructor call: on the verify hot path every field set afterwards costs extra.
-    fields = dict(result.holder)
-    if result.stage:
-        fields["malformed_stage"] = enum_value(verdict_pb2.MalformedStage, result.stage.upper())
-    if result.entry_type:
-        fields["entry_type"] = enum_value(certificate_pb2.EntryType, result.entry_type)
-    if result.test_type:
-        fields["test_type"] = enum_value(testing_pb2.TestType, result.test_type)
-    if result.sample_collected_at:
-        fields["sample_collected_at"] = timestamp(result.sample_collected_at)
-    if result.valid_until:
-        fields["valid_until"] = timestamp(result.valid_until)
-    if result.rule:
-        fields["rule_id"], fields["rule_version"] = result.rule.rule_id, result.rule.version
+    # Built with one constructor call (unset fields as 0, "" or None): on the verify hot path every
+    # field set afterwards costs extra.
+    rule = result.rule
     return pb.VerifyResponse(
         verdict=enum_value(verdict_pb2.Verdict, result.verdict), reason=result.reason,
         status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
         checked_at=timestamp(checked_at), kid=result.kid, certificate_id=result.certificate_id,
-        issuer_country=result.issuer_country, **fields)
+        issuer_country=result.issuer_country,
+        malformed_stage=enum_value(verdict_pb2.MalformedStage, result.stage.upper()) if result.stage else 0,
+        entry_type=enum_value(certificate_pb2.EntryType, result.entry_type) if result.entry_type else 0,
+        test_type=enum_value(testing_pb2.TestType, result.test_type) if result.test_type else 0,
+        sample_collected_at=_fixed_timestamp(result.sample_collected_at),
+        valid_until=_fixed_timestamp(result.valid_until),
+        rule_id=rule.rule_id if rule else "", rule_version=rule.version if rule else 0,
+        **result.holder)
 
 
 class HourlyCounts:
