@@ -107,17 +107,18 @@ class PostgresServer:
 
 
 class RedisServer:
-    def __init__(self, root: Path, binary: str | None = None, port: int | None = None):
+    def __init__(self, root: Path, binary: str | None = None, port: int | None = None, extra_args=()):
         self.root = Path(root)
         self.binary = binary or shutil.which("redis-server") or "redis-server"
         self.port = port or free_port()
         self.pidfile = self.root / "redis.pid"
+        self.extra_args = list(extra_args)   # e.g. ["--rename-command", "CLIENT", ""]
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         subprocess.run([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
                         "--pidfile", str(self.pidfile), "--dir", str(self.root), "--save", "", "--appendonly", "no",
-                        "--logfile", str(self.root / "redis.log")], check=True)
+                        "--logfile", str(self.root / "redis.log"), *self.extra_args], check=True)
         if not wait_for_port(self.port, 10):
             raise RuntimeError(f"redis-server did not start; see {self.root / 'redis.log'}")
         deadline = time.monotonic() + 5

@@ -67,6 +67,24 @@ async def test_hung_redis_times_out_and_the_reader_recovers(tmp_path):
         server.stop()
 
 
+async def test_a_redis_without_tracking_is_treated_as_unreachable(tmp_path):
+    # CLIENT renamed away (as some managed Redis services do): no mirror can be kept safely, so the
+    # reader reports Redis unreachable and verification reads Postgres instead.
+    server = RedisServer(tmp_path / "redis", extra_args=["--rename-command", "CLIENT", ""])
+    server.start()
+    try:
+        plain = RedisReader(server.url())
+        assert await plain.mget(["k"]) == [None]
+        await plain.aclose()
+        tracking = RedisReader(server.url(), track=True)
+        with pytest.raises(ConnectionError):
+            await tracking.mget(["k"])
+        assert tracking.known("k") is None
+        await tracking.aclose()
+    finally:
+        server.stop()
+
+
 def test_only_plain_redis_urls():
     with pytest.raises(ValueError):
         RedisReader("rediss://example:6380/0")
