@@ -68,6 +68,20 @@ async def database_url(template_db):
 
 
 @pytest.fixture(scope="module")
+async def result_server(database_url):
+    """A real result_svc (which also hosts AdminService) on a free port, on this module's database."""
+    from services.common.config import load
+    from services.common.runtime import start_service
+    from services.result_svc import service as result_service
+    from services.result_svc.config import ResultConfig
+
+    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build,
+                                  serve_metrics_port=False)
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture(scope="module")
 async def db(database_url):
     pool = await create_pool(database_url, min_size=1, max_size=4)
     yield pool

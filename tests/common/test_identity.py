@@ -26,14 +26,6 @@ from tests.grpc_errors import error_reason
 from tests.pki import TestCA
 
 
-@pytest.fixture(scope="module")
-async def result_server(database_url):
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build,
-                                  serve_metrics_port=False)
-    yield running
-    await running.stop(0)
-
-
 @pytest.fixture
 async def result_stub(result_server):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{result_server.port}") as channel:
