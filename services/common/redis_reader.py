@@ -11,9 +11,13 @@ Redis itself says when one of them changes (CLIENT TRACKING, redirected to a sec
 subscribed to `__redis__:invalidate`), and the mirror drops it at once. What keeps that safe:
 - a reply is remembered only if no invalidation of its key arrived after the read was sent (the two
   connections' messages may arrive in either order);
-- anything that could hide an invalidation — either connection lost, a reconnect, a flush, the
-  invalidation connection not answering a PING within the timeout (checked every second) — forgets
+- anything that could hide an invalidation — either connection lost, a reconnect, a flush — forgets
   the whole mirror, so reads go back to Redis (and, Redis down, to Postgres);
+- a PING on the invalidation connection every second bounds how late an invalidation can be: not
+  answered within the timeout, the mirror is forgotten and stays off until that PING is answered
+  (reads meanwhile go to Redis by MGET, which has its own timeout); not answered within
+  RECONNECT_AFTER_S, both connections are closed. A Redis that is only slow for a moment (a CPU
+  spike) so costs a few MGETs, not a reconnect and a second of every read going to Postgres;
 - the mirror is bounded; when full it starts afresh.
 
 Failure behaviour matches the rest of the status path: any problem raises ConnectionError (an
@@ -32,6 +36,7 @@ import hiredis
 
 RETRY_AFTER_S = 1.0
 HEARTBEAT_S = 1.0
+RECONNECT_AFTER_S = 5.0   # a heartbeat PING unanswered this long: the invalidation connection is dead
 MIRROR_LIMIT = 100_000
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
@@ -42,6 +47,9 @@ def _encode(*args: bytes | str) -> bytes:
         data = arg.encode() if isinstance(arg, str) else arg
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+_PING = _encode("PING")
 
 
 class _Connection(asyncio.Protocol):
@@ -109,6 +117,7 @@ class RedisReader:
         self._invalidated: dict[str, int] = {}   # key → number of the invalidation that last named it
         self._invalidation_count = 0
         self._epoch = 0                          # bumped whenever the whole mirror is forgotten
+        self._mirroring = True                   # off while a heartbeat PING is overdue
 
     # --- the mirror ------------------------------------------------------------------------------
 
@@ -137,7 +146,7 @@ class RedisReader:
             self._invalidated[name] = self._invalidation_count
 
     def _remember(self, keys, values, sent_at_invalidation: int, sent_in_epoch: int) -> None:
-        if sent_in_epoch != self._epoch:
+        if sent_in_epoch != self._epoch or not self._mirroring:
             return
         if len(self._mirror) + len(keys) > MIRROR_LIMIT:
             self._forget_all()
@@ -195,6 +204,7 @@ class RedisReader:
             self._failed_at = time.monotonic()
             raise ConnectionError(f"cannot connect to Redis: {type(exc).__name__}") from exc
         self._forget_all()
+        self._mirroring = True
         self._conn = conn
         if self._track:
             self._heartbeat = asyncio.ensure_future(self._beat(invalidations))
@@ -217,13 +227,25 @@ class RedisReader:
         self._heartbeat = None
 
     async def _beat(self, invalidations: _Connection) -> None:
-        """A hung Redis closes no socket: an unanswered PING on the invalidation connection ends
-        the mirror (and the connections) within HEARTBEAT_S + the timeout."""
+        """A hung Redis closes no socket, and a slow one delays invalidations: see the module notes."""
+        loop = asyncio.get_running_loop()
         while not invalidations.closed:
             await asyncio.sleep(HEARTBEAT_S)
+            if invalidations.closed:
+                return
+            pong = loop.create_future()
+            invalidations.waiting.append(pong)
+            invalidations.transport.write(_PING)
             try:
-                await self._send(invalidations, ("PING",))
-            except ConnectionError:
+                try:
+                    await asyncio.wait_for(asyncio.shield(pong), self._timeout)
+                except asyncio.TimeoutError:
+                    self._mirroring = False   # invalidations may be as late as this PING: stop trusting
+                    self._forget_all()
+                    await asyncio.wait_for(pong, RECONNECT_AFTER_S)
+                    self._forget_all()        # what was read while off is not remembered
+                    self._mirroring = True
+            except (asyncio.TimeoutError, ConnectionError):
                 self._lost(invalidations)
                 return
 

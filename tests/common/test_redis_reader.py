@@ -90,6 +90,24 @@ def test_only_plain_redis_urls():
         RedisReader("rediss://example:6380/0")
 
 
+@contextlib.asynccontextmanager
+async def _tracking_reader_on_private_redis(tmp_path):
+    """A private Redis (it gets stopped), a writer and a tracking reader on it, and its pid."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    writer = redis.Redis.from_url(server.url())
+    reader = RedisReader(server.url(), timeout_s=0.3, track=True)
+    pid = int(server.pidfile.read_text())
+    try:
+        yield server, writer, reader, pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        await reader.aclose()
+        await writer.aclose()
+        server.stop()
+
+
 async def _until(check, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -126,40 +144,66 @@ def test_an_invalidation_arriving_before_the_reply_it_overtook_wins():
     assert reader.known("j") is None
 
 
-async def test_tracking_mirror_is_forgotten_when_redis_hangs_stops_or_flushes(tmp_path):
-    from services.common import redis_reader
-
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    writer = redis.Redis.from_url(server.url())
-    reader = RedisReader(server.url(), timeout_s=0.3, track=True)
-    pid = int(server.pidfile.read_text())
-    try:
+async def test_tracking_mirror_is_forgotten_when_redis_flushes_or_stops(tmp_path):
+    # A hung Redis (no socket closes, only the heartbeat can tell): the two tests below.
+    async with _tracking_reader_on_private_redis(tmp_path) as (server, writer, reader, pid):
         await writer.set("k", b"1:VALID:9")
         assert await reader.mget(["k"]) == [b"1:VALID:9"] and reader.known("k") == b"1:VALID:9"
         await writer.flushall()
         await _until(lambda: reader.known("k") is None, 2)
 
         await writer.set("k", b"1:VALID:9")
-        await reader.mget(["k"])
-        os.kill(pid, signal.SIGSTOP)  # no socket closes: only the heartbeat can tell
-        await _until(lambda: reader.known("k") is None, redis_reader.HEARTBEAT_S + 0.3 + 1)
-        os.kill(pid, signal.SIGCONT)
-        deadline = time.monotonic() + 5
-        while reader.known("k") is None:  # reconnects after its retry pause and mirrors again
-            assert time.monotonic() < deadline, "the reader did not recover"
-            try:
-                await reader.mget(["k"])
-            except ConnectionError:
-                await asyncio.sleep(0.1)
-
+        await _read_until_mirrored(reader, "k", 2)
         server.stop()
         await _until(lambda: reader.known("k") is None, 2)
         with pytest.raises(ConnectionError):
             await reader.mget(["k"])
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-        await reader.aclose()
-        await writer.aclose()
-        server.stop()
+
+
+async def _read_until_mirrored(reader: RedisReader, key: str, seconds: float) -> None:
+    """Reads `key` until the mirror holds it; reads may fail while the reader reconnects."""
+    deadline = time.monotonic() + seconds
+    while reader.known(key) is None:
+        assert time.monotonic() < deadline, "the reader did not mirror the key again"
+        with contextlib.suppress(ConnectionError):
+            await reader.mget([key])
+        await asyncio.sleep(0.05)
+
+
+async def _connections_received(client) -> int:
+    return (await client.info("stats"))["total_connections_received"]
+
+
+async def test_a_moment_of_slow_redis_pauses_the_mirror_without_a_reconnect(tmp_path):
+    """A PING answered late (a CPU spike on the Redis host) turns the mirror off until it is answered,
+    but keeps the connections: reads go on by MGET, not to Postgres for a retry pause."""
+    from services.common import redis_reader
+
+    async with _tracking_reader_on_private_redis(tmp_path) as (server, writer, reader, pid):
+        await writer.set("k", b"1:VALID:9")
+        assert await reader.mget(["k"]) == [b"1:VALID:9"] and reader.known("k") == b"1:VALID:9"
+        connections = await _connections_received(writer)
+        os.kill(pid, signal.SIGSTOP)
+        await _until(lambda: reader.known("k") is None, redis_reader.HEARTBEAT_S + 0.3 + 1)  # PING overdue
+        os.kill(pid, signal.SIGCONT)
+        assert await reader.mget(["k"]) == [b"1:VALID:9"]    # at once: no reconnect, no retry pause
+
+        await _read_until_mirrored(reader, "k", redis_reader.HEARTBEAT_S + 2)   # on once the PING is answered
+        assert await _connections_received(writer) == connections
+
+
+async def test_a_silent_invalidation_connection_is_closed_and_replaced(tmp_path, monkeypatch):
+    from services.common import redis_reader
+
+    monkeypatch.setattr(redis_reader, "RECONNECT_AFTER_S", 0.5)
+    async with _tracking_reader_on_private_redis(tmp_path) as (server, writer, reader, pid):
+        await writer.set("k", b"1:VALID:9")
+        await reader.mget(["k"])
+        connections = await _connections_received(writer)
+        os.kill(pid, signal.SIGSTOP)
+        await _until(lambda: reader._invalidations is None or reader._invalidations.closed,
+                     redis_reader.HEARTBEAT_S + 0.3 + 0.5 + 1)
+        assert reader.known("k") is None
+        os.kill(pid, signal.SIGCONT)
+        await _read_until_mirrored(reader, "k", 5)   # the next reads connect afresh and mirror again
+        assert await _connections_received(writer) == connections + 2   # data and invalidation
