@@ -16,7 +16,9 @@ and the same concurrency:
    every request must be counted as VALID in verify_svc's verdict counts (verification_counts), so
    the load is known to get real verdicts, not errors in HTTP 200 responses;
 1. max throughput of verify_svc and of the echo server (req/s, p50/p99 from h2load's per-request log),
-   in turns, --rounds times each; the median run of each gives the ratio;
+   in turns, --rounds times each; the median run of each gives the ratio. Beside each verify_svc run a
+   probe client sends a Verify every 0.1 s, and every probe must answer from CACHE: the run measured
+   the cache-hit path, not reads falling through to Postgres;
 2. latency at about half verify_svc's max rate (h2load --rps per client), verify_svc and the echo server
    at the same rate: with one stream per connection (each connection a checkpoint gateway with one
    scan in flight: the headline p99), and verify_svc again with the 16 streams per connection of the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import re
 import shlex
@@ -189,6 +192,31 @@ async def wait_for_valid_count(dsn: str, device_id: str, expected: int, timeout:
         await asyncio.sleep(0.5)
 
 
+async def probed(run, stub, request, auth) -> tuple:
+    """`run()` (an h2load run, in a thread) while a probe client sends one Verify every 0.1 s: where
+    each probe's status came from, so a run known to have taken the cache-hit path (a Redis hiccup
+    that sends reads to Postgres would show as DATABASE)."""
+    done = asyncio.Event()
+    sources: collections.Counter = collections.Counter()
+
+    async def probe() -> None:
+        while not done.is_set():
+            answer = await stub.Verify(request, metadata=auth, timeout=5)
+            sources[verdict_pb2.StatusSource.Name(answer.status_source)] += 1
+            await asyncio.sleep(0.1)  # pacing: a light probe beside the load
+
+    prober = asyncio.ensure_future(probe())
+    try:
+        result = await asyncio.to_thread(run)
+    finally:
+        done.set()
+        await prober
+    if set(sources) != {"STATUS_SOURCE_CACHE"}:
+        raise RuntimeError(f"status sources seen during the run: {dict(sources)}; the benchmark measures the "
+                           "cache-hit path")
+    return result, sum(sources.values())
+
+
 def start_echo(services: ServiceProcesses) -> int:
     from tools.servers import free_port, wait_for_port
 
@@ -248,12 +276,21 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
             raise RuntimeError(f"VerifyBatch: {len(bad)} of {len(batch_answer.results)} scans not VALID")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as channel:
         echo_answer = await verify_service_pb2_grpc.VerifyServiceStub(channel).Verify(single, timeout=10)
-    verify_bytes, batch_bytes = len(grpc_frame(answer)), len(grpc_frame(batch_answer))
     print(f"check: a direct Verify answered VALID (status from CACHE, rule {answer.rule_id} v{answer.rule_version}); "
           f"VerifyBatch of {BATCH_SIZE}: all VALID", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench_verify_") as workdir:
-        load = H2Load(device["token"], Path(workdir), args.clients, args.streams)
+        return await measure(args, dsn, device, direct, Path(workdir), verify_port, echo_port, single, batch,
+                             answer, batch_answer, echo_answer)
+
+
+async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, verify_port: int, echo_port: int,
+                  single, batch, answer, batch_answer, echo_answer) -> dict:
+    verify_bytes, batch_bytes = len(grpc_frame(answer)), len(grpc_frame(batch_answer))
+    auth = bearer(device["token"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_port}") as channel:
+        probe_stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
+        load = H2Load(device["token"], workdir, args.clients, args.streams)
         body, batch_body = grpc_frame(single), grpc_frame(batch)
 
         # 0. Every request of the load gets a real VALID verdict: count them in verify_svc's own counts.
@@ -272,11 +309,19 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
         echo_bytes = len(grpc_frame(echo_answer))
         for round_number in range(1, args.rounds + 1):
             for name, port, size in (("verify", verify_port, verify_bytes), ("echo", echo_port, echo_bytes)):
-                r = load.run(port, VERIFY_PATH, body, duration=args.duration, warmup=args.warmup, response_bytes=size)
+                def max_run(port=port, size=size):
+                    return load.run(port, VERIFY_PATH, body, duration=args.duration, warmup=args.warmup,
+                                    response_bytes=size)
+                probes = ""
+                if name == "verify":
+                    r, count = await probed(max_run, probe_stub, single, auth)
+                    probes = f"; {count} probe calls beside it, all from CACHE"
+                else:
+                    r = max_run()
                 rounds[name].append(r)
                 print(f"{name} max, round {round_number}: {r.rps:.0f} calls/s, p50 {r.p50:.2f} ms, "
-                      f"p99 {r.p99:.2f} ms ({r.done} calls, {args.clients} connections x {args.streams} streams)"
-                      f"\n  {r.command}", flush=True)
+                      f"p99 {r.p99:.2f} ms ({r.done} calls, {args.clients} connections x {args.streams} streams"
+                      f"{probes})\n  {r.command}", flush=True)
         runs = {name: sorted(loads, key=lambda r: r.rps)[len(loads) // 2] for name, loads in rounds.items()}
         ratio = runs["verify"].rps / runs["echo"].rps
         print(f"median of {args.rounds}: verify {runs['verify'].rps:.0f} calls/s, echo {runs['echo'].rps:.0f} calls/s; "
@@ -305,7 +350,8 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
     return {"verify_rps": round(runs["verify"].rps), "echo_rps": round(runs["echo"].rps), "ratio": round(ratio, 3),
             "verify_p99_ms": round(half.p99, 2), "verify_p50_ms": round(half.p50, 2),
             "half_load_rps": round(half.rps), "echo_half_load_p99_ms": round(halves["echo"].p99, 2),
-            "verify_half_load_p99_ms_16_streams": round(halves["verify_16_streams"].p99, 2), "verify_max_p50_ms": round(runs["verify"].p50, 2),
+            "verify_half_load_p99_ms_16_streams": round(halves["verify_16_streams"].p99, 2),
+            "verify_max_p50_ms": round(runs["verify"].p50, 2),
             "verify_max_p99_ms": round(runs["verify"].p99, 2), "echo_p50_ms": round(runs["echo"].p50, 2),
             "echo_p99_ms": round(runs["echo"].p99, 2), "batch_scans_per_s": round(batch_scans),
             "batch_size": BATCH_SIZE, "clients": args.clients, "streams": args.streams,
