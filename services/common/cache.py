@@ -12,12 +12,22 @@ import hashlib
 import redis.asyncio as redis
 
 
-def create_client(url: str, **kw) -> redis.Redis:
-    """An asyncio client with short timeouts: a slow cache must cost latency, not availability."""
+MAX_CONNECTIONS = 32   # per client (one per process): ample for the relay, limits and status refills
+
+
+def create_client(url: str, max_connections: int = MAX_CONNECTIONS, **kw) -> redis.Redis:
+    """An asyncio client with short timeouts: a slow cache must cost latency, not availability.
+
+    Its pool holds at most `max_connections`; a command finding them all busy waits for one up to the
+    socket timeout and then fails like a slow Redis. redis-py's default pool would open a new
+    connection for every concurrent command instead: when Redis slows down under load, that is a
+    connection storm against it from every replica."""
     kw.setdefault("socket_timeout", 0.5)
     kw.setdefault("socket_connect_timeout", 0.5)
     kw.setdefault("health_check_interval", 15)
-    return redis.Redis.from_url(url, **kw)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=kw["socket_timeout"],
+                                                 **kw)
+    return redis.Redis.from_pool(pool)
 
 
 def cache_key(prefix: str, namespace: str, version: int, *parts: str | bytes) -> str:
