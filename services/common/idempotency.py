@@ -4,23 +4,33 @@
 advisory lock on (principal, method, request id) makes two concurrent calls with one request id run
 one after the other: the second finds the first's row and returns its stored response, so exactly one
 set of rows is written. The same id with a different body is refused with ALREADY_EXISTS.
+
+Rows are kept for a retention period (result_svc's IDEMPOTENCY_RETENTION_HOURS, one table for all
+services) and then pruned: a request id older than that is no longer recognised, so the retention
+must exceed the longest time a client keeps retrying one request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
 
-from services.common.db import in_tx
+from services.common.db import CONNECTION_ERRORS, in_tx
 from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument
 
 R = TypeVar("R", bound=Message)
 
 MAX_REQUEST_ID = 64
+PRUNE_BATCH = 5_000
+log = logging.getLogger("covidtest.idempotency")
 
 
 def check_request_id(request_id: str) -> None:
@@ -73,3 +83,48 @@ async def run_idempotent(
         return response
 
     return await in_tx(pool, tx)
+
+
+async def prune(pool: asyncpg.Pool, retention: timedelta, batch: int = PRUNE_BATCH) -> int:
+    """Delete the rows older than `retention`, `batch` rows per statement so that no statement holds
+    many row locks for long; returns how many were deleted."""
+    total = 0
+    while True:
+        deleted = await pool.fetchval(
+            """WITH old AS (
+                   SELECT principal_id, method, request_id FROM idempotency_keys
+                   WHERE created_at < now() - $1::interval ORDER BY created_at LIMIT $2),
+               gone AS (
+                   DELETE FROM idempotency_keys k USING old
+                   WHERE (k.principal_id, k.method, k.request_id) = (old.principal_id, old.method, old.request_id)
+                   RETURNING 1)
+               SELECT count(*) FROM gone""", retention, batch)
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+class Pruner:
+    """Prunes expired idempotency rows now and then, for the life of a server (result_svc). Replicas
+    may each run one: deleting rows another replica already deleted costs nothing."""
+
+    def __init__(self, pool: asyncpg.Pool, retention: timedelta):
+        self._pool = pool
+        self._retention = retention
+        # Often enough that the table stays near its retention; for a short test retention, often.
+        self.every_s = min(3600.0, retention.total_seconds() / 4)
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                removed = await prune(self._pool, self._retention)
+                if removed:
+                    log.info("idempotency keys pruned", extra={"fields": {"count": removed}})
+            except CONNECTION_ERRORS:
+                log.warning("idempotency keys not pruned: Postgres unavailable; retrying later")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.every_s)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from services.common.config import ServiceConfig, positive_int, setting
+from services.common.config import ServiceConfig, positive_float, positive_int, setting
 
 
 def _pool_size(raw: str) -> int:
@@ -18,3 +18,6 @@ class ResultConfig(ServiceConfig):
 
     pool_max_size: int = setting("POOL_MAX_SIZE", _pool_size, default=10,
                                  doc="most samples one pool tube may hold (national guidance: 10)")
+    idempotency_retention_hours: float = setting(
+        "IDEMPOTENCY_RETENTION_HOURS", positive_float, default=168.0,
+        doc="how long a mutation's request_id is remembered (all services); then its row is pruned")

@@ -8,13 +8,13 @@ guard (services.common.guard) enforces them before any handler runs.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.admin.servicer import admin_service
 from services.common.auth import Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.idempotency import run_idempotent
+from services.common.idempotency import Pruner, run_idempotent
 from services.common.messages import result_message
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, to_datetime
@@ -103,6 +103,8 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
 
 def build(deps: Deps) -> list[GrpcService]:
     servicer = ResultServicer(deps)
+    pruner = Pruner(deps.pool, timedelta(hours=deps.config.idempotency_retention_hours))
+    deps.background(pruner.run(), pruner.stop)
     return [
         GrpcService(
             "covidtest.result.v1.ResultService",
