@@ -193,9 +193,10 @@ async def wait_for_valid_count(dsn: str, device_id: str, expected: int, timeout:
 
 
 async def probed(run, stub, request, auth) -> tuple:
-    """`run()` (an h2load run, in a thread) while a probe client sends one Verify every 0.1 s: where
-    each probe's status came from, so a run known to have taken the cache-hit path (a Redis hiccup
-    that sends reads to Postgres would show as DATABASE)."""
+    """`run()` (an h2load run, in a thread) while a probe client sends one Verify every 0.1 s. Returns
+    the run's result and the number of probes; raises unless every probe's status came from CACHE, so
+    the run is known to have measured the cache-hit path (reads falling through to Postgres during a
+    Redis hiccup would show as DATABASE)."""
     done = asyncio.Event()
     sources: collections.Counter = collections.Counter()
 
