@@ -11,6 +11,7 @@ from services.common.cache import create_client
 from services.common.hcert import keys as hkeys
 from services.common.status_cache import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
+from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import certificate_pb2 as c
 from services.gen.covidtest.type.v1 import testing_pb2 as t
@@ -224,3 +225,51 @@ async def test_feed_status_scopes_partners_and_reports_lag(platform, database_ur
     assert error_reason(err.value) == "SCOPE_NOT_ALLOWED"
     everyone = await platform.publish.GetFeedStatus(ppb.GetFeedStatusRequest(), metadata=bearer(platform.operator["token"]))
     assert {partner["id"], other["id"]} <= {p.partner_id for p in everyone.partners}
+
+
+async def test_a_consumer_that_stops_reading_holds_the_stream_back(platform, database_url, monkeypatch):
+    """HTTP/2 flow control reaches the feed: while the client reads nothing, the server stops fetching
+    pages instead of buffering the whole backlog; reading again delivers every event, in order."""
+    from services.publish_svc import feed, repository
+
+    pages = []
+    real_feed_page = repository.feed_page
+
+    async def counting_feed_page(pool, from_position, limit):   # the real query, counted
+        rows = await real_feed_page(pool, from_position, limit)
+        if from_position >= start and rows:
+            pages.append(from_position)
+        return rows
+
+    partner = await new_partner(database_url, personal_data_access=True)
+    start = await platform.head() + 1
+    backlog = 20 * feed.PAGE
+    for batch in range(backlog // 1000):
+        await platform.release(1000, start=1_000_000 + 1000 * batch)
+    deadline = time.monotonic() + 60
+    while await platform.head() < start + backlog - 1:   # the relay signs and publishes the backlog
+        assert time.monotonic() < deadline, "the relay did not publish the backlog"
+        await asyncio.sleep(0.2)
+    monkeypatch.setattr(repository, "feed_page", counting_feed_page)
+
+    # A client that does not grow its receive window (no BDP probing): what it has not read stays small.
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{platform.publish_server.port}",
+                                        options=[("grpc.http2.bdp_probe", 0)])
+    call = publish_service_pb2_grpc.PublishServiceStub(channel).StreamResultEvents(
+        ppb.StreamResultEventsRequest(from_position=start), metadata=bearer(partner["token"]))
+    try:
+        received = list((await asyncio.wait_for(call.read(), 10)).events)
+        # Unthrottled, the server would fetch all 20 pages within a fraction of a second; watch it for
+        # 3 s while the client reads nothing (it holds back at about two: one sent, one being written).
+        watch_until = time.monotonic() + 3
+        while time.monotonic() < watch_until:
+            assert len(pages) < backlog // feed.PAGE // 2, f"the server fetched {len(pages)} pages unread"
+            await asyncio.sleep(0.05)
+        held_back = len(pages)
+        while len(received) < backlog:
+            received += (await asyncio.wait_for(call.read(), 10)).events
+    finally:
+        call.cancel()
+        await channel.close()
+    assert [e.position for e in received[:backlog]] == list(range(start, start + backlog))
+    assert held_back < len(pages) == backlog // feed.PAGE
