@@ -103,11 +103,15 @@ class CallGuard:
         current_principal.set(principal)
 
     def _wrap_unary(self, inner, method, roles, metrics):
+        is_coroutine = inspect.iscoroutinefunction(inner)   # decided once, not per call
+
         async def behaviour(request, context):
             started = time.perf_counter()
             code = "OK"
             try:
                 await self._admit(method, roles, context)
+                if is_coroutine:
+                    return await inner(request, context)
                 result = inner(request, context)
                 if inspect.isawaitable(result):
                     result = await result

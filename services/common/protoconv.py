@@ -20,12 +20,12 @@ def enum_name(enum_type, value: int) -> str:
     return "" if name == "UNSPECIFIED" else name
 
 
-_ENUM_VALUES: dict[tuple[str, str], int] = {}
+_ENUM_VALUES: dict[tuple[object, str], int] = {}
 
 
 def enum_value(enum_type, name: str) -> int:
     """"SAMPLER" → ROLE_SAMPLER. Remembered per (enum, name): the verify hot path converts several per scan."""
-    key = (enum_type.DESCRIPTOR.full_name, name)
+    key = (enum_type, name)   # the generated enum wrapper, one per enum type
     value = _ENUM_VALUES.get(key)
     if value is None:
         prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")

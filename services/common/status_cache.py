@@ -8,6 +8,7 @@ script), so a delayed writer can never bring a revoked certificate back to VALID
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -53,7 +54,7 @@ class StatusCache:
         self._reader = reader
 
     def key(self, certificate_id: str) -> str:
-        return cache_key(self._prefix, _NAMESPACE, _VERSION, certificate_id)
+        return _key(self._prefix, certificate_id)
 
     async def put_many(self, entries: list[tuple[str, str, int, int]]) -> int:
         """entries: (certificate id, status, status_version, expires unix seconds). Raises on Redis errors.
@@ -84,6 +85,14 @@ class StatusCache:
         return [None if raw is None else _parse(raw) for raw in found]
 
 
+# Verification looks up the same certificates again and again: their keys (a hash) and parsed values
+# (immutable) are remembered, a bounded number per process.
+@functools.lru_cache(maxsize=10_000)
+def _key(prefix: str, certificate_id: str) -> str:
+    return cache_key(prefix, _NAMESPACE, _VERSION, certificate_id)
+
+
+@functools.lru_cache(maxsize=10_000)
 def _parse(raw: bytes) -> CachedStatus:
     version, status, expires = raw.decode("ascii").split(":")
     return CachedStatus(status, int(version), int(expires))

@@ -34,10 +34,7 @@ class TrustedKey:
     allowed_entry_types: tuple[str, ...]   # empty: all
     algorithm: str
     own: bool                              # one of this platform's keys: its certificates have a live status
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.certificate_der).hexdigest()
+    fingerprint: str                       # SHA-256 of the DER, hex: worked out once, compared on every scan
 
 
 def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
@@ -45,7 +42,8 @@ def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
     return TrustedKey(kid=hkeys.kid_of(der), certificate_der=der, public_key=cert.public_key(), country=country,
                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                       allowed_entry_types=tuple(hkeys.allowed_entry_types(cert)),
-                      algorithm=hkeys.key_algorithm(cert.public_key()), own=own)
+                      algorithm=hkeys.key_algorithm(cert.public_key()), own=own,
+                      fingerprint=hashlib.sha256(der).hexdigest())
 
 
 class Snapshot:
