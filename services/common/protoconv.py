@@ -37,9 +37,17 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     """An aware (or UTC-naive) datetime as a Timestamp. Direct arithmetic: FromDatetime is slow on hot paths."""
     if value is None:
         return None
+    converted = Timestamp()
+    set_timestamp(converted, value)
+    return converted
+
+
+def set_timestamp(target: Timestamp, value: datetime) -> None:
+    """Set a message's Timestamp field in place to an aware (or UTC-naive) datetime."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return Timestamp(seconds=int(value.timestamp() // 1), nanos=value.microsecond * 1000)
+    target.seconds = int(value.timestamp() // 1)
+    target.nanos = value.microsecond * 1000
 
 
 def to_datetime(ts: Timestamp, field: str = "timestamp") -> datetime:

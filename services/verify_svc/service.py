@@ -18,7 +18,7 @@ from services.admin.servicer import signing_certificate
 from services.common.auth import Role, current_principal
 from services.common.db import CONNECTION_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
-from services.common.protoconv import enum_value, timestamp, to_datetime
+from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
 from services.common.redis_reader import RedisReader
 from services.common.rules import rule_message
@@ -50,37 +50,36 @@ VERIFICATIONS = PromCounter("covidtest_verifications_total", "Verdicts given, pe
                             ["checkpoint", "verdict"])
 
 
-_FIXED_TIMESTAMPS: dict[datetime, object] = {}
-
-
-def _fixed_timestamp(value: datetime | None):
-    """A certificate's own times (sample, valid until) repeat with every scan of it: convert each once."""
-    if value is None:
-        return None
-    converted = _FIXED_TIMESTAMPS.get(value)
-    if converted is None:
-        if len(_FIXED_TIMESTAMPS) >= 50_000:
-            _FIXED_TIMESTAMPS.clear()
-        converted = _FIXED_TIMESTAMPS[value] = timestamp(value)
-    return converted
+# Answers to repeat scans differ only in checked_at: everything else is built once per distinct
+# content (a template; bounded, like the genuine-QR cache it mirrors) and copied in C per call.
+_RESPONSE_TEMPLATES: dict[tuple, pb.VerifyResponse] = {}
+_RESPONSE_TEMPLATE_LIMIT = 10_000
 
 
 def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
-    # Built with one constructor call (unset fields as 0, "" or None): on the verify hot path every
-    # field set afterwards costs extra.
     rule = result.rule
-    return pb.VerifyResponse(
-        verdict=enum_value(verdict_pb2.Verdict, result.verdict), reason=result.reason,
-        status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
-        checked_at=timestamp(checked_at), kid=result.kid, certificate_id=result.certificate_id,
-        issuer_country=result.issuer_country,
-        malformed_stage=enum_value(verdict_pb2.MalformedStage, result.stage.upper()) if result.stage else 0,
-        entry_type=enum_value(certificate_pb2.EntryType, result.entry_type) if result.entry_type else 0,
-        test_type=enum_value(testing_pb2.TestType, result.test_type) if result.test_type else 0,
-        sample_collected_at=_fixed_timestamp(result.sample_collected_at),
-        valid_until=_fixed_timestamp(result.valid_until),
-        rule_id=rule.rule_id if rule else "", rule_version=rule.version if rule else 0,
-        **result.holder)
+    rule_id, rule_version = (rule.rule_id, rule.version) if rule else ("", 0)
+    # Every field of the Verdict that reaches the answer is part of the key.
+    key = (result.verdict, result.reason, result.stage, result.status_source, result.entry_type, result.test_type,
+           result.sample_collected_at, result.valid_until, result.certificate_id, result.issuer_country, result.kid,
+           rule_id, rule_version, *result.holder.items())
+    template = _RESPONSE_TEMPLATES.get(key)
+    if template is None:
+        if len(_RESPONSE_TEMPLATES) >= _RESPONSE_TEMPLATE_LIMIT:
+            _RESPONSE_TEMPLATES.clear()
+        template = _RESPONSE_TEMPLATES[key] = pb.VerifyResponse(
+            verdict=enum_value(verdict_pb2.Verdict, result.verdict), reason=result.reason,
+            status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
+            kid=result.kid, certificate_id=result.certificate_id, issuer_country=result.issuer_country,
+            malformed_stage=enum_value(verdict_pb2.MalformedStage, result.stage.upper()) if result.stage else 0,
+            entry_type=enum_value(certificate_pb2.EntryType, result.entry_type) if result.entry_type else 0,
+            test_type=enum_value(testing_pb2.TestType, result.test_type) if result.test_type else 0,
+            sample_collected_at=timestamp(result.sample_collected_at), valid_until=timestamp(result.valid_until),
+            rule_id=rule_id, rule_version=rule_version, **result.holder)
+    response = pb.VerifyResponse()
+    response.CopyFrom(template)
+    set_timestamp(response.checked_at, checked_at)
+    return response
 
 
 class HourlyCounts:
