@@ -12,7 +12,8 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from prometheus_client import Counter as PromCounter
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily
 
 from services.admin.servicer import signing_certificate
 from services.common.auth import Role, current_principal
@@ -46,8 +47,22 @@ MAX_QR_BYTES = 4096
 MAX_BATCH = 100
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_OFFLINE_AGE = timedelta(days=7)
-VERIFICATIONS = PromCounter("covidtest_verifications_total", "Verdicts given, per checkpoint device",
-                            ["checkpoint", "verdict"])
+# (checkpoint id, verdict) → verdicts this process gave, exported as covidtest_verifications_total. A
+# plain counter bumped per scan (the event loop is the only writer) and copied at scrape time, instead
+# of a Prometheus child taking a lock on every scan.
+_VERDICT_TOTALS: Counter = Counter()
+
+
+class _VerdictTotals:
+    def collect(self):
+        family = CounterMetricFamily("covidtest_verifications", "Verdicts given, per checkpoint device",
+                                     labels=["checkpoint", "verdict"])
+        for (checkpoint, verdict), count in _VERDICT_TOTALS.copy().items():  # copy: atomic under the GIL
+            family.add_metric([checkpoint, verdict], count)
+        yield family
+
+
+REGISTRY.register(_VerdictTotals())
 
 
 # Answers to repeat scans differ only in checked_at: everything else is built once per distinct
@@ -83,7 +98,8 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
 
 
 class HourlyCounts:
-    """Verdict counts per (hour, checkpoint, verdict), added to `verification_counts` every few seconds."""
+    """Verdict counts per (hour, checkpoint, verdict), added to `verification_counts` every few seconds;
+    each scan also counts in the process totals behind covidtest_verifications_total."""
 
     def __init__(self, pool):
         self._pool = pool
@@ -96,6 +112,7 @@ class HourlyCounts:
             self._hour = at.replace(minute=0, second=0, microsecond=0)
             self._hour_end = self._hour + timedelta(hours=1)
         self._counts[(self._hour, checkpoint_id, verdict)] += 1
+        _VERDICT_TOTALS[(checkpoint_id, verdict)] += 1
 
     async def flush(self) -> None:
         if not self._counts:
@@ -131,7 +148,6 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         self._pool = deps.pool
         self._limits = RateLimiter(deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute,
                                    shared=False)
-        self._verdict_counters: dict[tuple[str, str], object] = {}
 
     def _scan_time(self, request, path: str, now: datetime, violations: list) -> datetime:
         if not request.qr:
@@ -159,11 +175,6 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             except asyncio.TimeoutError:
                 raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
         result = await self._verifier.verify(request.qr, at, caller.province_code)
-        counter = self._verdict_counters.get((caller.id, result.verdict))
-        if counter is None:  # labels() is costly per call: keep each child
-            counter = self._verdict_counters[(caller.id, result.verdict)] = VERIFICATIONS.labels(caller.id,
-                                                                                                 result.verdict)
-        counter.inc()
         self._counts.add(caller.id, result.verdict, now)
         return response_of(result, at)
 
