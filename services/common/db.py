@@ -32,6 +32,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
 )
 
+# What a background loop (idempotency pruning, verdict-count flushes, the trust-list refresh) survives
+# and retries at its next period: the connection errors above, and any error Postgres itself raises, such
+# as a statement timeout or a read-only standby during a failover. Such a loop must never end for good.
+BACKGROUND_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

@@ -23,7 +23,7 @@ from typing import TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
-from services.common.db import CONNECTION_ERRORS, in_tx
+from services.common.db import BACKGROUND_ERRORS, in_tx
 from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument
 
 R = TypeVar("R", bound=Message)
@@ -121,8 +121,9 @@ class Pruner:
                 removed = await prune(self._pool, self._retention)
                 if removed:
                     log.info("idempotency keys pruned", extra={"fields": {"count": removed}})
-            except CONNECTION_ERRORS:
-                log.warning("idempotency keys not pruned: Postgres unavailable; retrying later")
+            except BACKGROUND_ERRORS as exc:
+                log.warning("idempotency keys not pruned; retrying later",
+                            extra={"fields": {"error": type(exc).__name__}})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.every_s)
 

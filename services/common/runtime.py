@@ -44,6 +44,7 @@ class Deps:
     def background(self, coroutine, stop: Callable[[], None] | None = None) -> asyncio.Task:
         """Run `coroutine` for the life of the server; on shutdown call `stop` and wait, or cancel."""
         task = asyncio.create_task(coroutine)
+        task.add_done_callback(_report_unexpected_end)
 
         async def finish() -> None:
             if stop is not None:
@@ -58,6 +59,14 @@ class Deps:
 
         self.on_stop.append(finish)
         return task
+
+
+def _report_unexpected_end(task: asyncio.Task) -> None:
+    # A background loop retries what it expects; anything else ends it, and an operator must hear of
+    # it (by the error's type: its message may hold data).
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task ended unexpectedly",
+                  extra={"fields": {"task": task.get_coro().__qualname__, "error": type(task.exception()).__name__}})
 
 
 Build = Callable[[Deps], list[GrpcService]]

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from services.admin.servicer import signing_certificate
 from services.common.auth import Role, current_principal
-from services.common.db import CONNECTION_ERRORS
+from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
@@ -125,8 +125,10 @@ class HourlyCounts:
                    ON CONFLICT (hour, checkpoint_id, verdict)
                    DO UPDATE SET count = verification_counts.count + EXCLUDED.count""",
                 *zip(*[(h, c, v, n) for (h, c, v), n in counts.items()]))
-        except CONNECTION_ERRORS:
-            self._counts.update(counts)  # Postgres down: keep them for the next flush
+        except BACKGROUND_ERRORS as exc:
+            self._counts.update(counts)  # Postgres down or refusing: keep them for the next flush
+            log.warning("verification counts not flushed; retrying later",
+                        extra={"fields": {"error": type(exc).__name__}})
 
     async def run(self, every_s: float = 5.0) -> None:
         while not self._stopping.is_set():

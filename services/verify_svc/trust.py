@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 from cryptography import x509
 
-from services.common.db import CONNECTION_ERRORS, connect
+from services.common.db import BACKGROUND_ERRORS, connect
 from services.common.hcert import keys as hkeys
 from services.common.rules import Rule, rule_from_row
 
@@ -114,7 +114,7 @@ class TrustStore:
                         await asyncio.wait_for(self._wake.wait(), self._refresh)
                     except asyncio.TimeoutError:
                         pass
-            except CONNECTION_ERRORS as exc:
+            except BACKGROUND_ERRORS as exc:
                 log.warning("trust list refresh failed; keeping the last one",
                             extra={"fields": {"error": type(exc).__name__}})
                 await asyncio.sleep(min(self._refresh, 2.0))

@@ -1,6 +1,7 @@
 """Server bootstrap over real gRPC: health, reflection, metrics, error mapping, graceful SIGTERM."""
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from grpc_status import rpc_status
 from services.common.auth import CredentialResolver, Role
 from services.common.config import load
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.runtime import start_service
+from services.common.runtime import Deps, start_service
 from services.common.server import GrpcService, start
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.result_svc import service as result_service
@@ -211,3 +212,17 @@ def health_ok(port: int) -> bool:
             return reply.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
         return False
+
+
+async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_message(caplog):
+    caplog.set_level(logging.ERROR, logger="covidtest.runtime")
+
+    async def relay_like_loop():
+        raise ValueError("Nguyen Van A, 1990-01-01")   # a message may carry data; only the type is logged
+
+    deps = Deps(config=None, pool=None, redis=None, pii=None)
+    task = deps.background(relay_like_loop())
+    await asyncio.gather(task, return_exceptions=True)   # the report, added first, has run by now
+    [record] = [r for r in caplog.records if r.getMessage() == "background task ended unexpectedly"]
+    assert record.fields == {"task": relay_like_loop.__qualname__, "error": "ValueError"}
+    assert "Nguyen" not in caplog.text

@@ -1,6 +1,7 @@
 """Idempotency rows are kept for IDEMPOTENCY_RETENTION_HOURS, then pruned by result_svc."""
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -10,13 +11,14 @@ import pytest
 
 from services.common.auth import Role
 from services.common.config import ConfigError, load
-from services.common.idempotency import prune
+from services.common.idempotency import Pruner, prune
 from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 from tests.conftest import bearer, make_principal, service_env
+from tests.pg_refusal import refusing
 from tests.result_svc.helpers import rid, sample, unique
 
 
@@ -30,6 +32,32 @@ async def test_prune_deletes_only_rows_past_the_retention(db):
     assert await prune(db, timedelta(days=7), batch=3) == 7      # three statements: 3 + 3 + 1
     left = await db.fetch("SELECT request_id FROM idempotency_keys WHERE principal_id = $1 ORDER BY 1", principal)
     assert [r["request_id"] for r in left] == ["new0", "new1"]
+
+
+async def test_pruning_survives_postgres_refusing_and_retries(db, caplog):
+    caplog.set_level(logging.WARNING, logger="covidtest.idempotency")
+    principal = str(uuid.uuid4())
+    await db.execute(
+        """INSERT INTO idempotency_keys (principal_id, method, request_id, request_hash, response, created_at)
+           VALUES ($1, 'M', 'old', '\\x00', '\\x00', now() - interval '8 days')""", principal)
+    pruner = Pruner(db, timedelta(days=7))
+    pruner.every_s = 0.05
+    task = asyncio.create_task(pruner.run())
+    try:
+        async with refusing(db, "idempotency_keys", "DELETE"):
+            deadline = time.monotonic() + 10
+            while not any(getattr(r, "fields", {}).get("error") == "ReadOnlySQLTransactionError" for r in caplog.records):
+                assert not task.done(), "the pruner ended on a Postgres error"
+                assert time.monotonic() < deadline, "the refused prune was not reported"
+                await asyncio.sleep(0.02)   # polling with a deadline
+        deadline = time.monotonic() + 10
+        while await _idempotency_rows(db, principal):
+            assert not task.done(), "the pruner ended on a Postgres error"
+            assert time.monotonic() < deadline, "pruning did not resume once Postgres accepted it again"
+            await asyncio.sleep(0.02)
+    finally:
+        pruner.stop()
+        await asyncio.wait_for(task, 5)
 
 
 async def _idempotency_rows(db, principal_id: str) -> int:
