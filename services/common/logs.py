@@ -4,7 +4,9 @@ Every record is one JSON object: time, level, logger, message, the request id an
 call being served (from contextvars set by the call guard), and the explicit `fields` a caller
 passes with `log.info("...", extra={"fields": {...}})`. Only those named fields are written, so a stray
 object can never smuggle personal data into a log line: callers pass ids, counts and codes, never
-names, birth dates, identity numbers, phone numbers or tokens.
+names, birth dates, identity numbers, phone numbers or tokens. An exception is written as its type and
+the frames it passed through, never its message: messages carry values (a Postgres error's DETAIL holds
+the row's key, a parse error the text it could not parse).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 principal_var: contextvars.ContextVar[str] = contextvars.ContextVar("principal", default="")
@@ -37,8 +40,19 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):
             entry.update({str(k): v for k, v in fields.items()})
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = exception_outline(record.exc_info[1])
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def exception_outline(exc: BaseException | None) -> str:
+    """`Type at file:line in function <- ...` (innermost frame first), and the same for its causes."""
+    parts = []
+    while exc is not None and len(parts) < 5:
+        frames = [f"{'/'.join(frame.filename.split('/')[-3:])}:{frame.lineno} in {frame.name}"
+                  for frame in reversed(traceback.extract_tb(exc.__traceback__))]
+        parts.append(f"{type(exc).__module__}.{type(exc).__qualname__} at {' <- '.join(frames) or '?'}")
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "; caused by ".join(parts)
 
 
 def setup(level: str = "INFO", stream=None) -> None:
