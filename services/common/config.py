@@ -204,6 +204,10 @@ class ServiceConfig:
         "SERVER_PROCESSES", positive_int, default=1,
         doc="processes serving the gRPC port together (SO_REUSEPORT), e.g. one per core; needs a fixed GRPC_PORT",
     )
+    helper_threads_batch: bool = setting(
+        "HELPER_THREADS_BATCH", parse_bool, default=True,
+        doc="run grpc's poller and helper threads under SCHED_BATCH so they do not preempt the event loop (Linux)",
+    )
     shutdown_grace_seconds: float = setting(
         "SHUTDOWN_GRACE_SECONDS", positive_float, default=20.0, doc="drain time for in-flight calls on SIGTERM",
     )

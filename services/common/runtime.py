@@ -27,6 +27,7 @@ from services.common.db import create_pool
 from services.common.errors import Unavailable
 from services.common.pii import PiiCipher
 from services.common.server import GrpcService, Running, run_until_signal, start
+from services.common.threads import batch_helper_threads
 
 log = logging.getLogger("covidtest.runtime")
 
@@ -127,6 +128,8 @@ def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
     async def serve() -> None:
         try:
             running = await start_service(label, config, build)
+            if config.helper_threads_batch:
+                log.info("helper threads under SCHED_BATCH", extra={"fields": {"threads": batch_helper_threads()}})
             await run_until_signal(running, config.shutdown_grace_seconds)
         finally:
             await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)

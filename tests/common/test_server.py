@@ -179,13 +179,7 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
 
 def test_server_processes_share_the_port_and_stop_together(database_url):
     """SERVER_PROCESSES=2: two processes answer on one port; SIGTERM to the first stops both."""
-    from tools.servers import free_port
-
-    port = free_port()
-    env = {**os.environ, **service_env(database_url, GRPC_PORT=str(port), SERVER_PROCESSES="2",
-                                       SHUTDOWN_GRACE_SECONDS="1")}
-    proc = subprocess.Popen([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, port = verify_process(database_url, SERVER_PROCESSES="2")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -197,12 +191,54 @@ def test_server_processes_share_the_port_and_stop_together(database_url):
         assert len(children) == 1
         for _ in range(10):  # every new connection is answered, whichever process the kernel picks
             assert health_ok(port)
+        for pid in (proc.pid, int(children[0])):   # the event loop keeps its policy, grpc's threads yield
+            deadline = time.monotonic() + 10
+            while (policies := thread_policies(pid))[pid] != os.SCHED_OTHER or len(policies) < 3 or any(
+                    policy != os.SCHED_BATCH for tid, policy in policies.items() if tid != pid):
+                assert time.monotonic() < deadline, f"thread policies of {pid}: {policies}"
+                time.sleep(0.05)   # polling with a deadline (the process may still be starting grpc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert all(subprocess.run(["kill", "-0", c], capture_output=True).returncode != 0 for c in children)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def thread_policies(pid: int) -> dict[int, int]:
+    """The scheduling policy of each thread of `pid`."""
+    policies = {}
+    for entry in os.listdir(f"/proc/{pid}/task"):
+        try:
+            policies[int(entry)] = os.sched_getscheduler(int(entry))
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+    return policies
+
+
+def verify_process(database_url: str, **settings: str) -> tuple[subprocess.Popen, int]:
+    """verify_svc started as operators start it (`python -m`), on a free port; returns it and the port."""
+    from tools.servers import free_port
+
+    port = free_port()
+    env = {**os.environ, **service_env(database_url, GRPC_PORT=str(port), SHUTDOWN_GRACE_SECONDS="1", **settings)}
+    proc = subprocess.Popen([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, port
+
+
+def test_helper_threads_keep_their_policy_when_the_setting_is_off(database_url):
+    proc, port = verify_process(database_url, HELPER_THREADS_BATCH="false")
+    try:
+        deadline = time.monotonic() + 30
+        while not health_ok(port):
+            assert time.monotonic() < deadline, "verify_svc did not start"
+            time.sleep(0.1)
+        policies = thread_policies(proc.pid)
+        assert len(policies) >= 3 and set(policies.values()) == {os.SCHED_OTHER}, policies
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
 
 
 def health_ok(port: int) -> bool:
