@@ -180,6 +180,7 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
 def test_server_processes_share_the_port_and_stop_together(database_url):
     """SERVER_PROCESSES=2: two processes answer on one port; SIGTERM to the first stops both."""
     proc, port = verify_process(database_url, SERVER_PROCESSES="2")
+    children: list[str] = []
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -201,7 +202,9 @@ def test_server_processes_share_the_port_and_stop_together(database_url):
         assert proc.wait(30) == 0
         assert all(subprocess.run(["kill", "-0", c], capture_output=True).returncode != 0 for c in children)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test failed midway: no orphaned worker may outlive it
+            for child in children:
+                subprocess.run(["kill", "-9", child], capture_output=True)
             proc.kill()
 
 
