@@ -123,6 +123,12 @@ class CredentialResolver:
         self._ttl = ttl_seconds
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
 
+    def fresh(self, digest: bytes) -> Principal | None:
+        """The principal of a digest resolved within the cache time; None when it must be looked up
+        (or was found unknown or revoked: the lookup path gives that answer)."""
+        hit = self._cache.get(digest)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     async def resolve_digest(self, digest: bytes) -> Principal:
         """The principal for a token digest or certificate fingerprint; Unauthenticated if none."""
         now = time.monotonic()
@@ -169,6 +175,12 @@ class Authenticator:
     def __init__(self, resolver: CredentialResolver, mutual_tls: bool):
         self._resolver = resolver
         self._mutual_tls = mutual_tls
+
+    def known(self, metadata) -> Principal | None:
+        """The caller, without an await, when its bearer token was resolved within the cache time (the
+        common case on a busy connection); None when `authenticate` must be awaited."""
+        token = bearer_token(metadata)
+        return self._resolver.fresh(token_digest(token)) if token else None
 
     async def authenticate(self, metadata, context) -> Principal:
         token = bearer_token(metadata)

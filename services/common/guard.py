@@ -21,7 +21,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 
 import grpc
 from grpc_status import rpc_status
@@ -85,9 +85,19 @@ class CallGuard:
             response_serializer=handler.response_serializer,
         )
 
-    async def _admit(self, method: str, roles: frozenset[Role], context) -> None:
+    def _admit(self, method: str, roles: frozenset[Role], context) -> Coroutine | None:
+        """Admits the caller, or raises; returns a coroutine to await instead when the caller's
+        credential must first be looked up. A caller resolved moments ago is admitted without an
+        await: three coroutines fewer per call on the verify hot path."""
         metadata = context.invocation_metadata()
         logs.request_id_var.set(_request_id(metadata))
+        principal = self._auth.known(metadata)
+        if principal is None:
+            return self._admit_looked_up(method, roles, metadata, context)
+        self._authorize(method, roles, principal)
+        return None
+
+    async def _admit_looked_up(self, method: str, roles: frozenset[Role], metadata, context) -> None:
         try:
             principal = await self._auth.authenticate(metadata, context)
         except DomainError as exc:
@@ -95,6 +105,9 @@ class CallGuard:
             log.warning("caller refused", extra={"fields": {"method": method, "code": exc.grpc_code.name,
                                                             "reason": exc.reason}})
             raise
+        self._authorize(method, roles, principal)
+
+    def _authorize(self, method: str, roles: frozenset[Role], principal) -> None:
         logs.principal_var.set(principal.label())
         if principal.role not in roles:
             AUTH_DENIED.labels(self._service, "PERMISSION_DENIED").inc()
@@ -109,7 +122,9 @@ class CallGuard:
             started = time.perf_counter()
             code = "OK"
             try:
-                await self._admit(method, roles, context)
+                pending = self._admit(method, roles, context)
+                if pending is not None:
+                    await pending
                 if is_coroutine:
                     return await inner(request, context)
                 result = inner(request, context)
@@ -131,7 +146,9 @@ class CallGuard:
             started = time.perf_counter()
             code = "OK"
             try:
-                await self._admit(method, roles, context)
+                pending = self._admit(method, roles, context)
+                if pending is not None:
+                    await pending
                 async for item in inner(request, context):
                     yield item
             except Exception as exc:  # noqa: BLE001 - every failure becomes a clean status
@@ -157,19 +174,20 @@ class CallGuard:
 
 
 class _CallMetrics:
-    """Latency and outcome counts of one method, with its metric children kept."""
+    """Latency and outcome counts of one method, with its histogram child and label tuples kept."""
 
     def __init__(self, service: str, method: str):
         self._service, self._method = service, method
         self._latency = RPC_LATENCY.labels(service, method)
-        self._handled: dict[str, object] = {}
+        self._handled = RPC_HANDLED.values
+        self._keys: dict[str, tuple[str, str, str]] = {}
 
     def observe(self, code: str, started: float) -> None:
         self._latency.observe(time.perf_counter() - started)
-        handled = self._handled.get(code)
-        if handled is None:
-            handled = self._handled[code] = RPC_HANDLED.labels(self._service, self._method, code)
-        handled.inc()
+        key = self._keys.get(code)
+        if key is None:
+            key = self._keys[code] = (self._service, self._method, code)
+        self._handled[key] += 1
 
 
 class _GuardedHandlers(grpc.GenericRpcHandler):

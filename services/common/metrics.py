@@ -2,16 +2,82 @@
 
 Labels are bounded sets (service, method, gRPC code, verdict, checkpoint id): never a person, a
 barcode, a token or any other unbounded or personal value.
+
+Metrics counted on every call (`LoopCounter`, `LoopHistogram`) are plain numbers that only the event
+loop's thread changes, with no lock, and are read by the /metrics thread at scrape time: on the
+verify hot path a prometheus_client Histogram and Counter (a lock and several method calls each)
+cost about 7 µs of CPU per call, measured.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import bisect
+from collections import Counter as Tally
 
-RPC_HANDLED = Counter(
-    "covidtest_rpc_handled_total", "RPCs completed, by method and gRPC status code", ["service", "method", "code"]
+from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+
+class LoopCounter:
+    """A counter family whose `values` (label values tuple → count) the event loop bumps directly."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str], registry=REGISTRY):
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self.values: Tally = Tally()
+        registry.register(self)
+
+    def collect(self):
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, count in self.values.copy().items():  # copy: atomic under the GIL
+            family.add_metric(list(labels), count)
+        yield family
+
+
+class HistogramChild:
+    """The observations of one label set: counts per bucket (not cumulative) and their sum."""
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)   # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1   # le: value <= bound
+        self.sum += value
+
+
+class LoopHistogram:
+    def __init__(self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...],
+                 registry=REGISTRY):
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self._bounds = tuple(sorted(buckets))
+        self._children: dict[tuple[str, ...], HistogramChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> HistogramChild:
+        """The child of these label values; keep it, as the guard does, rather than look it up per call."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = HistogramChild(self._bounds)
+        return child
+
+    def collect(self):
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, child in list(self._children.items()):
+            counts, total = list(child.counts), child.sum   # a scrape may miss a call in flight, never err
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self._bounds, float("inf")), counts):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric(list(labels), buckets, total)
+        yield family
+
+
+RPC_HANDLED = LoopCounter(
+    "covidtest_rpc_handled", "RPCs completed, by method and gRPC status code", ["service", "method", "code"]
 )
-RPC_LATENCY = Histogram(
+RPC_LATENCY = LoopHistogram(
     "covidtest_rpc_duration_seconds", "Server-side RPC latency", ["service", "method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

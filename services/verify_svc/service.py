@@ -12,13 +12,11 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from prometheus_client import REGISTRY
-from prometheus_client.core import CounterMetricFamily
-
 from services.admin.servicer import signing_certificate
 from services.common.auth import Role, current_principal
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
+from services.common.metrics import LoopCounter
 from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
 from services.common.redis_reader import RedisReader
@@ -47,22 +45,9 @@ MAX_QR_BYTES = 4096
 MAX_BATCH = 100
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_OFFLINE_AGE = timedelta(days=7)
-# (checkpoint id, verdict) → verdicts this process gave, exported as covidtest_verifications_total. A
-# plain counter bumped per scan (the event loop is the only writer) and copied at scrape time, instead
-# of a Prometheus child taking a lock on every scan.
-_VERDICT_TOTALS: Counter = Counter()
-
-
-class _VerdictTotals:
-    def collect(self):
-        family = CounterMetricFamily("covidtest_verifications", "Verdicts given, per checkpoint device",
-                                     labels=["checkpoint", "verdict"])
-        for (checkpoint, verdict), count in _VERDICT_TOTALS.copy().items():  # copy: atomic under the GIL
-            family.add_metric([checkpoint, verdict], count)
-        yield family
-
-
-REGISTRY.register(_VerdictTotals())
+# Verdicts this process gave, by (checkpoint id, verdict): bumped per scan without a lock.
+VERIFICATIONS = LoopCounter("covidtest_verifications", "Verdicts given, per checkpoint device",
+                            ["checkpoint", "verdict"])
 
 
 # Answers to repeat scans differ only in checked_at: everything else is built once per distinct
@@ -112,7 +97,7 @@ class HourlyCounts:
             self._hour = at.replace(minute=0, second=0, microsecond=0)
             self._hour_end = self._hour + timedelta(hours=1)
         self._counts[(self._hour, checkpoint_id, verdict)] += 1
-        _VERDICT_TOTALS[(checkpoint_id, verdict)] += 1
+        VERIFICATIONS.values[(checkpoint_id, verdict)] += 1
 
     async def flush(self) -> None:
         if not self._counts:

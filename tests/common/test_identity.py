@@ -66,6 +66,10 @@ async def test_right_role_passes_identity(database_url, result_stub):
 
 async def test_revoked_credential_stops_working_within_the_cache_time(database_url, result_stub):
     lab = await make_principal(database_url, Role.LAB)
+    for _ in range(2):   # resolved once, then admitted from the cache without a lookup
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await result_stub.GetSample(result_service_pb2.GetSampleRequest(), metadata=bearer(lab["token"]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT   # past identity: the request is empty
     conn = await connect(database_url)
     try:
         async with conn.transaction():

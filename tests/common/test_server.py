@@ -111,6 +111,9 @@ async def test_health_reflection_and_metrics(database_url):
         body = await asyncio.to_thread(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode())
         assert 'covidtest_auth_denied_total{code="UNAUTHENTICATED",service="result_svc"}' in body
+        # The refused GetSample is counted by code, and its latency observed.
+        assert 'covidtest_rpc_handled_total{code="UNAUTHENTICATED",method="GetSample",service="result_svc"}' in body
+        assert 'covidtest_rpc_duration_seconds_count{method="GetSample",service="result_svc"}' in body
     finally:
         await running.stop(0)
 
