@@ -17,8 +17,11 @@ and the same concurrency:
    the load is known to get real verdicts, not errors in HTTP 200 responses;
 1. max throughput of verify_svc and of the echo server (req/s, p50/p99 from h2load's per-request log),
    in turns, --rounds times each; the median run of each gives the ratio. Beside each verify_svc run a
-   probe client sends a Verify every 0.1 s, and every probe must answer from CACHE: the run measured
-   the cache-hit path, not reads falling through to Postgres;
+   probe client sends a Verify every 0.1 s, and at least 90 % of the probes must answer from CACHE:
+   the run measured the cache-hit path, not reads falling through to Postgres. (On the saturated
+   2-core machine a Redis reply now and then arrives 0.5-1.4 s late, also to an independent client;
+   verify_svc then reads from Postgres for about a second, as designed. Such reads only slow it down,
+   so the figure stays a lower bound for the cache-hit path; their count is printed);
 2. latency at about half verify_svc's max rate (h2load --rps per client), verify_svc and the echo server
    at the same rate: with one stream per connection (each connection a checkpoint gateway with one
    scan in flight: the headline p99), and verify_svc again with the 16 streams per connection of the
@@ -192,11 +195,14 @@ async def wait_for_valid_count(dsn: str, device_id: str, expected: int, timeout:
         await asyncio.sleep(0.5)
 
 
+PROBES_FROM_CACHE = 0.9   # the least share of probe answers from CACHE for a valid run
+
+
 async def probed(run, stub, request, auth) -> tuple:
     """`run()` (an h2load run, in a thread) while a probe client sends one Verify every 0.1 s. Returns
-    the run's result and the number of probes; raises unless every probe's status came from CACHE, so
-    the run is known to have measured the cache-hit path (reads falling through to Postgres during a
-    Redis hiccup would show as DATABASE)."""
+    the run's result and the probes' status sources; raises unless PROBES_FROM_CACHE of them came
+    from CACHE, so the run is known to have measured the cache-hit path (reads falling through to
+    Postgres during a Redis hiccup show as DATABASE)."""
     done = asyncio.Event()
     sources: collections.Counter = collections.Counter()
 
@@ -212,10 +218,10 @@ async def probed(run, stub, request, auth) -> tuple:
     finally:
         done.set()
         await prober
-    if set(sources) != {"STATUS_SOURCE_CACHE"}:
+    if sources["STATUS_SOURCE_CACHE"] < PROBES_FROM_CACHE * sum(sources.values()):
         raise RuntimeError(f"status sources seen during the run: {dict(sources)}; the benchmark measures the "
                            "cache-hit path")
-    return result, sum(sources.values())
+    return result, sources
 
 
 def start_echo(services: ServiceProcesses) -> int:
@@ -307,6 +313,7 @@ async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, veri
         # 1. Max throughput at the same concurrency: verify and echo in turns, the median run of each
         # (the same server's figure varies by ±15 % from run to run on this shared machine).
         rounds: dict[str, list[Load]] = {"verify": [], "echo": []}
+        not_cached = 0   # probe answers whose status did not come from the cache
         echo_bytes = len(grpc_frame(echo_answer))
         for round_number in range(1, args.rounds + 1):
             for name, port, size in (("verify", verify_port, verify_bytes), ("echo", echo_port, echo_bytes)):
@@ -315,8 +322,10 @@ async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, veri
                                     response_bytes=size)
                 probes = ""
                 if name == "verify":
-                    r, count = await probed(max_run, probe_stub, single, auth)
-                    probes = f"; {count} probe calls beside it, all from CACHE"
+                    r, sources = await probed(max_run, probe_stub, single, auth)
+                    not_cached += sum(sources.values()) - sources["STATUS_SOURCE_CACHE"]
+                    probes = (f"; {sum(sources.values())} probe calls beside it, "
+                              f"{sources['STATUS_SOURCE_CACHE']} from CACHE")
                 else:
                     r = max_run()
                 rounds[name].append(r)
@@ -358,7 +367,7 @@ async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, veri
             "batch_size": BATCH_SIZE, "clients": args.clients, "streams": args.streams,
             "duration_s": args.duration, "rounds": args.rounds,
             "verify_rps_runs": [round(r.rps) for r in rounds["verify"]],
-            "echo_rps_runs": [round(r.rps) for r in rounds["echo"]], "grpcio": grpc.__version__}
+            "echo_rps_runs": [round(r.rps) for r in rounds["echo"]], "probes_not_from_cache": not_cached, "grpcio": grpc.__version__}
 
 
 if __name__ == "__main__":
