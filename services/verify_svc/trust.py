@@ -70,6 +70,13 @@ class Snapshot:
                     return rule
         return None
 
+    def next_rule_change(self, province: str, entry_type: str, test_type: str | None, after: datetime) -> datetime | None:
+        """The first time after `after` when `rule_for` may choose another version: the earliest
+        effective_from later than `after` in the province's versions or the national defaults."""
+        later = [rule.effective_from for scope in (province, "00")
+                 for rule in self.rules.get((scope, entry_type, test_type), ()) if rule.effective_from > after]
+        return min(later, default=None)
+
     def province_rules(self, province: str) -> list[Rule]:
         """Every version a device of `province` may need offline: its own and the national defaults."""
         return [r for (p, _, _), versions in self.rules.items() if p in (province, "00") for r in versions]

@@ -27,6 +27,9 @@ _GENUINE_CACHE_LIMIT = 10_000   # about 5 KB each: some 50 MB per process
 
 @dataclass
 class Verdict:
+    """One scan's answer. A VALID one may be handed to later scans of the same QR (`_Answer`): never
+    change a Verdict that `Verifier.verify` returned."""
+
     verdict: str
     reason: str = ""
     stage: str = ""
@@ -95,6 +98,24 @@ class _Genuine:
                    entry.get("ci", ""), test_type, event_at)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A VALID test verdict of one QR for one province, which every later scan gets again while the
+    trust snapshot is the same object, the scan time lies in the window where each time check and the
+    choice of rule version come out the same, and the live status is neither REVOKED nor from another
+    source. Anything else is verified in full (and replaces the answer when VALID again)."""
+
+    snapshot: Snapshot
+    verdict: Verdict
+    live_status: bool            # the platform's own certificate: its status is looked up per scan
+    earliest: datetime           # issued, sample collection, the rule version's effective_from
+    latest: datetime             # the verdict's valid_until: the certificate's expiry or the rule's window
+    rule_changes_at: datetime | None   # another rule version takes effect
+
+    def holds_at(self, at: datetime) -> bool:
+        return self.earliest <= at <= self.latest and (self.rule_changes_at is None or at < self.rule_changes_at)
+
+
 class Verifier:
     def __init__(self, trust, status: StatusLookup):
         self._trust = trust          # anything with a `.snapshot` (TrustStore)
@@ -102,6 +123,9 @@ class Verifier:
         # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
         # every scan, so a certificate removed from the trust list stops verifying at once.
         self._genuine: dict[str, _Genuine] = {}
+        # (QR text, province) → its last VALID test verdict: a repeat scan skips the checks and the
+        # rule lookup as well. Bounded like the genuine cache.
+        self._answers: dict[tuple[str, str], _Answer] = {}
 
     @staticmethod
     def _signer(decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
@@ -118,6 +142,14 @@ class Verifier:
 
     async def verify(self, qr: str, at: datetime, province: str) -> Verdict:
         snapshot: Snapshot = self._trust.snapshot
+        answer = self._answers.get((qr, province))
+        if answer is not None and answer.snapshot is snapshot and answer.holds_at(at):
+            verdict = answer.verdict
+            if not answer.live_status:
+                return verdict
+            status = await self._status.status(verdict.certificate_id)
+            if status.status != "REVOKED" and status.source == verdict.status_source:
+                return verdict
         genuine = self._genuine.get(qr)
         signer = self._known_signer(genuine, snapshot) if genuine is not None else None
         if signer is None:
@@ -156,10 +188,23 @@ class Verifier:
         if issued > at:
             return self._final(result, "NOT_YET_VALID", "the certificate was issued after the scan time")
         if decoded.entry_type == "TEST":
-            return self._test(result, genuine, at, province, snapshot)
+            result = self._test(result, genuine, at, province, snapshot)
+            if result.verdict == "VALID":
+                self._remember(qr, province, snapshot, result, signer.own and bool(genuine.certificate_id),
+                               max(issued, genuine.event_at, result.rule.effective_from), at)
+            return result
         if decoded.entry_type == "VACCINATION":
             return self._vaccination(result, genuine, at, province, snapshot)
         return self._recovery(result, genuine, at, province, snapshot)
+
+    def _remember(self, qr: str, province: str, snapshot: Snapshot, result: Verdict, live_status: bool,
+                  earliest: datetime, at: datetime) -> None:
+        rule = result.rule
+        if len(self._answers) >= _GENUINE_CACHE_LIMIT:
+            self._answers.clear()
+        self._answers[(qr, province)] = _Answer(
+            snapshot, result, live_status, earliest, result.valid_until,
+            snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at))
 
     @staticmethod
     def _final(result: Verdict, verdict: str, reason: str) -> Verdict:
