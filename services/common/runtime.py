@@ -128,8 +128,9 @@ def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
     async def serve() -> None:
         try:
             running = await start_service(label, config, build)
-            if config.helper_threads_batch:
-                log.info("helper threads under SCHED_BATCH", extra={"fields": {"threads": batch_helper_threads()}})
+            changed = batch_helper_threads() if config.helper_threads_batch else 0
+            log.info("helper threads scheduled", extra={"fields": {"sched_batch": config.helper_threads_batch,
+                                                                   "threads": changed}})
             await run_until_signal(running, config.shutdown_grace_seconds)
         finally:
             await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)

@@ -222,24 +222,28 @@ def thread_policies(pid: int) -> dict[int, int]:
     return policies
 
 
-def verify_process(database_url: str, **settings: str) -> tuple[subprocess.Popen, int]:
+def verify_process(database_url: str, output=subprocess.PIPE, **settings: str) -> tuple[subprocess.Popen, int]:
     """verify_svc started as operators start it (`python -m`), on a free port; returns it and the port."""
     from tools.servers import free_port
 
     port = free_port()
     env = {**os.environ, **service_env(database_url, GRPC_PORT=str(port), SHUTDOWN_GRACE_SECONDS="1", **settings)}
     proc = subprocess.Popen([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=output, stderr=subprocess.STDOUT)
     return proc, port
 
 
-def test_helper_threads_keep_their_policy_when_the_setting_is_off(database_url):
-    proc, port = verify_process(database_url, HELPER_THREADS_BATCH="false")
+def test_helper_threads_keep_their_policy_when_the_setting_is_off(database_url, tmp_path):
+    log_file = tmp_path / "verify.log"
+    with log_file.open("w") as output:
+        proc, _ = verify_process(database_url, output=output, HELPER_THREADS_BATCH="false")
     try:
         deadline = time.monotonic() + 30
-        while not health_ok(port):
-            assert time.monotonic() < deadline, "verify_svc did not start"
-            time.sleep(0.1)
+        # The process logs its decision once grpc's threads exist and the setting has been applied.
+        while '"msg": "helper threads scheduled"' not in log_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "verify_svc did not start"
+            time.sleep(0.1)   # polling with a deadline
+        assert '"sched_batch": false' in log_file.read_text()
         policies = thread_policies(proc.pid)
         assert len(policies) >= 3 and set(policies.values()) == {os.SCHED_OTHER}, policies
     finally:
