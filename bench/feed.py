@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402
     MACHINE, ServiceProcesses, bench_platform, percentile,
 )
-from services.admin import signing_keys  # noqa: E402
+from services.registry import signing_keys  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
 from services.common.db import connect  # noqa: E402

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from services.admin import registry
+from services.registry import principals
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.db import connect, create_pool
@@ -72,10 +72,10 @@ async def result_server(database_url):
     """A real result_svc (which also hosts AdminService) on a free port, on this module's database."""
     from services.common.config import load
     from services.common.runtime import start_service
-    from services.result_svc import service as result_service
+    from services.result_svc import __main__ as result_process
     from services.result_svc.config import ResultConfig
 
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build,
+    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_process.build,
                                   serve_metrics_port=False)
     yield running
     await running.stop(0)
@@ -135,16 +135,16 @@ async def make_principal(database_url: str, role: Role, province: str = "24") ->
             label = uuid.uuid4().hex[:8]
             if role in (Role.SAMPLER, Role.LAB):
                 kind = PrincipalKind.ORGANISATION
-                pid = await registry.create_organisation(
+                pid = await principals.create_organisation(
                     conn, None, f"org-{label}", "SAMPLING_UNIT" if role is Role.SAMPLER else "LAB", province)
             elif role is Role.PARTNER:
-                kind, pid = PrincipalKind.PARTNER, await registry.create_partner(conn, None, f"partner-{label}")
+                kind, pid = PrincipalKind.PARTNER, await principals.create_partner(conn, None, f"partner-{label}")
             elif role is Role.CHECKPOINT:
                 kind = PrincipalKind.CHECKPOINT_DEVICE
-                pid = await registry.create_checkpoint_device(conn, None, f"device-{label}", province)
+                pid = await principals.create_checkpoint_device(conn, None, f"device-{label}", province)
             else:
                 kind, pid = PrincipalKind.OPERATOR, f"operator-{label}"
-            credential_id, token = await registry.issue_token(conn, None, kind, pid, role)
+            credential_id, token = await principals.issue_token(conn, None, kind, pid, role)
     finally:
         await conn.close()
     return {"id": pid, "kind": kind, "token": token, "credential_id": credential_id}

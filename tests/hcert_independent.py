@@ -1,6 +1,6 @@
 """An independent HCERT decoder for tests: cbor2, zlib, base45 and cryptography used directly.
 
-It shares no code with services.common.hcert, so a test that decodes with it checks the platform's
+It shares no code with services.hcert, so a test that decodes with it checks the platform's
 certificates the way a foreign DCC verifier would; `assert_schema_valid` checks a DCC payload against
 the published JSON schema (resolved locally, no network).
 """
@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_DIR = REPO / "services" / "common" / "dcc" / "schema"
+SCHEMA_DIR = REPO / "services" / "hcert" / "dcc" / "schema"
 QR_ALPHANUMERIC = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 

@@ -8,7 +8,7 @@ from services.common.runtime import start_service
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.gen.covidtest.type.v1 import verdict_pb2
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
 from services.result_svc.config import ResultConfig
@@ -18,7 +18,7 @@ from tools import demo
 
 async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database_url, db):
     env = service_env(database_url, RELAY_POLL_SECONDS="0.05")
-    running = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     publishing = await start_service("publish_svc", load(PublishConfig, env), publish_service.build,
                                      serve_metrics_port=False)
     verifying = await start_service("verify_svc", load(VerifyConfig, env), verify_service.build,

@@ -24,7 +24,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.common.hcert import qr as qr_codes
+from services.hcert import qr as qr_codes
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2, testing_pb2, verdict_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc

@@ -153,14 +153,14 @@ def wait_serving(ports: dict[str, int], deadline_s: float = 30) -> None:
 
 
 async def _operator_token(database_url: str) -> str:
-    from services.admin import registry
+    from services.registry import principals
     from services.common.auth import PrincipalKind, Role
     from services.common.db import connect
 
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            _, token = await registry.issue_token(conn, None, PrincipalKind.OPERATOR, "local-operator", Role.OPERATOR,
+            _, token = await principals.issue_token(conn, None, PrincipalKind.OPERATOR, "local-operator", Role.OPERATOR,
                                                   label="make run")
         return token
     finally:

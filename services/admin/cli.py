@@ -20,7 +20,7 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.admin import registry, signing_keys, trust_rules
+from services.registry import principals, province_rules, signing_keys, trusted_certificates
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
@@ -42,7 +42,7 @@ async def _with_tx(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[object
         await conn.close()
 
 
-def _credential_json(credential: registry.Credential) -> dict:
+def _credential_json(credential: principals.Credential) -> dict:
     out = vars(credential).copy()
     out["fingerprint"] = credential.fingerprint.hex() if credential.fingerprint else None
     return out
@@ -54,18 +54,18 @@ async def _run(args) -> object:
     if cmd == ("migrate", None):
         return {"applied": await migrate.apply(dsn)}
     if cmd == ("org", "create"):
-        org_id = await _with_tx(dsn, lambda c: registry.create_organisation(c, None, args.name, args.kind, args.province))
+        org_id = await _with_tx(dsn, lambda c: principals.create_organisation(c, None, args.name, args.kind, args.province))
         return {"id": org_id, "name": args.name, "kind": args.kind, "province_code": args.province}
     if cmd == ("partner", "create"):
-        partner_id = await _with_tx(dsn, lambda c: registry.create_partner(c, None, args.name, args.personal_data_access))
+        partner_id = await _with_tx(dsn, lambda c: principals.create_partner(c, None, args.name, args.personal_data_access))
         return {"id": partner_id, "name": args.name, "personal_data_access": args.personal_data_access}
     if cmd == ("device", "create"):
-        device_id = await _with_tx(dsn, lambda c: registry.create_checkpoint_device(c, None, args.name, args.province))
+        device_id = await _with_tx(dsn, lambda c: principals.create_checkpoint_device(c, None, args.name, args.province))
         return {"id": device_id, "name": args.name, "province_code": args.province}
     if cmd[1] == "list" and cmd[0] in _KINDS:
-        return [dict(r) for r in await _with_tx(dsn, lambda c: registry.list_principals(c, _KINDS[cmd[0]], args.limit))]
+        return [dict(r) for r in await _with_tx(dsn, lambda c: principals.list_principals(c, _KINDS[cmd[0]], args.limit))]
     if cmd == ("credential", "issue"):
-        credential_id, token = await _with_tx(dsn, lambda c: registry.issue_token(
+        credential_id, token = await _with_tx(dsn, lambda c: principals.issue_token(
             c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), args.label))
         return {"credential_id": credential_id, "role": args.role, "token": token,
                 "note": "the token is shown once; store it in the caller's secret store now"}
@@ -75,18 +75,18 @@ async def _run(args) -> object:
                 pem_or_der = f.read()
         except OSError as exc:
             raise InvalidArgument(f"cannot read certificate file: {exc.strerror}") from None
-        fingerprint, expires_at = registry.parse_client_certificate(pem_or_der)
-        credential_id = await _with_tx(dsn, lambda c: registry.register_client_certificate(
+        fingerprint, expires_at = principals.parse_client_certificate(pem_or_der)
+        credential_id = await _with_tx(dsn, lambda c: principals.register_client_certificate(
             c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), fingerprint, expires_at,
             args.label))
         return {"credential_id": credential_id, "role": args.role}
     if cmd == ("credential", "list"):
-        creds = await _with_tx(dsn, lambda c: registry.list_credentials(
+        creds = await _with_tx(dsn, lambda c: principals.list_credentials(
             c, PrincipalKind(args.principal_kind) if args.principal_kind else None, args.principal_id or "",
             args.include_revoked, args.limit))
         return [_credential_json(c) for c in creds]
     if cmd == ("credential", "revoke"):
-        credential = await _with_tx(dsn, lambda c: registry.revoke_credential(c, None, args.credential_id, args.reason))
+        credential = await _with_tx(dsn, lambda c: principals.revoke_credential(c, None, args.credential_id, args.reason))
         return _credential_json(credential)
     if args.area == "signing-key":
         return await _signing_key(dsn, args)
@@ -117,15 +117,15 @@ async def _trusted_cert(dsn: str, args) -> object:
                 raw = f.read()
         except OSError as exc:
             raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
-        return _record(await _with_tx(dsn, lambda c: trust_rules.import_trusted(c, None, raw, args.country)))
+        return _record(await _with_tx(dsn, lambda c: trusted_certificates.import_trusted(c, None, raw, args.country)))
     if args.action == "remove":
-        return _record(await _with_tx(dsn, lambda c: trust_rules.remove_trusted(c, None, args.trusted_certificate_id)))
-    return [_record(r) for r in await _with_tx(dsn, lambda c: trust_rules.list_trusted(c, args.country, args.limit, None))]
+        return _record(await _with_tx(dsn, lambda c: trusted_certificates.remove_trusted(c, None, args.trusted_certificate_id)))
+    return [_record(r) for r in await _with_tx(dsn, lambda c: trusted_certificates.list_trusted(c, args.country, args.limit, None))]
 
 
 async def _rule(dsn: str, args) -> object:
     if args.action == "set":
-        rule = trust_rules.RuleInput(
+        rule = province_rules.RuleInput(
             province_code=args.province, entry_type=args.entry_type, test_type=args.test_type, disabled=args.disabled,
             validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
             accepted_outcomes=tuple(args.accept or ()), complete_series_required=args.complete_series,
@@ -134,8 +134,8 @@ async def _rule(dsn: str, args) -> object:
             max_days_since_first_positive=args.max_days_since_positive,
             effective_from=datetime.fromisoformat(args.effective_from) if args.effective_from else None,
             description=args.description)
-        return _record(await _with_tx(dsn, lambda c: trust_rules.set_rule(c, None, rule)))
-    return [_record(r) for r in await _with_tx(dsn, lambda c: trust_rules.list_rules(
+        return _record(await _with_tx(dsn, lambda c: province_rules.set_rule(c, None, rule)))
+    return [_record(r) for r in await _with_tx(dsn, lambda c: province_rules.list_rules(
         c, args.province, args.history, args.limit, None))]
 
 
@@ -199,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
     }
     c = actions["org"].add_parser("create")
     c.add_argument("--name", required=True)
-    c.add_argument("--kind", required=True, choices=registry.ORG_KINDS)
+    c.add_argument("--kind", required=True, choices=principals.ORG_KINDS)
     c.add_argument("--province", required=True, help="2-digit province code, e.g. 24")
     c = actions["partner"].add_parser("create")
     c.add_argument("--name", required=True)
@@ -262,8 +262,8 @@ def parser() -> argparse.ArgumentParser:
         .add_subparsers(dest="action", required=True)
     c = rules.add_parser("set", help="add a new version of a province's rule")
     c.add_argument("--province", required=True)
-    c.add_argument("--entry-type", required=True, choices=trust_rules.ENTRY_TYPES)
-    c.add_argument("--test-type", choices=trust_rules.TEST_TYPES)
+    c.add_argument("--entry-type", required=True, choices=province_rules.ENTRY_TYPES)
+    c.add_argument("--test-type", choices=province_rules.TEST_TYPES)
     c.add_argument("--disabled", action="store_true", help="the province accepts no such entry")
     c.add_argument("--validity-hours", type=int, help="TEST: hours after sample collection")
     c.add_argument("--accept", action="append", choices=["NEGATIVE", "POSITIVE"], help="TEST: accepted outcome")

@@ -1,23 +1,21 @@
 """AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials,
 signing keys, trusted foreign certificates and province rules.
 
-A thin layer: it checks request shapes, runs services.admin.registry / signing_keys / trust_rules in
+A thin layer: it checks request shapes, runs the registry (services.registry) in
 one idempotent transaction, and converts rows to messages.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime, timedelta
 
-from cryptography import x509
 
-from services.admin import registry, signing_keys, trust_rules
+from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.registry.trust_list import signing_certificate
 from services.common.auth import PrincipalKind, Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.hcert import keys as hkeys
 from services.common.idempotency import run_idempotent
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
@@ -25,7 +23,6 @@ from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
-from services.common.rules import rule_from_row, rule_message
 from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2, testing_pb2
 
 SERVICE = "covidtest.admin.v1.AdminService"
@@ -48,7 +45,7 @@ def _device(row) -> pb.CheckpointDevice:
                                created_at=timestamp(row["created_at"]))
 
 
-def _credential(c: registry.Credential) -> pb.Credential:
+def _credential(c: principals.Credential) -> pb.Credential:
     kind = PrincipalKind(c.principal_kind)
     return pb.Credential(
         credential_id=c.id,
@@ -89,17 +86,6 @@ def _future(ts, field: str) -> datetime | None:
     return value
 
 
-def signing_certificate(der: bytes, country: str) -> certificate_pb2.SigningCertificate:
-    """The trust-list form of a document signer certificate (our keys and imported ones alike)."""
-    cert = x509.load_der_x509_certificate(der)
-    return certificate_pb2.SigningCertificate(
-        kid=hkeys.kid_of(der), certificate_der=der, country=country,
-        not_before=timestamp(cert.not_valid_before_utc), not_after=timestamp(cert.not_valid_after_utc),
-        allowed_entry_types=[enum_value(certificate_pb2.EntryType, t) for t in hkeys.allowed_entry_types(cert)],
-        sha256_fingerprint=hashlib.sha256(der).hexdigest(),
-        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.key_algorithm(cert.public_key())))
-
-
 def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
     return pb.SigningKey(
         signing_key_id=k.id, state=enum_value(pb.SigningKeyState, k.state),
@@ -115,8 +101,8 @@ def _trusted(row) -> pb.TrustedCertificate:
         imported_at=timestamp(row["created_at"]), removed_at=timestamp(row["removed_at"]))
 
 
-def _rule_input(rule) -> trust_rules.RuleInput:
-    return trust_rules.RuleInput(
+def _rule_input(rule) -> province_rules.RuleInput:
+    return province_rules.RuleInput(
         province_code=rule.province_code, entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
         test_type=enum_name(testing_pb2.TestType, rule.test_type) or None, disabled=rule.disabled,
         validity=rule.validity.ToTimedelta() if rule.HasField("validity") else None,
@@ -145,26 +131,26 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def _list(self, kind: PrincipalKind, request, filters: dict, convert, field: str, response_type):
         limit = page_size(request.page_size)
-        after = decode_token(request.page_token, filters, [str] * len(registry.sort_columns(kind)))
+        after = decode_token(request.page_token, filters, [str] * len(principals.sort_columns(kind)))
 
         async def read(conn):
-            return await registry.list_principals(conn, kind, limit + 1, after, **filters)
+            return await principals.list_principals(conn, kind, limit + 1, after, **filters)
 
         rows = await in_tx(self._pool, read)
         page = rows[:limit]
-        token = encode_token(registry.sort_key(kind, page[-1]), filters) if len(rows) > limit else ""
+        token = encode_token(principals.sort_key(kind, page[-1]), filters) if len(rows) > limit else ""
         return response_type(**{field: [convert(r) for r in page]}, next_page_token=token)
 
     async def CreateOrganisation(self, request, context):
         async def mutate(conn, actor):
-            org_id = await registry.create_organisation(conn, actor, request.name, enum_name(pb.OrganisationKind, request.kind),
+            org_id = await principals.create_organisation(conn, actor, request.name, enum_name(pb.OrganisationKind, request.kind),
                                                         request.province_code, request.request_id)
             return pb.CreateOrganisationResponse(
                 organisation=_organisation(await conn.fetchrow("SELECT * FROM organisations WHERE id = $1::uuid", org_id)))
         return await self._mutate("CreateOrganisation", request, pb.CreateOrganisationResponse, mutate)
 
     async def ListOrganisations(self, request, context):
-        if request.province_code and not registry.PROVINCE.match(request.province_code):
+        if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
         filters = {"org_kind": enum_name(pb.OrganisationKind, request.kind) or None,
                    "province_code": request.province_code or None}
@@ -173,7 +159,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def CreatePartner(self, request, context):
         async def mutate(conn, actor):
-            partner_id = await registry.create_partner(conn, actor, request.name, request.personal_data_access,
+            partner_id = await principals.create_partner(conn, actor, request.name, request.personal_data_access,
                                                        request.request_id)
             return pb.CreatePartnerResponse(
                 partner=_partner(await conn.fetchrow("SELECT * FROM partners WHERE id = $1::uuid", partner_id)))
@@ -184,14 +170,14 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def CreateCheckpointDevice(self, request, context):
         async def mutate(conn, actor):
-            device_id = await registry.create_checkpoint_device(conn, actor, request.name, request.province_code,
+            device_id = await principals.create_checkpoint_device(conn, actor, request.name, request.province_code,
                                                                 request.request_id)
             return pb.CreateCheckpointDeviceResponse(
                 device=_device(await conn.fetchrow("SELECT * FROM checkpoint_devices WHERE id = $1::uuid", device_id)))
         return await self._mutate("CreateCheckpointDevice", request, pb.CreateCheckpointDeviceResponse, mutate)
 
     async def ListCheckpointDevices(self, request, context):
-        if request.province_code and not registry.PROVINCE.match(request.province_code):
+        if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
         filters = {"province_code": request.province_code or None}
         return await self._list(PrincipalKind.CHECKPOINT_DEVICE, request, filters, _device, "devices",
@@ -202,9 +188,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         expires_at = _future(request.expires_at, "expires_at")
 
         async def mutate(conn, actor):
-            credential_id, token = await registry.issue_token(conn, actor, kind, principal_id, role,
+            credential_id, token = await principals.issue_token(conn, actor, kind, principal_id, role,
                                                               request.description, expires_at, request.request_id)
-            return pb.IssueCredentialResponse(credential=_credential(await registry.get_credential(conn, credential_id)),
+            return pb.IssueCredentialResponse(credential=_credential(await principals.get_credential(conn, credential_id)),
                                               token=token)
 
         def without_token(response):  # a replay never shows the token again: only its hash is kept
@@ -224,7 +210,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         after = decode_token(request.page_token, filters, CREATED_KEY)
 
         async def read(conn):
-            return await registry.list_credentials(conn, PrincipalKind(kind_name) if kind_name else None,
+            return await principals.list_credentials(conn, PrincipalKind(kind_name) if kind_name else None,
                                                    request.principal_id, request.include_revoked, limit + 1, after)
 
         creds = await in_tx(self._pool, read)
@@ -234,7 +220,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def RevokeCredential(self, request, context):
         async def mutate(conn, actor):
-            credential = await registry.revoke_credential(conn, actor, request.credential_id, request.reason,
+            credential = await principals.revoke_credential(conn, actor, request.credential_id, request.reason,
                                                           request.request_id)
             return pb.RevokeCredentialResponse(credential=_credential(credential))
         return await self._mutate("RevokeCredential", request, pb.RevokeCredentialResponse, mutate)
@@ -246,16 +232,16 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             raise InvalidArgument("a certificate is required",
                                   [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")])
         if which == "sha256_fingerprint":
-            fingerprint, expires_at = registry.parse_fingerprint(request.sha256_fingerprint), None
+            fingerprint, expires_at = principals.parse_fingerprint(request.sha256_fingerprint), None
         else:
             raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
-            fingerprint, expires_at = registry.parse_client_certificate(raw)
+            fingerprint, expires_at = principals.parse_client_certificate(raw)
 
         async def mutate(conn, actor):
-            credential_id = await registry.register_client_certificate(
+            credential_id = await principals.register_client_certificate(
                 conn, actor, kind, principal_id, role, fingerprint, expires_at, request.description, request.request_id)
             return pb.RegisterClientCertificateResponse(
-                credential=_credential(await registry.get_credential(conn, credential_id)))
+                credential=_credential(await principals.get_credential(conn, credential_id)))
         return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
 
 
@@ -312,7 +298,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
 
         async def mutate(conn, actor):
-            row = await trust_rules.import_trusted(conn, actor, raw, request.country, request.request_id)
+            row = await trusted_certificates.import_trusted(conn, actor, raw, request.country, request.request_id)
             return pb.ImportTrustedCertificateResponse(trusted_certificate=_trusted(row))
         return await self._mutate("ImportTrustedCertificate", request, pb.ImportTrustedCertificateResponse, mutate)
 
@@ -320,7 +306,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         limit = page_size(request.page_size)
         filters = {"country": request.country or None}
         after = decode_token(request.page_token, filters, (str, datetime.fromisoformat, uuid.UUID))
-        rows = await in_tx(self._pool, lambda conn: trust_rules.list_trusted(conn, filters["country"], limit + 1, after))
+        rows = await in_tx(self._pool, lambda conn: trusted_certificates.list_trusted(conn, filters["country"], limit + 1, after))
         page = rows[:limit]
         token = encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters) \
             if len(rows) > limit else ""
@@ -329,7 +315,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def RemoveTrustedCertificate(self, request, context):
         async def mutate(conn, actor):
-            row = await trust_rules.remove_trusted(conn, actor, request.trusted_certificate_id, request.request_id)
+            row = await trusted_certificates.remove_trusted(conn, actor, request.trusted_certificate_id, request.request_id)
             return pb.RemoveTrustedCertificateResponse(trusted_certificate=_trusted(row))
         return await self._mutate("RemoveTrustedCertificate", request, pb.RemoveTrustedCertificateResponse, mutate)
 
@@ -339,19 +325,19 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         rule = _rule_input(request.rule)
 
         async def mutate(conn, actor):
-            row = await trust_rules.set_rule(conn, actor, rule, request.request_id)
-            return pb.SetProvinceRuleResponse(rule=rule_message(rule_from_row(row)))
+            row = await province_rules.set_rule(conn, actor, rule, request.request_id)
+            return pb.SetProvinceRuleResponse(rule=province_rules.rule_message(province_rules.rule_from_row(row)))
         return await self._mutate("SetProvinceRule", request, pb.SetProvinceRuleResponse, mutate)
 
     async def ListProvinceRules(self, request, context):
         limit = page_size(request.page_size)
         filters = {"province": request.province_code or None, "history": request.include_history}
         after = decode_token(request.page_token, filters, (int,))
-        rows = await in_tx(self._pool, lambda conn: trust_rules.list_rules(
+        rows = await in_tx(self._pool, lambda conn: province_rules.list_rules(
             conn, filters["province"], request.include_history, limit + 1, after[0] if after else None))
         page = rows[:limit]
         token = encode_token([page[-1]["version"]], filters) if len(rows) > limit else ""
-        return pb.ListProvinceRulesResponse(rules=[rule_message(rule_from_row(r)) for r in page], next_page_token=token)
+        return pb.ListProvinceRulesResponse(rules=[province_rules.rule_message(province_rules.rule_from_row(r)) for r in page], next_page_token=token)
 
 
 def admin_service(deps: Deps) -> GrpcService:

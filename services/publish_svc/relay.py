@@ -27,13 +27,13 @@ import asyncpg
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
-from services.admin import signing_keys
+from services.registry import signing_keys
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.messages import person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
 from services.common.protoconv import enum_value, timestamp
-from services.common.status_cache import StatusCache
+from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
 from services.publish_svc import repository as repo

@@ -9,22 +9,22 @@ import uuid
 
 from services.common.auth import Principal, Role, current_principal
 from services.common.db import fetch, in_tx
+from services.common.fields import check_date_of_birth, normalise_phone, utcnow
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from services.common.hcert import qr
+from services.hcert import qr
 from services.common.idempotency import run_idempotent
 from services.common.messages import person_message, result_message
 from services.common.protoconv import timestamp
 from services.common.ratelimit import RateLimiter
 from services.common.runtime import Deps
 from services.common.server import GrpcService
-from services.common.status_cache import StatusCache
+from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
 from services.publish_svc import repository as repo
 from services.publish_svc.feed import Feed, FeedSignal
 from services.publish_svc.relay import Relay
-from services.result_svc.validation import check_date_of_birth, normalise_phone, utcnow
 
 LABEL = "publish_svc"
 

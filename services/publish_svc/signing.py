@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.hcert import codec, keys, payload, uvci
+from services.hcert import codec, keys, payload, uvci
 
 
 @dataclass(frozen=True)

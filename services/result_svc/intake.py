@@ -22,12 +22,13 @@ from services.common.auth import Principal, Role
 from services.common.errors import (
     FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied, require,
 )
+from services.common.fields import utcnow
 from services.common.pii import PiiCipher
 from services.common.protoconv import enum_value, timestamp
 from services.result_svc import repository as repo
 from services.result_svc.validation import (
     MAX_BATCH, PersonData, Registration, Submission, check_barcode, check_registration, check_result_fields,
-    check_submission, parse_uuid, utcnow,
+    check_submission, parse_uuid,
 )
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import testing_pb2

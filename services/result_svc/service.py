@@ -1,4 +1,4 @@
-"""result_svc hosts ResultService (sample and result intake) and AdminService (operators).
+"""ResultService: sample and result intake (the process also hosts AdminService; see __main__).
 
 The servicer is thin: it runs the intake logic (services.result_svc.intake) in one idempotent
 transaction per mutation and answers only after COMMIT. Roles per RPC are declared here; the call
@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from services.admin.servicer import admin_service
 from services.common.auth import Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
@@ -111,5 +110,4 @@ def build(deps: Deps) -> list[GrpcService]:
             lambda server: result_service_pb2_grpc.add_ResultServiceServicer_to_server(servicer, server),
             RESULT_ROLES,
         ),
-        admin_service(deps),
     ]

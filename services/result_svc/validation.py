@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.hcert.payload import transliterate
+from services.common.fields import check_date_of_birth, normalise_phone, utcnow
+from services.hcert.payload import transliterate
 from services.common.protoconv import enum_name, to_datetime
-from services.common.valuesets import RAT_DEVICES
+from services.hcert.valuesets import RAT_DEVICES
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -28,11 +29,8 @@ CITIZEN_ID = re.compile(r"^[0-9]{12}$")
 OLD_ID = re.compile(r"^[0-9]{9}$")
 PASSPORT = re.compile(r"^[A-Z0-9]{1,20}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
-PHONE_LOCAL = re.compile(r"^0([0-9]{9})$")
-PHONE_E164 = re.compile(r"^\+84([0-9]{9})$")
 PROVINCE = re.compile(r"^[0-9]{2}$")
 DISTRICT = re.compile(r"^[0-9]{3}$")
-DOB = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
 LAB_REFERENCE = re.compile(r"^[\x20-\x7e]{0,64}$")
 
 
@@ -135,31 +133,6 @@ def check_time(ts, field: str, violations: list, now: datetime, *, oldest: timed
         return None
     if oldest is not None and value < now - oldest:
         _v(violations, field, "TIME_TOO_OLD", f"must not be more than {oldest.days} days in the past")
-        return None
-    return value
-
-
-def normalise_phone(value: str) -> str | None:
-    match = PHONE_LOCAL.match(value) or PHONE_E164.match(value)
-    return f"+84{match.group(1)}" if match else None
-
-
-def check_date_of_birth(value: str, field: str, violations: list, today: date) -> str | None:
-    match = DOB.match(value or "")
-    if not value:
-        _v(violations, field, "FIELD_REQUIRED", "required: YYYY-MM-DD, YYYY-MM or YYYY")
-        return None
-    if not match:
-        _v(violations, field, "FIELD_FORMAT_INVALID", "YYYY-MM-DD, YYYY-MM or YYYY")
-        return None
-    year, month, day = (int(g) if g else None for g in match.groups())
-    try:
-        earliest = date(year, month or 1, day or 1)
-    except ValueError:
-        _v(violations, field, "FIELD_FORMAT_INVALID", "not a calendar date")
-        return None
-    if year < 1900 or earliest > today:
-        _v(violations, field, "FIELD_OUT_OF_RANGE", "year 1900 or later, not in the future")
         return None
     return value
 
@@ -288,7 +261,3 @@ def check_submission(item, path: str, now: datetime) -> tuple[Submission | None,
     if violations:
         return None, violations
     return Submission(sample, pool, org, outcome, tested_at, item.method, ct, item.lab_reference), []
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

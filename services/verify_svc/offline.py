@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
-from services.common.hcert import decode as hdecode
-from services.common.rules import rule_from_message
+from services.hcert import decode as hdecode
+from services.registry.province_rules import rule_from_message
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Snapshot, trusted_key

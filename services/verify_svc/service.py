@@ -12,18 +12,18 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from services.admin.servicer import signing_certificate
 from services.common.auth import Role, current_principal
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.metrics import LoopCounter
 from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
-from services.common.redis_reader import RedisReader
-from services.common.rules import rule_message
+from services.verify_svc.redis_reader import RedisReader
+from services.registry.province_rules import rule_message
+from services.registry.trust_list import signing_certificate
 from services.common.runtime import Deps
 from services.common.server import GrpcService
-from services.common.status_cache import StatusCache
+from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2, verdict_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc

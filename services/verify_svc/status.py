@@ -2,7 +2,7 @@
 
 - Hit: the status the relay wrote (version-checked) — no database call. A status read before and
   not changed since comes from the reader's local mirror, which Redis keeps fresh by invalidation
-  messages (services.common.redis_reader): no round trip. Otherwise the lookups of one event-loop
+  messages (services.verify_svc.redis_reader): no round trip. Otherwise the lookups of one event-loop
   tick share one MGET: under load, one Redis round trip serves many concurrent scans.
 - Miss: Postgres (READ_DATABASE_URL, a read replica in production). Misses of one event-loop tick are
   batched into one `uvci = ANY($1)` query, and concurrent misses of one certificate share that single
@@ -26,7 +26,7 @@ import redis.exceptions
 from services.common.db import CONNECTION_ERRORS, create_pool
 from services.common.errors import Unavailable
 from services.common.metrics import DEPENDENCY_UP
-from services.common.status_cache import StatusCache
+from services.registry.certificate_status import StatusCache
 
 log = logging.getLogger("covidtest.status")
 

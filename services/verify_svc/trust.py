@@ -17,8 +17,8 @@ import asyncpg
 from cryptography import x509
 
 from services.common.db import BACKGROUND_ERRORS, connect
-from services.common.hcert import keys as hkeys
-from services.common.rules import Rule, rule_from_row
+from services.hcert import keys as hkeys
+from services.registry.province_rules import Rule, rule_from_row
 
 log = logging.getLogger("covidtest.trust")
 

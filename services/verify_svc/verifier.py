@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from services.common.hcert import decode as hdecode
+from services.hcert import decode as hdecode
 from services.verify_svc.status import UNCHECKED, StatusLookup
 from services.verify_svc.trust import Rule, Snapshot, TrustedKey
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from google.protobuf.duration_pb2 import Duration
 
-from services.common.hcert import keys as hkeys
+from services.hcert import keys as hkeys
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2
 from tests.conftest import fresh_secrets

@@ -11,11 +11,11 @@ from services.common.auth import PrincipalKind, Role
 from services.common.config import load
 from services.common.db import connect
 from services.common.runtime import start_service
-from services.admin import registry
+from services.registry import principals
 from services.gen.covidtest.publish.v1 import publish_service_pb2, publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.gen.covidtest.verify.v1 import verify_service_pb2, verify_service_pb2_grpc
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
@@ -73,7 +73,7 @@ async def test_revoked_credential_stops_working_within_the_cache_time(database_u
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            await registry.revoke_credential(conn, None, lab["credential_id"])
+            await principals.revoke_credential(conn, None, lab["credential_id"])
     finally:
         await conn.close()
     deadline = time.monotonic() + 5  # AUTH_CACHE_SECONDS is 0.2 in tests
@@ -128,15 +128,15 @@ async def test_every_service_enforces_identity(database_url, module, config_cls,
 async def test_mutual_tls_client_certificate_identifies_the_caller(database_url, tmp_path):
     ca = TestCA()
     env = service_env(database_url, GRPC_INSECURE="false", **ca.write_server_files(tmp_path))
-    running = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     registered = ca.issue("lab-lis-01", server=False)
     stranger = ca.issue("unregistered", server=False)
     lab = await make_principal(database_url, Role.LAB)
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            fingerprint, expires_at = registry.parse_client_certificate(registered.cert_pem)
-            await registry.register_client_certificate(conn, None, PrincipalKind.ORGANISATION, lab["id"], Role.LAB,
+            fingerprint, expires_at = principals.parse_client_certificate(registered.cert_pem)
+            await principals.register_client_certificate(conn, None, PrincipalKind.ORGANISATION, lab["id"], Role.LAB,
                                                        fingerprint, expires_at)
     finally:
         await conn.close()

@@ -23,6 +23,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 from services.common.runtime import Deps, start_service
 from services.common.server import GrpcService, start
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
+from services.result_svc import __main__ as result_process
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 from tests.conftest import bearer, make_principal, service_env
@@ -93,7 +94,7 @@ async def test_rpc_of_an_issue_not_landed_is_unimplemented(exploding):
 
 
 async def test_health_reflection_and_metrics(database_url):
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_service.build)
+    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_process.build)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -164,7 +165,7 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
     health_port = free_port()
     env = service_env(database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port),
                       **TestCA().write_server_files(tmp_path))
-    running = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))

@@ -13,7 +13,7 @@ from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from tests.conftest import bearer, make_principal, service_env
 from tests.result_svc.helpers import result, rid, sample, unique
@@ -27,7 +27,7 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
     unit = await make_principal(dsn, Role.SAMPLER)
     lab = await make_principal(dsn, Role.LAB)
     running = await start_service("result_svc", load(ResultConfig, service_env(dsn, AUTH_CACHE_SECONDS="60")),
-                                  result_service.build, serve_metrics_port=False)
+                                  result_process.build, serve_metrics_port=False)
     acknowledged: list[list[str]] = []     # barcodes of batches the client was told are stored
     unanswered: list[list[str]] = []       # batches that failed: must be all or nothing
     codes: list[grpc.StatusCode] = []

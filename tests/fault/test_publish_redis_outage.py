@@ -5,7 +5,7 @@ import time
 import uuid
 
 from services.common.cache import create_client
-from services.common.status_cache import StatusCache
+from services.registry.certificate_status import StatusCache
 from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
 from services.common.auth import Role
 from tests.conftest import make_principal

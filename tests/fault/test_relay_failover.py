@@ -19,7 +19,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from tests.conftest import bearer, make_principal, service_env
 from tests.publish_svc.conftest import activate_new_key
@@ -48,7 +48,7 @@ async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
         proc = subprocess.Popen([sys.executable, "-m", "services.publish_svc"], cwd=ROOT,
                                 env={**os.environ, **env, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)})
         processes.append((proc, grpc_port, metrics_port))
-    intake = await start_service("result_svc", load(ResultConfig, env), result_service.build, serve_metrics_port=False)
+    intake = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     try:
         deadline = time.monotonic() + 30
         leaders = []

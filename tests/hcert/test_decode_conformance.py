@@ -1,4 +1,4 @@
-"""The public DCC verifier conformance cases (tests/conformance/dcc/common) against services.common.hcert.decode.
+"""The public DCC verifier conformance cases (tests/conformance/dcc/common) against services.hcert.decode.
 
 One test per case file. Every field of its EXPECTEDRESULTS is checked against what the library does;
 a field without a mapping below fails the test (nothing is skipped or ignored). How each field maps:
@@ -57,7 +57,7 @@ import cbor2
 import pytest
 import segno
 
-from services.common.hcert import decode as hd
+from services.hcert import decode as hd
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance" / "dcc" / "common"
 CASES = sorted(CONFORMANCE.glob("*.json"))

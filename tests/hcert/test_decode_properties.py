@@ -1,10 +1,10 @@
-"""Property and edge-case tests for services.common.hcert.decode.
+"""Property and edge-case tests for services.hcert.decode.
 
 The decoder faces whatever a checkpoint scanner reads, so the central property is totality: for any
 input `decode` returns a DecodedHcert or raises MalformedError — never another exception — and a
 signature only verifies when the signed bytes are untouched. Inputs: random text, random bytes behind
 the prefix (with and without zlib), random CBOR shapes, and mutations (bit flips, truncations,
-insertions, deletions) of a valid HCERT from services.common.hcert.codec at every layer (text,
+insertions, deletions) of a valid HCERT from services.hcert.codec at every layer (text,
 compressed bytes, COSE bytes, CWT bytes with and without re-signing). Base45 is compared with the
 `base45` package and round-tripped with `codec.b45encode`.
 """
@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.common.hcert import codec, keys, payload, uvci
-from services.common.hcert import decode as hd
+from services.hcert import codec, keys, payload, uvci
+from services.hcert import decode as hd
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ISSUED_AT = 1_700_000_000

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.common.hcert import codec, keys, payload, qr, uvci
+from services.hcert import codec, keys, payload, qr, uvci
 from tests.hcert_independent import COMBINED, QR_ALPHANUMERIC, assert_schema_valid, decode_and_verify
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import grpc
 import pytest
 import redis.asyncio as redis
 
-from services.admin import signing_keys
+from services.registry import signing_keys
 from services.common.auth import Role
 from services.common.config import load
 from services.common.db import connect
@@ -22,7 +22,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from services.common.config import parse_keyring, parse_secret_bytes
 from tests.conftest import REDIS_URL, bearer, make_principal, service_env
@@ -87,7 +87,7 @@ async def activate_new_key(database_url: str, pii: PiiCipher, algorithm: str = "
 async def start_platform(database_url: str, redis_prefix: str, **publish_env) -> Platform:
     env = service_env(database_url, REDIS_PREFIX=redis_prefix, RELAY_POLL_SECONDS="0.05",
                       FEED_HEARTBEAT_SECONDS="1", **publish_env)
-    result_run = await start_service("result_svc", load(ResultConfig, env), result_service.build,
+    result_run = await start_service("result_svc", load(ResultConfig, env), result_process.build,
                                      serve_metrics_port=False)
     publish_run = await start_service("publish_svc", load(PublishConfig, env), publish_service.build,
                                       serve_metrics_port=False)

@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from services.common.cache import create_client
-from services.common.hcert import keys as hkeys
-from services.common.status_cache import StatusCache
+from services.hcert import keys as hkeys
+from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb

@@ -15,7 +15,7 @@ from services.common.idempotency import Pruner, prune
 from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.result_svc import service as result_service
+from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from tests.conftest import bearer, make_principal, service_env
 from tests.pg_refusal import refusing
@@ -69,7 +69,7 @@ async def test_result_svc_forgets_a_request_id_after_the_retention(database_url,
     lab = await make_principal(database_url, Role.LAB)
     retention_hours = 0.0005   # 1.8 s; the server prunes every 0.45 s
     config = load(ResultConfig, service_env(database_url, IDEMPOTENCY_RETENTION_HOURS=str(retention_hours)))
-    running = await start_service("result_svc", config, result_service.build, serve_metrics_port=False)
+    running = await start_service("result_svc", config, result_process.build, serve_metrics_port=False)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = result_service_pb2_grpc.ResultServiceStub(channel)

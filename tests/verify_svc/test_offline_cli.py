@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.common.hcert import codec, keys as hkeys, qr
+from services.hcert import codec, keys as hkeys, qr
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from google.protobuf import json_format
 

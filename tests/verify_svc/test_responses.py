@@ -3,7 +3,7 @@
 import dataclasses
 from datetime import datetime, timedelta, timezone
 
-from services.common.rules import Rule
+from services.registry.province_rules import Rule
 from services.gen.covidtest.type.v1 import verdict_pb2
 from services.verify_svc.service import response_of
 from services.verify_svc.verifier import Verdict

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.duration_pb2 import Duration
 
-from services.common.hcert import codec, keys as hkeys
+from services.hcert import codec, keys as hkeys
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as apb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2 as c

@@ -4,8 +4,8 @@ import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 
-from services.common.hcert import codec, decode as hdecode, keys as hkeys
-from services.common.rules import rule_from_row
+from services.hcert import codec, decode as hdecode, keys as hkeys
+from services.registry.province_rules import rule_from_row
 from services.verify_svc.status import CACHE, DATABASE, UNCHECKED, Status
 from services.verify_svc.trust import Rule, Snapshot, trusted_key
 from services.verify_svc.verifier import Verifier

@@ -10,8 +10,8 @@ import pytest
 import zlib
 
 from services.common.cache import create_client
-from services.common.hcert import codec, keys as hkeys
-from services.common.status_cache import StatusCache
+from services.hcert import codec, keys as hkeys
+from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import certificate_pb2 as c
 from services.gen.covidtest.type.v1 import testing_pb2 as t

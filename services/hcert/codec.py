@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from services.common.hcert.keys import SigningKeyMaterial
+from services.hcert.keys import SigningKeyMaterial
 
 PREFIX = "HC1:"
 COSE_SIGN1_TAG = 18

@@ -60,11 +60,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
-from services.common.hcert import keys
-from services.common.hcert.codec import (BASE45_ALPHABET, CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS,
+from services.hcert import keys
+from services.hcert.codec import (BASE45_ALPHABET, CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS,
                                          COSE_SIGN1_TAG, HCERT_DCC_V1, HEADER_ALG, HEADER_KID, PREFIX,
                                          PSS_SALT_LENGTH)
-from services.common.hcert.codec import COSE_ALGORITHMS as _ALGORITHM_IDS
+from services.hcert.codec import COSE_ALGORITHMS as _ALGORITHM_IDS
 
 # The largest QR code (version 40, error correction L) holds 4,296 alphanumeric characters.
 MAX_QR_LENGTH = 4296
@@ -75,7 +75,7 @@ COSE_ALGORITHMS = {number: name for name, number in _ALGORITHM_IDS.items()}  # -
 # iat and exp lie between the epoch and 9999-12-31T23:59:59Z, so datetime.fromtimestamp never fails on them.
 MAX_TIMESTAMP = 253_402_300_799
 ENTRY_KEYS = {"t": "TEST", "v": "VACCINATION", "r": "RECOVERY"}
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "dcc" / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parent / "dcc" / "schema"
 
 
 class Stage(str, Enum):

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis.asyncio as redis
 
-from services.common.redis_reader import RedisReader
+from services.verify_svc.redis_reader import RedisReader
 from tests.conftest import REDIS_URL
 from tools.servers import RedisServer, free_port
 
@@ -177,7 +177,7 @@ async def _connections_received(client) -> int:
 async def test_a_moment_of_slow_redis_pauses_the_mirror_without_a_reconnect(tmp_path):
     """A PING answered late (a CPU spike on the Redis host) turns the mirror off until it is answered,
     but keeps the connections: reads go on by MGET, not to Postgres for a retry pause."""
-    from services.common import redis_reader
+    from services.verify_svc import redis_reader
 
     async with _tracking_reader_on_private_redis(tmp_path) as (server, writer, reader, pid):
         await writer.set("k", b"1:VALID:9")
@@ -193,7 +193,7 @@ async def test_a_moment_of_slow_redis_pauses_the_mirror_without_a_reconnect(tmp_
 
 
 async def test_a_silent_invalidation_connection_is_closed_and_replaced(tmp_path, monkeypatch):
-    from services.common import redis_reader
+    from services.verify_svc import redis_reader
 
     monkeypatch.setattr(redis_reader, "RECONNECT_AFTER_S", 0.5)
     async with _tracking_reader_on_private_redis(tmp_path) as (server, writer, reader, pid):

@@ -1,7 +1,8 @@
-"""Foreign signing certificates in the trust list, and versioned province rules.
+"""Province rules: versioned data in Postgres, the in-memory form verify_svc and the offline verifier
+use, and its protobuf form.
 
-Shared by AdminService and the operator CLI. Every change NOTIFYs verify_svc, which reloads its
-in-memory trust list and rules at once.
+Setting a rule writes a new version (the rule id is kept per province, entry type and test type) and
+NOTIFYs verify_svc, which reloads its rules at once. Shared by AdminService and the operator CLI.
 """
 
 from __future__ import annotations
@@ -12,89 +13,88 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from google.protobuf.duration_pb2 import Duration
 
-from services.admin.signing_keys import trust_list_change
 from services.common import audit
 from services.common.auth import Principal
-from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
-from services.common.hcert import keys as hkeys
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.protoconv import enum_name, enum_value, timestamp
+from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2
 
-COUNTRY = re.compile(r"^[A-Z]{2}$")
 PROVINCE = re.compile(r"^[0-9]{2}$")
 ENTRY_TYPES = ("TEST", "VACCINATION", "RECOVERY")
 TEST_TYPES = ("NAAT", "RAPID_ANTIGEN")
 
 
-def _bad(message: str, field: str, reason: str, description: str = "") -> InvalidArgument:
-    return InvalidArgument(message, [FieldViolation(field, description or message, reason)], reason=reason)
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    version: int
+    province_code: str
+    entry_type: str
+    test_type: str | None
+    disabled: bool
+    validity_seconds: int | None
+    accepted_outcomes: tuple[str, ...]
+    require_complete_series: bool
+    min_days_since_last_dose: int | None
+    max_days_since_last_dose: int | None
+    min_days_since_positive: int | None
+    max_days_since_positive: int | None
+    effective_from: datetime
+    description: str
+    created_at: datetime
 
 
-# --- trusted foreign certificates ---------------------------------------------------------------------
-
-def parse_certificate(raw: bytes) -> x509.Certificate:
-    try:
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(raw)
-        return x509.load_der_x509_certificate(raw)
-    except ValueError:
-        raise _bad("not an X.509 certificate", "certificate_der", "CERTIFICATE_INVALID") from None
-
-
-async def import_trusted(conn, actor: Principal | None, raw: bytes, country: str, request_id: str = "") -> asyncpg.Record:
-    if not COUNTRY.match(country or ""):
-        raise _bad("country must be ISO 3166-1 alpha-2, upper case", "country", "FIELD_FORMAT_INVALID")
-    cert = parse_certificate(raw)
-    now = datetime.now(timezone.utc)
-    if cert.not_valid_after_utc < now:
-        raise _bad("the certificate has expired", "certificate_der", "CERTIFICATE_EXPIRED")
-    subject_country = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)]
-    if subject_country and subject_country[0] != country:
-        raise _bad(f"the certificate's subject country is {subject_country[0]}", "country",
-                   "CERTIFICATE_COUNTRY_MISMATCH")
-    der = cert.public_bytes(Encoding.DER)
-    certificate_id = uuid.uuid4()
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                """INSERT INTO trusted_certificates (id, kid, country, certificate_der, not_before, not_after, key_usage)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                certificate_id, hkeys.kid_of(der), country, der, cert.not_valid_before_utc, cert.not_valid_after_utc,
-                list(hkeys.allowed_entry_types(cert)))
-    except asyncpg.UniqueViolationError:
-        raise AlreadyExists("this certificate is already in the trust list", reason="CERTIFICATE_EXISTS") from None
-    await trust_list_change(conn, der, country, "ADDED")
-    await audit.record(conn, actor, "IMPORT_TRUSTED_CERTIFICATE", "trusted_certificate", str(certificate_id),
-                       request_id, {"country": country})
-    return await conn.fetchrow("SELECT * FROM trusted_certificates WHERE id = $1", certificate_id)
+def rule_from_row(r) -> Rule:
+    """A `province_rules` row (or a dict with the same keys) as a Rule."""
+    return Rule(rule_id=r["rule_id"], version=r["version"], province_code=r["province_code"],
+                entry_type=r["entry_type"], test_type=r["test_type"], disabled=r["disabled"],
+                validity_seconds=r["validity_seconds"], accepted_outcomes=tuple(r["accepted_outcomes"]),
+                require_complete_series=r["require_complete_series"],
+                min_days_since_last_dose=r["min_days_since_last_dose"],
+                max_days_since_last_dose=r["max_days_since_last_dose"],
+                min_days_since_positive=r["min_days_since_positive"],
+                max_days_since_positive=r["max_days_since_positive"], effective_from=r["effective_from"],
+                description=r["description"], created_at=r["created_at"])
 
 
-async def remove_trusted(conn, actor: Principal | None, certificate_id: str, request_id: str = "") -> asyncpg.Record:
-    try:
-        cid = uuid.UUID(certificate_id)
-    except ValueError:
-        raise _bad("trusted_certificate_id is not a UUID", "trusted_certificate_id", "FIELD_FORMAT_INVALID") from None
-    row = await conn.fetchrow("SELECT * FROM trusted_certificates WHERE id = $1", cid)
-    if row is None:
-        raise NotFound("no trusted certificate with that id", reason="TRUSTED_CERTIFICATE_NOT_FOUND")
-    if row["removed_at"] is None:
-        row = await conn.fetchrow("UPDATE trusted_certificates SET removed_at = now() WHERE id = $1 RETURNING *", cid)
-        await trust_list_change(conn, bytes(row["certificate_der"]), row["country"], "REMOVED")
-        await audit.record(conn, actor, "REMOVE_TRUSTED_CERTIFICATE", "trusted_certificate", certificate_id, request_id)
-    return row
+def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
+    message = province_rule_pb2.ProvinceRule(
+        rule_id=rule.rule_id, version=rule.version, province_code=rule.province_code,
+        entry_type=enum_value(certificate_pb2.EntryType, rule.entry_type), disabled=rule.disabled,
+        accepted_outcomes=[enum_value(testing_pb2.Outcome, o) for o in rule.accepted_outcomes],
+        complete_series_required=rule.require_complete_series,
+        min_days_since_last_dose=rule.min_days_since_last_dose or 0,
+        max_days_since_last_dose=rule.max_days_since_last_dose or 0,
+        min_days_since_first_positive=rule.min_days_since_positive or 0,
+        max_days_since_first_positive=rule.max_days_since_positive or 0,
+        effective_from=timestamp(rule.effective_from), description=rule.description,
+        created_at=timestamp(rule.created_at))
+    if rule.test_type:
+        message.test_type = enum_value(testing_pb2.TestType, rule.test_type)
+    if rule.validity_seconds:
+        message.validity.CopyFrom(Duration(seconds=rule.validity_seconds))
+    return message
 
 
-async def list_trusted(conn, country: str | None, limit: int, after: list | None) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT * FROM trusted_certificates WHERE ($1::text IS NULL OR country = $1)
-             AND ($2::text IS NULL OR (country, not_after, id) > ($2, $3::timestamptz, $4::uuid))
-           ORDER BY country, not_after, id LIMIT $5""",
-        country, after[0] if after else None, after[1] if after else None, after[2] if after else None, limit)
+def rule_from_message(r: province_rule_pb2.ProvinceRule) -> Rule:
+    """The inverse of rule_message (a rule downloaded with GetRules, for the offline verifier)."""
+    return Rule(rule_id=r.rule_id, version=r.version, province_code=r.province_code,
+                entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
+                test_type=enum_name(testing_pb2.TestType, r.test_type) or None, disabled=r.disabled,
+                validity_seconds=r.validity.seconds or None,
+                accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
+                require_complete_series=r.complete_series_required,
+                min_days_since_last_dose=r.min_days_since_last_dose or None,
+                max_days_since_last_dose=r.max_days_since_last_dose or None,
+                min_days_since_positive=r.min_days_since_first_positive or None,
+                max_days_since_positive=r.max_days_since_first_positive or None,
+                effective_from=r.effective_from.ToDatetime(tzinfo=timezone.utc), description=r.description,
+                created_at=r.created_at.ToDatetime(tzinfo=timezone.utc))
 
 
-# --- province rules -----------------------------------------------------------------------------------
+# --- setting and listing versions ------------------------------------------------------------------
 
 @dataclass
 class RuleInput:

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timezone
 
-from services.common.hcert import uvci as _uvci
+from services.hcert import uvci as _uvci
 
 SCHEMA_VERSION = "1.3.0"
 MAX_TEXT = 80  # maxLength of every free-text field in the schema

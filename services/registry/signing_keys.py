@@ -9,7 +9,6 @@ previous one, which keeps verifying until its last certificate expires.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,8 +20,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from services.common import audit
 from services.common.auth import Principal
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from services.common.hcert import keys as hkeys
+from services.hcert import keys as hkeys
 from services.common.pii import PiiCipher
+from services.registry.trust_list import trust_list_change
 
 ALGORITHMS = ("ES256", "PS256")
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -103,16 +103,6 @@ async def _store(conn, actor: Principal | None, pii: PiiCipher, key, algorithm: 
     await trust_list_change(conn, der, "VN", "ADDED")
     await audit.record(conn, actor, action, "signing_key", str(key_id), request_id, {"algorithm": algorithm})
     return await get(conn, str(key_id))
-
-
-async def trust_list_change(conn, certificate_der: bytes, country: str, change: str) -> None:
-    """Record that a certificate entered or left the trust list (devices fetch changes by version)."""
-    await conn.execute(
-        """INSERT INTO trust_list_changes (sha256_fingerprint, kid, certificate_der, country, change)
-           VALUES ($1, $2, $3, $4, $5)""",
-        hashlib.sha256(certificate_der).digest(), hkeys.kid_of(certificate_der), certificate_der, country, change,
-    )
-    await conn.execute("NOTIFY trust_list")
 
 
 async def generate(conn, actor: Principal | None, pii: PiiCipher, algorithm: str, validity: timedelta | None = None,

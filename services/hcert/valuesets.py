@@ -1,6 +1,6 @@
-"""The EU DCC value sets the platform validates against, shipped in services/common/dcc/valuesets.
+"""The EU DCC value sets the platform validates against, shipped in services/hcert/dcc/valuesets.
 
-They come from the public DCC value-set repository (Apache-2.0; see services/common/dcc/NOTICE).
+They come from the public DCC value-set repository (Apache-2.0; see services/hcert/dcc/NOTICE).
 The rapid antigen device list changes over time: replace the file with the current publication and
 redeploy to accept new devices.
 """

@@ -1,7 +1,7 @@
 """HCERT: the EU Digital COVID Certificate (DCC) QR format the platform issues and checks.
 
 `"HC1:" + Base45(zlib(COSE_Sign1(CWT)))`, where the CWT carries `iss` (1) = "VN", `iat` (6), `exp` (4)
-and `hcert` (-260) → {1: DCC JSON}; see DESIGN.md §6.
+and `hcert` (-260) → {1: DCC JSON} (docs/design.md, "The QR code").
 
 Modules:
 
@@ -11,6 +11,8 @@ Modules:
 - `payload` — the DCC JSON for a test entry (schema 1.3), including ICAO 9303 name transliteration.
 - `codec` — COSE_Sign1 signing, CWT encoding and the "HC1:" text.
 - `qr` — QR rendering (alphanumeric mode, error correction Q) as PNG, SVG or terminal text.
+- `decode` — the verifier's side: every layer checked, each failure named by its stage.
+- `valuesets` and `dcc/` — the DCC JSON schema and value sets (Apache-2.0, see dcc/NOTICE).
 
 Shared by publish_svc (signing) and verify_svc (decoding).
 """

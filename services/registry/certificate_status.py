@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis.asyncio as redis
 
 from services.common.cache import cache_key
-from services.common.redis_reader import RedisReader
 
 _NAMESPACE, _VERSION = "cs", 1
 _TTL_PAST_EXPIRY_S = 86_400
@@ -45,8 +45,16 @@ class CachedStatus:
     expires_at: int      # unix seconds
 
 
+class StatusReader(Protocol):
+    """A faster read path than `client` (verify_svc's pipelined reader with a local mirror)."""
+
+    def known(self, key: str) -> bytes | None: ...
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]: ...
+
+
 class StatusCache:
-    def __init__(self, client: redis.Redis, prefix: str, reader: RedisReader | None = None):
+    def __init__(self, client: redis.Redis, prefix: str, reader: StatusReader | None = None):
         """`reader` (verify_svc) serves reads on a lean pipelined connection; writes use `client`."""
         self._redis = client
         self._prefix = prefix
