@@ -47,16 +47,25 @@ class ServiceProcesses:
     """`python -m services.<name>` processes on free ports, stopped together."""
 
     def __init__(self, env: dict[str, str]):
-        self.env = {**os.environ, "GRPC_HOST": "127.0.0.1", "METRICS_PORT": "0", "GRPC_INSECURE": "true",
-                    "LOG_LEVEL": "WARNING", **env}
+        self.env = {
+            **os.environ,
+            "GRPC_HOST": "127.0.0.1",
+            "METRICS_PORT": "0",
+            "GRPC_INSECURE": "true",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
         self.processes: list[subprocess.Popen] = []
 
     def start(self, name: str, **env: str) -> int:
         from tools.servers import free_port, wait_for_port
 
         port = free_port()
-        self.processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                               env={**self.env, **env, "GRPC_PORT": str(port)}))
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env={**self.env, **env, "GRPC_PORT": str(port)}
+            )
+        )
         if not wait_for_port(port, 30):
             raise RuntimeError(f"{name} did not start")
         return port
@@ -75,7 +84,7 @@ async def delete_redis_keys(prefix: str) -> None:
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
         for i in range(0, len(keys), 1000):
-            await client.delete(*keys[i:i + 1000])
+            await client.delete(*keys[i : i + 1000])
     finally:
         await client.aclose()
 
@@ -90,8 +99,9 @@ async def bench_platform(name: str, **env: str):
     async with scratch_database(f"bench_{name}") as dsn:
         secrets = fresh_secrets()
         prefix = f"bench{uuid.uuid4().hex[:6]}"
-        services = ServiceProcesses({**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-                                     **env})
+        services = ServiceProcesses(
+            {**secrets, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, **env}
+        )
         try:
             yield dsn, secrets, services
         finally:

@@ -24,8 +24,9 @@ from services.gen.covidtest.type.v1 import verdict_pb2  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc  # noqa: E402
 
-REPLY = pb.VerifyResponse(verdict=verdict_pb2.VERDICT_VALID, reason="echo",
-                          status_source=verdict_pb2.STATUS_SOURCE_UNCHECKED)
+REPLY = pb.VerifyResponse(
+    verdict=verdict_pb2.VERDICT_VALID, reason="echo", status_source=verdict_pb2.STATUS_SOURCE_UNCHECKED
+)
 
 
 class EchoServicer(verify_service_pb2_grpc.VerifyServiceServicer):
@@ -34,12 +35,14 @@ class EchoServicer(verify_service_pb2_grpc.VerifyServiceServicer):
 
 
 async def serve(host: str, port: int) -> None:
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-        ("grpc.so_reuseport", 1),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.so_reuseport", 1),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
     verify_service_pb2_grpc.add_VerifyServiceServicer_to_server(EchoServicer(), server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise SystemExit(f"echo_server: cannot bind {host}:{port}")

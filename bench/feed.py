@@ -31,9 +31,11 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    MACHINE, ServiceProcesses, bench_platform, percentile,
+    MACHINE,
+    ServiceProcesses,
+    bench_platform,
+    percentile,
 )
-from services.registry import signing_keys  # noqa: E402
 from services.common.auth import Role  # noqa: E402
 from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
 from services.common.db import connect  # noqa: E402
@@ -43,6 +45,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc  # noqa: 
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
+from services.registry import signing_keys  # noqa: E402
 from tests.conftest import bearer, make_principal  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
 
@@ -58,8 +61,9 @@ class Consumer:
         self.changed = asyncio.Event()
 
     async def run(self) -> None:
-        call = self.stub.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(self.token),
-                                            wait_for_ready=True)
+        call = self.stub.StreamResultEvents(
+            ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(self.token), wait_for_ready=True
+        )
         async for message in call:
             now = time.time()
             for event in message.events:
@@ -86,8 +90,13 @@ async def register(stub, auth, lab_id: str, count: int, offset: int) -> list[str
 
 
 async def record(stub, auth, barcodes: list[str], acked: dict[str, float]) -> None:
-    reply = await stub.RecordResults(rpb.RecordResultsRequest(request_id=rid(), results=[
-        result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in barcodes]), metadata=auth, timeout=60)
+    reply = await stub.RecordResults(
+        rpb.RecordResultsRequest(
+            request_id=rid(), results=[result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in barcodes]
+        ),
+        metadata=auth,
+        timeout=60,
+    )
     now = time.time()
     for item in reply.results:
         for s in item.samples:
@@ -115,7 +124,7 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
     # Phase 1: throughput of signing and delivery, on a backlog committed beforehand.
     barcodes = await register(intake, unit_auth, lab["id"], args.results, 0)
     acked: dict[str, float] = {}
-    queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
+    queue = [barcodes[i : i + 100] for i in range(0, len(barcodes), 100)]
 
     async def writer():
         while queue:
@@ -124,25 +133,32 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
     await asyncio.gather(*(writer() for _ in range(args.writers)))
     publish_port = services.start("publish_svc")
     started = time.time()
-    feed_channel = grpc.aio.insecure_channel(f"127.0.0.1:{publish_port}",
-                                             options=[("grpc.max_receive_message_length", 64 << 20)])
+    feed_channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{publish_port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
     consumer = Consumer(publish_service_pb2_grpc.PublishServiceStub(feed_channel), partner["token"])
     consuming = asyncio.create_task(consumer.run())
     await consumer.wait_for(args.results, 300)
     elapsed = max(consumer.arrived.values()) - started
     events_per_s = args.results / elapsed
-    print(f"throughput: a backlog of {args.results} committed results signed and delivered in {elapsed:.2f} s = "
-          f"{events_per_s:.0f} certificates/s ({consumer.certificates} certificates on the stream)", flush=True)
+    print(
+        f"throughput: a backlog of {args.results} committed results signed and delivered in {elapsed:.2f} s = "
+        f"{events_per_s:.0f} certificates/s ({consumer.certificates} certificates on the stream)",
+        flush=True,
+    )
 
     # Phase 2: the whole pipeline at once: intake as fast as it goes while the relay signs and delivers.
     barcodes = await register(intake, unit_auth, lab["id"], args.results, 20_000_000)
-    queue = [barcodes[i:i + 100] for i in range(0, len(barcodes), 100)]
+    queue = [barcodes[i : i + 100] for i in range(0, len(barcodes), 100)]
     started = time.time()
     await asyncio.gather(*(writer() for _ in range(args.writers)))
     await consumer.wait_for(2 * args.results, 300)
     pipeline_per_s = args.results / (max(consumer.arrived.values()) - started)
-    print(f"pipeline: {args.results} results recorded, signed and delivered at once = {pipeline_per_s:.0f}/s "
-          "(intake, relay, Postgres and this client share the machine)", flush=True)
+    print(
+        f"pipeline: {args.results} results recorded, signed and delivered at once = {pipeline_per_s:.0f}/s "
+        "(intake, relay, Postgres and this client share the machine)",
+        flush=True,
+    )
 
     # Phase 3: lag at a steady rate.
     barcodes = await register(intake, unit_auth, lab["id"], args.lag_results, 10_000_000)
@@ -152,23 +168,33 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
     tasks = []
     next_at = time.monotonic()
     for i in range(0, len(barcodes), batch):
-        tasks.append(asyncio.create_task(record(intake, lab_auth, barcodes[i:i + batch], lag_acked)))
+        tasks.append(asyncio.create_task(record(intake, lab_auth, barcodes[i : i + batch], lag_acked)))
         next_at += interval
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     await asyncio.gather(*tasks)
     await consumer.wait_for(2 * args.results + args.lag_results, 120)
     lags = [(consumer.arrived[r] - a) * 1000 for r, a in lag_acked.items()]
     p50, p99 = percentile(lags, 0.5), percentile(lags, 0.99)
-    print(f"lag at {args.rate}/s: {len(lags)} results, commit-to-consumer p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {max(lags):.1f} ms", flush=True)
+    print(
+        f"lag at {args.rate}/s: {len(lags)} results, commit-to-consumer p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {max(lags):.1f} ms",
+        flush=True,
+    )
     positions = consumer.positions
     assert positions == list(range(1, len(positions) + 1)), "the feed had a gap or a repeat"
     consuming.cancel()
     await intake_channel.close()
     await feed_channel.close()
-    return {"events_per_s": round(events_per_s), "pipeline_events_per_s": round(pipeline_per_s), "lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1),
-            "lag_rate_per_s": args.rate, "results": args.results, "lag_results": args.lag_results,
-            "writers": args.writers}
+    return {
+        "events_per_s": round(events_per_s),
+        "pipeline_events_per_s": round(pipeline_per_s),
+        "lag_p50_ms": round(p50, 1),
+        "lag_p99_ms": round(p99, 1),
+        "lag_rate_per_s": args.rate,
+        "results": args.results,
+        "lag_results": args.lag_results,
+        "writers": args.writers,
+    }
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ async def register_all(stub, auth, lab_id: str, count: int, offset: int) -> list
 
 
 async def record_all(stub, auth, barcodes: list[str], batch: int, concurrency: int) -> tuple[float, list[float]]:
-    batches = [barcodes[i:i + batch] for i in range(0, len(barcodes), batch)]
+    batches = [barcodes[i : i + batch] for i in range(0, len(barcodes), batch)]
     queue: asyncio.Queue = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
@@ -50,8 +50,9 @@ async def record_all(stub, auth, barcodes: list[str], batch: int, concurrency: i
     async def worker():
         while not queue.empty():
             chunk = queue.get_nowait()
-            request = pb.RecordResultsRequest(request_id=rid(), results=[
-                result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in chunk])
+            request = pb.RecordResultsRequest(
+                request_id=rid(), results=[result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in chunk]
+            )
             started = time.perf_counter()
             reply = await stub.RecordResults(request, metadata=auth, timeout=60)
             latencies.append(time.perf_counter() - started)
@@ -68,8 +69,9 @@ async def main(args) -> dict:
         lab = await make_principal(dsn, Role.LAB)
         port = services.start("result_svc")
         figures = {}
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-                ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+        ) as channel:
             stub = result_service_pb2_grpc.ResultServiceStub(channel)
             offset = 0
             for batch in (100, 500):
@@ -78,15 +80,21 @@ async def main(args) -> dict:
                 offset += total
                 elapsed, latencies = await record_all(stub, bearer(lab["token"]), barcodes, batch, args.concurrency)
                 figures[batch] = {
-                    "results": total, "seconds": round(elapsed, 3), "results_per_s": round(total / elapsed),
+                    "results": total,
+                    "seconds": round(elapsed, 3),
+                    "results_per_s": round(total / elapsed),
                     "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
                     "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-                    "mean_ms": round(statistics.mean(latencies) * 1000, 1), "calls": len(latencies),
+                    "mean_ms": round(statistics.mean(latencies) * 1000, 1),
+                    "calls": len(latencies),
                 }
                 f = figures[batch]
-                print(f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} "
-                      f"results/s; per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
-                      f"{args.concurrency} in flight)", flush=True)
+                print(
+                    f"batch {batch:4d}: {f['results']} results in {f['seconds']} s = {f['results_per_s']} "
+                    f"results/s; per call p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['calls']} calls, "
+                    f"{args.concurrency} in flight)",
+                    flush=True,
+                )
         return figures
 
 
@@ -97,8 +105,17 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     figures = asyncio.run(main(arguments))
     best = figures[500]
-    print(json.dumps({
-        "bench": "intake", "results_per_s": best["results_per_s"], "p99_ms": best["p99_ms"], "batch_size": 500,
-        "batch_100": figures[100], "batch_500": figures[500], "concurrency": arguments.concurrency,
-        "machine": MACHINE,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "intake",
+                "results_per_s": best["results_per_s"],
+                "p99_ms": best["p99_ms"],
+                "batch_size": 500,
+                "batch_100": figures[100],
+                "batch_500": figures[500],
+                "concurrency": arguments.concurrency,
+                "machine": MACHINE,
+            }
+        )
+    )

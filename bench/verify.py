@@ -54,7 +54,11 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    MACHINE, ROOT, ServiceProcesses, bench_platform, percentile,
+    MACHINE,
+    ROOT,
+    ServiceProcesses,
+    bench_platform,
+    percentile,
 )
 from bench.feed import record, register  # noqa: E402
 from services.common.auth import Role  # noqa: E402
@@ -107,9 +111,19 @@ class H2Load:
         self.token, self.workdir, self.clients, self.streams = token, workdir, clients, streams
         self.runs = 0
 
-    def run(self, port: int, path: str, body: bytes, *, duration: float | None = None, warmup: float = 0,
-            requests: int | None = None, rps_per_client: int | None = None, streams: int | None = None,
-            response_bytes: int = 0) -> Load:
+    def run(
+        self,
+        port: int,
+        path: str,
+        body: bytes,
+        *,
+        duration: float | None = None,
+        warmup: float = 0,
+        requests: int | None = None,
+        rps_per_client: int | None = None,
+        streams: int | None = None,
+        response_bytes: int = 0,
+    ) -> Load:
         self.runs += 1
         body_file, log_file = self.workdir / f"body{self.runs}.bin", self.workdir / f"requests{self.runs}.log"
         body_file.write_bytes(body)
@@ -122,30 +136,49 @@ class H2Load:
             args += ["-n", str(requests)]
         if rps_per_client:
             args += ["--rps", str(rps_per_client)]
-        args += ["-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
-                 "-H", f"authorization: Bearer {self.token}", "--log-file", str(log_file),
-                 f"http://127.0.0.1:{port}{path}"]
+        args += [
+            "-d",
+            str(body_file),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-H",
+            f"authorization: Bearer {self.token}",
+            "--log-file",
+            str(log_file),
+            f"http://127.0.0.1:{port}{path}",
+        ]
         shown = shlex.join(args).replace(self.token, "$TOKEN")
         out = subprocess.run(args, capture_output=True, text=True, timeout=(duration or 60) + warmup + 60)
         text = out.stdout
         if out.returncode != 0 or "finished in" not in text:
             raise RuntimeError(f"h2load failed ({out.returncode}): {shown}\n{text}\n{out.stderr}")
         rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text).group(1))
-        total, started, done, succeeded, failed, errored, timeout = map(int, re.search(
-            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
-            r"(\d+) timeout", text).groups())
+        total, started, done, succeeded, failed, errored, timeout = map(
+            int,
+            re.search(
+                r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+                r"(\d+) timeout",
+                text,
+            ).groups(),
+        )
         status_2xx = int(re.search(r"status codes: (\d+) 2xx", text).group(1))
         data_bytes = int(re.search(r"\((\d+)\) data", text).group(1))
         problems = []
         if done == 0 or succeeded != done or status_2xx != done or failed or errored or timeout:
-            problems.append(f"{done} done, {succeeded} succeeded, {status_2xx} with HTTP 200, {failed} failed, "
-                            f"{errored} errored, {timeout} timed out")
+            problems.append(
+                f"{done} done, {succeeded} succeeded, {status_2xx} with HTTP 200, {failed} failed, "
+                f"{errored} errored, {timeout} timed out"
+            )
         # A gRPC error is HTTP 200 with grpc-status in a trailers-only answer: no DATA at all. Every
         # successful answer carries a response frame of about the size of the one checked directly
         # (the timestamps' varints may differ by a few bytes).
         if response_bytes and data_bytes < done * (response_bytes - 8):
-            problems.append(f"{data_bytes} response bytes for {done} answers of about {response_bytes} bytes: "
-                            "some answers had no message (a gRPC error)")
+            problems.append(
+                f"{data_bytes} response bytes for {done} answers of about {response_bytes} bytes: "
+                "some answers had no message (a gRPC error)"
+            )
         latencies = []
         for line in log_file.read_text().splitlines():
             fields = line.split("\t")
@@ -162,8 +195,9 @@ class H2Load:
 async def read_certificates(stub, token: str, count: int, timeout: float = 120) -> list[str]:
     """The QR strings of the first `count` certificates on the feed, from position 1."""
     qrs: list[str] = []
-    call = stub.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(token),
-                                   wait_for_ready=True)
+    call = stub.StreamResultEvents(
+        ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(token), wait_for_ready=True
+    )
     deadline = time.monotonic() + timeout
     try:
         while len(qrs) < count:
@@ -179,8 +213,11 @@ async def read_certificates(stub, token: str, count: int, timeout: float = 120) 
 async def valid_count(dsn: str, device_id: str) -> int:
     conn = await connect(dsn)
     try:
-        return await conn.fetchval("SELECT coalesce(sum(count), 0) FROM verification_counts "
-                                   "WHERE checkpoint_id = $1::uuid AND verdict = 'VALID'", device_id)
+        return await conn.fetchval(
+            "SELECT coalesce(sum(count), 0) FROM verification_counts "
+            "WHERE checkpoint_id = $1::uuid AND verdict = 'VALID'",
+            device_id,
+        )
     finally:
         await conn.close()
 
@@ -195,7 +232,7 @@ async def wait_for_valid_count(dsn: str, device_id: str, expected: int, timeout:
         await asyncio.sleep(0.5)
 
 
-PROBES_FROM_CACHE = 0.9   # the least share of probe answers from CACHE for a valid run
+PROBES_FROM_CACHE = 0.9  # the least share of probe answers from CACHE for a valid run
 
 
 async def probed(run, stub, request, auth) -> tuple:
@@ -219,8 +256,9 @@ async def probed(run, stub, request, auth) -> tuple:
         done.set()
         await prober
     if sources["STATUS_SOURCE_CACHE"] < PROBES_FROM_CACHE * sum(sources.values()):
-        raise RuntimeError(f"status sources seen during the run: {dict(sources)}; the benchmark measures the "
-                           "cache-hit path")
+        raise RuntimeError(
+            f"status sources seen during the run: {dict(sources)}; the benchmark measures the cache-hit path"
+        )
     return result, sources
 
 
@@ -228,8 +266,11 @@ def start_echo(services: ServiceProcesses) -> int:
     from tools.servers import free_port, wait_for_port
 
     port = free_port()
-    services.processes.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"),
-                                                "--port", str(port)], cwd=ROOT, env=services.env))
+    services.processes.append(
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(port)], cwd=ROOT, env=services.env
+        )
+    )
     if not wait_for_port(port, 30):
         raise RuntimeError("the echo server did not start")
     return port
@@ -237,7 +278,10 @@ def start_echo(services: ServiceProcesses) -> int:
 
 async def main(args) -> dict:
     async with bench_platform("verify", RELAY_POLL_SECONDS="0.05", SCANS_PER_MINUTE=str(1_000_000_000)) as (
-            dsn, secrets, services):
+        dsn,
+        secrets,
+        services,
+    ):
         return await run(args, dsn, secrets, services)
 
 
@@ -252,17 +296,19 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
         intake = result_service_pb2_grpc.ResultServiceStub(channel)
         barcodes = await register(intake, bearer(unit["token"]), lab["id"], args.results, 0)
         for i in range(0, len(barcodes), 100):
-            await record(intake, bearer(lab["token"]), barcodes[i:i + 100], {})
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{services.start('publish_svc')}", options=[
-            ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-        qrs = await read_certificates(publish_service_pb2_grpc.PublishServiceStub(channel), partner["token"],
-                                      args.results)
+            await record(intake, bearer(lab["token"]), barcodes[i : i + 100], {})
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{services.start('publish_svc')}", options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
+        qrs = await read_certificates(
+            publish_service_pb2_grpc.PublishServiceStub(channel), partner["token"], args.results
+        )
     print(f"setup: {len(qrs)} results released, their certificates read from the feed", flush=True)
 
     verify_port = services.start("verify_svc", SERVER_PROCESSES=str(args.processes))
     echo_port = start_echo(services)
     single = vpb.VerifyRequest(qr=qrs[0])
-    batch = vpb.VerifyBatchRequest(scans=[vpb.VerifyRequest(qr=qr) for qr in qrs[1:1 + BATCH_SIZE]])
+    batch = vpb.VerifyBatchRequest(scans=[vpb.VerifyRequest(qr=qr) for qr in qrs[1 : 1 + BATCH_SIZE]])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_port}") as channel:
         stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
         auth = bearer(device["token"])
@@ -274,25 +320,54 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
                 break
             await asyncio.sleep(0.2)
         if answer.verdict != verdict_pb2.VERDICT_VALID or answer.status_source != verdict_pb2.STATUS_SOURCE_CACHE:
-            raise RuntimeError(f"the benchmark QR does not verify as VALID from the cache: "
-                               f"{verdict_pb2.Verdict.Name(answer.verdict)} "
-                               f"({verdict_pb2.StatusSource.Name(answer.status_source)}): {answer.reason}")
+            raise RuntimeError(
+                f"the benchmark QR does not verify as VALID from the cache: "
+                f"{verdict_pb2.Verdict.Name(answer.verdict)} "
+                f"({verdict_pb2.StatusSource.Name(answer.status_source)}): {answer.reason}"
+            )
         batch_answer = await stub.VerifyBatch(batch, metadata=auth, timeout=30)
         bad = [r for r in batch_answer.results if r.verdict != verdict_pb2.VERDICT_VALID]
         if len(batch_answer.results) != BATCH_SIZE or bad:
             raise RuntimeError(f"VerifyBatch: {len(bad)} of {len(batch_answer.results)} scans not VALID")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as channel:
         echo_answer = await verify_service_pb2_grpc.VerifyServiceStub(channel).Verify(single, timeout=10)
-    print(f"check: a direct Verify answered VALID (status from CACHE, rule {answer.rule_id} v{answer.rule_version}); "
-          f"VerifyBatch of {BATCH_SIZE}: all VALID", flush=True)
+    print(
+        f"check: a direct Verify answered VALID (status from CACHE, rule {answer.rule_id} v{answer.rule_version}); "
+        f"VerifyBatch of {BATCH_SIZE}: all VALID",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench_verify_") as workdir:
-        return await measure(args, dsn, device, direct, Path(workdir), verify_port, echo_port, single, batch,
-                             answer, batch_answer, echo_answer)
+        return await measure(
+            args,
+            dsn,
+            device,
+            direct,
+            Path(workdir),
+            verify_port,
+            echo_port,
+            single,
+            batch,
+            answer,
+            batch_answer,
+            echo_answer,
+        )
 
 
-async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, verify_port: int, echo_port: int,
-                  single, batch, answer, batch_answer, echo_answer) -> dict:
+async def measure(
+    args,
+    dsn: str,
+    device: dict,
+    direct: int,
+    workdir: Path,
+    verify_port: int,
+    echo_port: int,
+    single,
+    batch,
+    answer,
+    batch_answer,
+    echo_answer,
+) -> dict:
     verify_bytes, batch_bytes = len(grpc_frame(answer)), len(grpc_frame(batch_answer))
     auth = bearer(device["token"])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_port}") as channel:
@@ -307,67 +382,115 @@ async def measure(args, dsn: str, device: dict, direct: int, workdir: Path, veri
         counted = await wait_for_valid_count(dsn, device["id"], before + checked.done)
         if counted - before != checked.done:
             raise RuntimeError(f"h2load sent {checked.done} requests but verify_svc counted {counted - before} VALID")
-        print(f"check: all {checked.done} h2load requests were answered VALID (verify_svc's verdict counts)",
-              flush=True)
+        print(
+            f"check: all {checked.done} h2load requests were answered VALID (verify_svc's verdict counts)", flush=True
+        )
 
         # 1. Max throughput at the same concurrency: verify and echo in turns, the median run of each
         # (the same server's figure varies by ±15 % from run to run on this shared machine).
         rounds: dict[str, list[Load]] = {"verify": [], "echo": []}
-        not_cached = 0   # probe answers whose status did not come from the cache
+        not_cached = 0  # probe answers whose status did not come from the cache
         echo_bytes = len(grpc_frame(echo_answer))
         for round_number in range(1, args.rounds + 1):
             for name, port, size in (("verify", verify_port, verify_bytes), ("echo", echo_port, echo_bytes)):
+
                 def max_run(port=port, size=size):
-                    return load.run(port, VERIFY_PATH, body, duration=args.duration, warmup=args.warmup,
-                                    response_bytes=size)
+                    return load.run(
+                        port, VERIFY_PATH, body, duration=args.duration, warmup=args.warmup, response_bytes=size
+                    )
+
                 probes = ""
                 if name == "verify":
                     r, sources = await probed(max_run, probe_stub, single, auth)
                     not_cached += sum(sources.values()) - sources["STATUS_SOURCE_CACHE"]
-                    probes = (f"; {sum(sources.values())} probe calls beside it, "
-                              f"{sources['STATUS_SOURCE_CACHE']} from CACHE")
+                    probes = (
+                        f"; {sum(sources.values())} probe calls beside it, {sources['STATUS_SOURCE_CACHE']} from CACHE"
+                    )
                 else:
                     r = max_run()
                 rounds[name].append(r)
-                print(f"{name} max, round {round_number}: {r.rps:.0f} calls/s, p50 {r.p50:.2f} ms, "
-                      f"p99 {r.p99:.2f} ms ({r.done} calls, {args.clients} connections x {args.streams} streams"
-                      f"{probes})\n  {r.command}", flush=True)
+                print(
+                    f"{name} max, round {round_number}: {r.rps:.0f} calls/s, p50 {r.p50:.2f} ms, "
+                    f"p99 {r.p99:.2f} ms ({r.done} calls, {args.clients} connections x {args.streams} streams"
+                    f"{probes})\n  {r.command}",
+                    flush=True,
+                )
         runs = {name: sorted(loads, key=lambda r: r.rps)[len(loads) // 2] for name, loads in rounds.items()}
         ratio = runs["verify"].rps / runs["echo"].rps
-        print(f"median of {args.rounds}: verify {runs['verify'].rps:.0f} calls/s, echo {runs['echo'].rps:.0f} calls/s; "
-              f"ratio verify/echo: {ratio:.2f}", flush=True)
+        print(
+            f"median of {args.rounds}: verify {runs['verify'].rps:.0f} calls/s, echo {runs['echo'].rps:.0f} calls/s; "
+            f"ratio verify/echo: {ratio:.2f}",
+            flush=True,
+        )
 
         # 2. Latency at half the maximum rate.
         per_client = max(1, round(runs["verify"].rps / 2 / args.clients))
         halves = {}
-        for name, port, size, streams in (("verify", verify_port, verify_bytes, 1), ("echo", echo_port, echo_bytes, 1),
-                                          ("verify_16_streams", verify_port, verify_bytes, args.streams)):
-            halves[name] = load.run(port, VERIFY_PATH, body, duration=args.duration, warmup=args.warmup,
-                                    rps_per_client=per_client, streams=streams, response_bytes=size)
+        for name, port, size, streams in (
+            ("verify", verify_port, verify_bytes, 1),
+            ("echo", echo_port, echo_bytes, 1),
+            ("verify_16_streams", verify_port, verify_bytes, args.streams),
+        ):
+            halves[name] = load.run(
+                port,
+                VERIFY_PATH,
+                body,
+                duration=args.duration,
+                warmup=args.warmup,
+                rps_per_client=per_client,
+                streams=streams,
+                response_bytes=size,
+            )
             r = halves[name]
-            print(f"{name.split('_')[0]} at half load ({args.clients} connections x {streams} streams): {r.rps:.0f} "
-                  f"calls/s (target {per_client * args.clients}), p50 {r.p50:.2f} ms, p99 {r.p99:.2f} ms"
-                  f"\n  {r.command}", flush=True)
+            print(
+                f"{name.split('_')[0]} at half load ({args.clients} connections x {streams} streams): {r.rps:.0f} "
+                f"calls/s (target {per_client * args.clients}), p50 {r.p50:.2f} ms, p99 {r.p99:.2f} ms"
+                f"\n  {r.command}",
+                flush=True,
+            )
         half = halves["verify"]
 
         # 3. VerifyBatch, 50 scans per call.
-        batched = load.run(verify_port, BATCH_PATH, batch_body, duration=args.duration, warmup=args.warmup,
-                           streams=args.batch_streams, response_bytes=batch_bytes)
+        batched = load.run(
+            verify_port,
+            BATCH_PATH,
+            batch_body,
+            duration=args.duration,
+            warmup=args.warmup,
+            streams=args.batch_streams,
+            response_bytes=batch_bytes,
+        )
         batch_scans = batched.rps * BATCH_SIZE
-        print(f"VerifyBatch of {BATCH_SIZE}: {batched.rps:.1f} calls/s = {batch_scans:.0f} scans/s, "
-              f"p50 {batched.p50:.1f} ms, p99 {batched.p99:.1f} ms per call\n  {batched.command}", flush=True)
+        print(
+            f"VerifyBatch of {BATCH_SIZE}: {batched.rps:.1f} calls/s = {batch_scans:.0f} scans/s, "
+            f"p50 {batched.p50:.1f} ms, p99 {batched.p99:.1f} ms per call\n  {batched.command}",
+            flush=True,
+        )
 
-    return {"verify_rps": round(runs["verify"].rps), "echo_rps": round(runs["echo"].rps), "ratio": round(ratio, 3),
-            "verify_p99_ms": round(half.p99, 2), "verify_p50_ms": round(half.p50, 2),
-            "half_load_rps": round(half.rps), "echo_half_load_p99_ms": round(halves["echo"].p99, 2),
-            "verify_half_load_p99_ms_16_streams": round(halves["verify_16_streams"].p99, 2),
-            "verify_max_p50_ms": round(runs["verify"].p50, 2),
-            "verify_max_p99_ms": round(runs["verify"].p99, 2), "echo_p50_ms": round(runs["echo"].p50, 2),
-            "echo_p99_ms": round(runs["echo"].p99, 2), "batch_scans_per_s": round(batch_scans),
-            "batch_size": BATCH_SIZE, "clients": args.clients, "streams": args.streams,
-            "duration_s": args.duration, "rounds": args.rounds,
-            "verify_rps_runs": [round(r.rps) for r in rounds["verify"]],
-            "echo_rps_runs": [round(r.rps) for r in rounds["echo"]], "probes_not_from_cache": not_cached, "grpcio": grpc.__version__}
+    return {
+        "verify_rps": round(runs["verify"].rps),
+        "echo_rps": round(runs["echo"].rps),
+        "ratio": round(ratio, 3),
+        "verify_p99_ms": round(half.p99, 2),
+        "verify_p50_ms": round(half.p50, 2),
+        "half_load_rps": round(half.rps),
+        "echo_half_load_p99_ms": round(halves["echo"].p99, 2),
+        "verify_half_load_p99_ms_16_streams": round(halves["verify_16_streams"].p99, 2),
+        "verify_max_p50_ms": round(runs["verify"].p50, 2),
+        "verify_max_p99_ms": round(runs["verify"].p99, 2),
+        "echo_p50_ms": round(runs["echo"].p50, 2),
+        "echo_p99_ms": round(runs["echo"].p99, 2),
+        "batch_scans_per_s": round(batch_scans),
+        "batch_size": BATCH_SIZE,
+        "clients": args.clients,
+        "streams": args.streams,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "verify_rps_runs": [round(r.rps) for r in rounds["verify"]],
+        "echo_rps_runs": [round(r.rps) for r in rounds["echo"]],
+        "probes_not_from_cache": not_cached,
+        "grpcio": grpc.__version__,
+    }
 
 
 if __name__ == "__main__":
@@ -380,14 +503,19 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds before each run")
     parser.add_argument("--rounds", type=int, default=3, help="max-throughput runs of each server (median kept)")
     parser.add_argument("--check-requests", type=int, default=1000, help="requests of the counted check run (-n)")
-    parser.add_argument("--processes", type=int, default=2,
-                        help="verify_svc SERVER_PROCESSES (one per core shares the port; the echo server runs one)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="verify_svc SERVER_PROCESSES (one per core shares the port; the echo server runs one)",
+    )
     arguments = parser.parse_args()
     if arguments.results < 1 + BATCH_SIZE:
         parser.error(f"--results must be at least {1 + BATCH_SIZE}")
     if shutil.which("h2load") is None:
-        print("bench/verify.py needs h2load (HTTP/2 load generator): apt-get install -y nghttp2-client",
-              file=sys.stderr)
+        print(
+            "bench/verify.py needs h2load (HTTP/2 load generator): apt-get install -y nghttp2-client", file=sys.stderr
+        )
         sys.exit(2)
     figures = asyncio.run(main(arguments))
     print(json.dumps({"bench": "verify", **figures, "verify_processes": arguments.processes, "machine": MACHINE}))

@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from services.registry import principals
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.db import connect, create_pool
+from services.registry import principals
 
 SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -75,8 +75,9 @@ async def result_server(database_url):
     from services.result_svc import __main__ as result_process
     from services.result_svc.config import ResultConfig
 
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_process.build,
-                                  serve_metrics_port=False)
+    running = await start_service(
+        "result_svc", load(ResultConfig, service_env(database_url)), result_process.build, serve_metrics_port=False
+    )
     yield running
     await running.stop(0)
 
@@ -136,7 +137,8 @@ async def make_principal(database_url: str, role: Role, province: str = "24") ->
             if role in (Role.SAMPLER, Role.LAB):
                 kind = PrincipalKind.ORGANISATION
                 pid = await principals.create_organisation(
-                    conn, None, f"org-{label}", "SAMPLING_UNIT" if role is Role.SAMPLER else "LAB", province)
+                    conn, None, f"org-{label}", "SAMPLING_UNIT" if role is Role.SAMPLER else "LAB", province
+                )
             elif role is Role.PARTNER:
                 kind, pid = PrincipalKind.PARTNER, await principals.create_partner(conn, None, f"partner-{label}")
             elif role is Role.CHECKPOINT:

@@ -28,6 +28,7 @@ QR_ALPHANUMERIC = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 # --- schema -------------------------------------------------------------------------------------
 
+
 def _schema_registry() -> Registry:
     resources = []
     for path in SCHEMA_DIR.glob("*.schema.json"):
@@ -36,6 +37,7 @@ def _schema_registry() -> Registry:
 
     def no_network(uri: str):
         raise LookupError(f"schema reference {uri} is not local")
+
     return Registry(retrieve=no_network).with_resources(resources)
 
 
@@ -43,8 +45,7 @@ def _validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    return Draft202012Validator(schema, registry=_schema_registry(),
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema, registry=_schema_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 COMBINED = _validator("DCC.combined-schema.json")
@@ -58,6 +59,7 @@ def assert_schema_valid(dcc: dict) -> None:
 
 
 # --- independent decoder --------------------------------------------------------------------------
+
 
 def decode_and_verify(text: str, certificate: x509.Certificate | bytes) -> dict:
     """Decode an HCERT without project code and check its signature with `certificate` (object or DER).
@@ -85,8 +87,9 @@ def decode_and_verify(text: str, certificate: x509.Certificate | bytes) -> dict:
         public_key.verify(der, sig_structure, ec.ECDSA(hashes.SHA256()))
     elif header[1] == -37:
         assert isinstance(public_key, rsa.RSAPublicKey) and len(signature) == public_key.key_size // 8
-        public_key.verify(signature, sig_structure,
-                          padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+        public_key.verify(
+            signature, sig_structure, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256()
+        )
     else:
         raise AssertionError(f"unexpected alg {header[1]}")
     return {"header": header, "unprotected": unprotected, "cose": cose, "claims": cbor2.loads(cwt_bytes)}

@@ -5,13 +5,13 @@ import asyncio
 from services.common.auth import Role
 from services.common.config import load
 from services.common.runtime import start_service
+from services.gen.covidtest.type.v1 import verdict_pb2
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
-from services.gen.covidtest.type.v1 import verdict_pb2
 from services.result_svc import __main__ as result_process
+from services.result_svc.config import ResultConfig
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
-from services.result_svc.config import ResultConfig
 from tests.conftest import make_principal, service_env
 from tools import demo
 
@@ -19,15 +19,24 @@ from tools import demo
 async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database_url, db):
     env = service_env(database_url, RELAY_POLL_SECONDS="0.05")
     running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
-    publishing = await start_service("publish_svc", load(PublishConfig, env), publish_service.build,
-                                     serve_metrics_port=False)
-    verifying = await start_service("verify_svc", load(VerifyConfig, env), verify_service.build,
-                                    serve_metrics_port=False)
+    publishing = await start_service(
+        "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
+    )
+    verifying = await start_service(
+        "verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False
+    )
     try:
         operator = await make_principal(database_url, Role.OPERATOR)
         lines: list[str] = []
-        outcome = await asyncio.to_thread(demo.run, f"127.0.0.1:{running.port}", f"127.0.0.1:{publishing.port}",
-                                          f"127.0.0.1:{verifying.port}", operator["token"], lines.append, False)
+        outcome = await asyncio.to_thread(
+            demo.run,
+            f"127.0.0.1:{running.port}",
+            f"127.0.0.1:{publishing.port}",
+            f"127.0.0.1:{verifying.port}",
+            operator["token"],
+            lines.append,
+            False,
+        )
     finally:
         await verifying.stop(0)
         await publishing.stop(0)
@@ -39,6 +48,8 @@ async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database
     assert sum("RESULTED" in line and "RELEASED" in line for line in lines) == demo.POOL_SIZE
     events = await db.fetchval(
         "SELECT count(*) FROM outbox o JOIN samples s ON s.id = o.sample_id WHERE s.barcode = ANY($1::text[]) "
-        "AND o.kind = 'RELEASED'", outcome["sample_barcodes"])
+        "AND o.kind = 'RELEASED'",
+        outcome["sample_barcodes"],
+    )
     assert events == demo.POOL_SIZE
     assert not any(name.split(" ", 1)[1] in "\n".join(lines) for name in demo.NAMES)  # only initials printed

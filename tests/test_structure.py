@@ -87,16 +87,20 @@ def test_no_service_imports_another_and_shared_rooms_import_no_service():
 
 def test_the_check_sees_an_edge_added_back(tmp_path, monkeypatch):
     # The walker must see every import form that could add an edge back.
-    for source in ("from services.result_svc.validation import utcnow\n",
-                   "def f():\n    import services.admin.servicer\n",
-                   "from services import verify_svc\n",
-                   "from ..admin import servicer\n"):
+    for source in (
+        "from services.result_svc.validation import utcnow\n",
+        "def f():\n    import services.admin.servicer\n",
+        "from services import verify_svc\n",
+        "from ..admin import servicer\n",
+    ):
         room = tmp_path / "services" / "publish_svc"
         room.mkdir(parents=True, exist_ok=True)
         (room / "probe.py").write_text(source)
         monkeypatch.setattr(__import__(__name__, fromlist=["SERVICES"]), "SERVICES", tmp_path / "services")
         assert _imported_rooms(room / "probe.py") & SERVICE_ROOMS, source
-        assert forbidden_edges() == [f"services.publish_svc.probe imports services.{_imported_rooms(room / 'probe.py').pop()}"]
+        assert forbidden_edges() == [
+            f"services.publish_svc.probe imports services.{_imported_rooms(room / 'probe.py').pop()}"
+        ]
 
 
 @pytest.mark.parametrize("room", ["common", "hcert", "registry"])

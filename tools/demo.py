@@ -12,7 +12,7 @@ verifies as REVOKED. The people are invented; no personal data is printed except
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,10 +24,10 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.hcert import qr as qr_codes
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2, testing_pb2, verdict_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
+from services.hcert import qr as qr_codes
 
 POOL_SIZE = 5
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em"]
@@ -44,94 +44,163 @@ def _auth(token: str):
 
 
 def _ensure_active_signing_key(admin, op, say) -> None:
-    active = admin.ListSigningKeys(admin_pb.ListSigningKeysRequest(state=admin_pb.SIGNING_KEY_STATE_ACTIVE), metadata=op)
+    active = admin.ListSigningKeys(
+        admin_pb.ListSigningKeysRequest(state=admin_pb.SIGNING_KEY_STATE_ACTIVE), metadata=op
+    )
     if active.signing_keys:
         return
-    key = admin.GenerateSigningKey(admin_pb.GenerateSigningKeyRequest(
-        request_id=str(uuid.uuid4()), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256), metadata=op).signing_key
-    admin.ActivateSigningKey(admin_pb.ActivateSigningKeyRequest(request_id=str(uuid.uuid4()),
-                                                                signing_key_id=key.signing_key_id), metadata=op)
+    key = admin.GenerateSigningKey(
+        admin_pb.GenerateSigningKeyRequest(
+            request_id=str(uuid.uuid4()), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256
+        ),
+        metadata=op,
+    ).signing_key
+    admin.ActivateSigningKey(
+        admin_pb.ActivateSigningKeyRequest(request_id=str(uuid.uuid4()), signing_key_id=key.signing_key_id), metadata=op
+    )
     say(f"operator generated and activated ES256 signing key kid={key.certificate.kid.hex()}")
 
 
-def run(result_address: str, publish_address: str, verify_address: str, operator_token: str, say=print,
-        show_qr: bool = True) -> dict:
+def run(
+    result_address: str, publish_address: str, verify_address: str, operator_token: str, say=print, show_qr: bool = True
+) -> dict:
     suffix = uuid.uuid4().hex[:6]
-    with grpc.insecure_channel(result_address) as channel, grpc.insecure_channel(publish_address) as feed_channel, \
-            grpc.insecure_channel(verify_address) as verify_channel:
+    with (
+        grpc.insecure_channel(result_address) as channel,
+        grpc.insecure_channel(publish_address) as feed_channel,
+        grpc.insecure_channel(verify_address) as verify_channel,
+    ):
         admin = admin_service_pb2_grpc.AdminServiceStub(channel)
         results = result_service_pb2_grpc.ResultServiceStub(channel)
         op = _auth(operator_token)
 
         def organisation(name: str, kind) -> str:
-            reply = admin.CreateOrganisation(admin_pb.CreateOrganisationRequest(
-                request_id=str(uuid.uuid4()), name=name, kind=kind, province_code="24"), metadata=op)
+            reply = admin.CreateOrganisation(
+                admin_pb.CreateOrganisationRequest(
+                    request_id=str(uuid.uuid4()), name=name, kind=kind, province_code="24"
+                ),
+                metadata=op,
+            )
             return reply.organisation.organisation_id
 
         def token(org_id: str, role) -> str:
-            return admin.IssueCredential(admin_pb.IssueCredentialRequest(
-                request_id=str(uuid.uuid4()), role=role,
-                principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_ORGANISATION, id=org_id)),
-                metadata=op).token
+            return admin.IssueCredential(
+                admin_pb.IssueCredentialRequest(
+                    request_id=str(uuid.uuid4()),
+                    role=role,
+                    principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_ORGANISATION, id=org_id),
+                ),
+                metadata=op,
+            ).token
 
         unit_id = organisation(f"Trạm Y tế xã Tân Mỹ {suffix}", admin_pb.ORGANISATION_KIND_SAMPLING_UNIT)
         lab_id = organisation(f"CDC Bắc Giang lab {suffix}", admin_pb.ORGANISATION_KIND_LAB)
         unit_token, lab_token = token(unit_id, role_pb2.ROLE_SAMPLER), token(lab_id, role_pb2.ROLE_LAB)
-        partner_id = admin.CreatePartner(admin_pb.CreatePartnerRequest(
-            request_id=str(uuid.uuid4()), name=f"Bluezone {suffix}", personal_data_access=True),
-            metadata=op).partner.partner_id
-        partner_token = admin.IssueCredential(admin_pb.IssueCredentialRequest(
-            request_id=str(uuid.uuid4()), role=role_pb2.ROLE_PARTNER,
-            principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_PARTNER, id=partner_id)), metadata=op).token
-        device_id = admin.CreateCheckpointDevice(admin_pb.CreateCheckpointDeviceRequest(
-            request_id=str(uuid.uuid4()), name=f"Chốt QL1A {suffix}", province_code="24"), metadata=op).device.device_id
-        device_token = admin.IssueCredential(admin_pb.IssueCredentialRequest(
-            request_id=str(uuid.uuid4()), role=role_pb2.ROLE_CHECKPOINT,
-            principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_CHECKPOINT_DEVICE, id=device_id)),
-            metadata=op).token
-        say(f"operator registered sampling unit {unit_id}, lab {lab_id}, partner {partner_id} and checkpoint "
-            f"device {device_id}, and issued their tokens")
+        partner_id = admin.CreatePartner(
+            admin_pb.CreatePartnerRequest(
+                request_id=str(uuid.uuid4()), name=f"Bluezone {suffix}", personal_data_access=True
+            ),
+            metadata=op,
+        ).partner.partner_id
+        partner_token = admin.IssueCredential(
+            admin_pb.IssueCredentialRequest(
+                request_id=str(uuid.uuid4()),
+                role=role_pb2.ROLE_PARTNER,
+                principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_PARTNER, id=partner_id),
+            ),
+            metadata=op,
+        ).token
+        device_id = admin.CreateCheckpointDevice(
+            admin_pb.CreateCheckpointDeviceRequest(
+                request_id=str(uuid.uuid4()), name=f"Chốt QL1A {suffix}", province_code="24"
+            ),
+            metadata=op,
+        ).device.device_id
+        device_token = admin.IssueCredential(
+            admin_pb.IssueCredentialRequest(
+                request_id=str(uuid.uuid4()),
+                role=role_pb2.ROLE_CHECKPOINT,
+                principal=admin_pb.Principal(kind=admin_pb.PRINCIPAL_KIND_CHECKPOINT_DEVICE, id=device_id),
+            ),
+            metadata=op,
+        ).token
+        say(
+            f"operator registered sampling unit {unit_id}, lab {lab_id}, partner {partner_id} and checkpoint "
+            f"device {device_id}, and issued their tokens"
+        )
         _ensure_active_signing_key(admin, op, say)
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         pool = f"POOL-{suffix}"
-        samples = [pb.SampleRegistration(
-            sample_barcode=f"BG-{suffix}-{i + 1}",
-            person=person_pb2.Person(
-                identity=person_pb2.PersonIdentity(type=person_pb2.IDENTITY_DOCUMENT_TYPE_CITIZEN_ID,
-                                                   number=f"0240{int(suffix, 16) % 10**6:06d}{i:02d}"),
-                full_name=NAMES[i], date_of_birth=f"19{70 + 5 * i}-0{i + 1}-1{i}", phone=f"09120000{i}{i}",
-                province_code="24", district_code="213"),
-            test_type=testing_pb2.TEST_TYPE_NAAT, collected_at=_ts(now - timedelta(hours=2)),
-            sampling_site="Chốt kiểm dịch QL1A", lab_org_id=lab_id, pool_barcode=pool) for i in range(POOL_SIZE)]
-        registered = results.RegisterSamples(pb.RegisterSamplesRequest(request_id=str(uuid.uuid4()), samples=samples),
-                                             metadata=_auth(unit_token))
+        samples = [
+            pb.SampleRegistration(
+                sample_barcode=f"BG-{suffix}-{i + 1}",
+                person=person_pb2.Person(
+                    identity=person_pb2.PersonIdentity(
+                        type=person_pb2.IDENTITY_DOCUMENT_TYPE_CITIZEN_ID,
+                        number=f"0240{int(suffix, 16) % 10**6:06d}{i:02d}",
+                    ),
+                    full_name=NAMES[i],
+                    date_of_birth=f"19{70 + 5 * i}-0{i + 1}-1{i}",
+                    phone=f"09120000{i}{i}",
+                    province_code="24",
+                    district_code="213",
+                ),
+                test_type=testing_pb2.TEST_TYPE_NAAT,
+                collected_at=_ts(now - timedelta(hours=2)),
+                sampling_site="Chốt kiểm dịch QL1A",
+                lab_org_id=lab_id,
+                pool_barcode=pool,
+            )
+            for i in range(POOL_SIZE)
+        ]
+        registered = results.RegisterSamples(
+            pb.RegisterSamplesRequest(request_id=str(uuid.uuid4()), samples=samples), metadata=_auth(unit_token)
+        )
         say(f"sampling unit registered pool {pool}: {registered.created_count} samples created")
 
-        recorded = results.RecordResults(pb.RecordResultsRequest(request_id=str(uuid.uuid4()), results=[
-            pb.ResultSubmission(pool_barcode=pool, outcome=testing_pb2.OUTCOME_NEGATIVE,
-                                tested_at=_ts(now - timedelta(minutes=20)), method="RT-PCR", lab_reference="LIS-001")]),
-            metadata=_auth(lab_token))
+        recorded = results.RecordResults(
+            pb.RecordResultsRequest(
+                request_id=str(uuid.uuid4()),
+                results=[
+                    pb.ResultSubmission(
+                        pool_barcode=pool,
+                        outcome=testing_pb2.OUTCOME_NEGATIVE,
+                        tested_at=_ts(now - timedelta(minutes=20)),
+                        method="RT-PCR",
+                        lab_reference="LIS-001",
+                    )
+                ],
+            ),
+            metadata=_auth(lab_token),
+        )
         say(f"lab recorded pool {pool} NEGATIVE:")
         for member in sorted(recorded.results[0].samples, key=lambda m: m.sample_barcode):
-            say(f"  {member.sample_barcode:16s} sample {enum_name(testing_pb2.SampleState, member.sample_state):10s}"
-                f" result v{member.result_version} {enum_name(testing_pb2.ResultState, member.result_state)}")
+            say(
+                f"  {member.sample_barcode:16s} sample {enum_name(testing_pb2.SampleState, member.sample_state):10s}"
+                f" result v{member.result_version} {enum_name(testing_pb2.ResultState, member.result_state)}"
+            )
 
         # The partner's feed consumer: a new partner resumes from position 1 (from_position 0 = its cursor).
         feed = publish_service_pb2_grpc.PublishServiceStub(feed_channel)
         wanted = {s.sample_barcode for s in samples}
         events = []
-        for message in feed.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=0),
-                                               metadata=_auth(partner_token), timeout=30):
+        for message in feed.StreamResultEvents(
+            ppb.StreamResultEventsRequest(from_position=0), metadata=_auth(partner_token), timeout=30
+        ):
             events += [e for e in message.events if e.result.sample_barcode in wanted]
             if len(events) == len(wanted):
                 break
         say(f"partner's feed consumer received {len(events)} events:")
         for event in events:
-            say(f"  position {event.position:<6d} {enum_name(testing_pb2.ResultEventKind, event.kind):9s}"
-                f" {event.result.sample_barcode:16s} certificate {event.certificate.certificate_id}")
-        feed.AckResultEvents(ppb.AckResultEventsRequest(request_id=str(uuid.uuid4()), position=events[-1].position),
-                             metadata=_auth(partner_token))
+            say(
+                f"  position {event.position:<6d} {enum_name(testing_pb2.ResultEventKind, event.kind):9s}"
+                f" {event.result.sample_barcode:16s} certificate {event.certificate.certificate_id}"
+            )
+        feed.AckResultEvents(
+            ppb.AckResultEventsRequest(request_id=str(uuid.uuid4()), position=events[-1].position),
+            metadata=_auth(partner_token),
+        )
         first = events[0].certificate
         if show_qr:
             say(f"QR code of certificate {first.certificate_id} ({len(first.qr)} characters):")
@@ -143,19 +212,34 @@ def run(result_address: str, publish_address: str, verify_address: str, operator
             return checkpoint.Verify(vpb.VerifyRequest(qr=first.qr), metadata=_auth(device_token), wait_for_ready=True)
 
         before = scan()
-        say(f"checkpoint scanned it: {enum_name(verdict_pb2.Verdict, before.verdict)} — {before.family_name} "
+        say(
+            f"checkpoint scanned it: {enum_name(verdict_pb2.Verdict, before.verdict)} — {before.family_name} "
             f"{before.given_name[:1]}…, born {before.date_of_birth[:4]}, "
-            f"{enum_name(testing_pb2.TestType, before.test_type)}, valid until {before.valid_until.ToJsonString()}")
+            f"{enum_name(testing_pb2.TestType, before.test_type)}, valid until {before.valid_until.ToJsonString()}"
+        )
         amended = events[0].result.sample_barcode
-        results.AmendResult(pb.AmendResultRequest(
-            request_id=str(uuid.uuid4()), sample_barcode=amended, outcome=testing_pb2.OUTCOME_POSITIVE,
-            tested_at=_ts(now - timedelta(minutes=5)), method="RT-PCR", reason="demo: plate mix-up corrected"),
-            metadata=_auth(lab_token))
+        results.AmendResult(
+            pb.AmendResultRequest(
+                request_id=str(uuid.uuid4()),
+                sample_barcode=amended,
+                outcome=testing_pb2.OUTCOME_POSITIVE,
+                tested_at=_ts(now - timedelta(minutes=5)),
+                method="RT-PCR",
+                reason="demo: plate mix-up corrected",
+            ),
+            metadata=_auth(lab_token),
+        )
         after = scan()
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=5)
-        while after.verdict != verdict_pb2.VERDICT_REVOKED and datetime.now(timezone.utc) < deadline:
+        deadline = datetime.now(UTC) + timedelta(seconds=5)
+        while after.verdict != verdict_pb2.VERDICT_REVOKED and datetime.now(UTC) < deadline:
             after = scan()
         say(f"lab amended {amended}; the same QR now scans as {enum_name(verdict_pb2.Verdict, after.verdict)}")
-        return {"pool": pool, "unit_token": unit_token, "lab_token": lab_token, "partner_token": partner_token,
-                "sample_barcodes": [s.sample_barcode for s in samples], "events": events,
-                "verdicts": (before.verdict, after.verdict)}
+        return {
+            "pool": pool,
+            "unit_token": unit_token,
+            "lab_token": lab_token,
+            "partner_token": partner_token,
+            "sample_barcodes": [s.sample_barcode for s in samples],
+            "events": events,
+            "verdicts": (before.verdict, after.verdict),
+        }

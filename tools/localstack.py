@@ -105,6 +105,7 @@ def start_redis(state: dict) -> str:
 
 # --- services -----------------------------------------------------------------------------------------
 
+
 def local_secrets() -> dict[str, str]:
     if not SECRETS.exists():
         SECRETS.write_text(
@@ -120,12 +121,23 @@ def start_services(env_base: dict[str, str]) -> dict[str, int]:
     LOGS.mkdir(parents=True, exist_ok=True)
     ports = {}
     for name, (grpc_port, metrics_port) in SERVICES.items():
-        env = {**os.environ, **env_base,
-               "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port),
-               "GRPC_INSECURE": "true"}
+        env = {
+            **os.environ,
+            **env_base,
+            "GRPC_HOST": "127.0.0.1",
+            "GRPC_PORT": str(grpc_port),
+            "METRICS_PORT": str(metrics_port),
+            "GRPC_INSECURE": "true",
+        }
         with open(LOGS / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([PYTHON, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [PYTHON, "-m", f"services.{name}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (PIDS / f"{name}.pid").write_text(str(proc.pid))
         ports[name] = grpc_port
     return ports
@@ -153,15 +165,16 @@ def wait_serving(ports: dict[str, int], deadline_s: float = 30) -> None:
 
 
 async def _operator_token(database_url: str) -> str:
-    from services.registry import principals
     from services.common.auth import PrincipalKind, Role
     from services.common.db import connect
+    from services.registry import principals
 
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            _, token = await principals.issue_token(conn, None, PrincipalKind.OPERATOR, "local-operator", Role.OPERATOR,
-                                                  label="make run")
+            _, token = await principals.issue_token(
+                conn, None, PrincipalKind.OPERATOR, "local-operator", Role.OPERATOR, label="make run"
+            )
         return token
     finally:
         await conn.close()
@@ -187,8 +200,13 @@ def up() -> int:
         wait_serving(ports)
         token = asyncio.run(_operator_token(database_url))
         print("\nDemo:")
-        demo.run(f"127.0.0.1:{ports['result_svc']}", f"127.0.0.1:{ports['publish_svc']}",
-                 f"127.0.0.1:{ports['verify_svc']}", token, say=lambda line: print(f"  {line}"))
+        demo.run(
+            f"127.0.0.1:{ports['result_svc']}",
+            f"127.0.0.1:{ports['publish_svc']}",
+            f"127.0.0.1:{ports['verify_svc']}",
+            token,
+            say=lambda line: print(f"  {line}"),
+        )
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
         STATE.write_text(json.dumps(state))

@@ -89,14 +89,27 @@ class PostgresServer:
                 if not mode & 0o001:
                     os.chmod(parent, mode | 0o001)
         if not (self.data / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                      "--no-instructions")
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"
+            )
 
     def start(self) -> None:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
-                   "-c fsync=on")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"), "-w", "-t", "60",
-                  "-o", options, "start")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} -c fsync=on"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """`immediate` is a crash: no shutdown checkpoint, clients see their connections die."""
@@ -112,13 +125,33 @@ class RedisServer:
         self.binary = binary or shutil.which("redis-server") or "redis-server"
         self.port = port or free_port()
         self.pidfile = self.root / "redis.pid"
-        self.extra_args = list(extra_args)   # e.g. ["--rename-command", "CLIENT", ""]
+        self.extra_args = list(extra_args)  # e.g. ["--rename-command", "CLIENT", ""]
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        subprocess.run([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                        "--pidfile", str(self.pidfile), "--dir", str(self.root), "--save", "", "--appendonly", "no",
-                        "--logfile", str(self.root / "redis.log"), *self.extra_args], check=True)
+        subprocess.run(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pidfile),
+                "--dir",
+                str(self.root),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.root / "redis.log"),
+                *self.extra_args,
+            ],
+            check=True,
+        )
         if not wait_for_port(self.port, 10):
             raise RuntimeError(f"redis-server did not start; see {self.root / 'redis.log'}")
         deadline = time.monotonic() + 5

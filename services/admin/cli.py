@@ -20,13 +20,13 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.registry import principals, province_rules, signing_keys, trusted_certificates
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import DomainError, InvalidArgument
 from services.common.pii import PiiCipher
+from services.registry import principals, province_rules, signing_keys, trusted_certificates
 
 
 def _emit(obj) -> None:
@@ -54,21 +54,37 @@ async def _run(args) -> object:
     if cmd == ("migrate", None):
         return {"applied": await migrate.apply(dsn)}
     if cmd == ("org", "create"):
-        org_id = await _with_tx(dsn, lambda c: principals.create_organisation(c, None, args.name, args.kind, args.province))
+        org_id = await _with_tx(
+            dsn, lambda c: principals.create_organisation(c, None, args.name, args.kind, args.province)
+        )
         return {"id": org_id, "name": args.name, "kind": args.kind, "province_code": args.province}
     if cmd == ("partner", "create"):
-        partner_id = await _with_tx(dsn, lambda c: principals.create_partner(c, None, args.name, args.personal_data_access))
+        partner_id = await _with_tx(
+            dsn, lambda c: principals.create_partner(c, None, args.name, args.personal_data_access)
+        )
         return {"id": partner_id, "name": args.name, "personal_data_access": args.personal_data_access}
     if cmd == ("device", "create"):
-        device_id = await _with_tx(dsn, lambda c: principals.create_checkpoint_device(c, None, args.name, args.province))
+        device_id = await _with_tx(
+            dsn, lambda c: principals.create_checkpoint_device(c, None, args.name, args.province)
+        )
         return {"id": device_id, "name": args.name, "province_code": args.province}
     if cmd[1] == "list" and cmd[0] in _KINDS:
-        return [dict(r) for r in await _with_tx(dsn, lambda c: principals.list_principals(c, _KINDS[cmd[0]], args.limit))]
+        return [
+            dict(r) for r in await _with_tx(dsn, lambda c: principals.list_principals(c, _KINDS[cmd[0]], args.limit))
+        ]
     if cmd == ("credential", "issue"):
-        credential_id, token = await _with_tx(dsn, lambda c: principals.issue_token(
-            c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), args.label))
-        return {"credential_id": credential_id, "role": args.role, "token": token,
-                "note": "the token is shown once; store it in the caller's secret store now"}
+        credential_id, token = await _with_tx(
+            dsn,
+            lambda c: principals.issue_token(
+                c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), args.label
+            ),
+        )
+        return {
+            "credential_id": credential_id,
+            "role": args.role,
+            "token": token,
+            "note": "the token is shown once; store it in the caller's secret store now",
+        }
     if cmd == ("credential", "register-cert"):
         try:
             with open(args.certificate, "rb") as f:
@@ -76,17 +92,36 @@ async def _run(args) -> object:
         except OSError as exc:
             raise InvalidArgument(f"cannot read certificate file: {exc.strerror}") from None
         fingerprint, expires_at = principals.parse_client_certificate(pem_or_der)
-        credential_id = await _with_tx(dsn, lambda c: principals.register_client_certificate(
-            c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), fingerprint, expires_at,
-            args.label))
+        credential_id = await _with_tx(
+            dsn,
+            lambda c: principals.register_client_certificate(
+                c,
+                None,
+                PrincipalKind(args.principal_kind),
+                args.principal_id,
+                Role(args.role),
+                fingerprint,
+                expires_at,
+                args.label,
+            ),
+        )
         return {"credential_id": credential_id, "role": args.role}
     if cmd == ("credential", "list"):
-        creds = await _with_tx(dsn, lambda c: principals.list_credentials(
-            c, PrincipalKind(args.principal_kind) if args.principal_kind else None, args.principal_id or "",
-            args.include_revoked, args.limit))
+        creds = await _with_tx(
+            dsn,
+            lambda c: principals.list_credentials(
+                c,
+                PrincipalKind(args.principal_kind) if args.principal_kind else None,
+                args.principal_id or "",
+                args.include_revoked,
+                args.limit,
+            ),
+        )
         return [_credential_json(c) for c in creds]
     if cmd == ("credential", "revoke"):
-        credential = await _with_tx(dsn, lambda c: principals.revoke_credential(c, None, args.credential_id, args.reason))
+        credential = await _with_tx(
+            dsn, lambda c: principals.revoke_credential(c, None, args.credential_id, args.reason)
+        )
         return _credential_json(credential)
     if args.area == "signing-key":
         return await _signing_key(dsn, args)
@@ -106,8 +141,11 @@ def _key_json(key: signing_keys.SigningKeyRow) -> dict:
 
 
 def _record(row) -> dict:
-    return {k: (bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v) for k, v in dict(row).items()
-            if k != "certificate_der"}
+    return {
+        k: (bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v)
+        for k, v in dict(row).items()
+        if k != "certificate_der"
+    }
 
 
 async def _trusted_cert(dsn: str, args) -> object:
@@ -119,24 +157,39 @@ async def _trusted_cert(dsn: str, args) -> object:
             raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
         return _record(await _with_tx(dsn, lambda c: trusted_certificates.import_trusted(c, None, raw, args.country)))
     if args.action == "remove":
-        return _record(await _with_tx(dsn, lambda c: trusted_certificates.remove_trusted(c, None, args.trusted_certificate_id)))
-    return [_record(r) for r in await _with_tx(dsn, lambda c: trusted_certificates.list_trusted(c, args.country, args.limit, None))]
+        return _record(
+            await _with_tx(dsn, lambda c: trusted_certificates.remove_trusted(c, None, args.trusted_certificate_id))
+        )
+    return [
+        _record(r)
+        for r in await _with_tx(dsn, lambda c: trusted_certificates.list_trusted(c, args.country, args.limit, None))
+    ]
 
 
 async def _rule(dsn: str, args) -> object:
     if args.action == "set":
         rule = province_rules.RuleInput(
-            province_code=args.province, entry_type=args.entry_type, test_type=args.test_type, disabled=args.disabled,
+            province_code=args.province,
+            entry_type=args.entry_type,
+            test_type=args.test_type,
+            disabled=args.disabled,
             validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
-            accepted_outcomes=tuple(args.accept or ()), complete_series_required=args.complete_series,
-            min_days_since_last_dose=args.min_days_since_last_dose, max_days_since_last_dose=args.max_days_since_last_dose,
+            accepted_outcomes=tuple(args.accept or ()),
+            complete_series_required=args.complete_series,
+            min_days_since_last_dose=args.min_days_since_last_dose,
+            max_days_since_last_dose=args.max_days_since_last_dose,
             min_days_since_first_positive=args.min_days_since_positive,
             max_days_since_first_positive=args.max_days_since_positive,
             effective_from=datetime.fromisoformat(args.effective_from) if args.effective_from else None,
-            description=args.description)
+            description=args.description,
+        )
         return _record(await _with_tx(dsn, lambda c: province_rules.set_rule(c, None, rule)))
-    return [_record(r) for r in await _with_tx(dsn, lambda c: province_rules.list_rules(
-        c, args.province, args.history, args.limit, None))]
+    return [
+        _record(r)
+        for r in await _with_tx(
+            dsn, lambda c: province_rules.list_rules(c, args.province, args.history, args.limit, None)
+        )
+    ]
 
 
 def _pii_from_environment() -> PiiCipher:
@@ -169,24 +222,37 @@ async def _signing_key(dsn: str, args) -> object:
             raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
         pii = None if args.keep_in_secret else _pii_from_environment()
         ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
-        return _key_json(await _with_tx(dsn, lambda c: signing_keys.import_key(
-            c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref)))
+        return _key_json(
+            await _with_tx(
+                dsn,
+                lambda c: signing_keys.import_key(
+                    c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref
+                ),
+            )
+        )
     if args.action == "activate":
         activated, deactivated = await _with_tx(dsn, lambda c: signing_keys.activate(c, None, args.signing_key_id))
         return {"activated": _key_json(activated), "deactivated": _key_json(deactivated) if deactivated else None}
     if args.action == "retire":
         return _key_json(await _with_tx(dsn, lambda c: signing_keys.retire(c, None, args.signing_key_id, args.force)))
-    return [_key_json(k) for k in await _with_tx(dsn, lambda c: signing_keys.list_keys(c, args.state, args.limit, None))]
+    return [
+        _key_json(k) for k in await _with_tx(dsn, lambda c: signing_keys.list_keys(c, args.state, args.limit, None))
+    ]
 
 
-_KINDS = {"org": PrincipalKind.ORGANISATION, "partner": PrincipalKind.PARTNER,
-          "device": PrincipalKind.CHECKPOINT_DEVICE, "operator": PrincipalKind.OPERATOR}
+_KINDS = {
+    "org": PrincipalKind.ORGANISATION,
+    "partner": PrincipalKind.PARTNER,
+    "device": PrincipalKind.CHECKPOINT_DEVICE,
+    "operator": PrincipalKind.OPERATOR,
+}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="covidtest-admin", description="Operator CLI of the COVID-19 test-result platform")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
-                   help="Postgres URL (default: $DATABASE_URL)")
+    p.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL", ""), help="Postgres URL (default: $DATABASE_URL)"
+    )
     areas = p.add_subparsers(dest="area", required=True)
     areas.add_parser("migrate", help="apply pending database migrations")
 
@@ -194,8 +260,9 @@ def parser() -> argparse.ArgumentParser:
         "org": areas.add_parser("org", help="sampling units and labs").add_subparsers(dest="action", required=True),
         "partner": areas.add_parser("partner", help="feed partners").add_subparsers(dest="action", required=True),
         "device": areas.add_parser("device", help="checkpoint devices").add_subparsers(dest="action", required=True),
-        "operator": areas.add_parser("operator", help="operators (registered by their first credential)")
-        .add_subparsers(dest="action", required=True),
+        "operator": areas.add_parser(
+            "operator", help="operators (registered by their first credential)"
+        ).add_subparsers(dest="action", required=True),
     }
     c = actions["org"].add_parser("create")
     c.add_argument("--name", required=True)
@@ -203,15 +270,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--province", required=True, help="2-digit province code, e.g. 24")
     c = actions["partner"].add_parser("create")
     c.add_argument("--name", required=True)
-    c.add_argument("--personal-data-access", action="store_true",
-                   help="the partner receives names and birth dates on the feed (Bluezone does)")
+    c.add_argument(
+        "--personal-data-access",
+        action="store_true",
+        help="the partner receives names and birth dates on the feed (Bluezone does)",
+    )
     c = actions["device"].add_parser("create")
     c.add_argument("--name", required=True)
     c.add_argument("--province", required=True)
     for sub in actions.values():
         sub.add_parser("list").add_argument("--limit", type=int, default=100)
 
-    cred = areas.add_parser("credential", help="tokens and client certificates").add_subparsers(dest="action", required=True)
+    cred = areas.add_parser("credential", help="tokens and client certificates").add_subparsers(
+        dest="action", required=True
+    )
     for action in ("issue", "register-cert"):
         c = cred.add_parser(action)
         c.add_argument("--principal-kind", required=True, choices=[k.value for k in PrincipalKind])
@@ -229,8 +301,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("credential_id")
     c.add_argument("--reason", default="")
 
-    keys = areas.add_parser("signing-key", help="HCERT signing keys (PII_KEYS/PII_PEPPER seal private keys)") \
-        .add_subparsers(dest="action", required=True)
+    keys = areas.add_parser(
+        "signing-key", help="HCERT signing keys (PII_KEYS/PII_PEPPER seal private keys)"
+    ).add_subparsers(dest="action", required=True)
     c = keys.add_parser("generate", help="new key and certificate, state PENDING")
     c.add_argument("--algorithm", choices=signing_keys.ALGORITHMS, default="ES256")
     c.add_argument("--validity-days", type=int, help="certificate validity (default 365)")
@@ -238,8 +311,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--private-key", required=True, help="PEM file, never from the repository")
     c.add_argument("--certificate", help="its PEM certificate (else one is created)")
     c.add_argument("--validity-days", type=int)
-    c.add_argument("--keep-in-secret", action="store_true",
-                   help="store only the file's path: publish_svc reads the key from the mounted Secret")
+    c.add_argument(
+        "--keep-in-secret",
+        action="store_true",
+        help="store only the file's path: publish_svc reads the key from the mounted Secret",
+    )
     keys.add_parser("activate", help="make it the signing key (rotation)").add_argument("signing_key_id")
     c = keys.add_parser("retire", help="remove from the trust list for good")
     c.add_argument("signing_key_id")
@@ -248,8 +324,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--state", choices=["PENDING", "ACTIVE", "DEACTIVATED", "RETIRED"])
     c.add_argument("--limit", type=int, default=100)
 
-    trusted = areas.add_parser("trusted-cert", help="foreign DCC signing certificates in the trust list") \
-        .add_subparsers(dest="action", required=True)
+    trusted = areas.add_parser(
+        "trusted-cert", help="foreign DCC signing certificates in the trust list"
+    ).add_subparsers(dest="action", required=True)
     c = trusted.add_parser("import")
     c.add_argument("--certificate", required=True, help="X.509 file, PEM or DER")
     c.add_argument("--country", required=True, help="ISO 3166-1 alpha-2, e.g. KR")
@@ -258,8 +335,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--country")
     c.add_argument("--limit", type=int, default=100)
 
-    rules = areas.add_parser("rule", help="province rules (versioned; \"00\" is the national default)") \
-        .add_subparsers(dest="action", required=True)
+    rules = areas.add_parser("rule", help='province rules (versioned; "00" is the national default)').add_subparsers(
+        dest="action", required=True
+    )
     c = rules.add_parser("set", help="add a new version of a province's rule")
     c.add_argument("--province", required=True)
     c.add_argument("--entry-type", required=True, choices=province_rules.ENTRY_TYPES)
@@ -268,8 +346,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--validity-hours", type=int, help="TEST: hours after sample collection")
     c.add_argument("--accept", action="append", choices=["NEGATIVE", "POSITIVE"], help="TEST: accepted outcome")
     c.add_argument("--complete-series", action="store_true")
-    for name in ("min-days-since-last-dose", "max-days-since-last-dose", "min-days-since-positive",
-                 "max-days-since-positive"):
+    for name in (
+        "min-days-since-last-dose",
+        "max-days-since-last-dose",
+        "min-days-since-positive",
+        "max-days-since-positive",
+    ):
         c.add_argument(f"--{name}", type=int, default=0)
     c.add_argument("--effective-from", help="ISO 8601 with offset; default now")
     c.add_argument("--description", default="")

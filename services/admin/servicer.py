@@ -10,9 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-
-from services.registry import principals, province_rules, signing_keys, trusted_certificates
-from services.registry.trust_list import signing_certificate
 from services.common.auth import PrincipalKind, Role, current_principal
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
@@ -24,33 +21,49 @@ from services.common.server import GrpcService
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2, testing_pb2
+from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.registry.trust_list import signing_certificate
 
 SERVICE = "covidtest.admin.v1.AdminService"
 CREATED_KEY = (datetime.fromisoformat, uuid.UUID)  # page key of lists ordered by (created_at, id)
 
 
 def _organisation(row) -> pb.Organisation:
-    return pb.Organisation(organisation_id=str(row["id"]), name=row["name"],
-                           kind=enum_value(pb.OrganisationKind, row["kind"]), province_code=row["province_code"],
-                           created_at=timestamp(row["created_at"]))
+    return pb.Organisation(
+        organisation_id=str(row["id"]),
+        name=row["name"],
+        kind=enum_value(pb.OrganisationKind, row["kind"]),
+        province_code=row["province_code"],
+        created_at=timestamp(row["created_at"]),
+    )
 
 
 def _partner(row) -> pb.Partner:
-    return pb.Partner(partner_id=str(row["id"]), name=row["name"], personal_data_access=row["personal_data_access"],
-                      created_at=timestamp(row["created_at"]))
+    return pb.Partner(
+        partner_id=str(row["id"]),
+        name=row["name"],
+        personal_data_access=row["personal_data_access"],
+        created_at=timestamp(row["created_at"]),
+    )
 
 
 def _device(row) -> pb.CheckpointDevice:
-    return pb.CheckpointDevice(device_id=str(row["id"]), name=row["name"], province_code=row["province_code"],
-                               created_at=timestamp(row["created_at"]))
+    return pb.CheckpointDevice(
+        device_id=str(row["id"]),
+        name=row["name"],
+        province_code=row["province_code"],
+        created_at=timestamp(row["created_at"]),
+    )
 
 
 def _credential(c: principals.Credential) -> pb.Credential:
     kind = PrincipalKind(c.principal_kind)
     return pb.Credential(
         credential_id=c.id,
-        principal=pb.Principal(kind=enum_value(pb.PrincipalKind, kind.value),
-                               id=c.principal_name if kind is PrincipalKind.OPERATOR else c.principal_id),
+        principal=pb.Principal(
+            kind=enum_value(pb.PrincipalKind, kind.value),
+            id=c.principal_name if kind is PrincipalKind.OPERATOR else c.principal_id,
+        ),
         role=enum_value(role_pb2.Role, c.role),
         kind=enum_value(pb.CredentialKind, c.kind),
         description=c.label,
@@ -88,31 +101,45 @@ def _future(ts, field: str) -> datetime | None:
 
 def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
     return pb.SigningKey(
-        signing_key_id=k.id, state=enum_value(pb.SigningKeyState, k.state),
-        certificate=signing_certificate(k.certificate_der, "VN"), created_at=timestamp(k.created_at),
-        activated_at=timestamp(k.activated_at), deactivated_at=timestamp(k.deactivated_at),
-        retired_at=timestamp(k.retired_at), certificates_signed=k.certificates_signed,
-        last_certificate_expires_at=timestamp(k.last_certificate_expires_at))
+        signing_key_id=k.id,
+        state=enum_value(pb.SigningKeyState, k.state),
+        certificate=signing_certificate(k.certificate_der, "VN"),
+        created_at=timestamp(k.created_at),
+        activated_at=timestamp(k.activated_at),
+        deactivated_at=timestamp(k.deactivated_at),
+        retired_at=timestamp(k.retired_at),
+        certificates_signed=k.certificates_signed,
+        last_certificate_expires_at=timestamp(k.last_certificate_expires_at),
+    )
 
 
 def _trusted(row) -> pb.TrustedCertificate:
     return pb.TrustedCertificate(
-        trusted_certificate_id=str(row["id"]), certificate=signing_certificate(bytes(row["certificate_der"]), row["country"]),
-        imported_at=timestamp(row["created_at"]), removed_at=timestamp(row["removed_at"]))
+        trusted_certificate_id=str(row["id"]),
+        certificate=signing_certificate(bytes(row["certificate_der"]), row["country"]),
+        imported_at=timestamp(row["created_at"]),
+        removed_at=timestamp(row["removed_at"]),
+    )
 
 
 def _rule_input(rule) -> province_rules.RuleInput:
     return province_rules.RuleInput(
-        province_code=rule.province_code, entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
-        test_type=enum_name(testing_pb2.TestType, rule.test_type) or None, disabled=rule.disabled,
+        province_code=rule.province_code,
+        entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
+        test_type=enum_name(testing_pb2.TestType, rule.test_type) or None,
+        disabled=rule.disabled,
         validity=rule.validity.ToTimedelta() if rule.HasField("validity") else None,
         accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in rule.accepted_outcomes),
         complete_series_required=rule.complete_series_required,
-        min_days_since_last_dose=rule.min_days_since_last_dose, max_days_since_last_dose=rule.max_days_since_last_dose,
+        min_days_since_last_dose=rule.min_days_since_last_dose,
+        max_days_since_last_dose=rule.max_days_since_last_dose,
         min_days_since_first_positive=rule.min_days_since_first_positive,
         max_days_since_first_positive=rule.max_days_since_first_positive,
-        effective_from=to_datetime(rule.effective_from, "rule.effective_from") if rule.HasField("effective_from") else None,
-        description=rule.description)
+        effective_from=to_datetime(rule.effective_from, "rule.effective_from")
+        if rule.HasField("effective_from")
+        else None,
+        description=rule.description,
+    )
 
 
 def _validity(request) -> timedelta | None:
@@ -126,8 +153,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def _mutate(self, method: str, request, response_type, mutate, stored=None):
         actor = current_principal.get()
-        return await run_idempotent(self._pool, actor.id, method, request, response_type,
-                                    lambda conn: mutate(conn, actor), stored=stored)
+        return await run_idempotent(
+            self._pool, actor.id, method, request, response_type, lambda conn: mutate(conn, actor), stored=stored
+        )
 
     async def _list(self, kind: PrincipalKind, request, filters: dict, convert, field: str, response_type):
         limit = page_size(request.page_size)
@@ -143,26 +171,42 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def CreateOrganisation(self, request, context):
         async def mutate(conn, actor):
-            org_id = await principals.create_organisation(conn, actor, request.name, enum_name(pb.OrganisationKind, request.kind),
-                                                        request.province_code, request.request_id)
+            org_id = await principals.create_organisation(
+                conn,
+                actor,
+                request.name,
+                enum_name(pb.OrganisationKind, request.kind),
+                request.province_code,
+                request.request_id,
+            )
             return pb.CreateOrganisationResponse(
-                organisation=_organisation(await conn.fetchrow("SELECT * FROM organisations WHERE id = $1::uuid", org_id)))
+                organisation=_organisation(
+                    await conn.fetchrow("SELECT * FROM organisations WHERE id = $1::uuid", org_id)
+                )
+            )
+
         return await self._mutate("CreateOrganisation", request, pb.CreateOrganisationResponse, mutate)
 
     async def ListOrganisations(self, request, context):
         if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
-        filters = {"org_kind": enum_name(pb.OrganisationKind, request.kind) or None,
-                   "province_code": request.province_code or None}
-        return await self._list(PrincipalKind.ORGANISATION, request, filters, _organisation, "organisations",
-                                pb.ListOrganisationsResponse)
+        filters = {
+            "org_kind": enum_name(pb.OrganisationKind, request.kind) or None,
+            "province_code": request.province_code or None,
+        }
+        return await self._list(
+            PrincipalKind.ORGANISATION, request, filters, _organisation, "organisations", pb.ListOrganisationsResponse
+        )
 
     async def CreatePartner(self, request, context):
         async def mutate(conn, actor):
-            partner_id = await principals.create_partner(conn, actor, request.name, request.personal_data_access,
-                                                       request.request_id)
+            partner_id = await principals.create_partner(
+                conn, actor, request.name, request.personal_data_access, request.request_id
+            )
             return pb.CreatePartnerResponse(
-                partner=_partner(await conn.fetchrow("SELECT * FROM partners WHERE id = $1::uuid", partner_id)))
+                partner=_partner(await conn.fetchrow("SELECT * FROM partners WHERE id = $1::uuid", partner_id))
+            )
+
         return await self._mutate("CreatePartner", request, pb.CreatePartnerResponse, mutate)
 
     async def ListPartners(self, request, context):
@@ -170,28 +214,34 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def CreateCheckpointDevice(self, request, context):
         async def mutate(conn, actor):
-            device_id = await principals.create_checkpoint_device(conn, actor, request.name, request.province_code,
-                                                                request.request_id)
+            device_id = await principals.create_checkpoint_device(
+                conn, actor, request.name, request.province_code, request.request_id
+            )
             return pb.CreateCheckpointDeviceResponse(
-                device=_device(await conn.fetchrow("SELECT * FROM checkpoint_devices WHERE id = $1::uuid", device_id)))
+                device=_device(await conn.fetchrow("SELECT * FROM checkpoint_devices WHERE id = $1::uuid", device_id))
+            )
+
         return await self._mutate("CreateCheckpointDevice", request, pb.CreateCheckpointDeviceResponse, mutate)
 
     async def ListCheckpointDevices(self, request, context):
         if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
         filters = {"province_code": request.province_code or None}
-        return await self._list(PrincipalKind.CHECKPOINT_DEVICE, request, filters, _device, "devices",
-                                pb.ListCheckpointDevicesResponse)
+        return await self._list(
+            PrincipalKind.CHECKPOINT_DEVICE, request, filters, _device, "devices", pb.ListCheckpointDevicesResponse
+        )
 
     async def IssueCredential(self, request, context):
         kind, principal_id, role = _holder(request)
         expires_at = _future(request.expires_at, "expires_at")
 
         async def mutate(conn, actor):
-            credential_id, token = await principals.issue_token(conn, actor, kind, principal_id, role,
-                                                              request.description, expires_at, request.request_id)
-            return pb.IssueCredentialResponse(credential=_credential(await principals.get_credential(conn, credential_id)),
-                                              token=token)
+            credential_id, token = await principals.issue_token(
+                conn, actor, kind, principal_id, role, request.description, expires_at, request.request_id
+            )
+            return pb.IssueCredentialResponse(
+                credential=_credential(await principals.get_credential(conn, credential_id)), token=token
+            )
 
         def without_token(response):  # a replay never shows the token again: only its hash is kept
             kept = pb.IssueCredentialResponse()
@@ -205,13 +255,21 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         limit = page_size(request.page_size)
         kind_name = enum_name(pb.PrincipalKind, request.principal_kind)
         if request.principal_id and not kind_name:
-            raise InvalidArgument("principal_id needs principal_kind", [FieldViolation("principal_kind", "required with principal_id")])
+            raise InvalidArgument(
+                "principal_id needs principal_kind", [FieldViolation("principal_kind", "required with principal_id")]
+            )
         filters = {"kind": kind_name, "id": request.principal_id, "revoked": request.include_revoked}
         after = decode_token(request.page_token, filters, CREATED_KEY)
 
         async def read(conn):
-            return await principals.list_credentials(conn, PrincipalKind(kind_name) if kind_name else None,
-                                                   request.principal_id, request.include_revoked, limit + 1, after)
+            return await principals.list_credentials(
+                conn,
+                PrincipalKind(kind_name) if kind_name else None,
+                request.principal_id,
+                request.include_revoked,
+                limit + 1,
+                after,
+            )
 
         creds = await in_tx(self._pool, read)
         page = creds[:limit]
@@ -220,17 +278,21 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
     async def RevokeCredential(self, request, context):
         async def mutate(conn, actor):
-            credential = await principals.revoke_credential(conn, actor, request.credential_id, request.reason,
-                                                          request.request_id)
+            credential = await principals.revoke_credential(
+                conn, actor, request.credential_id, request.reason, request.request_id
+            )
             return pb.RevokeCredentialResponse(credential=_credential(credential))
+
         return await self._mutate("RevokeCredential", request, pb.RevokeCredentialResponse, mutate)
 
     async def RegisterClientCertificate(self, request, context):
         kind, principal_id, role = _holder(request)
         which = request.WhichOneof("certificate")
         if which is None:
-            raise InvalidArgument("a certificate is required",
-                                  [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")])
+            raise InvalidArgument(
+                "a certificate is required",
+                [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")],
+            )
         if which == "sha256_fingerprint":
             fingerprint, expires_at = principals.parse_fingerprint(request.sha256_fingerprint), None
         else:
@@ -239,11 +301,13 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
         async def mutate(conn, actor):
             credential_id = await principals.register_client_certificate(
-                conn, actor, kind, principal_id, role, fingerprint, expires_at, request.description, request.request_id)
+                conn, actor, kind, principal_id, role, fingerprint, expires_at, request.description, request.request_id
+            )
             return pb.RegisterClientCertificateResponse(
-                credential=_credential(await principals.get_credential(conn, credential_id)))
-        return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
+                credential=_credential(await principals.get_credential(conn, credential_id))
+            )
 
+        return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
 
     async def GenerateSigningKey(self, request, context):
         algorithm = enum_name(certificate_pb2.SigningAlgorithm, request.algorithm)
@@ -252,31 +316,46 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         async def mutate(conn, actor):
             key = await signing_keys.generate(conn, actor, self._pii, algorithm, validity, request.request_id)
             return pb.GenerateSigningKeyResponse(signing_key=_signing_key(key))
+
         return await self._mutate("GenerateSigningKey", request, pb.GenerateSigningKeyResponse, mutate)
 
     async def ImportSigningKey(self, request, context):
         if not request.private_key_pem:
-            raise InvalidArgument("private_key_pem is required",
-                                  [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")])
+            raise InvalidArgument(
+                "private_key_pem is required",
+                [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")],
+            )
 
         async def mutate(conn, actor):
-            key = await signing_keys.import_key(conn, actor, self._pii, request.private_key_pem.encode(),
-                                                request.certificate_pem.encode() or None, _validity(request),
-                                                request_id=request.request_id)
+            key = await signing_keys.import_key(
+                conn,
+                actor,
+                self._pii,
+                request.private_key_pem.encode(),
+                request.certificate_pem.encode() or None,
+                _validity(request),
+                request_id=request.request_id,
+            )
             return pb.ImportSigningKeyResponse(signing_key=_signing_key(key))
+
         return await self._mutate("ImportSigningKey", request, pb.ImportSigningKeyResponse, mutate)
 
     async def ActivateSigningKey(self, request, context):
         async def mutate(conn, actor):
-            activated, deactivated = await signing_keys.activate(conn, actor, request.signing_key_id, request.request_id)
-            return pb.ActivateSigningKeyResponse(activated=_signing_key(activated),
-                                                 deactivated=_signing_key(deactivated) if deactivated else None)
+            activated, deactivated = await signing_keys.activate(
+                conn, actor, request.signing_key_id, request.request_id
+            )
+            return pb.ActivateSigningKeyResponse(
+                activated=_signing_key(activated), deactivated=_signing_key(deactivated) if deactivated else None
+            )
+
         return await self._mutate("ActivateSigningKey", request, pb.ActivateSigningKeyResponse, mutate)
 
     async def RetireSigningKey(self, request, context):
         async def mutate(conn, actor):
             key = await signing_keys.retire(conn, actor, request.signing_key_id, request.force, request.request_id)
             return pb.RetireSigningKeyResponse(signing_key=_signing_key(key))
+
         return await self._mutate("RetireSigningKey", request, pb.RetireSigningKeyResponse, mutate)
 
     async def ListSigningKeys(self, request, context):
@@ -289,34 +368,45 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(keys) > limit else ""
         return pb.ListSigningKeysResponse(signing_keys=[_signing_key(k) for k in page], next_page_token=token)
 
-
     async def ImportTrustedCertificate(self, request, context):
         which = request.WhichOneof("certificate")
         if which is None:
-            raise InvalidArgument("a certificate is required",
-                                  [FieldViolation("certificate_der", "certificate_der or certificate_pem", "FIELD_REQUIRED")])
+            raise InvalidArgument(
+                "a certificate is required",
+                [FieldViolation("certificate_der", "certificate_der or certificate_pem", "FIELD_REQUIRED")],
+            )
         raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
 
         async def mutate(conn, actor):
             row = await trusted_certificates.import_trusted(conn, actor, raw, request.country, request.request_id)
             return pb.ImportTrustedCertificateResponse(trusted_certificate=_trusted(row))
+
         return await self._mutate("ImportTrustedCertificate", request, pb.ImportTrustedCertificateResponse, mutate)
 
     async def ListTrustedCertificates(self, request, context):
         limit = page_size(request.page_size)
         filters = {"country": request.country or None}
         after = decode_token(request.page_token, filters, (str, datetime.fromisoformat, uuid.UUID))
-        rows = await in_tx(self._pool, lambda conn: trusted_certificates.list_trusted(conn, filters["country"], limit + 1, after))
+        rows = await in_tx(
+            self._pool, lambda conn: trusted_certificates.list_trusted(conn, filters["country"], limit + 1, after)
+        )
         page = rows[:limit]
-        token = encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters) \
-            if len(rows) > limit else ""
-        return pb.ListTrustedCertificatesResponse(trusted_certificates=[_trusted(r) for r in page],
-                                                  next_page_token=token)
+        token = (
+            encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters)
+            if len(rows) > limit
+            else ""
+        )
+        return pb.ListTrustedCertificatesResponse(
+            trusted_certificates=[_trusted(r) for r in page], next_page_token=token
+        )
 
     async def RemoveTrustedCertificate(self, request, context):
         async def mutate(conn, actor):
-            row = await trusted_certificates.remove_trusted(conn, actor, request.trusted_certificate_id, request.request_id)
+            row = await trusted_certificates.remove_trusted(
+                conn, actor, request.trusted_certificate_id, request.request_id
+            )
             return pb.RemoveTrustedCertificateResponse(trusted_certificate=_trusted(row))
+
         return await self._mutate("RemoveTrustedCertificate", request, pb.RemoveTrustedCertificateResponse, mutate)
 
     async def SetProvinceRule(self, request, context):
@@ -327,21 +417,31 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         async def mutate(conn, actor):
             row = await province_rules.set_rule(conn, actor, rule, request.request_id)
             return pb.SetProvinceRuleResponse(rule=province_rules.rule_message(province_rules.rule_from_row(row)))
+
         return await self._mutate("SetProvinceRule", request, pb.SetProvinceRuleResponse, mutate)
 
     async def ListProvinceRules(self, request, context):
         limit = page_size(request.page_size)
         filters = {"province": request.province_code or None, "history": request.include_history}
         after = decode_token(request.page_token, filters, (int,))
-        rows = await in_tx(self._pool, lambda conn: province_rules.list_rules(
-            conn, filters["province"], request.include_history, limit + 1, after[0] if after else None))
+        rows = await in_tx(
+            self._pool,
+            lambda conn: province_rules.list_rules(
+                conn, filters["province"], request.include_history, limit + 1, after[0] if after else None
+            ),
+        )
         page = rows[:limit]
         token = encode_token([page[-1]["version"]], filters) if len(rows) > limit else ""
-        return pb.ListProvinceRulesResponse(rules=[province_rules.rule_message(province_rules.rule_from_row(r)) for r in page], next_page_token=token)
+        return pb.ListProvinceRulesResponse(
+            rules=[province_rules.rule_message(province_rules.rule_from_row(r)) for r in page], next_page_token=token
+        )
 
 
 def admin_service(deps: Deps) -> GrpcService:
     servicer = AdminServicer(deps)
     methods = pb.DESCRIPTOR.services_by_name["AdminService"].methods
-    return GrpcService(SERVICE, lambda server: admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server),
-                       {m.name: [Role.OPERATOR] for m in methods})
+    return GrpcService(
+        SERVICE,
+        lambda server: admin_service_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server),
+        {m.name: [Role.OPERATOR] for m in methods},
+    )

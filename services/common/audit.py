@@ -22,12 +22,17 @@ async def record(
 ) -> None:
     """`principal=None` means the operator CLI acting with direct database access."""
     await conn.execute(
-        """INSERT INTO audit_log (principal_kind, principal_id, role, action, object_type, object_id, request_id, details)
+        """INSERT INTO audit_log (principal_kind, principal_id, role, action, object_type, object_id, request_id,
+                                  details)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         principal.kind.value if principal else "OPERATOR_CLI",
         principal.id if principal else None,
         principal.role.value if principal else "OPERATOR",
-        action, object_type, object_id, request_id, details or {},
+        action,
+        object_type,
+        object_id,
+        request_id,
+        details or {},
     )
 
 
@@ -45,5 +50,11 @@ async def record_many(
     await conn.execute(
         """INSERT INTO audit_log (principal_kind, principal_id, role, action, object_type, object_id, request_id)
            SELECT $1, $2, $3, $4, $5, object_id, $6 FROM unnest($7::text[]) AS object_id""",
-        principal.kind.value, principal.id, principal.role.value, action, object_type, request_id, object_ids,
+        principal.kind.value,
+        principal.id,
+        principal.role.value,
+        action,
+        object_type,
+        request_id,
+        object_ids,
     )

@@ -60,7 +60,7 @@ class Principal:
     kind: PrincipalKind
     id: str
     role: Role
-    province_code: str = ""   # organisations and checkpoint devices
+    province_code: str = ""  # organisations and checkpoint devices
 
     def __post_init__(self) -> None:
         # Every call logs under this label; a resolved principal is reused, so build it once.
@@ -192,8 +192,9 @@ class Authenticator:
                 return await self._resolver.resolve_digest(certificate_fingerprint(pem))
         if token == "":
             raise Unauthenticated("the authorization metadata must be 'Bearer <token>'", reason="CREDENTIAL_INVALID")
-        raise Unauthenticated("no credential: send 'authorization: Bearer <token>' or a client certificate",
-                              reason="CREDENTIAL_MISSING")
+        raise Unauthenticated(
+            "no credential: send 'authorization: Bearer <token>' or a client certificate", reason="CREDENTIAL_MISSING"
+        )
 
 
 def _peer_certificate(context) -> bytes | None:

@@ -11,8 +11,7 @@ import hashlib
 
 import redis.asyncio as redis
 
-
-MAX_CONNECTIONS = 32   # per client (one per process): ample for the relay, limits and status refills
+MAX_CONNECTIONS = 32  # per client (one per process): ample for the relay, limits and status refills
 
 
 def create_client(url: str, max_connections: int = MAX_CONNECTIONS, **kw) -> redis.Redis:
@@ -25,8 +24,9 @@ def create_client(url: str, max_connections: int = MAX_CONNECTIONS, **kw) -> red
     kw.setdefault("socket_timeout", 0.5)
     kw.setdefault("socket_connect_timeout", 0.5)
     kw.setdefault("health_check_interval", 15)
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=kw["socket_timeout"],
-                                                 **kw)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=kw["socket_timeout"], **kw
+    )
     return redis.Redis.from_pool(pool)
 
 

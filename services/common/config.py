@@ -27,7 +27,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def setting(env: str, parse: Callable[[str], Any] = str, default: Any = _REQUIRED, *, secret: bool = False, doc: str = ""):
+def setting(
+    env: str, parse: Callable[[str], Any] = str, default: Any = _REQUIRED, *, secret: bool = False, doc: str = ""
+):
     """Declare a field read from environment variable `env`; no default means required."""
     meta = {"env": env, "parse": parse, "secret": secret, "doc": doc, "required": default is _REQUIRED}
     if default is _REQUIRED:
@@ -36,6 +38,7 @@ def setting(env: str, parse: Callable[[str], Any] = str, default: Any = _REQUIRE
 
 
 # --- parsers: each raises ValueError with a message fit for an operator -------------------------------
+
 
 def parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
@@ -119,6 +122,7 @@ def parse_redis_url(raw: str) -> str:
 
 # --- loading ------------------------------------------------------------------------------------------
 
+
 def load(cls, environ: Mapping[str, str] | None = None):
     """Build `cls` from the environment, raising ConfigError listing every bad or missing value."""
     environ = os.environ if environ is None else environ
@@ -172,44 +176,65 @@ class ServiceConfig:
     database_url: str = setting("DATABASE_URL", parse_dsn, doc="Postgres primary (system of record)")
     redis_url: str = setting("REDIS_URL", parse_redis_url, doc="Redis hot cache")
     pii_keys: dict = setting(
-        "PII_KEYS", parse_keyring, secret=True,
+        "PII_KEYS",
+        parse_keyring,
+        secret=True,
         doc="AES-256 keys for personal data, `id:base64,...`; the first encrypts, all decrypt",
     )
     pii_pepper: bytes = setting(
-        "PII_PEPPER", parse_secret_bytes, secret=True, doc="HMAC-SHA-256 pepper (base64, >= 32 bytes) for lookups",
+        "PII_PEPPER",
+        parse_secret_bytes,
+        secret=True,
+        doc="HMAC-SHA-256 pepper (base64, >= 32 bytes) for lookups",
     )
     grpc_host: str = setting("GRPC_HOST", default="0.0.0.0", doc="address the gRPC server binds")
     grpc_port: int = setting("GRPC_PORT", parse_port, default=50051, doc="gRPC port (0 = any free port)")
     metrics_port: int = setting("METRICS_PORT", parse_port, default=9100, doc="Prometheus /metrics HTTP port")
     health_port: int = setting(
-        "HEALTH_PORT", parse_port, default=0,
+        "HEALTH_PORT",
+        parse_port,
+        default=0,
         doc="extra plaintext port serving only grpc.health.v1, for kubelet probes under mutual TLS (0 = off)",
     )
     grpc_insecure: bool = setting(
-        "GRPC_INSECURE", parse_bool, default=False,
+        "GRPC_INSECURE",
+        parse_bool,
+        default=False,
         doc="serve plaintext gRPC; only for local use, must be set explicitly when no TLS files are given",
     )
     tls_cert_file: str = setting("TLS_CERT_FILE", default="", doc="server certificate chain (PEM)")
     tls_key_file: str = setting("TLS_KEY_FILE", default="", secret=True, doc="server private key (PEM)")
     tls_client_ca_file: str = setting(
-        "TLS_CLIENT_CA_FILE", default="", doc="CA bundle for client certificates; set it to require mutual TLS",
+        "TLS_CLIENT_CA_FILE",
+        default="",
+        doc="CA bundle for client certificates; set it to require mutual TLS",
     )
     auth_cache_seconds: float = setting(
-        "AUTH_CACHE_SECONDS", float, default=10.0, doc="how long a resolved credential is cached (revocation delay)",
+        "AUTH_CACHE_SECONDS",
+        float,
+        default=10.0,
+        doc="how long a resolved credential is cached (revocation delay)",
     )
     redis_prefix: str = setting("REDIS_PREFIX", default="ct", doc="namespace in front of every Redis key")
     db_pool_min: int = setting("DB_POOL_MIN", positive_int, default=2, doc="Postgres pool minimum connections")
     db_pool_max: int = setting("DB_POOL_MAX", positive_int, default=10, doc="Postgres pool maximum connections")
     server_processes: int = setting(
-        "SERVER_PROCESSES", positive_int, default=1,
+        "SERVER_PROCESSES",
+        positive_int,
+        default=1,
         doc="processes serving the gRPC port together (SO_REUSEPORT), e.g. one per core; needs a fixed GRPC_PORT",
     )
     helper_threads_batch: bool = setting(
-        "HELPER_THREADS_BATCH", parse_bool, default=True,
+        "HELPER_THREADS_BATCH",
+        parse_bool,
+        default=True,
         doc="run grpc's poller and helper threads under SCHED_BATCH so they do not preempt the event loop (Linux)",
     )
     shutdown_grace_seconds: float = setting(
-        "SHUTDOWN_GRACE_SECONDS", positive_float, default=20.0, doc="drain time for in-flight calls on SIGTERM",
+        "SHUTDOWN_GRACE_SECONDS",
+        positive_float,
+        default=20.0,
+        doc="drain time for in-flight calls on SIGTERM",
     )
     log_level: str = setting("LOG_LEVEL", parse_log_level, default="INFO", doc="DEBUG, INFO, WARNING or ERROR")
 

@@ -59,7 +59,9 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, **kw) -> 
         raise Unavailable("the database is not reachable") from exc
 
 
-async def in_tx(pool: asyncpg.Pool, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, isolation: str = "read_committed") -> T:
+async def in_tx(
+    pool: asyncpg.Pool, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, isolation: str = "read_committed"
+) -> T:
     """Run `fn(conn)` in one transaction; returns after commit. Connection loss → Unavailable."""
     try:
         async with pool.acquire() as conn:

@@ -23,7 +23,7 @@ class FieldViolation:
 
     field: str
     description: str
-    reason: str = ""   # a covidtest.type.v1.ErrorReason name without prefix, e.g. FIELD_FORMAT_INVALID
+    reason: str = ""  # a covidtest.type.v1.ErrorReason name without prefix, e.g. FIELD_FORMAT_INVALID
 
 
 class DomainError(Exception):
@@ -67,8 +67,9 @@ class InvalidArgument(DomainError):
             out.append(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description,
-                                                                    reason=v.reason)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description, reason=v.reason
+                        )
                         for v in self.violations
                     ]
                 )

@@ -102,8 +102,9 @@ class CallGuard:
             principal = await self._auth.authenticate(metadata, context)
         except DomainError as exc:
             AUTH_DENIED.labels(self._service, exc.grpc_code.name).inc()
-            log.warning("caller refused", extra={"fields": {"method": method, "code": exc.grpc_code.name,
-                                                            "reason": exc.reason}})
+            log.warning(
+                "caller refused", extra={"fields": {"method": method, "code": exc.grpc_code.name, "reason": exc.reason}}
+            )
             raise
         self._authorize(method, roles, principal)
 
@@ -116,7 +117,7 @@ class CallGuard:
         current_principal.set(principal)
 
     def _wrap_unary(self, inner, method, roles, metrics):
-        is_coroutine = inspect.iscoroutinefunction(inner)   # decided once, not per call
+        is_coroutine = inspect.iscoroutinefunction(inner)  # decided once, not per call
 
         async def behaviour(request, context):
             started = time.perf_counter()

@@ -58,19 +58,25 @@ async def run_idempotent(
     request_id = request.request_id
     check_request_id(request_id)
     body_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
-    lock = int.from_bytes(hashlib.sha256(f"{principal_id}|{method}|{request_id}".encode()).digest()[:8], "big", signed=True)
+    lock = int.from_bytes(
+        hashlib.sha256(f"{principal_id}|{method}|{request_id}".encode()).digest()[:8], "big", signed=True
+    )
 
     async def tx(conn: asyncpg.Connection) -> R:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
         row = await conn.fetchrow(
-            "SELECT request_hash, response FROM idempotency_keys WHERE principal_id = $1 AND method = $2 AND request_id = $3",
-            principal_id, method, request_id,
+            "SELECT request_hash, response FROM idempotency_keys"
+            " WHERE principal_id = $1 AND method = $2 AND request_id = $3",
+            principal_id,
+            method,
+            request_id,
         )
         if row is not None:
             if bytes(row["request_hash"]) != body_hash:
                 raise AlreadyExists(
                     "this request_id was already used with a different request body",
-                    reason="REQUEST_ID_REUSED", metadata={"request_id": request_id},
+                    reason="REQUEST_ID_REUSED",
+                    metadata={"request_id": request_id},
                 )
             return response_type.FromString(bytes(row["response"]))
         response = await mutate(conn)
@@ -78,7 +84,11 @@ async def run_idempotent(
         await conn.execute(
             """INSERT INTO idempotency_keys (principal_id, method, request_id, request_hash, response)
                VALUES ($1, $2, $3, $4, $5)""",
-            principal_id, method, request_id, body_hash, keep.SerializeToString(),
+            principal_id,
+            method,
+            request_id,
+            body_hash,
+            keep.SerializeToString(),
         )
         return response
 
@@ -98,7 +108,10 @@ async def prune(pool: asyncpg.Pool, retention: timedelta, batch: int = PRUNE_BAT
                    DELETE FROM idempotency_keys k USING old
                    WHERE (k.principal_id, k.method, k.request_id) = (old.principal_id, old.method, old.request_id)
                    RETURNING 1)
-               SELECT count(*) FROM gone""", retention, batch)
+               SELECT count(*) FROM gone""",
+            retention,
+            batch,
+        )
         total += deleted
         if deleted < batch:
             return total
@@ -122,8 +135,9 @@ class Pruner:
                 if removed:
                     log.info("idempotency keys pruned", extra={"fields": {"count": removed}})
             except BACKGROUND_ERRORS as exc:
-                log.warning("idempotency keys not pruned; retrying later",
-                            extra={"fields": {"error": type(exc).__name__}})
+                log.warning(
+                    "idempotency keys not pruned; retrying later", extra={"fields": {"error": type(exc).__name__}}
+                )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.every_s)
 

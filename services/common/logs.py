@@ -48,8 +48,10 @@ def exception_outline(exc: BaseException | None) -> str:
     """`Type at file:line in function <- ...` (innermost frame first), and the same for its causes."""
     parts = []
     while exc is not None and len(parts) < 5:
-        frames = [f"{'/'.join(frame.filename.split('/')[-3:])}:{frame.lineno} in {frame.name}"
-                  for frame in reversed(traceback.extract_tb(exc.__traceback__))]
+        frames = [
+            f"{'/'.join(frame.filename.split('/')[-3:])}:{frame.lineno} in {frame.name}"
+            for frame in reversed(traceback.extract_tb(exc.__traceback__))
+        ]
         parts.append(f"{type(exc).__module__}.{type(exc).__qualname__} at {' <- '.join(frames) or '?'}")
         exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return "; caused by ".join(parts)

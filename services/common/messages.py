@@ -19,29 +19,43 @@ def person_message(pii: PiiCipher, row) -> person_pb2.Person:
         full_name=open_("person.full_name", row["full_name_enc"]),
         date_of_birth=open_("person.date_of_birth", row["date_of_birth_enc"]),
         phone=open_("person.phone", row["phone_enc"]) if row["phone_enc"] else "",
-        province_code=row["person_province_code"], district_code=row["person_district_code"],
+        province_code=row["person_province_code"],
+        district_code=row["person_district_code"],
         family_name=open_("person.family_name", row["family_name_enc"]) if row["family_name_enc"] else "",
         given_name=open_("person.given_name", row["given_name_enc"]) if row["given_name_enc"] else "",
     )
     if row["identity_enc"]:
         doc_type, country, number = open_("person.identity", row["identity_enc"]).split("|", 2)
-        person.identity.CopyFrom(person_pb2.PersonIdentity(
-            type=enum_value(person_pb2.IdentityDocumentType, doc_type), number=number, country=country))
+        person.identity.CopyFrom(
+            person_pb2.PersonIdentity(
+                type=enum_value(person_pb2.IdentityDocumentType, doc_type), number=number, country=country
+            )
+        )
     return person
 
 
 def result_message(row, *, id_column: str = "id") -> testing_pb2.Result:
     message = testing_pb2.Result(
-        result_id=str(row[id_column]), sample_id=str(row["sample_id"]), sample_barcode=row["sample_barcode"],
-        sampling_org_id=str(row["sampling_org_id"]), lab_org_id=str(row["lab_org_id"]), version=row["version"],
+        result_id=str(row[id_column]),
+        sample_id=str(row["sample_id"]),
+        sample_barcode=row["sample_barcode"],
+        sampling_org_id=str(row["sampling_org_id"]),
+        lab_org_id=str(row["lab_org_id"]),
+        version=row["version"],
         state=enum_value(testing_pb2.ResultState, row["state"]),
         outcome=enum_value(testing_pb2.Outcome, row["outcome"]),
-        test_type=enum_value(testing_pb2.TestType, row["test_type"]), rat_device_id=row["rat_device_id"] or "",
-        method=row["method"], collected_at=timestamp(row["collected_at"]), tested_at=timestamp(row["tested_at"]),
-        recorded_at=timestamp(row["recorded_at"]), lab_reference=row["lab_reference"],
-        pool_barcode=row["pool_barcode"], sampling_site=row["sampling_site"],
+        test_type=enum_value(testing_pb2.TestType, row["test_type"]),
+        rat_device_id=row["rat_device_id"] or "",
+        method=row["method"],
+        collected_at=timestamp(row["collected_at"]),
+        tested_at=timestamp(row["tested_at"]),
+        recorded_at=timestamp(row["recorded_at"]),
+        lab_reference=row["lab_reference"],
+        pool_barcode=row["pool_barcode"],
+        sampling_site=row["sampling_site"],
         amendment_reason=row["amendment_reason"],
-        withdrawal_reason_text=row["withdrawal_reason_text"], withdrawn_at=timestamp(row["withdrawn_at"]),
+        withdrawal_reason_text=row["withdrawal_reason_text"],
+        withdrawn_at=timestamp(row["withdrawn_at"]),
     )
     if row["ct_value"] is not None:
         message.ct_value = row["ct_value"]

@@ -39,17 +39,16 @@ class HistogramChild:
 
     def __init__(self, bounds: tuple[float, ...]):
         self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)   # the last one is +Inf
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self._bounds, value)] += 1   # le: value <= bound
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1  # le: value <= bound
         self.sum += value
 
 
 class LoopHistogram:
-    def __init__(self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...],
-                 registry=REGISTRY):
+    def __init__(self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...], registry=REGISTRY):
         self._name, self._documentation, self._labels = name, documentation, labels
         self._bounds = tuple(sorted(buckets))
         self._children: dict[tuple[str, ...], HistogramChild] = {}
@@ -65,7 +64,7 @@ class LoopHistogram:
     def collect(self):
         family = HistogramMetricFamily(self._name, self._documentation, labels=self._labels)
         for labels, child in list(self._children.items()):
-            counts, total = list(child.counts), child.sum   # a scrape may miss a call in flight, never err
+            counts, total = list(child.counts), child.sum  # a scrape may miss a call in flight, never err
             cumulative, buckets = 0, []
             for bound, count in zip((*self._bounds, float("inf")), counts):
                 cumulative += count
@@ -78,11 +77,15 @@ RPC_HANDLED = LoopCounter(
     "covidtest_rpc_handled", "RPCs completed, by method and gRPC status code", ["service", "method", "code"]
 )
 RPC_LATENCY = LoopHistogram(
-    "covidtest_rpc_duration_seconds", "Server-side RPC latency", ["service", "method"],
+    "covidtest_rpc_duration_seconds",
+    "Server-side RPC latency",
+    ["service", "method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 AUTH_DENIED = Counter("covidtest_auth_denied_total", "Calls refused by caller identity checks", ["service", "code"])
-DEPENDENCY_UP = Gauge("covidtest_dependency_up", "1 when a dependency answers, 0 when degraded", ["service", "dependency"])
+DEPENDENCY_UP = Gauge(
+    "covidtest_dependency_up", "1 when a dependency answers, 0 when degraded", ["service", "dependency"]
+)
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0"):

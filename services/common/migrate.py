@@ -70,7 +70,9 @@ async def apply(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                        checksum   text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            applied = {r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")}
+            applied = {
+                r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            }
             done: list[int] = []
             for migration in migrations:
                 row = applied.get(migration.version)
@@ -85,7 +87,9 @@ async def apply(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                     await conn.execute(migration.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        migration.version, migration.name, migration.checksum,
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
                     )
                 done.append(migration.version)
             return done

@@ -36,9 +36,11 @@ def encode_token(last_key: list, filters: object) -> str:
 
 
 def _invalid() -> InvalidArgument:
-    return InvalidArgument("page_token is not valid",
-                           [FieldViolation("page_token", "use the next_page_token of the previous page",
-                                           "PAGE_TOKEN_INVALID")], reason="PAGE_TOKEN_INVALID")
+    return InvalidArgument(
+        "page_token is not valid",
+        [FieldViolation("page_token", "use the next_page_token of the previous page", "PAGE_TOKEN_INVALID")],
+        reason="PAGE_TOKEN_INVALID",
+    )
 
 
 def decode_token(token: str, filters: object, parse: Sequence[Callable] | None = None) -> list | None:
@@ -60,7 +62,9 @@ def decode_token(token: str, filters: object, parse: Sequence[Callable] | None =
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise _invalid() from None
     if digest != _filters_digest(filters):
-        raise InvalidArgument("page_token belongs to a request with other filters",
-                              [FieldViolation("page_token", "keep every filter the same while paging",
-                                              "PAGE_TOKEN_INVALID")], reason="PAGE_TOKEN_INVALID")
+        raise InvalidArgument(
+            "page_token belongs to a request with other filters",
+            [FieldViolation("page_token", "keep every filter the same while paging", "PAGE_TOKEN_INVALID")],
+            reason="PAGE_TOKEN_INVALID",
+        )
     return key

@@ -57,13 +57,13 @@ class PiiCipher:
         if len(blob) < 2 or blob[0] != _VERSION:
             raise PiiError("unknown ciphertext format")
         id_len = blob[1]
-        key_id = blob[2:2 + id_len].decode("ascii", "replace")
+        key_id = blob[2 : 2 + id_len].decode("ascii", "replace")
         aead = self._aead.get(key_id)
         if aead is None:
             raise PiiError(f"no key with id {key_id!r} in the keyring")
-        nonce = blob[2 + id_len:2 + id_len + _NONCE_LEN]
+        nonce = blob[2 + id_len : 2 + id_len + _NONCE_LEN]
         try:
-            return aead.decrypt(nonce, blob[2 + id_len + _NONCE_LEN:], purpose.encode("ascii"))
+            return aead.decrypt(nonce, blob[2 + id_len + _NONCE_LEN :], purpose.encode("ascii"))
         except InvalidTag as exc:
             raise PiiError("ciphertext failed authentication") from exc
 
@@ -71,9 +71,9 @@ class PiiCipher:
     def key_id_of(blob: bytes) -> str:
         """The key id a ciphertext was sealed with (for re-encryption after a rotation)."""
         blob = bytes(blob)
-        return blob[2:2 + blob[1]].decode("ascii", "replace")
+        return blob[2 : 2 + blob[1]].decode("ascii", "replace")
 
     def keyed_hash(self, purpose: str, value: str) -> bytes:
         """HMAC-SHA-256 of a normalised value; `purpose` separates domains (national id vs phone)."""
         normalised = unicodedata.normalize("NFC", value).strip().upper()
-        return hmac.new(self._pepper, f"{purpose}\x00{normalised}".encode("utf-8"), hashlib.sha256).digest()
+        return hmac.new(self._pepper, f"{purpose}\x00{normalised}".encode(), hashlib.sha256).digest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -24,8 +24,8 @@ _ENUM_VALUES: dict[tuple[object, str], int] = {}
 
 
 def enum_value(enum_type, name: str) -> int:
-    """"SAMPLER" → ROLE_SAMPLER. Remembered per (enum, name): the verify hot path converts several per scan."""
-    key = (enum_type, name)   # the generated enum wrapper, one per enum type
+    """ "SAMPLER" → ROLE_SAMPLER. Remembered per (enum, name): the verify hot path converts several per scan."""
+    key = (enum_type, name)  # the generated enum wrapper, one per enum type
     value = _ENUM_VALUES.get(key)
     if value is None:
         prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
@@ -45,7 +45,7 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 def set_timestamp(target: Timestamp, value: datetime) -> None:
     """Set a message's Timestamp field in place to an aware (or UTC-naive) datetime."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     target.seconds = int(value.timestamp() // 1)
     target.nanos = value.microsecond * 1000
 
@@ -53,7 +53,9 @@ def set_timestamp(target: Timestamp, value: datetime) -> None:
 def to_datetime(ts: Timestamp, field: str = "timestamp") -> datetime:
     """An aware UTC datetime; a Timestamp outside years 1-9999 (or with bad nanos) is INVALID_ARGUMENT."""
     try:
-        return ts.ToDatetime(tzinfo=timezone.utc)
+        return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise InvalidArgument(f"{field} is not a valid time", [FieldViolation(
-            field, "seconds within years 1-9999, nanos 0-999999999", "FIELD_OUT_OF_RANGE")]) from None
+        raise InvalidArgument(
+            f"{field} is not a valid time",
+            [FieldViolation(field, "seconds within years 1-9999, nanos 0-999999999", "FIELD_OUT_OF_RANGE")],
+        ) from None

@@ -23,8 +23,9 @@ log = logging.getLogger("covidtest.ratelimit")
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, prefix: str, name: str, limit: int, window_s: int = 60,
-                 shared: bool = True):
+    def __init__(
+        self, client: redis.Redis, prefix: str, name: str, limit: int, window_s: int = 60, shared: bool = True
+    ):
         self._redis = client
         self._prefix = prefix
         self._name = name
@@ -52,5 +53,8 @@ class RateLimiter:
                 self._local.clear()
             count = self._local[(subject, window)] = self._local.get((subject, window), 0) + 1
         if count > self._limit:
-            raise ResourceExhausted(f"rate limit of {self._limit} calls per {self._window} s exceeded",
-                                    reason="RATE_LIMITED", retry_after_s=(window + 1) * self._window - now)
+            raise ResourceExhausted(
+                f"rate limit of {self._limit} calls per {self._window} s exceeded",
+                reason="RATE_LIMITED",
+                retry_after_s=(window + 1) * self._window - now,
+            )

@@ -53,7 +53,7 @@ class Deps:
                 try:
                     await asyncio.wait_for(asyncio.shield(task), 5)
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -66,8 +66,10 @@ def _report_unexpected_end(task: asyncio.Task) -> None:
     # A background loop retries what it expects; anything else ends it, and an operator must hear of
     # it (by the error's type: its message may hold data).
     if not task.cancelled() and task.exception() is not None:
-        log.error("background task ended unexpectedly",
-                  extra={"fields": {"task": task.get_coro().__qualname__, "error": type(task.exception()).__name__}})
+        log.error(
+            "background task ended unexpectedly",
+            extra={"fields": {"task": task.get_coro().__qualname__, "error": type(task.exception()).__name__}},
+        )
 
 
 Build = Callable[[Deps], list[GrpcService]]
@@ -80,8 +82,14 @@ async def start_service(label: str, config: ServiceConfig, build: Build, *, serv
     resolver = CredentialResolver(pool, config.auth_cache_seconds)
     try:
         services = build(deps)
-        return await start(config, label, services, resolver, on_stop=[pool.close, cache.aclose, *deps.on_stop],
-                           serve_metrics_port=serve_metrics_port)
+        return await start(
+            config,
+            label,
+            services,
+            resolver,
+            on_stop=[pool.close, cache.aclose, *deps.on_stop],
+            serve_metrics_port=serve_metrics_port,
+        )
     except BaseException:
         for finish in reversed(deps.on_stop):
             await finish()
@@ -99,8 +107,11 @@ def _start_workers(label: str, config: ServiceConfig) -> list[subprocess.Popen]:
     serves metrics on METRICS_PORT + its number."""
     workers = []
     for number in range(1, config.server_processes):
-        env = {**os.environ, WORKER_ENV: str(number),
-               "METRICS_PORT": str(config.metrics_port + number) if config.metrics_port else "0"}
+        env = {
+            **os.environ,
+            WORKER_ENV: str(number),
+            "METRICS_PORT": str(config.metrics_port + number) if config.metrics_port else "0",
+        }
         workers.append(subprocess.Popen([sys.executable, "-m", f"services.{label}"], env=env))
     return workers
 
@@ -129,8 +140,10 @@ def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
         try:
             running = await start_service(label, config, build)
             changed = batch_helper_threads() if config.helper_threads_batch else 0
-            log.info("helper threads scheduled", extra={"fields": {"sched_batch": config.helper_threads_batch,
-                                                                   "threads": changed}})
+            log.info(
+                "helper threads scheduled",
+                extra={"fields": {"sched_batch": config.helper_threads_batch, "threads": changed}},
+            )
             await run_until_signal(running, config.shutdown_grace_seconds)
         finally:
             await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)

@@ -2,9 +2,9 @@
 
 `start(...)` builds a grpc.aio server with the call guard (identity, roles, error mapping, metrics)
 around every method of our services, the standard health service and reflection, binds TLS, mutual
-TLS or — only when configured explicitly — plaintext, and starts the Prometheus /metrics port. `Running.stop()` is the graceful
-shutdown: health flips to NOT_SERVING first so load balancers stop sending, then in-flight calls drain
-within the grace period. `run_until_signal` does that on SIGTERM or SIGINT.
+TLS or — only when configured explicitly — plaintext, and starts the Prometheus /metrics port.
+`Running.stop()` is the graceful shutdown: health flips to NOT_SERVING first so load balancers stop
+sending, then in-flight calls drain within the grace period. `run_until_signal` does that on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ log = logging.getLogger("covidtest.server")
 class GrpcService:
     """One gRPC service a process hosts, with the roles allowed per method (short names)."""
 
-    full_name: str                                   # e.g. "covidtest.result.v1.ResultService"
-    register: Callable[[grpc.aio.Server], None]      # adds the servicer to the server
+    full_name: str  # e.g. "covidtest.result.v1.ResultService"
+    register: Callable[[grpc.aio.Server], None]  # adds the servicer to the server
     roles: Mapping[str, Iterable[Role]]
 
     def policy(self) -> dict[str, frozenset[Role]]:
@@ -41,8 +41,10 @@ class GrpcService:
         declared = set(self.roles)
         methods = {m.name for m in descriptor_pool.Default().FindServiceByName(self.full_name).methods}
         if declared != methods:
-            raise RuntimeError(f"{self.full_name}: roles undeclared for {sorted(methods - declared)}, "
-                               f"declared for unknown {sorted(declared - methods)}")
+            raise RuntimeError(
+                f"{self.full_name}: roles undeclared for {sorted(methods - declared)}, "
+                f"declared for unknown {sorted(declared - methods)}"
+            )
         return {f"/{self.full_name}/{method}": frozenset(roles) for method, roles in self.roles.items()}
 
 
@@ -53,7 +55,7 @@ class Running:
     health: health.aio.HealthServicer
     services: list[GrpcService]
     metrics_port: int | None = None
-    health_server: grpc.aio.Server | None = None   # plaintext, health only (HEALTH_PORT)
+    health_server: grpc.aio.Server | None = None  # plaintext, health only (HEALTH_PORT)
     _metrics_http: object = None
     _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -127,8 +129,7 @@ async def start(
     if port == 0:
         raise RuntimeError(f"cannot bind gRPC port {address}")
     await server.start()
-    running = Running(server=server, port=port, health=health_servicer, services=services,
-                      _on_stop=list(on_stop or []))
+    running = Running(server=server, port=port, health=health_servicer, services=services, _on_stop=list(on_stop or []))
     if config.health_port:
         # Kubelet gRPC probes cannot present a client certificate: under mutual TLS they ask this
         # plaintext port, which serves nothing but the same health status.
@@ -141,9 +142,18 @@ async def start(
         running._metrics_http = http
         running.metrics_port = http.server_port
     await running.set_serving(True)
-    log.info("serving", extra={"fields": {"service": service_label, "port": port, "tls": credentials is not None,
-                                          "mutual_tls": bool(config.tls_client_ca_file),
-                                          "metrics_port": running.metrics_port}})
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "service": service_label,
+                "port": port,
+                "tls": credentials is not None,
+                "mutual_tls": bool(config.tls_client_ca_file),
+                "metrics_port": running.metrics_port,
+            }
+        },
+    )
     return running
 
 

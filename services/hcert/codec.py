@@ -79,6 +79,7 @@ class Signer:
         def es256(data: bytes) -> bytes:
             r, s = decode_dss_signature(sign(data, ecdsa))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
         return es256
 
     def _make_ps256(self):
@@ -88,6 +89,7 @@ class Signer:
 
         def ps256(data: bytes) -> bytes:
             return sign(data, pss, sha256)
+
         return ps256
 
     def sign(self, payload: bytes) -> bytes:
@@ -109,8 +111,9 @@ def encode_cwt(dcc: dict, *, issuer: str = "VN", issued_at: int, expires_at: int
             raise ValueError(f"{name} must be an int (seconds since the epoch)")
     if expires_at <= issued_at:
         raise ValueError("expires_at must be after issued_at")
-    return cbor2.dumps({CLAIM_ISS: issuer, CLAIM_EXP: expires_at, CLAIM_IAT: issued_at,
-                        CLAIM_HCERT: {HCERT_DCC_V1: dcc}})
+    return cbor2.dumps(
+        {CLAIM_ISS: issuer, CLAIM_EXP: expires_at, CLAIM_IAT: issued_at, CLAIM_HCERT: {HCERT_DCC_V1: dcc}}
+    )
 
 
 # Base45 (RFC 9285). _PAIRS[n] is the three-character encoding of the 16-bit big-endian value n.

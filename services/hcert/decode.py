@@ -61,9 +61,19 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
 from services.hcert import keys
-from services.hcert.codec import (BASE45_ALPHABET, CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS,
-                                         COSE_SIGN1_TAG, HCERT_DCC_V1, HEADER_ALG, HEADER_KID, PREFIX,
-                                         PSS_SALT_LENGTH)
+from services.hcert.codec import (
+    BASE45_ALPHABET,
+    CLAIM_EXP,
+    CLAIM_HCERT,
+    CLAIM_IAT,
+    CLAIM_ISS,
+    COSE_SIGN1_TAG,
+    HCERT_DCC_V1,
+    HEADER_ALG,
+    HEADER_KID,
+    PREFIX,
+    PSS_SALT_LENGTH,
+)
 from services.hcert.codec import COSE_ALGORITHMS as _ALGORITHM_IDS
 
 # The largest QR code (version 40, error correction L) holds 4,296 alphanumeric characters.
@@ -102,6 +112,7 @@ class MalformedError(Exception):
 
 
 # --- Base45 ---------------------------------------------------------------------------------------
+
 
 def _build_base45_tables():
     alphabet = BASE45_ALPHABET.encode("ascii")
@@ -157,9 +168,11 @@ def b45decode(text: str) -> bytes:
 
 # --- CBOR ------------------------------------------------------------------------------------------
 
+
 def _raw_tag(tag: int):
     def keep(value, immutable):
         return cbor2.CBORTag(tag, value)
+
     return keep
 
 
@@ -167,16 +180,51 @@ def _raw_tag(tag: int):
 # messages, IP addresses, shared/string references, sets …). HCERTs use none of them; interpreting
 # them on untrusted input only costs time (a huge Fraction's gcd) or raises odd exceptions, so they
 # stay plain CBORTag objects, which the structure checks below then reject.
-_PLAIN_TAGS = {tag: _raw_tag(tag) for tag in
-               (0, 1, 2, 3, 4, 5, 21, 22, 23, 24, 25, 28, 29, 30, 32, 33, 34, 35, 36, 37, 52, 54, 100,
-                256, 258, 260, 261, 262, 263, 1004, 43000, 55799)}
+_PLAIN_TAGS = {
+    tag: _raw_tag(tag)
+    for tag in (
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        21,
+        22,
+        23,
+        24,
+        25,
+        28,
+        29,
+        30,
+        32,
+        33,
+        34,
+        35,
+        36,
+        37,
+        52,
+        54,
+        100,
+        256,
+        258,
+        260,
+        261,
+        262,
+        263,
+        1004,
+        43000,
+        55799,
+    )
+}
 
 
 def _cbor_loads(data: bytes) -> Any:
     """One CBOR item, strictly: no trailing bytes, no duplicate map keys, bounded nesting."""
     fp = io.BytesIO(data)
-    item = cbor2.CBORDecoder(fp, semantic_decoders=_PLAIN_TAGS, allow_duplicate_keys=False,
-                             max_depth=MAX_CBOR_DEPTH).decode()
+    item = cbor2.CBORDecoder(
+        fp, semantic_decoders=_PLAIN_TAGS, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH
+    ).decode()
     if fp.tell() != len(data):
         raise ValueError("trailing bytes after the CBOR item")
     return item
@@ -228,8 +276,13 @@ def _inline_refs(node: Any, defs: dict, depth: int = 0) -> Any:
     instead of ≈200 µs per DCC). Anything else (other siblings, remote references) is left as is."""
     if isinstance(node, dict):
         ref = node.get("$ref")
-        if (isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs
-                and set(node) - {"$ref"} <= _ANNOTATIONS and depth < 32):
+        if (
+            isinstance(ref, str)
+            and ref.startswith("#/$defs/")
+            and ref[8:] in defs
+            and set(node) - {"$ref"} <= _ANNOTATIONS
+            and depth < 32
+        ):
             return _inline_refs(defs[ref[8:]], defs, depth + 1)
         return {key: value if key == "$defs" else _inline_refs(value, defs, depth) for key, value in node.items()}
     if isinstance(node, list):
@@ -251,8 +304,9 @@ def _compile_validator() -> Draft202012Validator:
     schema = _inline_refs(schema, schema.get("$defs", {}))
     checker = copy.deepcopy(Draft202012Validator.FORMAT_CHECKER)  # `date` (and others) built in
     checker.checks("date-time", raises=ValueError)(_is_date_time)
-    return Draft202012Validator(schema, registry=Registry(retrieve=no_network).with_resources(resources),
-                                format_checker=checker)
+    return Draft202012Validator(
+        schema, registry=Registry(retrieve=no_network).with_resources(resources), format_checker=checker
+    )
 
 
 _VALIDATOR = _compile_validator()
@@ -286,6 +340,7 @@ def _schema_failure_of(payload: bytes, dcc: dict) -> str | None:
 
 # --- decoding -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DecodedHcert:
     """A decoded (not yet verified) HCERT.
@@ -317,7 +372,7 @@ def _unprefix(qr: str) -> str:
         raise MalformedError(Stage.PREFIX, "the QR content is not text")
     if not qr.startswith(PREFIX):
         raise MalformedError(Stage.PREFIX, 'the text does not start with the context identifier "HC1:"')
-    return qr[len(PREFIX):]
+    return qr[len(PREFIX) :]
 
 
 def _base45(body: str) -> bytes:
@@ -475,12 +530,23 @@ def decode(qr: str, *, check_schema: bool = True) -> DecodedHcert:
         raise
     except Exception:  # whatever else untrusted input provokes: still a MalformedError, at the step reached
         raise MalformedError(stage, "the data could not be decoded at this step") from None
-    return DecodedHcert(kid=kid, alg=alg, protected=protected, payload=payload, signature=signature,
-                        claims=claims, issuer=issuer, issued_at=issued_at, expires_at=expires_at, dcc=dcc,
-                        entry_type=entry_type)
+    return DecodedHcert(
+        kid=kid,
+        alg=alg,
+        protected=protected,
+        payload=payload,
+        signature=signature,
+        claims=claims,
+        issuer=issuer,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        dcc=dcc,
+        entry_type=entry_type,
+    )
 
 
 # --- verification ---------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=1024)
 def _certificate(certificate_der: bytes) -> x509.Certificate:
@@ -552,6 +618,16 @@ def cwt_valid_at(decoded: DecodedHcert, at_unix: int) -> bool:
 
 
 __all__ = [
-    "DecodedHcert", "MAX_DECOMPRESSED", "MAX_QR_LENGTH", "MAX_TIMESTAMP", "MalformedError", "PREFIX", "Stage", "b45decode", "cwt_valid_at",
-    "decode", "entry_type_allowed", "verify_signature",
+    "DecodedHcert",
+    "MAX_DECOMPRESSED",
+    "MAX_QR_LENGTH",
+    "MAX_TIMESTAMP",
+    "MalformedError",
+    "PREFIX",
+    "Stage",
+    "b45decode",
+    "cwt_valid_at",
+    "decode",
+    "entry_type_allowed",
+    "verify_signature",
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Union
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 ALGORITHMS = ("ES256", "PS256")
 KID_LENGTH = 8
@@ -40,8 +40,12 @@ OID_RECOVERY_ALT = "1.3.6.1.4.1.0.1847.2021.1.3"
 ENTRY_TYPES = ("TEST", "VACCINATION", "RECOVERY")
 ENTRY_TYPE_OIDS: dict[str, str] = {"TEST": OID_TEST, "VACCINATION": OID_VACCINATION, "RECOVERY": OID_RECOVERY}
 _OID_ENTRY_TYPE: dict[str, str] = {
-    OID_TEST: "TEST", OID_VACCINATION: "VACCINATION", OID_RECOVERY: "RECOVERY",
-    OID_TEST_ALT: "TEST", OID_VACCINATION_ALT: "VACCINATION", OID_RECOVERY_ALT: "RECOVERY",
+    OID_TEST: "TEST",
+    OID_VACCINATION: "VACCINATION",
+    OID_RECOVERY: "RECOVERY",
+    OID_TEST_ALT: "TEST",
+    OID_VACCINATION_ALT: "VACCINATION",
+    OID_RECOVERY_ALT: "RECOVERY",
 }
 
 # Default backdating of a new certificate's notBefore, so that a verifier with a slightly slow clock
@@ -64,7 +68,7 @@ def generate_private_key(algorithm: str) -> PrivateKey:
 
 
 def key_algorithm(public_key: Any) -> str:
-    """"ES256" for an EC P-256 key, "PS256" for an RSA key of at least 2048 bits; ValueError otherwise.
+    """ "ES256" for an EC P-256 key, "PS256" for an RSA key of at least 2048 bits; ValueError otherwise.
 
     Accepts a private key too (its public half is used).
     """
@@ -108,8 +112,9 @@ def load_private_key_pem(pem: bytes | str) -> tuple[PrivateKey, str]:
 
 def private_key_pem(key: PrivateKey) -> bytes:
     """The key as unencrypted PKCS#8 PEM. The caller seals it before storing it anywhere."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _entry_type_oids(entry_types) -> list[x509.ObjectIdentifier]:
@@ -125,9 +130,16 @@ def _entry_type_oids(entry_types) -> list[x509.ObjectIdentifier]:
     return oids
 
 
-def make_certificate(key: PrivateKey, algorithm: str, validity: timedelta, *, country: str = "VN",
-                     common_name: str = "Bluezone test-result DSC", entry_types=("TEST",),
-                     not_before: datetime | None = None) -> x509.Certificate:
+def make_certificate(
+    key: PrivateKey,
+    algorithm: str,
+    validity: timedelta,
+    *,
+    country: str = "VN",
+    common_name: str = "Bluezone test-result DSC",
+    entry_types=("TEST",),
+    not_before: datetime | None = None,
+) -> x509.Certificate:
     """A self-signed document-signer certificate for `key`.
 
     Subject and issuer C=`country`, CN=`common_name`; key usage digitalSignature (critical); extended
@@ -142,24 +154,39 @@ def make_certificate(key: PrivateKey, algorithm: str, validity: timedelta, *, co
     if not (isinstance(country, str) and len(country) == 2 and country.isascii() and country.isupper()):
         raise ValueError("country must be an ISO 3166-1 alpha-2 code in upper case")
     if not_before is None:
-        start = datetime.now(timezone.utc).replace(microsecond=0)
+        start = datetime.now(UTC).replace(microsecond=0)
         not_before, not_after = start - CLOCK_SKEW, start + validity
     else:
         if not_before.tzinfo is None:
             raise ValueError("not_before must be timezone-aware")
         not_after = not_before + validity
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COUNTRY_NAME, country), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
     public_key = key.public_key()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(public_key)
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False)
     )
@@ -250,17 +277,34 @@ class SigningKeyMaterial:
         object.__setattr__(self, "kid", kid_of(der))
 
     @classmethod
-    def generate(cls, algorithm: str = "ES256", validity: timedelta = timedelta(days=365),
-                 **certificate_options) -> SigningKeyMaterial:
+    def generate(
+        cls, algorithm: str = "ES256", validity: timedelta = timedelta(days=365), **certificate_options
+    ) -> SigningKeyMaterial:
         """A fresh key with a self-signed certificate (tests, demos and the admin tool)."""
         key = generate_private_key(algorithm)
-        return cls(key=key, certificate=make_certificate(key, algorithm, validity, **certificate_options),
-                   algorithm=algorithm)
+        return cls(
+            key=key, certificate=make_certificate(key, algorithm, validity, **certificate_options), algorithm=algorithm
+        )
 
 
 __all__ = [
-    "ALGORITHMS", "ENTRY_TYPES", "ENTRY_TYPE_OIDS", "KID_LENGTH", "OID_RECOVERY", "OID_RECOVERY_ALT", "OID_TEST",
-    "OID_TEST_ALT", "OID_VACCINATION", "OID_VACCINATION_ALT", "SigningKeyMaterial", "allowed_entry_types",
-    "certificate_matches_key", "generate_private_key", "key_algorithm", "kid_of", "load_private_key_pem",
-    "make_certificate", "private_key_pem",
+    "ALGORITHMS",
+    "ENTRY_TYPES",
+    "ENTRY_TYPE_OIDS",
+    "KID_LENGTH",
+    "OID_RECOVERY",
+    "OID_RECOVERY_ALT",
+    "OID_TEST",
+    "OID_TEST_ALT",
+    "OID_VACCINATION",
+    "OID_VACCINATION_ALT",
+    "SigningKeyMaterial",
+    "allowed_entry_types",
+    "certificate_matches_key",
+    "generate_private_key",
+    "key_algorithm",
+    "kid_of",
+    "load_private_key_pem",
+    "make_certificate",
+    "private_key_pem",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from services.hcert import uvci as _uvci
 
@@ -18,11 +18,37 @@ COUNTRY = "VN"
 
 # ICAO Doc 9303 Part 3 §6 transliterations that are not simply "drop the diacritic".
 _ICAO_SPECIAL = {
-    "Đ": "D", "đ": "D", "Ð": "D", "ð": "D",
-    "Ä": "AE", "ä": "AE", "Ö": "OE", "ö": "OE", "Ü": "UE", "ü": "UE",
-    "Å": "AA", "å": "AA", "Æ": "AE", "æ": "AE", "Ø": "OE", "ø": "OE", "Œ": "OE", "œ": "OE",
-    "ß": "SS", "ẞ": "SS", "Þ": "TH", "þ": "TH", "Ĳ": "IJ", "ĳ": "IJ",
-    "Ł": "L", "ł": "L", "Ħ": "H", "ħ": "H", "ı": "I", "Ŀ": "L", "ŀ": "L",
+    "Đ": "D",
+    "đ": "D",
+    "Ð": "D",
+    "ð": "D",
+    "Ä": "AE",
+    "ä": "AE",
+    "Ö": "OE",
+    "ö": "OE",
+    "Ü": "UE",
+    "ü": "UE",
+    "Å": "AA",
+    "å": "AA",
+    "Æ": "AE",
+    "æ": "AE",
+    "Ø": "OE",
+    "ø": "OE",
+    "Œ": "OE",
+    "œ": "OE",
+    "ß": "SS",
+    "ẞ": "SS",
+    "Þ": "TH",
+    "þ": "TH",
+    "Ĳ": "IJ",
+    "ĳ": "IJ",
+    "Ł": "L",
+    "ł": "L",
+    "Ħ": "H",
+    "ħ": "H",
+    "ı": "I",
+    "Ŀ": "L",
+    "ŀ": "L",
 }
 _SPECIAL_TABLE = str.maketrans(_ICAO_SPECIAL)
 _NOT_MRZ = re.compile(r"[^A-Z<]+")
@@ -68,12 +94,23 @@ def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with seconds precision and "Z", as the DCC `sc` wants it."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("sample_collected_at must be timezone-aware")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_payload(*, family_name: str, given_name: str, date_of_birth: date | str, test_type: str,
-                 rat_device_id: str | None, method: str | None, sample_collected_at: datetime, outcome: str,
-                 testing_centre: str, issuer: str, uvci: str) -> dict:
+def test_payload(
+    *,
+    family_name: str,
+    given_name: str,
+    date_of_birth: date | str,
+    test_type: str,
+    rat_device_id: str | None,
+    method: str | None,
+    sample_collected_at: datetime,
+    outcome: str,
+    testing_centre: str,
+    issuer: str,
+    uvci: str,
+) -> dict:
     """The DCC JSON for one test entry, valid against DCC.combined-schema.json.
 
     `test_type` is "NAAT" (with `method` as the NAAT test name `nm`, omitted when empty) or

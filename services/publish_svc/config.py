@@ -9,24 +9,48 @@ from services.common.config import ServiceConfig, parse_bool, positive_float, po
 class PublishConfig(ServiceConfig):
     """Settings of publish_svc."""
 
-    hcert_issuer: str = setting("HCERT_ISSUER", default="Ministry of Health of Viet Nam",
-                                doc="certificate issuer name (DCC `is`)")
+    hcert_issuer: str = setting(
+        "HCERT_ISSUER", default="Ministry of Health of Viet Nam", doc="certificate issuer name (DCC `is`)"
+    )
     certificate_validity_hours: int = setting(
-        "CERTIFICATE_VALIDITY_HOURS", positive_int, default=72,
-        doc="certificate expiry (CWT `exp`), counted from the sample collection time")
-    relay_enabled: bool = setting("RELAY_ENABLED", parse_bool, default=True,
-                                  doc="take part in the relay leader election (one replica relays at a time)")
-    relay_batch_size: int = setting("RELAY_BATCH_SIZE", positive_int, default=500,
-                                    doc="outbox events relayed per transaction")
+        "CERTIFICATE_VALIDITY_HOURS",
+        positive_int,
+        default=72,
+        doc="certificate expiry (CWT `exp`), counted from the sample collection time",
+    )
+    relay_enabled: bool = setting(
+        "RELAY_ENABLED",
+        parse_bool,
+        default=True,
+        doc="take part in the relay leader election (one replica relays at a time)",
+    )
+    relay_batch_size: int = setting(
+        "RELAY_BATCH_SIZE", positive_int, default=500, doc="outbox events relayed per transaction"
+    )
     relay_signing_processes: int = setting(
-        "RELAY_SIGNING_PROCESSES", int, default=1,
-        doc="worker processes that sign certificates beside the relay process (0 = sign in the relay process)")
-    relay_poll_seconds: float = setting("RELAY_POLL_SECONDS", positive_float, default=0.25,
-                                        doc="relay poll interval when no notification arrives")
-    feed_heartbeat_seconds: float = setting("FEED_HEARTBEAT_SECONDS", positive_float, default=15.0,
-                                            doc="longest silence on a feed stream before a heartbeat")
-    max_streams_per_partner: int = setting("MAX_STREAMS_PER_PARTNER", positive_int, default=4,
-                                           doc="concurrent feed streams one partner may hold (per replica)")
+        "RELAY_SIGNING_PROCESSES",
+        int,
+        default=1,
+        doc="worker processes that sign certificates beside the relay process (0 = sign in the relay process)",
+    )
+    relay_poll_seconds: float = setting(
+        "RELAY_POLL_SECONDS", positive_float, default=0.25, doc="relay poll interval when no notification arrives"
+    )
+    feed_heartbeat_seconds: float = setting(
+        "FEED_HEARTBEAT_SECONDS",
+        positive_float,
+        default=15.0,
+        doc="longest silence on a feed stream before a heartbeat",
+    )
+    max_streams_per_partner: int = setting(
+        "MAX_STREAMS_PER_PARTNER",
+        positive_int,
+        default=4,
+        doc="concurrent feed streams one partner may hold (per replica)",
+    )
     citizen_lookups_per_minute: int = setting(
-        "CITIZEN_LOOKUPS_PER_MINUTE", positive_int, default=600,
-        doc="GetCitizenResults calls one partner may make per minute")
+        "CITIZEN_LOOKUPS_PER_MINUTE",
+        positive_int,
+        default=600,
+        doc="GetCitizenResults calls one partner may make per minute",
+    )

@@ -47,7 +47,7 @@ class FeedSignal:
         event = self._event
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def run(self) -> None:
@@ -103,8 +103,9 @@ class Feed:
         """Yield StreamResultEventsResponse messages from `from_position` (0: after the cursor), forever."""
         # Check and take the slot with no await in between, so concurrent starts cannot both pass.
         if self.open_streams[partner_id] >= self._max_streams:
-            raise ResourceExhausted(f"at most {self._max_streams} concurrent streams per partner",
-                                    reason="STREAM_LIMIT_EXCEEDED")
+            raise ResourceExhausted(
+                f"at most {self._max_streams} concurrent streams per partner", reason="STREAM_LIMIT_EXCEEDED"
+            )
         self.open_streams[partner_id] += 1
         try:
             partner = await self.partner(partner_id)
@@ -125,7 +126,8 @@ class Feed:
                     head = max(head, cursor - 1)
                     yield pb.StreamResultEventsResponse(
                         events=[self.view(partner, r["person_id"], r["payload_enc"]) for r in contiguous],
-                        head_position=head)
+                        head_position=head,
+                    )
                     silent_since = asyncio.get_running_loop().time()
                     continue
                 now = asyncio.get_running_loop().time()

@@ -21,24 +21,24 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
-from services.registry import signing_keys
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.messages import person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
 from services.common.protoconv import enum_value, timestamp
-from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
 from services.publish_svc import repository as repo
 from services.publish_svc.config import PublishConfig
 from services.publish_svc.signing import CertificateRequest, CertificateSigner
+from services.registry import signing_keys
+from services.registry.certificate_status import StatusCache
 
 log = logging.getLogger("covidtest.relay")
 
@@ -61,7 +61,7 @@ class _Pending:
 class _Batch:
     certificates: list[tuple] = field(default_factory=list)
     revocations: list[tuple[uuid.UUID, str]] = field(default_factory=list)
-    statuses: list[dict] = field(default_factory=list)   # what Redis must learn: id, uvci, status, version, exp
+    statuses: list[dict] = field(default_factory=list)  # what Redis must learn: id, uvci, status, version, exp
     feed: list[tuple] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
 
@@ -121,7 +121,7 @@ class Relay:
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._wake.clear()
 
@@ -156,15 +156,21 @@ class Relay:
             if not rows:
                 return 0
             head = await repo.head_position(conn)
-            previous_ids = [uuid.UUID(r["payload"]["previous_result_id"]) for r in rows
-                            if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")]
-            certificate_of = dict(await repo.certificates_of_results(
-                conn, previous_ids + [r["result_id"] for r in rows]))
-            now = datetime.now(timezone.utc).replace(microsecond=0)
+            previous_ids = [
+                uuid.UUID(r["payload"]["previous_result_id"])
+                for r in rows
+                if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")
+            ]
+            certificate_of = dict(
+                await repo.certificates_of_results(conn, previous_ids + [r["result_id"] for r in rows])
+            )
+            now = datetime.now(UTC).replace(microsecond=0)
             pending: list[_Pending] = []
             signer = None
             for row in rows:
-                issues = row["kind"] == "RELEASED" or (row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED")
+                issues = row["kind"] == "RELEASED" or (
+                    row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED"
+                )
                 if issues and signer is None:
                     signer = await self._active_signer(conn)
                     if signer is None:
@@ -178,8 +184,9 @@ class Relay:
             issued = iter(await signer[1].issue(requests)) if requests else iter(())
             batch = _Batch()
             for item in pending:
-                self._assemble(item, next(issued) if item.request is not None else None, signer, now,
-                               certificate_of, batch)
+                self._assemble(
+                    item, next(issued) if item.request is not None else None, signer, now, certificate_of, batch
+                )
             await repo.insert_certificates(conn, batch.certificates)
             await repo.revoke_certificates(conn, batch.revocations)
             await repo.insert_feed_events(conn, batch.feed)
@@ -198,21 +205,36 @@ class Relay:
         result = result_message(row, id_column="result_id")
         result.state = enum_value(testing_pb2.ResultState, row["payload"].get("state", row["state"]))
         person = person_message(self._pii, row)
-        event = pb.ResultEvent(position=position, kind=enum_value(testing_pb2.ResultEventKind, row["kind"]),
-                               committed_at=timestamp(row["committed_at"]), published_at=timestamp(now),
-                               person=person, result=result)
+        event = pb.ResultEvent(
+            position=position,
+            kind=enum_value(testing_pb2.ResultEventKind, row["kind"]),
+            committed_at=timestamp(row["committed_at"]),
+            published_at=timestamp(now),
+            person=person,
+            result=result,
+        )
         request = None
         if issue:
             # Valid for a time counted from the sample; a result recorded after that window still gets
             # its certificate, one that expires at once (verifiers answer EXPIRED).
-            expires = max(row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
-                          now + timedelta(seconds=1))
+            expires = max(
+                row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
+                now + timedelta(seconds=1),
+            )
             request = CertificateRequest(
-                family_name=person.family_name or person.full_name, given_name=person.given_name,
-                date_of_birth=person.date_of_birth, test_type=row["test_type"], rat_device_id=row["rat_device_id"],
-                method=row["method"], sample_collected_at=row["collected_at"], outcome=row["outcome"],
-                testing_centre=row["lab_name"], issuer=self._config.hcert_issuer,
-                issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()))
+                family_name=person.family_name or person.full_name,
+                given_name=person.given_name,
+                date_of_birth=person.date_of_birth,
+                test_type=row["test_type"],
+                rat_device_id=row["rat_device_id"],
+                method=row["method"],
+                sample_collected_at=row["collected_at"],
+                outcome=row["outcome"],
+                testing_centre=row["lab_name"],
+                issuer=self._config.hcert_issuer,
+                issued_at=int(now.timestamp()),
+                expires_at=int(expires.timestamp()),
+            )
         return _Pending(row, event, request)
 
     def _assemble(self, item: _Pending, issued, signer, now: datetime, certificate_of: dict, batch: _Batch) -> None:
@@ -228,8 +250,15 @@ class Relay:
             revoked_id = old["id"]
             batch.revocations.append((old["id"], row["kind"]))
             certificate_of[old_result] = {**dict(old), "status": "REVOKED", "status_version": old["status_version"] + 1}
-            batch.statuses.append({"id": old["id"], "uvci": old["uvci"], "status": "REVOKED",
-                                   "status_version": old["status_version"] + 1, "expires_at": old["expires_at"]})
+            batch.statuses.append(
+                {
+                    "id": old["id"],
+                    "uvci": old["uvci"],
+                    "status": "REVOKED",
+                    "status_version": old["status_version"] + 1,
+                    "expires_at": old["expires_at"],
+                }
+            )
             event.revoked_certificate_id = old["uvci"]
         certificate_id = None
         if isinstance(issued, str):
@@ -239,21 +268,60 @@ class Relay:
             log.error("certificate not issued", extra={"fields": {"result_id": str(row["result_id"]), "error": issued}})
         elif issued is not None:
             certificate_id, (uvci_text, qr) = uuid.uuid4(), issued
-            expires_at = datetime.fromtimestamp(item.request.expires_at, timezone.utc)
+            expires_at = datetime.fromtimestamp(item.request.expires_at, UTC)
             material = signer[1].material
-            event.certificate.CopyFrom(certificate_pb2.Certificate(
-                certificate_id=uvci_text, qr=qr, status=certificate_pb2.CERTIFICATE_STATUS_VALID,
-                issued_at=timestamp(now), expires_at=timestamp(expires_at), result_id=str(row["result_id"]),
-                kid=material.kid))
-            batch.certificates.append((certificate_id, uvci_text, row["result_id"], row["person_id"], signer[0],
-                                       self._pii.seal("certificate.qr", qr), now, expires_at))
-            certificate_of[row["result_id"]] = {"id": certificate_id, "uvci": uvci_text, "status": "VALID",
-                                                "status_version": 1, "expires_at": expires_at}
-            batch.statuses.append({"id": certificate_id, "uvci": uvci_text, "status": "VALID", "status_version": 1,
-                                   "expires_at": expires_at})
-        batch.feed.append((event.position, row["outbox_id"], row["kind"], row["person_id"], row["result_id"],
-                           certificate_id, revoked_id, self._pii.seal_bytes("feed.event", event.SerializeToString()),
-                           row["committed_at"]))
+            event.certificate.CopyFrom(
+                certificate_pb2.Certificate(
+                    certificate_id=uvci_text,
+                    qr=qr,
+                    status=certificate_pb2.CERTIFICATE_STATUS_VALID,
+                    issued_at=timestamp(now),
+                    expires_at=timestamp(expires_at),
+                    result_id=str(row["result_id"]),
+                    kid=material.kid,
+                )
+            )
+            batch.certificates.append(
+                (
+                    certificate_id,
+                    uvci_text,
+                    row["result_id"],
+                    row["person_id"],
+                    signer[0],
+                    self._pii.seal("certificate.qr", qr),
+                    now,
+                    expires_at,
+                )
+            )
+            certificate_of[row["result_id"]] = {
+                "id": certificate_id,
+                "uvci": uvci_text,
+                "status": "VALID",
+                "status_version": 1,
+                "expires_at": expires_at,
+            }
+            batch.statuses.append(
+                {
+                    "id": certificate_id,
+                    "uvci": uvci_text,
+                    "status": "VALID",
+                    "status_version": 1,
+                    "expires_at": expires_at,
+                }
+            )
+        batch.feed.append(
+            (
+                event.position,
+                row["outbox_id"],
+                row["kind"],
+                row["person_id"],
+                row["result_id"],
+                certificate_id,
+                revoked_id,
+                self._pii.seal_bytes("feed.event", event.SerializeToString()),
+                row["committed_at"],
+            )
+        )
         batch.outbox_ids.append(row["outbox_id"])
 
     # --- Redis ---------------------------------------------------------------------------------------
@@ -272,14 +340,18 @@ class Relay:
         if not rows:
             return
         try:
-            await self._cache.put_many([(r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp()))
-                                        for r in rows])
+            await self._cache.put_many(
+                [(r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp())) for r in rows]
+            )
         except (redis.exceptions.RedisError, OSError) as exc:
             DEPENDENCY_UP.labels("publish_svc", "redis").set(0)
-            log.warning("Redis missed certificate statuses; will retry", extra={"fields": {
-                "count": len(rows), "error": type(exc).__name__}})
+            log.warning(
+                "Redis missed certificate statuses; will retry",
+                extra={"fields": {"count": len(rows), "error": type(exc).__name__}},
+            )
             await repo.mark_behind(conn, [r["id"] for r in rows])
             return
         DEPENDENCY_UP.labels("publish_svc", "redis").set(1)
-        await repo.mark_cached(conn, [(r["id"], r["status_version"]) for r in rows
-                                      if not (new_marked_cached and r["status_version"] == 1)])
+        await repo.mark_cached(
+            conn, [(r["id"], r["status_version"]) for r in rows if not (new_marked_cached and r["status_version"] == 1)]
+        )

@@ -42,7 +42,9 @@ async def head_position(conn) -> int:
 async def certificates_of_results(conn, result_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
     rows = await conn.fetch(
         "SELECT id, uvci, result_id, status, status_version, expires_at FROM certificates "
-        "WHERE result_id = ANY($1::uuid[])", result_ids)
+        "WHERE result_id = ANY($1::uuid[])",
+        result_ids,
+    )
     return {r["result_id"]: r for r in rows}
 
 
@@ -54,7 +56,8 @@ async def insert_certificates(conn, rows: list[tuple]) -> None:
                                          cached_version)
                SELECT *, 1 FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[],
                                        $7::timestamptz[], $8::timestamptz[])""",
-            *zip(*rows))
+            *zip(*rows),
+        )
 
 
 async def revoke_certificates(conn, revocations: list[tuple[uuid.UUID, str]]) -> None:
@@ -65,7 +68,8 @@ async def revoke_certificates(conn, revocations: list[tuple[uuid.UUID, str]]) ->
                       revoked_at = now(), revocation_reason = u.reason
                FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
                WHERE c.id = u.id AND c.status = 'VALID'""",
-            *zip(*revocations))
+            *zip(*revocations),
+        )
 
 
 async def insert_feed_events(conn, rows: list[tuple]) -> None:
@@ -77,7 +81,8 @@ async def insert_feed_events(conn, rows: list[tuple]) -> None:
                                         revoked_certificate_id, payload_enc, committed_at)
                SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[],
                                     $7::uuid[], $8::bytea[], $9::timestamptz[])""",
-            *zip(*rows))
+            *zip(*rows),
+        )
 
 
 async def mark_relayed(conn, outbox_ids: list[int]) -> None:
@@ -87,7 +92,9 @@ async def mark_relayed(conn, outbox_ids: list[int]) -> None:
 async def statuses_behind_cache(conn, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT id, uvci, status, status_version, expires_at FROM certificates "
-        "WHERE cached_version < status_version ORDER BY id LIMIT $1", limit)
+        "WHERE cached_version < status_version ORDER BY id LIMIT $1",
+        limit,
+    )
 
 
 async def mark_behind(conn, certificate_ids: list[uuid.UUID]) -> None:
@@ -100,22 +107,28 @@ async def mark_cached(conn, entries: list[tuple[uuid.UUID, int]]) -> None:
         await conn.execute(
             """UPDATE certificates c SET cached_version = GREATEST(c.cached_version, u.version)
                FROM unnest($1::uuid[], $2::int8[]) AS u(id, version) WHERE c.id = u.id""",
-            *zip(*entries))
+            *zip(*entries),
+        )
 
 
 # --- feed reads ---------------------------------------------------------------------------------------
 
+
 async def feed_page(pool, from_position: int, limit: int) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT position, person_id, payload_enc FROM feed_events WHERE position >= $1 ORDER BY position LIMIT $2",
-        from_position, limit)
+        from_position,
+        limit,
+    )
 
 
 async def partner(pool, partner_id: uuid.UUID) -> asyncpg.Record | None:
     return await pool.fetchrow(
         """SELECT p.id, p.name, p.personal_data_access, COALESCE(c.acked_position, 0) AS acked_position,
                   c.updated_at AS acked_at
-           FROM partners p LEFT JOIN partner_cursors c ON c.partner_id = p.id WHERE p.id = $1""", partner_id)
+           FROM partners p LEFT JOIN partner_cursors c ON c.partner_id = p.id WHERE p.id = $1""",
+        partner_id,
+    )
 
 
 async def advance_cursor(conn, partner_id: uuid.UUID, position: int) -> int:
@@ -125,26 +138,30 @@ async def advance_cursor(conn, partner_id: uuid.UUID, position: int) -> int:
                SET acked_position = GREATEST(partner_cursors.acked_position, EXCLUDED.acked_position),
                    updated_at = CASE WHEN EXCLUDED.acked_position > partner_cursors.acked_position
                                      THEN now() ELSE partner_cursors.updated_at END
-           RETURNING acked_position""", partner_id, position)
+           RETURNING acked_position""",
+        partner_id,
+        position,
+    )
 
 
 async def feed_status(pool, partner_id: uuid.UUID | None):
-    head = await pool.fetchrow(
-        "SELECT position, committed_at FROM feed_events ORDER BY position DESC LIMIT 1")
+    head = await pool.fetchrow("SELECT position, committed_at FROM feed_events ORDER BY position DESC LIMIT 1")
     pending = await pool.fetchrow(
-        "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE relayed_at IS NULL")
+        "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE relayed_at IS NULL"
+    )
     partners = await pool.fetch(
         """SELECT p.id, p.name, COALESCE(c.acked_position, 0) AS acked_position, c.updated_at AS acked_at,
                   (SELECT f.committed_at FROM feed_events f WHERE f.position = COALESCE(c.acked_position, 0) + 1)
                       AS oldest_unacked_committed_at
            FROM partners p LEFT JOIN partner_cursors c ON c.partner_id = p.id
-           WHERE $1::uuid IS NULL OR p.id = $1 ORDER BY p.name, p.id""", partner_id)
+           WHERE $1::uuid IS NULL OR p.id = $1 ORDER BY p.name, p.id""",
+        partner_id,
+    )
     return head, pending, partners
 
 
 async def certificate_by_uvci(pool, uvci: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT id, uvci, status, qr_enc, expires_at FROM certificates WHERE uvci = $1", uvci)
+    return await pool.fetchrow("SELECT id, uvci, status, qr_enc, expires_at FROM certificates WHERE uvci = $1", uvci)
 
 
 # Current result versions of the persons matching a keyed hash ({column}: identity_hash or phone_hash)

@@ -9,22 +9,22 @@ import uuid
 
 from services.common.auth import Principal, Role, current_principal
 from services.common.db import fetch, in_tx
-from services.common.fields import check_date_of_birth, normalise_phone, utcnow
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from services.hcert import qr
+from services.common.fields import check_date_of_birth, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.messages import person_message, result_message
 from services.common.protoconv import timestamp
 from services.common.ratelimit import RateLimiter
 from services.common.runtime import Deps
 from services.common.server import GrpcService
-from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
+from services.hcert import qr
 from services.publish_svc import repository as repo
 from services.publish_svc.feed import Feed, FeedSignal
 from services.publish_svc.relay import Relay
+from services.registry.certificate_status import StatusCache
 
 LABEL = "publish_svc"
 
@@ -53,7 +53,9 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         self._pool = deps.pool
         self._pii = deps.pii
         self._feed = feed
-        self._lookups = RateLimiter(deps.redis, deps.config.redis_prefix, "citizen", deps.config.citizen_lookups_per_minute)
+        self._lookups = RateLimiter(
+            deps.redis, deps.config.redis_prefix, "citizen", deps.config.citizen_lookups_per_minute
+        )
 
     async def StreamResultEvents(self, request, context):
         caller = current_principal.get()
@@ -62,8 +64,14 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
 
     async def AckResultEvents(self, request, context):
         caller = current_principal.get()
-        return await run_idempotent(self._pool, caller.id, "AckResultEvents", request, pb.AckResultEventsResponse,
-                                    lambda conn: self._feed.acknowledge(conn, caller.id, request.position))
+        return await run_idempotent(
+            self._pool,
+            caller.id,
+            "AckResultEvents",
+            request,
+            pb.AckResultEventsResponse,
+            lambda conn: self._feed.acknowledge(conn, caller.id, request.position),
+        )
 
     async def GetFeedStatus(self, request, context):
         caller: Principal = current_principal.get()
@@ -72,8 +80,9 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             try:
                 partner_id = uuid.UUID(request.partner_id)
             except ValueError:
-                raise InvalidArgument("partner_id is not a UUID", [FieldViolation("partner_id", "a UUID",
-                                                                                  "FIELD_FORMAT_INVALID")]) from None
+                raise InvalidArgument(
+                    "partner_id is not a UUID", [FieldViolation("partner_id", "a UUID", "FIELD_FORMAT_INVALID")]
+                ) from None
         if caller.role is Role.PARTNER:
             if partner_id is not None and str(partner_id) != caller.id:
                 raise PermissionDenied("a partner sees only its own feed status", reason="SCOPE_NOT_ALLOWED")
@@ -84,17 +93,24 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         now = utcnow()
         head_position = head["position"] if head else 0
         response = pb.GetFeedStatusResponse(
-            head_position=head_position, head_committed_at=timestamp(head["committed_at"]) if head else None,
+            head_position=head_position,
+            head_committed_at=timestamp(head["committed_at"]) if head else None,
             pending_events=pending["n"],
-            oldest_pending_age=_duration((now - pending["oldest"]).total_seconds() if pending["oldest"] else 0))
+            oldest_pending_age=_duration((now - pending["oldest"]).total_seconds() if pending["oldest"] else 0),
+        )
         for p in partners:
             oldest = p["oldest_unacked_committed_at"]
-            response.partners.append(pb.PartnerFeedStatus(
-                partner_id=str(p["id"]), partner_name=p["name"], acknowledged_position=p["acked_position"],
-                acknowledged_at=timestamp(p["acked_at"]) if p["acked_at"] else None,
-                lag_events=max(0, head_position - p["acked_position"]),
-                lag=_duration((now - oldest).total_seconds() if oldest else 0),
-                open_streams=self._feed.open_streams[str(p["id"])]))
+            response.partners.append(
+                pb.PartnerFeedStatus(
+                    partner_id=str(p["id"]),
+                    partner_name=p["name"],
+                    acknowledged_position=p["acked_position"],
+                    acknowledged_at=timestamp(p["acked_at"]) if p["acked_at"] else None,
+                    lag_events=max(0, head_position - p["acked_position"]),
+                    lag=_duration((now - oldest).total_seconds() if oldest else 0),
+                    open_streams=self._feed.open_streams[str(p["id"])],
+                )
+            )
         return response
 
     async def GetCitizenResults(self, request, context):
@@ -105,14 +121,19 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         column = lookup = None
         if which == "identity":
             doc = request.identity
-            doc_type = person_pb2.IdentityDocumentType.Name(doc.type).removeprefix("IDENTITY_DOCUMENT_TYPE_") \
-                if doc.type in person_pb2.IdentityDocumentType.values() else ""
+            doc_type = (
+                person_pb2.IdentityDocumentType.Name(doc.type).removeprefix("IDENTITY_DOCUMENT_TYPE_")
+                if doc.type in person_pb2.IdentityDocumentType.values()
+                else ""
+            )
             if doc_type in ("", "UNSPECIFIED") or not doc.number:
                 violations.append(FieldViolation("identity", "type and number are required", "FIELD_REQUIRED"))
             else:
                 country = "VN" if doc_type in ("CITIZEN_ID", "OLD_ID") else doc.country
-                column, lookup = "identity_hash", self._pii.keyed_hash("person.identity",
-                                                                       f"{doc_type}|{country}|{doc.number}")
+                column, lookup = (
+                    "identity_hash",
+                    self._pii.keyed_hash("person.identity", f"{doc_type}|{country}|{doc.number}"),
+                )
         elif which == "phone":
             phone = normalise_phone(request.phone)
             if phone is None:
@@ -125,21 +146,33 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             raise InvalidArgument("invalid lookup", violations)
         await self._lookups.check(caller.id)
         partner = await self._feed.partner(caller.id)
-        rows = await fetch(self._pool, repo.CITIZEN_RESULTS.format(column=column), lookup,
-                           self._pii.keyed_hash("person.date_of_birth", dob), 100)
+        rows = await fetch(
+            self._pool,
+            repo.CITIZEN_RESULTS.format(column=column),
+            lookup,
+            self._pii.keyed_hash("person.date_of_birth", dob),
+            100,
+        )
         response = pb.GetCitizenResultsResponse()
         for row in rows:
-            item = pb.CitizenResult(person_key=self._feed.person_key(uuid.UUID(caller.id), row["person_id"]),
-                                    result=result_message(row))
+            item = pb.CitizenResult(
+                person_key=self._feed.person_key(uuid.UUID(caller.id), row["person_id"]), result=result_message(row)
+            )
             if partner["personal_data_access"]:
                 item.person.CopyFrom(person_message(self._pii, row))
             if row["uvci"]:
-                item.certificate.CopyFrom(certificate_pb2.Certificate(
-                    certificate_id=row["uvci"], qr=self._pii.open("certificate.qr", row["qr_enc"]),
-                    status=STATUS[row["certificate_status"]], issued_at=timestamp(row["issued_at"]),
-                    expires_at=timestamp(row["certificate_expires_at"]),
-                    revoked_at=timestamp(row["revoked_at"]) if row["revoked_at"] else None,
-                    result_id=str(row["id"]), kid=bytes(row["kid"])))
+                item.certificate.CopyFrom(
+                    certificate_pb2.Certificate(
+                        certificate_id=row["uvci"],
+                        qr=self._pii.open("certificate.qr", row["qr_enc"]),
+                        status=STATUS[row["certificate_status"]],
+                        issued_at=timestamp(row["issued_at"]),
+                        expires_at=timestamp(row["certificate_expires_at"]),
+                        revoked_at=timestamp(row["revoked_at"]) if row["revoked_at"] else None,
+                        result_id=str(row["id"]),
+                        kid=bytes(row["kid"]),
+                    )
+                )
             response.results.append(item)
         return response
 
@@ -158,8 +191,12 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
         fmt, content_type = QR_FORMATS[request.format]
         image = qr.render(self._pii.open("certificate.qr", row["qr_enc"]), fmt, request.scale or 4)
-        return pb.GetCertificateQrResponse(image=image, content_type=content_type, status=STATUS[row["status"]],
-                                           expires_at=timestamp(row["expires_at"]))
+        return pb.GetCertificateQrResponse(
+            image=image,
+            content_type=content_type,
+            status=STATUS[row["status"]],
+            expires_at=timestamp(row["expires_at"]),
+        )
 
 
 def build(deps: Deps) -> list[GrpcService]:

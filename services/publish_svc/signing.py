@@ -45,12 +45,21 @@ def issue_batch(signer: codec.Signer, requests: list[CertificateRequest]) -> lis
         certificate_id = uvci.new_uvci()
         try:
             dcc = payload.test_payload(
-                family_name=r.family_name, given_name=r.given_name, date_of_birth=r.date_of_birth,
-                test_type=r.test_type, rat_device_id=r.rat_device_id, method=r.method,
-                sample_collected_at=r.sample_collected_at, outcome=r.outcome, testing_centre=r.testing_centre,
-                issuer=r.issuer, uvci=certificate_id)
-            out.append((certificate_id, codec.encode_hcert(dcc, signer=signer, issued_at=r.issued_at,
-                                                           expires_at=r.expires_at)))
+                family_name=r.family_name,
+                given_name=r.given_name,
+                date_of_birth=r.date_of_birth,
+                test_type=r.test_type,
+                rat_device_id=r.rat_device_id,
+                method=r.method,
+                sample_collected_at=r.sample_collected_at,
+                outcome=r.outcome,
+                testing_centre=r.testing_centre,
+                issuer=r.issuer,
+                uvci=certificate_id,
+            )
+            out.append(
+                (certificate_id, codec.encode_hcert(dcc, signer=signer, issued_at=r.issued_at, expires_at=r.expires_at))
+            )
         except ValueError as exc:
             out.append(str(exc))
     return out
@@ -66,8 +75,9 @@ def _init_worker(private_key_pem: bytes, certificate_der: bytes, algorithm: str)
     from cryptography import x509
 
     key, _ = keys.load_private_key_pem(private_key_pem)
-    material = keys.SigningKeyMaterial(key=key, certificate=x509.load_der_x509_certificate(certificate_der),
-                                       algorithm=algorithm)
+    material = keys.SigningKeyMaterial(
+        key=key, certificate=x509.load_der_x509_certificate(certificate_der), algorithm=algorithm
+    )
     _worker_signer = codec.Signer(material)
 
 
@@ -77,6 +87,7 @@ def _issue_in_worker(requests: list[CertificateRequest]) -> list[tuple[str, str]
 
 
 # --- relay side ---------------------------------------------------------------------------------------
+
 
 class CertificateSigner:
     """Signs batches with one key, in `processes` workers (0: in this process)."""
@@ -88,8 +99,11 @@ class CertificateSigner:
         self._processes = processes
         if processes > 0:
             self._pool = ProcessPoolExecutor(
-                max_workers=processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                initargs=(keys.private_key_pem(material.key), material.certificate_der, material.algorithm))
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(keys.private_key_pem(material.key), material.certificate_der, material.algorithm),
+            )
 
     async def issue(self, requests: list[CertificateRequest]) -> list[tuple[str, str] | str]:
         if not requests:
@@ -99,7 +113,7 @@ class CertificateSigner:
         # Split across the workers and this process, so every core that is free signs.
         parts = self._processes + 1
         size = -(-len(requests) // parts)
-        chunks = [requests[i:i + size] for i in range(0, len(requests), size)]
+        chunks = [requests[i : i + size] for i in range(0, len(requests), size)]
         loop = asyncio.get_running_loop()
         remote = [loop.run_in_executor(self._pool, _issue_in_worker, chunk) for chunk in chunks[1:]]
         local = issue_batch(self._local, chunks[0])

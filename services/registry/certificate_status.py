@@ -40,9 +40,9 @@ _CHUNK = 500  # keys per script call: keeps each atomic script short
 
 @dataclass(frozen=True)
 class CachedStatus:
-    status: str          # VALID or REVOKED
+    status: str  # VALID or REVOKED
     version: int
-    expires_at: int      # unix seconds
+    expires_at: int  # unix seconds
 
 
 class StatusReader(Protocol):
@@ -69,7 +69,7 @@ class StatusCache:
         Returns how many were newer than what Redis held."""
         written = 0
         for start in range(0, len(entries), _CHUNK):
-            chunk = entries[start:start + _CHUNK]
+            chunk = entries[start : start + _CHUNK]
             args: list = []
             for _, status, version, expires in chunk:
                 args += [version, f"{version}:{status}:{expires}", (expires + _TTL_PAST_EXPIRY_S) * 1000]

@@ -16,7 +16,15 @@ import asyncpg
 from cryptography import x509
 
 from services.common import audit
-from services.common.auth import ROLES_OF_KIND, Principal, PrincipalKind, Role, certificate_fingerprint, new_token, token_digest
+from services.common.auth import (
+    ROLES_OF_KIND,
+    Principal,
+    PrincipalKind,
+    Role,
+    certificate_fingerprint,
+    new_token,
+    token_digest,
+)
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 
 PROVINCE = re.compile(r"^[0-9]{2}$")
@@ -39,14 +47,14 @@ class Credential:
     kind: str
     principal_kind: str
     principal_id: str
-    principal_name: str           # operators are known by user name
+    principal_name: str  # operators are known by user name
     role: str
     label: str
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
     revocation_reason: str
-    fingerprint: bytes | None     # SHA-256 of a client certificate's DER; None for tokens
+    fingerprint: bytes | None  # SHA-256 of a client certificate's DER; None for tokens
 
 
 def _check_name(name: str, field: str = "name") -> list[FieldViolation]:
@@ -78,53 +86,80 @@ async def _insert_named(conn, sql: str, name: str, *args, reason: str) -> str:
     return str(new_id)
 
 
-async def create_organisation(conn, actor: Principal | None, name: str, kind: str, province_code: str,
-                              request_id: str = "") -> str:
+async def create_organisation(
+    conn, actor: Principal | None, name: str, kind: str, province_code: str, request_id: str = ""
+) -> str:
     violations = _check_name(name) + _check_province(province_code)
     if kind not in ORG_KINDS:
         violations.append(FieldViolation("kind", "SAMPLING_UNIT or LAB"))
     if violations:
         raise InvalidArgument("invalid organisation", violations)
     org_id = await _insert_named(
-        conn, "INSERT INTO organisations (id, name, kind, province_code) VALUES ($1, $2, $3, $4)", name, kind,
-        province_code, reason="ORGANISATION_EXISTS",
+        conn,
+        "INSERT INTO organisations (id, name, kind, province_code) VALUES ($1, $2, $3, $4)",
+        name,
+        kind,
+        province_code,
+        reason="ORGANISATION_EXISTS",
     )
     await audit.record(conn, actor, "CREATE_ORGANISATION", "organisation", org_id, request_id, {"kind": kind})
     return org_id
 
 
-async def create_partner(conn, actor: Principal | None, name: str, personal_data_access: bool = False,
-                         request_id: str = "") -> str:
+async def create_partner(
+    conn, actor: Principal | None, name: str, personal_data_access: bool = False, request_id: str = ""
+) -> str:
     if violations := _check_name(name):
         raise InvalidArgument("invalid partner", violations)
-    partner_id = await _insert_named(conn, "INSERT INTO partners (id, name, personal_data_access) VALUES ($1, $2, $3)",
-                                     name, personal_data_access, reason="PARTNER_EXISTS")
+    partner_id = await _insert_named(
+        conn,
+        "INSERT INTO partners (id, name, personal_data_access) VALUES ($1, $2, $3)",
+        name,
+        personal_data_access,
+        reason="PARTNER_EXISTS",
+    )
     await conn.execute("INSERT INTO partner_cursors (partner_id) VALUES ($1)", uuid.UUID(partner_id))
     await audit.record(conn, actor, "CREATE_PARTNER", "partner", partner_id, request_id)
     return partner_id
 
 
-async def create_checkpoint_device(conn, actor: Principal | None, name: str, province_code: str,
-                                   request_id: str = "") -> str:
+async def create_checkpoint_device(
+    conn, actor: Principal | None, name: str, province_code: str, request_id: str = ""
+) -> str:
     violations = _check_name(name) + _check_province(province_code)
     if violations:
         raise InvalidArgument("invalid checkpoint device", violations)
-    device_id = await _insert_named(conn, "INSERT INTO checkpoint_devices (id, name, province_code) VALUES ($1, $2, $3)",
-                                    name, province_code, reason="DEVICE_EXISTS")
-    await audit.record(conn, actor, "CREATE_CHECKPOINT_DEVICE", "checkpoint_device", device_id, request_id,
-                       {"province_code": province_code})
+    device_id = await _insert_named(
+        conn,
+        "INSERT INTO checkpoint_devices (id, name, province_code) VALUES ($1, $2, $3)",
+        name,
+        province_code,
+        reason="DEVICE_EXISTS",
+    )
+    await audit.record(
+        conn,
+        actor,
+        "CREATE_CHECKPOINT_DEVICE",
+        "checkpoint_device",
+        device_id,
+        request_id,
+        {"province_code": province_code},
+    )
     return device_id
 
 
 async def ensure_operator(conn, name: str) -> uuid.UUID:
     """The id of operator `name` (a user name), registering it on first use."""
     if not OPERATOR_NAME.match(name or ""):
-        raise InvalidArgument("invalid operator name",
-                              [FieldViolation("principal.id", "operator user name: 1-64 of a-z, 0-9, '.', '_', '-'")])
+        raise InvalidArgument(
+            "invalid operator name",
+            [FieldViolation("principal.id", "operator user name: 1-64 of a-z, 0-9, '.', '_', '-'")],
+        )
     return await conn.fetchval(
         """INSERT INTO operators (id, name) VALUES ($1, $2)
            ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
-        uuid.uuid4(), name,
+        uuid.uuid4(),
+        name,
     )
 
 
@@ -137,8 +172,15 @@ _ORDER = {
 }
 
 
-async def list_principals(conn, kind: PrincipalKind, limit: int, after: list | None = None, *,
-                          org_kind: str | None = None, province_code: str | None = None) -> list[asyncpg.Record]:
+async def list_principals(
+    conn,
+    kind: PrincipalKind,
+    limit: int,
+    after: list | None = None,
+    *,
+    org_kind: str | None = None,
+    province_code: str | None = None,
+) -> list[asyncpg.Record]:
     """Principals of one kind in their documented order; `after` is the previous page's last sort key."""
     order = _ORDER[kind]
     where, args = [], []
@@ -155,8 +197,11 @@ async def list_principals(conn, kind: PrincipalKind, limit: int, after: list | N
         placeholders = ", ".join(f"${start + i + 1}" for i in range(len(order)))
         where.append(f"({', '.join(order)}) > ({placeholders})")
     args.append(limit)
-    sql = (f"SELECT * FROM {_TABLE[kind]}" + (" WHERE " + " AND ".join(where) if where else "")
-           + f" ORDER BY {', '.join(order)} LIMIT ${len(args)}")
+    sql = (
+        f"SELECT * FROM {_TABLE[kind]}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {', '.join(order)} LIMIT ${len(args)}"
+    )
     return await conn.fetch(sql, *args)
 
 
@@ -171,9 +216,14 @@ def sort_key(kind: PrincipalKind, row) -> list:
 async def _check_holder(conn, principal_kind: PrincipalKind, principal_id: str, role: Role) -> uuid.UUID:
     if role not in ROLES_OF_KIND[principal_kind]:
         raise InvalidArgument(
-            f"a {principal_kind.value} cannot hold role {role.value}", reason="ROLE_NOT_ALLOWED_FOR_PRINCIPAL",
-            violations=[FieldViolation("role", f"allowed for {principal_kind.value}: "
-                                               + ", ".join(r.value for r in ROLES_OF_KIND[principal_kind]))],
+            f"a {principal_kind.value} cannot hold role {role.value}",
+            reason="ROLE_NOT_ALLOWED_FOR_PRINCIPAL",
+            violations=[
+                FieldViolation(
+                    "role",
+                    f"allowed for {principal_kind.value}: " + ", ".join(r.value for r in ROLES_OF_KIND[principal_kind]),
+                )
+            ],
         )
     if principal_kind is PrincipalKind.OPERATOR:
         return await ensure_operator(conn, principal_id)
@@ -182,24 +232,47 @@ async def _check_holder(conn, principal_kind: PrincipalKind, principal_id: str, 
     if row is None:
         raise NotFound(f"no {principal_kind.value.lower()} with that id", reason="PRINCIPAL_NOT_FOUND")
     if principal_kind is PrincipalKind.ORGANISATION and role not in ORG_KIND_ROLES[row["kind"]]:
-        raise FailedPrecondition(f"a {row['kind']} organisation cannot hold role {role.value}",
-                                 reason="ROLE_NOT_ALLOWED_FOR_PRINCIPAL")
+        raise FailedPrecondition(
+            f"a {row['kind']} organisation cannot hold role {role.value}", reason="ROLE_NOT_ALLOWED_FOR_PRINCIPAL"
+        )
     return pid
 
 
-async def issue_token(conn, actor: Principal | None, principal_kind: PrincipalKind, principal_id: str, role: Role,
-                      label: str = "", expires_at: datetime | None = None, request_id: str = "") -> tuple[str, str]:
+async def issue_token(
+    conn,
+    actor: Principal | None,
+    principal_kind: PrincipalKind,
+    principal_id: str,
+    role: Role,
+    label: str = "",
+    expires_at: datetime | None = None,
+    request_id: str = "",
+) -> tuple[str, str]:
     """A new bearer token for a principal: returns (credential id, token). The token is never stored."""
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     token = new_token()
     credential_id = uuid.uuid4()
     await conn.execute(
-        """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label, expires_at)
+        """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
+                                          expires_at)
            VALUES ($1, 'TOKEN', $2, $3, $4, $5, $6, $7)""",
-        credential_id, token_digest(token), principal_kind.value, pid, role.value, label[:200], expires_at,
+        credential_id,
+        token_digest(token),
+        principal_kind.value,
+        pid,
+        role.value,
+        label[:200],
+        expires_at,
     )
-    await audit.record(conn, actor, "ISSUE_CREDENTIAL", "credential", str(credential_id), request_id,
-                       {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value})
+    await audit.record(
+        conn,
+        actor,
+        "ISSUE_CREDENTIAL",
+        "credential",
+        str(credential_id),
+        request_id,
+        {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value},
+    )
     return str(credential_id), token
 
 
@@ -211,9 +284,11 @@ def parse_client_certificate(certificate: bytes) -> tuple[bytes, datetime | None
         else:
             cert = x509.load_der_x509_certificate(certificate)
     except ValueError:
-        raise InvalidArgument("not an X.509 certificate",
-                              [FieldViolation("certificate", "one PEM or DER X.509 certificate")],
-                              reason="CERTIFICATE_INVALID") from None
+        raise InvalidArgument(
+            "not an X.509 certificate",
+            [FieldViolation("certificate", "one PEM or DER X.509 certificate")],
+            reason="CERTIFICATE_INVALID",
+        ) from None
     return certificate_fingerprint(certificate), cert.not_valid_after_utc
 
 
@@ -229,23 +304,45 @@ def parse_fingerprint(text: str) -> bytes:
     return digest
 
 
-async def register_client_certificate(conn, actor: Principal | None, principal_kind: PrincipalKind, principal_id: str,
-                                      role: Role, fingerprint: bytes, expires_at: datetime | None = None,
-                                      label: str = "", request_id: str = "") -> str:
+async def register_client_certificate(
+    conn,
+    actor: Principal | None,
+    principal_kind: PrincipalKind,
+    principal_id: str,
+    role: Role,
+    fingerprint: bytes,
+    expires_at: datetime | None = None,
+    label: str = "",
+    request_id: str = "",
+) -> str:
     """Register an mTLS client certificate by its SHA-256 fingerprint; returns the credential id."""
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     credential_id = uuid.uuid4()
     try:
         async with conn.transaction():
             await conn.execute(
-                """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label, expires_at)
+                """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
+                                          expires_at)
                    VALUES ($1, 'CLIENT_CERTIFICATE', $2, $3, $4, $5, $6, $7)""",
-                credential_id, fingerprint, principal_kind.value, pid, role.value, label[:200], expires_at,
+                credential_id,
+                fingerprint,
+                principal_kind.value,
+                pid,
+                role.value,
+                label[:200],
+                expires_at,
             )
     except asyncpg.UniqueViolationError:
         raise AlreadyExists("this certificate is already registered", reason="CERTIFICATE_EXISTS") from None
-    await audit.record(conn, actor, "REGISTER_CLIENT_CERTIFICATE", "credential", str(credential_id), request_id,
-                       {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value})
+    await audit.record(
+        conn,
+        actor,
+        "REGISTER_CLIENT_CERTIFICATE",
+        "credential",
+        str(credential_id),
+        request_id,
+        {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value},
+    )
     return str(credential_id)
 
 
@@ -269,9 +366,14 @@ async def get_credential(conn, credential_id: str) -> Credential:
     return _credential(row)
 
 
-async def list_credentials(conn, principal_kind: PrincipalKind | None = None, principal_id: str = "",
-                           include_revoked: bool = False, limit: int = 100,
-                           after: tuple[datetime, str] | None = None) -> list[Credential]:
+async def list_credentials(
+    conn,
+    principal_kind: PrincipalKind | None = None,
+    principal_id: str = "",
+    include_revoked: bool = False,
+    limit: int = 100,
+    after: tuple[datetime, str] | None = None,
+) -> list[Credential]:
     """Newest first, then id; `after` is the (created_at, id) of the previous page's last row."""
     pid = None
     if principal_id:
@@ -285,20 +387,28 @@ async def list_credentials(conn, principal_kind: PrincipalKind | None = None, pr
               AND ($3 OR c.revoked_at IS NULL)
               AND ($4::timestamptz IS NULL OR (c.created_at, c.id) < ($4, $5::uuid))
             ORDER BY c.created_at DESC, c.id DESC LIMIT $6""",
-        principal_kind.value if principal_kind else None, pid, include_revoked,
-        after[0] if after else None, after[1] if after else None, limit,
+        principal_kind.value if principal_kind else None,
+        pid,
+        include_revoked,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
     return [_credential(r) for r in rows]
 
 
-async def revoke_credential(conn, actor: Principal | None, credential_id: str, reason: str = "",
-                            request_id: str = "") -> Credential:
+async def revoke_credential(
+    conn, actor: Principal | None, credential_id: str, reason: str = "", request_id: str = ""
+) -> Credential:
     """Revoke a credential; revoking twice keeps the first revocation."""
     cid = _uuid(credential_id, "credential_id")
     found = await conn.fetchval(
         """UPDATE credentials SET revoked_at = COALESCE(revoked_at, now()),
                   revocation_reason = CASE WHEN revoked_at IS NULL THEN $2 ELSE revocation_reason END
-           WHERE id = $1 RETURNING id""", cid, reason[:200])
+           WHERE id = $1 RETURNING id""",
+        cid,
+        reason[:200],
+    )
     if found is None:
         raise NotFound("no credential with that id", reason="CREDENTIAL_NOT_FOUND")
     await audit.record(conn, actor, "REVOKE_CREDENTIAL", "credential", credential_id, request_id)

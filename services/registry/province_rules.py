@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from google.protobuf.duration_pb2 import Duration
@@ -48,29 +48,43 @@ class Rule:
 
 def rule_from_row(r) -> Rule:
     """A `province_rules` row (or a dict with the same keys) as a Rule."""
-    return Rule(rule_id=r["rule_id"], version=r["version"], province_code=r["province_code"],
-                entry_type=r["entry_type"], test_type=r["test_type"], disabled=r["disabled"],
-                validity_seconds=r["validity_seconds"], accepted_outcomes=tuple(r["accepted_outcomes"]),
-                require_complete_series=r["require_complete_series"],
-                min_days_since_last_dose=r["min_days_since_last_dose"],
-                max_days_since_last_dose=r["max_days_since_last_dose"],
-                min_days_since_positive=r["min_days_since_positive"],
-                max_days_since_positive=r["max_days_since_positive"], effective_from=r["effective_from"],
-                description=r["description"], created_at=r["created_at"])
+    return Rule(
+        rule_id=r["rule_id"],
+        version=r["version"],
+        province_code=r["province_code"],
+        entry_type=r["entry_type"],
+        test_type=r["test_type"],
+        disabled=r["disabled"],
+        validity_seconds=r["validity_seconds"],
+        accepted_outcomes=tuple(r["accepted_outcomes"]),
+        require_complete_series=r["require_complete_series"],
+        min_days_since_last_dose=r["min_days_since_last_dose"],
+        max_days_since_last_dose=r["max_days_since_last_dose"],
+        min_days_since_positive=r["min_days_since_positive"],
+        max_days_since_positive=r["max_days_since_positive"],
+        effective_from=r["effective_from"],
+        description=r["description"],
+        created_at=r["created_at"],
+    )
 
 
 def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
     message = province_rule_pb2.ProvinceRule(
-        rule_id=rule.rule_id, version=rule.version, province_code=rule.province_code,
-        entry_type=enum_value(certificate_pb2.EntryType, rule.entry_type), disabled=rule.disabled,
+        rule_id=rule.rule_id,
+        version=rule.version,
+        province_code=rule.province_code,
+        entry_type=enum_value(certificate_pb2.EntryType, rule.entry_type),
+        disabled=rule.disabled,
         accepted_outcomes=[enum_value(testing_pb2.Outcome, o) for o in rule.accepted_outcomes],
         complete_series_required=rule.require_complete_series,
         min_days_since_last_dose=rule.min_days_since_last_dose or 0,
         max_days_since_last_dose=rule.max_days_since_last_dose or 0,
         min_days_since_first_positive=rule.min_days_since_positive or 0,
         max_days_since_first_positive=rule.max_days_since_positive or 0,
-        effective_from=timestamp(rule.effective_from), description=rule.description,
-        created_at=timestamp(rule.created_at))
+        effective_from=timestamp(rule.effective_from),
+        description=rule.description,
+        created_at=timestamp(rule.created_at),
+    )
     if rule.test_type:
         message.test_type = enum_value(testing_pb2.TestType, rule.test_type)
     if rule.validity_seconds:
@@ -80,21 +94,28 @@ def rule_message(rule: Rule) -> province_rule_pb2.ProvinceRule:
 
 def rule_from_message(r: province_rule_pb2.ProvinceRule) -> Rule:
     """The inverse of rule_message (a rule downloaded with GetRules, for the offline verifier)."""
-    return Rule(rule_id=r.rule_id, version=r.version, province_code=r.province_code,
-                entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
-                test_type=enum_name(testing_pb2.TestType, r.test_type) or None, disabled=r.disabled,
-                validity_seconds=r.validity.seconds or None,
-                accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
-                require_complete_series=r.complete_series_required,
-                min_days_since_last_dose=r.min_days_since_last_dose or None,
-                max_days_since_last_dose=r.max_days_since_last_dose or None,
-                min_days_since_positive=r.min_days_since_first_positive or None,
-                max_days_since_positive=r.max_days_since_first_positive or None,
-                effective_from=r.effective_from.ToDatetime(tzinfo=timezone.utc), description=r.description,
-                created_at=r.created_at.ToDatetime(tzinfo=timezone.utc))
+    return Rule(
+        rule_id=r.rule_id,
+        version=r.version,
+        province_code=r.province_code,
+        entry_type=enum_name(certificate_pb2.EntryType, r.entry_type),
+        test_type=enum_name(testing_pb2.TestType, r.test_type) or None,
+        disabled=r.disabled,
+        validity_seconds=r.validity.seconds or None,
+        accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in r.accepted_outcomes),
+        require_complete_series=r.complete_series_required,
+        min_days_since_last_dose=r.min_days_since_last_dose or None,
+        max_days_since_last_dose=r.max_days_since_last_dose or None,
+        min_days_since_positive=r.min_days_since_first_positive or None,
+        max_days_since_positive=r.max_days_since_first_positive or None,
+        effective_from=r.effective_from.ToDatetime(tzinfo=UTC),
+        description=r.description,
+        created_at=r.created_at.ToDatetime(tzinfo=UTC),
+    )
 
 
 # --- setting and listing versions ------------------------------------------------------------------
+
 
 @dataclass
 class RuleInput:
@@ -120,7 +141,7 @@ def check_rule(r: RuleInput) -> list[FieldViolation]:
         v.append(FieldViolation(f"rule.{field}", description, reason))
 
     if not PROVINCE.match(r.province_code or ""):
-        bad("province_code", "2 digits, \"00\" for the national default")
+        bad("province_code", '2 digits, "00" for the national default')
     if r.entry_type not in ENTRY_TYPES:
         bad("entry_type", "TEST, VACCINATION or RECOVERY", "FIELD_REQUIRED")
     if r.entry_type == "TEST" and r.test_type not in TEST_TYPES:
@@ -130,22 +151,29 @@ def check_rule(r: RuleInput) -> list[FieldViolation]:
     vaccination = (r.complete_series_required, r.min_days_since_last_dose, r.max_days_since_last_dose)
     recovery = (r.min_days_since_first_positive, r.max_days_since_first_positive)
     test = (r.validity, r.accepted_outcomes)
-    for name, values, owner in (("validity", test, "TEST"), ("min_days_since_last_dose", vaccination, "VACCINATION"),
-                                ("min_days_since_first_positive", recovery, "RECOVERY")):
+    for name, values, owner in (
+        ("validity", test, "TEST"),
+        ("min_days_since_last_dose", vaccination, "VACCINATION"),
+        ("min_days_since_first_positive", recovery, "RECOVERY"),
+    ):
         if any(values) and (r.entry_type != owner or r.disabled):
             bad(name, f"only for an enabled {owner.lower()} rule", "FIELD_NOT_ALLOWED")
     if r.entry_type == "TEST" and not r.disabled:
         if r.validity is None or not timedelta(hours=1) <= r.validity <= timedelta(days=30) or r.validity.seconds % 60:
             bad("validity", "whole minutes, 1 h to 30 days", "FIELD_OUT_OF_RANGE")
-        if not r.accepted_outcomes or len(set(r.accepted_outcomes)) != len(r.accepted_outcomes) or \
-                not set(r.accepted_outcomes) <= {"NEGATIVE", "POSITIVE"}:
+        if (
+            not r.accepted_outcomes
+            or len(set(r.accepted_outcomes)) != len(r.accepted_outcomes)
+            or not set(r.accepted_outcomes) <= {"NEGATIVE", "POSITIVE"}
+        ):
             bad("accepted_outcomes", "a non-empty subset of NEGATIVE, POSITIVE without repeats")
-    for low, high, name in ((r.min_days_since_last_dose, r.max_days_since_last_dose, "max_days_since_last_dose"),
-                            (r.min_days_since_first_positive, r.max_days_since_first_positive,
-                             "max_days_since_first_positive")):
+    for low, high, name in (
+        (r.min_days_since_last_dose, r.max_days_since_last_dose, "max_days_since_last_dose"),
+        (r.min_days_since_first_positive, r.max_days_since_first_positive, "max_days_since_first_positive"),
+    ):
         if low > 365 or high > 3650 or (high and high <= low):
             bad(name, "min 0-365, max 1-3650 and greater than min", "FIELD_OUT_OF_RANGE")
-    if r.effective_from is not None and r.effective_from < datetime.now(timezone.utc) - timedelta(minutes=5):
+    if r.effective_from is not None and r.effective_from < datetime.now(UTC) - timedelta(minutes=5):
         bad("effective_from", "now or later", "TIME_TOO_OLD")
     if len(r.description) > 500:
         bad("description", "0-500 characters")
@@ -157,21 +185,44 @@ async def set_rule(conn, actor: Principal | None, r: RuleInput, request_id: str 
         raise InvalidArgument("invalid province rule", violations)
     rule_id = await conn.fetchval(
         """SELECT rule_id FROM province_rules WHERE province_code = $1 AND entry_type = $2
-             AND test_type IS NOT DISTINCT FROM $3 LIMIT 1""", r.province_code, r.entry_type, r.test_type)
+             AND test_type IS NOT DISTINCT FROM $3 LIMIT 1""",
+        r.province_code,
+        r.entry_type,
+        r.test_type,
+    )
     row = await conn.fetchrow(
-        """INSERT INTO province_rules (rule_id, province_code, entry_type, test_type, validity_seconds, accepted_outcomes,
+        """INSERT INTO province_rules (rule_id, province_code, entry_type, test_type, validity_seconds,
+                                       accepted_outcomes,
                                        require_complete_series, min_days_since_last_dose, max_days_since_last_dose,
                                        min_days_since_positive, max_days_since_positive, disabled, effective_from,
                                        description, created_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, now()), $14, $15) RETURNING *""",
-        rule_id or str(uuid.uuid4()), r.province_code, r.entry_type, r.test_type,
-        int(r.validity.total_seconds()) if r.validity else None, list(r.accepted_outcomes), r.complete_series_required,
-        r.min_days_since_last_dose or None, r.max_days_since_last_dose or None, r.min_days_since_first_positive or None,
-        r.max_days_since_first_positive or None, r.disabled, r.effective_from, r.description,
-        uuid.UUID(actor.id) if actor else None)
+        rule_id or str(uuid.uuid4()),
+        r.province_code,
+        r.entry_type,
+        r.test_type,
+        int(r.validity.total_seconds()) if r.validity else None,
+        list(r.accepted_outcomes),
+        r.complete_series_required,
+        r.min_days_since_last_dose or None,
+        r.max_days_since_last_dose or None,
+        r.min_days_since_first_positive or None,
+        r.max_days_since_first_positive or None,
+        r.disabled,
+        r.effective_from,
+        r.description,
+        uuid.UUID(actor.id) if actor else None,
+    )
     await conn.execute("NOTIFY province_rules")
-    await audit.record(conn, actor, "SET_PROVINCE_RULE", "province_rule", f"{row['rule_id']}@{row['version']}",
-                       request_id, {"province_code": r.province_code, "entry_type": r.entry_type})
+    await audit.record(
+        conn,
+        actor,
+        "SET_PROVINCE_RULE",
+        "province_rule",
+        f"{row['rule_id']}@{row['version']}",
+        request_id,
+        {"province_code": r.province_code, "entry_type": r.entry_type},
+    )
     return row
 
 
@@ -181,4 +232,9 @@ async def list_rules(conn, province: str | None, history: bool, limit: int, afte
            WHERE ($1::text IS NULL OR province_code = $1)
              AND ($2 OR version = (SELECT max(version) FROM province_rules q WHERE q.rule_id = p.rule_id))
              AND ($3::bigint IS NULL OR version < $3)
-           ORDER BY version DESC LIMIT $4""", province, history, after_version, limit)
+           ORDER BY version DESC LIMIT $4""",
+        province,
+        history,
+        after_version,
+        limit,
+    )

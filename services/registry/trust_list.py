@@ -21,7 +21,11 @@ async def trust_list_change(conn, certificate_der: bytes, country: str, change: 
     await conn.execute(
         """INSERT INTO trust_list_changes (sha256_fingerprint, kid, certificate_der, country, change)
            VALUES ($1, $2, $3, $4, $5)""",
-        hashlib.sha256(certificate_der).digest(), hkeys.kid_of(certificate_der), certificate_der, country, change,
+        hashlib.sha256(certificate_der).digest(),
+        hkeys.kid_of(certificate_der),
+        certificate_der,
+        country,
+        change,
     )
     await conn.execute("NOTIFY trust_list")
 
@@ -30,8 +34,12 @@ def signing_certificate(der: bytes, country: str) -> certificate_pb2.SigningCert
     """The trust-list form of a document signer certificate (our keys and imported ones alike)."""
     cert = x509.load_der_x509_certificate(der)
     return certificate_pb2.SigningCertificate(
-        kid=hkeys.kid_of(der), certificate_der=der, country=country,
-        not_before=timestamp(cert.not_valid_before_utc), not_after=timestamp(cert.not_valid_after_utc),
+        kid=hkeys.kid_of(der),
+        certificate_der=der,
+        country=country,
+        not_before=timestamp(cert.not_valid_before_utc),
+        not_after=timestamp(cert.not_valid_after_utc),
         allowed_entry_types=[enum_value(certificate_pb2.EntryType, t) for t in hkeys.allowed_entry_types(cert)],
         sha256_fingerprint=hashlib.sha256(der).hexdigest(),
-        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.key_algorithm(cert.public_key())))
+        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.key_algorithm(cert.public_key())),
+    )

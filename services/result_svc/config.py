@@ -16,8 +16,12 @@ def _pool_size(raw: str) -> int:
 class ResultConfig(ServiceConfig):
     """Settings of result_svc."""
 
-    pool_max_size: int = setting("POOL_MAX_SIZE", _pool_size, default=10,
-                                 doc="most samples one pool tube may hold (national guidance: 10)")
+    pool_max_size: int = setting(
+        "POOL_MAX_SIZE", _pool_size, default=10, doc="most samples one pool tube may hold (national guidance: 10)"
+    )
     idempotency_retention_hours: float = setting(
-        "IDEMPOTENCY_RETENTION_HOURS", positive_float, default=168.0,
-        doc="how long a mutation's request_id is remembered (all services); then its row is pruned")
+        "IDEMPOTENCY_RETENTION_HOURS",
+        positive_float,
+        default=168.0,
+        doc="how long a mutation's request_id is remembered (all services); then its row is pruned",
+    )

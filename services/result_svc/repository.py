@@ -13,8 +13,8 @@ from datetime import datetime
 
 import asyncpg
 
-
 # --- reads --------------------------------------------------------------------------------------------
+
 
 async def lab_ids(conn, ids: list[uuid.UUID]) -> set[uuid.UUID]:
     rows = await conn.fetch("SELECT id FROM organisations WHERE id = ANY($1::uuid[]) AND kind = 'LAB'", ids)
@@ -26,8 +26,9 @@ async def samples_of_org_by_barcode(conn, org_id: uuid.UUID, barcodes: list[str]
     return await conn.fetch(
         f"""SELECT s.id, s.barcode, s.state, s.registration_hash, s.person_id, p.person_key_hash
             FROM samples s JOIN persons p ON p.id = s.person_id
-            WHERE s.org_id = $1 AND s.barcode = ANY($2::text[]) ORDER BY s.id {'FOR UPDATE OF s' if lock else ''}""",
-        org_id, barcodes,
+            WHERE s.org_id = $1 AND s.barcode = ANY($2::text[]) ORDER BY s.id {"FOR UPDATE OF s" if lock else ""}""",
+        org_id,
+        barcodes,
     )
 
 
@@ -37,7 +38,8 @@ async def pools_of_org_by_barcode(conn, org_id: uuid.UUID, barcodes: list[str]):
         """SELECT p.id, p.barcode, p.lab_org_id, p.test_type, p.state,
                   (SELECT count(*) FROM samples s WHERE s.pool_id = p.id) AS members
            FROM pools p WHERE p.org_id = $1 AND p.barcode = ANY($2::text[]) ORDER BY p.id FOR UPDATE OF p""",
-        org_id, barcodes,
+        org_id,
+        barcodes,
     )
 
 
@@ -50,13 +52,15 @@ async def lab_samples_by_barcode(conn, lab_id: uuid.UUID, barcodes: list[str]):
     return await conn.fetch(
         f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.lab_org_id = $1 AND s.barcode = ANY($2::text[]) "
         "ORDER BY s.id FOR UPDATE",
-        lab_id, barcodes,
+        lab_id,
+        barcodes,
     )
 
 
 async def barcodes_at_other_labs(conn, lab_id: uuid.UUID, barcodes: list[str], table: str) -> set[str]:
     rows = await conn.fetch(
-        f"SELECT DISTINCT barcode FROM {table} WHERE barcode = ANY($1::text[]) AND lab_org_id <> $2", barcodes, lab_id)
+        f"SELECT DISTINCT barcode FROM {table} WHERE barcode = ANY($1::text[]) AND lab_org_id <> $2", barcodes, lab_id
+    )
     return {r["barcode"] for r in rows}
 
 
@@ -64,7 +68,8 @@ async def lab_pools_by_barcode(conn, lab_id: uuid.UUID, barcodes: list[str]):
     return await conn.fetch(
         """SELECT id, org_id, barcode, lab_org_id, test_type, state, outcome, tested_at, method, ct_value, lab_reference
            FROM pools WHERE lab_org_id = $1 AND barcode = ANY($2::text[]) ORDER BY id FOR UPDATE""",
-        lab_id, barcodes,
+        lab_id,
+        barcodes,
     )
 
 
@@ -77,11 +82,13 @@ async def pool_members(conn, pool_ids: list[uuid.UUID]):
 
 async def current_results(conn, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
     rows = await conn.fetch(
-        "SELECT * FROM results WHERE sample_id = ANY($1::uuid[]) AND state <> 'SUPERSEDED'", sample_ids)
+        "SELECT * FROM results WHERE sample_id = ANY($1::uuid[]) AND state <> 'SUPERSEDED'", sample_ids
+    )
     return {r["sample_id"]: r for r in rows}
 
 
 # --- writes -------------------------------------------------------------------------------------------
+
 
 async def lock_pool_barcodes(conn, org_id: uuid.UUID, barcodes: list[str]) -> None:
     """Serialise concurrent registrations into the same pools (sorted: no deadlock)."""
@@ -122,12 +129,25 @@ async def upsert_persons(conn, persons: list[PersonRow]) -> dict[bytes, uuid.UUI
         return {}
     columns = list(PersonRow.__dataclass_fields__)
     values = [[getattr(p, c) for p in persons] for c in columns]
-    types = ["uuid", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea", "bytea",
-             "text", "text"]
+    types = [
+        "uuid",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "bytea",
+        "text",
+        "text",
+    ]
     unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
     rows = await conn.fetch(
-        f"""INSERT INTO persons ({', '.join(columns)}) SELECT * FROM unnest({unnest})
+        f"""INSERT INTO persons ({", ".join(columns)}) SELECT * FROM unnest({unnest})
             ON CONFLICT (person_key_hash) DO UPDATE SET {updates}, updated_at = now()
             RETURNING id, person_key_hash""",
         *values,
@@ -175,8 +195,10 @@ async def insert_results(conn, results: list[NewResult]) -> None:
     columns = list(NewResult.__dataclass_fields__)
     types = ["uuid", "uuid", "int4", "text", "text", "uuid", "uuid", "timestamptz", "text", "float4", "text", "text"]
     unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    await conn.execute(f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
-                       *[[getattr(r, c) for r in results] for c in columns])
+    await conn.execute(
+        f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
+        *[[getattr(r, c) for r in results] for c in columns],
+    )
 
 
 async def set_sample_states(conn, states: list[tuple[uuid.UUID, str]]) -> None:
@@ -209,7 +231,9 @@ async def withdraw(conn, result_id: uuid.UUID, reason: str, text: str) -> asyncp
     return await conn.fetchrow(
         """UPDATE results SET state = 'WITHDRAWN', withdrawal_reason = $2, withdrawal_reason_text = $3,
                   withdrawn_at = now() WHERE id = $1 RETURNING *""",
-        result_id, reason, text,
+        result_id,
+        reason,
+        text,
     )
 
 
@@ -220,7 +244,10 @@ async def append_outbox(conn, events: list[tuple[str, uuid.UUID, uuid.UUID, dict
         await conn.execute(
             """INSERT INTO outbox (kind, result_id, sample_id, payload)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::jsonb[])""",
-            kinds, result_ids, sample_ids, payloads,
+            kinds,
+            result_ids,
+            sample_ids,
+            payloads,
         )
         # Delivered at COMMIT: wakes the publish relay at once instead of at its next poll.
         await conn.execute("NOTIFY outbox")
@@ -253,16 +280,33 @@ async def results_of_sample(conn, sample_id: uuid.UUID):
     return await conn.fetch(_RESULT_VIEW + " WHERE r.sample_id = $1 ORDER BY r.version DESC", sample_id)
 
 
-async def list_results(conn, scope_column: str, org_id: uuid.UUID, start, end, outcomes: list[str],
-                       states: list[str], after: tuple[datetime, uuid.UUID] | None, limit: int):
+async def list_results(
+    conn,
+    scope_column: str,
+    org_id: uuid.UUID,
+    start,
+    end,
+    outcomes: list[str],
+    states: list[str],
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+):
     """Result versions in (recorded_at, id) order within the caller's scope (keyset paging)."""
     assert scope_column in ("s.org_id", "r.lab_org_id")
     return await conn.fetch(
-        _RESULT_VIEW + f"""
+        _RESULT_VIEW
+        + f"""
         WHERE {scope_column} = $1
           AND ($2::timestamptz IS NULL OR r.recorded_at >= $2) AND ($3::timestamptz IS NULL OR r.recorded_at < $3)
           AND (cardinality($4::text[]) = 0 OR r.outcome = ANY($4)) AND r.state = ANY($5::text[])
           AND ($6::timestamptz IS NULL OR (r.recorded_at, r.id) > ($6, $7::uuid))
         ORDER BY r.recorded_at, r.id LIMIT $8""",
-        org_id, start, end, outcomes, states, after[0] if after else None, after[1] if after else None, limit,
+        org_id,
+        start,
+        end,
+        outcomes,
+        states,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )

@@ -43,8 +43,10 @@ def _enum_filter(values, enum_type, field: str) -> list[str]:
     for i, value in enumerate(values):
         name = enum_name(enum_type, value)
         if not name or name in names:
-            raise InvalidArgument(f"invalid {field}", [FieldViolation(f"{field}[{i}]", "a known value, no repeats",
-                                                                      "FIELD_FORMAT_INVALID")])
+            raise InvalidArgument(
+                f"invalid {field}",
+                [FieldViolation(f"{field}[{i}]", "a known value, no repeats", "FIELD_FORMAT_INVALID")],
+            )
         names.append(name)
     return names
 
@@ -56,8 +58,9 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
 
     async def _mutate(self, method: str, request, response_type, operation):
         caller = current_principal.get()
-        return await run_idempotent(self._pool, caller.id, method, request, response_type,
-                                    lambda conn: operation(conn, caller, request))
+        return await run_idempotent(
+            self._pool, caller.id, method, request, response_type, lambda conn: operation(conn, caller, request)
+        )
 
     async def RegisterSamples(self, request, context):
         return await self._mutate("RegisterSamples", request, pb.RegisterSamplesResponse, self._intake.register_samples)
@@ -81,22 +84,26 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
         start = to_datetime(request.start_time, "start_time") if request.HasField("start_time") else None
         end = to_datetime(request.end_time, "end_time") if request.HasField("end_time") else None
         if start and end and end <= start:
-            raise InvalidArgument("end_time must be after start_time",
-                                  [FieldViolation("end_time", "after start_time", "FIELD_OUT_OF_RANGE")])
+            raise InvalidArgument(
+                "end_time must be after start_time",
+                [FieldViolation("end_time", "after start_time", "FIELD_OUT_OF_RANGE")],
+            )
         filters = {
-            "start": start, "end": end,
+            "start": start,
+            "end": end,
             "outcomes": _enum_filter(request.outcomes, testing_pb2.Outcome, "outcomes"),
             "states": _enum_filter(request.states, testing_pb2.ResultState, "states") or CURRENT_STATES,
         }
-        after = decode_token(request.page_token, {**filters, "role": caller.role.value},
-                             (datetime.fromisoformat, uuid.UUID))
-        rows = await in_tx(self._pool, lambda conn: self._intake.list_results(conn, caller, limit + 1, after,
-                                                                              filters))
+        after = decode_token(
+            request.page_token, {**filters, "role": caller.role.value}, (datetime.fromisoformat, uuid.UUID)
+        )
+        rows = await in_tx(self._pool, lambda conn: self._intake.list_results(conn, caller, limit + 1, after, filters))
         page = rows[:limit]
         token = ""
         if len(rows) > limit:
-            token = encode_token([page[-1]["recorded_at"].isoformat(), str(page[-1]["id"])],
-                                 {**filters, "role": caller.role.value})
+            token = encode_token(
+                [page[-1]["recorded_at"].isoformat(), str(page[-1]["id"])], {**filters, "role": caller.role.value}
+            )
         return pb.ListResultsResponse(results=[result_message(r) for r in page], next_page_token=token)
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.fields import check_date_of_birth, normalise_phone, utcnow
-from services.hcert.payload import transliterate
+from services.common.fields import check_date_of_birth, normalise_phone
 from services.common.protoconv import enum_name, to_datetime
-from services.hcert.valuesets import RAT_DEVICES
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
+from services.hcert.payload import transliterate
+from services.hcert.valuesets import RAT_DEVICES
 
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_SAMPLE_AGE = timedelta(days=14)
@@ -36,12 +36,12 @@ LAB_REFERENCE = re.compile(r"^[\x20-\x7e]{0,64}$")
 
 @dataclass(frozen=True)
 class PersonData:
-    identity: str | None        # "TYPE|COUNTRY|NUMBER"
+    identity: str | None  # "TYPE|COUNTRY|NUMBER"
     full_name: str
     family_name: str
     given_name: str
     date_of_birth: str
-    phone: str | None           # E.164
+    phone: str | None  # E.164
     province_code: str
     district_code: str
 
@@ -76,7 +76,12 @@ class Submission:
 
     def same_result(self, outcome, tested_at, method, ct_value, lab_reference) -> bool:
         return (self.outcome, self.tested_at, self.method, _ct(self.ct_value), self.lab_reference) == (
-            outcome, tested_at, method or "", _ct(ct_value), lab_reference or "")
+            outcome,
+            tested_at,
+            method or "",
+            _ct(ct_value),
+            lab_reference or "",
+        )
 
 
 def _ct(value: float | None) -> float | None:
@@ -158,8 +163,12 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
             if not PASSPORT.match(doc.number):
                 _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", "1-20 of A-Z and 0-9, upper case")
             if not COUNTRY.match(country):
-                _v(violations, f"{path}.identity.country", "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
-                   "ISO 3166-1 alpha-2 country, upper case")
+                _v(
+                    violations,
+                    f"{path}.identity.country",
+                    "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
+                    "ISO 3166-1 alpha-2 country, upper case",
+                )
         identity = f"{doc_type}|{country}|{doc.number}"
     phone = None
     if person.phone:
@@ -170,8 +179,12 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
         _v(violations, f"{path}.identity", "FIELD_REQUIRED", "an identity document or a phone number is required")
     full_name = _text(person.full_name)
     if not full_name or len(full_name) > 200 or _has_control(person.full_name):
-        _v(violations, f"{path}.full_name", "FIELD_REQUIRED" if not full_name else "FIELD_FORMAT_INVALID",
-           "1-200 characters, no control characters")
+        _v(
+            violations,
+            f"{path}.full_name",
+            "FIELD_REQUIRED" if not full_name else "FIELD_FORMAT_INVALID",
+            "1-200 characters, no control characters",
+        )
     family, given = _text(person.family_name), _text(person.given_name)
     if family or given:
         if not family or len(family) > 80 or _has_control(family):
@@ -182,12 +195,20 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
         family, _, given = full_name.partition(" ")  # Vietnamese order: family name first
     if (family or given) and not (transliterate(family) or transliterate(given)):
         # The certificate needs the machine-readable (ICAO 9303) form of the name.
-        _v(violations, f"{path}.family_name", "FIELD_FORMAT_INVALID",
-           "the name needs Latin letters: give family_name and given_name as in the passport's machine-readable zone")
+        _v(
+            violations,
+            f"{path}.family_name",
+            "FIELD_FORMAT_INVALID",
+            "the name needs Latin letters: give family_name and given_name as in the passport's machine-readable zone",
+        )
     dob = check_date_of_birth(person.date_of_birth, f"{path}.date_of_birth", violations, today)
     if not PROVINCE.match(person.province_code):
-        _v(violations, f"{path}.province_code", "FIELD_REQUIRED" if not person.province_code else "FIELD_FORMAT_INVALID",
-           "2-digit province code")
+        _v(
+            violations,
+            f"{path}.province_code",
+            "FIELD_REQUIRED" if not person.province_code else "FIELD_FORMAT_INVALID",
+            "2-digit province code",
+        )
     if person.district_code and not DISTRICT.match(person.district_code):
         _v(violations, f"{path}.district_code", "FIELD_FORMAT_INVALID", "3-digit district code")
     if len(violations) > start:
@@ -217,11 +238,17 @@ def check_registration(item, path: str, now: datetime) -> tuple[Registration | N
     collected_at = check_time(item.collected_at, f"{path}.collected_at", violations, now, oldest=MAX_SAMPLE_AGE)
     site = _text(item.sampling_site)
     if not site or len(site) > 200 or _has_control(item.sampling_site):
-        _v(violations, f"{path}.sampling_site", "FIELD_REQUIRED" if not site else "FIELD_FORMAT_INVALID", "1-200 characters")
+        _v(
+            violations,
+            f"{path}.sampling_site",
+            "FIELD_REQUIRED" if not site else "FIELD_FORMAT_INVALID",
+            "1-200 characters",
+        )
     lab = parse_uuid(item.lab_org_id, f"{path}.lab_org_id", violations)
     pool = check_barcode(item.pool_barcode, f"{path}.pool_barcode", violations, required=False)
-    retest_of = check_barcode(item.retest_of_sample_barcode, f"{path}.retest_of_sample_barcode", violations,
-                              required=False)
+    retest_of = check_barcode(
+        item.retest_of_sample_barcode, f"{path}.retest_of_sample_barcode", violations, required=False
+    )
     if pool and (test_type == "RAPID_ANTIGEN" or retest_of):
         _v(violations, f"{path}.pool_barcode", "POOL_NOT_ALLOWED", "rapid antigen tests and retests are tested alone")
     if violations:
@@ -229,8 +256,16 @@ def check_registration(item, path: str, now: datetime) -> tuple[Registration | N
     return Registration(barcode, person, test_type, rat_device, collected_at, site, lab, pool, retest_of), []
 
 
-def check_result_fields(outcome_value: int, tested_at_ts, method: str, ct_value: float | None, lab_reference: str,
-                        path: str, violations: list, now: datetime):
+def check_result_fields(
+    outcome_value: int,
+    tested_at_ts,
+    method: str,
+    ct_value: float | None,
+    lab_reference: str,
+    path: str,
+    violations: list,
+    now: datetime,
+):
     outcome = enum_name(testing_pb2.Outcome, outcome_value)
     if not outcome:
         _v(violations, f"{path}.outcome", "FIELD_REQUIRED", "NEGATIVE, POSITIVE, INCONCLUSIVE or INVALID_SAMPLE")
@@ -256,8 +291,9 @@ def check_submission(item, path: str, now: datetime) -> tuple[Submission | None,
         pool = check_barcode(item.pool_barcode, f"{path}.pool_barcode", violations)
     org = parse_uuid(item.sampling_org_id, f"{path}.sampling_org_id", violations, required=False)
     ct = item.ct_value if item.HasField("ct_value") else None
-    outcome, tested_at = check_result_fields(item.outcome, item.tested_at, item.method, ct, item.lab_reference,
-                                             path, violations, now)
+    outcome, tested_at = check_result_fields(
+        item.outcome, item.tested_at, item.method, ct, item.lab_reference, path, violations, now
+    )
     if violations:
         return None, violations
     return Submission(sample, pool, org, outcome, tested_at, item.method, ct, item.lab_reference), []

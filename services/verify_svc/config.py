@@ -10,15 +10,29 @@ class VerifyConfig(ServiceConfig):
     """Settings of verify_svc."""
 
     read_database_url: str = setting(
-        "READ_DATABASE_URL", parse_dsn, default="",
-        doc="Postgres read replica for status lookups on a cache miss (empty: DATABASE_URL)")
-    scans_per_minute: int = setting("SCANS_PER_MINUTE", positive_int, default=600,
-                                    doc="Verify scans one checkpoint device may send per minute")
-    trust_refresh_seconds: float = setting("TRUST_REFRESH_SECONDS", positive_float, default=60.0,
-                                           doc="how often the trust list and rules are reloaded (also on NOTIFY)")
+        "READ_DATABASE_URL",
+        parse_dsn,
+        default="",
+        doc="Postgres read replica for status lookups on a cache miss (empty: DATABASE_URL)",
+    )
+    scans_per_minute: int = setting(
+        "SCANS_PER_MINUTE", positive_int, default=600, doc="Verify scans one checkpoint device may send per minute"
+    )
+    trust_refresh_seconds: float = setting(
+        "TRUST_REFRESH_SECONDS",
+        positive_float,
+        default=60.0,
+        doc="how often the trust list and rules are reloaded (also on NOTIFY)",
+    )
     status_negative_cache_seconds: float = setting(
-        "STATUS_NEGATIVE_CACHE_SECONDS", positive_float, default=5.0,
-        doc="how long an unknown certificate id is remembered as unknown")
+        "STATUS_NEGATIVE_CACHE_SECONDS",
+        positive_float,
+        default=5.0,
+        doc="how long an unknown certificate id is remembered as unknown",
+    )
     status_db_timeout_seconds: float = setting(
-        "STATUS_DB_TIMEOUT_SECONDS", positive_float, default=0.5,
-        doc="longest wait for a status from Postgres before answering without it (UNCHECKED)")
+        "STATUS_DB_TIMEOUT_SECONDS",
+        positive_float,
+        default=0.5,
+        doc="longest wait for a status from Postgres before answering without it (UNCHECKED)",
+    )

@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.hcert import decode as hdecode
 from services.registry.province_rules import rule_from_message
-from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Snapshot, trusted_key
 from services.verify_svc.verifier import Verifier
@@ -57,8 +57,11 @@ def load_certificates(paths: list[str]) -> list:
     for file in files:
         raw = file.read_bytes()
         try:
-            cert = (x509.load_pem_x509_certificate(raw) if raw.lstrip().startswith(b"-----BEGIN")
-                    else x509.load_der_x509_certificate(raw))
+            cert = (
+                x509.load_pem_x509_certificate(raw)
+                if raw.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_certificate(raw)
+            )
         except ValueError:
             raise SystemExit(f"error: not an X.509 certificate: {file}") from None
         countries = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
@@ -92,11 +95,19 @@ def read_qr(argument: str) -> str:
 
 async def check(verifier: Verifier, keys: list, text: str, at: datetime, province: str) -> dict:
     result = await verifier.verify(text, at, province)
-    out = {"verdict": result.verdict, "reason": result.reason, "stage": result.stage or None,
-           "kid": result.kid.hex() if result.kid else None, "entry_type": result.entry_type or None,
-           "issuer_country": result.issuer_country or None, "certificate_id": result.certificate_id or None,
-           "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
-           "signature_valid": False, "cwt_valid_at": None, "payload": None}
+    out = {
+        "verdict": result.verdict,
+        "reason": result.reason,
+        "stage": result.stage or None,
+        "kid": result.kid.hex() if result.kid else None,
+        "entry_type": result.entry_type or None,
+        "issuer_country": result.issuer_country or None,
+        "certificate_id": result.certificate_id or None,
+        "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
+        "signature_valid": False,
+        "cwt_valid_at": None,
+        "payload": None,
+    }
     try:
         decoded = hdecode.decode(text)
     except hdecode.MalformedError:
@@ -105,8 +116,9 @@ async def check(verifier: Verifier, keys: list, text: str, at: datetime, provinc
     out["entry_type"] = decoded.entry_type
     out["payload"] = decoded.dcc
     out["cwt_valid_at"] = hdecode.cwt_valid_at(decoded, int(at.timestamp()))
-    out["signature_valid"] = any(hdecode.verify_signature(decoded, k.certificate_der, k.public_key)
-                                 for k in keys if k.kid == decoded.kid)
+    out["signature_valid"] = any(
+        hdecode.verify_signature(decoded, k.certificate_der, k.public_key) for k in keys if k.kid == decoded.kid
+    )
     return out
 
 
@@ -119,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("qr", nargs="+", help="HC1: text or a PNG/JPEG of the QR code")
     args = parser.parse_args(argv)
     try:
-        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(timezone.utc)
+        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(UTC)
     except ValueError:
         parser.error(f"--at is not ISO 8601: {args.at}")
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     keys = load_certificates(args.trust)
     verifier = Verifier(_Trust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
     failed = False

@@ -36,7 +36,7 @@ import hiredis
 
 RETRY_AFTER_S = 1.0
 HEARTBEAT_S = 1.0
-RECONNECT_AFTER_S = 5.0   # a heartbeat PING unanswered this long: the invalidation connection is dead
+RECONNECT_AFTER_S = 5.0  # a heartbeat PING unanswered this long: the invalidation connection is dead
 MIRROR_LIMIT = 100_000
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
@@ -58,7 +58,7 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
         self.closed = False
-        self._on_message = on_message   # pub/sub messages (never the answer to a command)
+        self._on_message = on_message  # pub/sub messages (never the answer to a command)
         self._on_lost = on_lost
 
     def connection_made(self, transport) -> None:
@@ -114,10 +114,10 @@ class RedisReader:
         self._invalidations: _Connection | None = None
         self._heartbeat: asyncio.Task | None = None
         self._mirror: dict[str, bytes] = {}
-        self._invalidated: dict[str, int] = {}   # key → number of the invalidation that last named it
+        self._invalidated: dict[str, int] = {}  # key → number of the invalidation that last named it
         self._invalidation_count = 0
-        self._epoch = 0                          # bumped whenever the whole mirror is forgotten
-        self._mirroring = True                   # off while a heartbeat PING is overdue
+        self._epoch = 0  # bumped whenever the whole mirror is forgotten
+        self._mirroring = True  # off while a heartbeat PING is overdue
 
     # --- the mirror ------------------------------------------------------------------------------
 
@@ -175,15 +175,16 @@ class RedisReader:
     async def _open(self, **protocol) -> _Connection:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(**protocol), self._host, self._port), self._timeout)
+            loop.create_connection(lambda: _Connection(**protocol), self._host, self._port), self._timeout
+        )
         if self._password:
             await self._send(conn, ("AUTH", self._user, self._password) if self._user else ("AUTH", self._password))
         return conn
 
     async def _connect(self) -> _Connection:
         self._close_connections()
-        self._conn = self._invalidations = None   # callbacks of the old connections change nothing now
-        conn = None   # not self._conn until tracking is on: no read may use it before
+        self._conn = self._invalidations = None  # callbacks of the old connections change nothing now
+        conn = None  # not self._conn until tracking is on: no read may use it before
         try:
             if self._track:
                 # The invalidation connection first: tracking on the data connection names its client id.
@@ -196,7 +197,7 @@ class RedisReader:
                 await self._send(conn, ("SELECT", str(self._db)))
             if self._track:
                 await self._send(conn, ("CLIENT", "TRACKING", "on", "REDIRECT", str(client_id)))
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self._close_connections()
             if conn is not None:
                 conn.closed = True
@@ -239,13 +240,13 @@ class RedisReader:
             try:
                 try:
                     await asyncio.wait_for(asyncio.shield(pong), self._timeout)
-                except asyncio.TimeoutError:
-                    self._mirroring = False   # invalidations may be as late as this PING: stop trusting
+                except TimeoutError:
+                    self._mirroring = False  # invalidations may be as late as this PING: stop trusting
                     self._forget_all()
                     await asyncio.wait_for(pong, RECONNECT_AFTER_S)
-                    self._forget_all()        # what was read while off is not remembered
+                    self._forget_all()  # what was read while off is not remembered
                     self._mirroring = True
-            except (asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 self._lost(invalidations)
                 return
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from services.common.auth import Role, current_principal
 from services.common.db import BACKGROUND_ERRORS
@@ -18,15 +18,15 @@ from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.metrics import LoopCounter
 from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
-from services.verify_svc.redis_reader import RedisReader
-from services.registry.province_rules import rule_message
-from services.registry.trust_list import signing_certificate
 from services.common.runtime import Deps
 from services.common.server import GrpcService
-from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2, verdict_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
+from services.registry.certificate_status import StatusCache
+from services.registry.province_rules import rule_message
+from services.registry.trust_list import signing_certificate
+from services.verify_svc.redis_reader import RedisReader
 from services.verify_svc.status import StatusLookup
 from services.verify_svc.trust import TrustStore
 from services.verify_svc.verifier import Verdict, Verifier
@@ -46,8 +46,9 @@ MAX_BATCH = 100
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_OFFLINE_AGE = timedelta(days=7)
 # Verdicts this process gave, by (checkpoint id, verdict): bumped per scan without a lock.
-VERIFICATIONS = LoopCounter("covidtest_verifications", "Verdicts given, per checkpoint device",
-                            ["checkpoint", "verdict"])
+VERIFICATIONS = LoopCounter(
+    "covidtest_verifications", "Verdicts given, per checkpoint device", ["checkpoint", "verdict"]
+)
 
 
 # Answers to repeat scans differ only in checked_at: everything else is built once per distinct
@@ -60,22 +61,42 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
     rule = result.rule
     rule_id, rule_version = (rule.rule_id, rule.version) if rule else ("", 0)
     # Every field of the Verdict that reaches the answer is part of the key.
-    key = (result.verdict, result.reason, result.stage, result.status_source, result.entry_type, result.test_type,
-           result.sample_collected_at, result.valid_until, result.certificate_id, result.issuer_country, result.kid,
-           rule_id, rule_version, *result.holder.items())
+    key = (
+        result.verdict,
+        result.reason,
+        result.stage,
+        result.status_source,
+        result.entry_type,
+        result.test_type,
+        result.sample_collected_at,
+        result.valid_until,
+        result.certificate_id,
+        result.issuer_country,
+        result.kid,
+        rule_id,
+        rule_version,
+        *result.holder.items(),
+    )
     template = _RESPONSE_TEMPLATES.get(key)
     if template is None:
         if len(_RESPONSE_TEMPLATES) >= _RESPONSE_TEMPLATE_LIMIT:
             _RESPONSE_TEMPLATES.clear()
         template = _RESPONSE_TEMPLATES[key] = pb.VerifyResponse(
-            verdict=enum_value(verdict_pb2.Verdict, result.verdict), reason=result.reason,
+            verdict=enum_value(verdict_pb2.Verdict, result.verdict),
+            reason=result.reason,
             status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
-            kid=result.kid, certificate_id=result.certificate_id, issuer_country=result.issuer_country,
+            kid=result.kid,
+            certificate_id=result.certificate_id,
+            issuer_country=result.issuer_country,
             malformed_stage=enum_value(verdict_pb2.MalformedStage, result.stage.upper()) if result.stage else 0,
             entry_type=enum_value(certificate_pb2.EntryType, result.entry_type) if result.entry_type else 0,
             test_type=enum_value(testing_pb2.TestType, result.test_type) if result.test_type else 0,
-            sample_collected_at=timestamp(result.sample_collected_at), valid_until=timestamp(result.valid_until),
-            rule_id=rule_id, rule_version=rule_version, **result.holder)
+            sample_collected_at=timestamp(result.sample_collected_at),
+            valid_until=timestamp(result.valid_until),
+            rule_id=rule_id,
+            rule_version=rule_version,
+            **result.holder,
+        )
     response = pb.VerifyResponse()
     response.CopyFrom(template)
     set_timestamp(response.checked_at, checked_at)
@@ -90,7 +111,7 @@ class HourlyCounts:
         self._pool = pool
         self._counts: Counter = Counter()
         self._stopping = asyncio.Event()
-        self._hour = self._hour_end = datetime.min.replace(tzinfo=timezone.utc)
+        self._hour = self._hour_end = datetime.min.replace(tzinfo=UTC)
 
     def add(self, checkpoint_id: str, verdict: str, at: datetime) -> None:
         if not self._hour <= at < self._hour_end:  # the hour is worked out once an hour, not per scan
@@ -109,17 +130,19 @@ class HourlyCounts:
                    SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::int8[])
                    ON CONFLICT (hour, checkpoint_id, verdict)
                    DO UPDATE SET count = verification_counts.count + EXCLUDED.count""",
-                *zip(*[(h, c, v, n) for (h, c, v), n in counts.items()]))
+                *zip(*[(h, c, v, n) for (h, c, v), n in counts.items()]),
+            )
         except BACKGROUND_ERRORS as exc:
             self._counts.update(counts)  # Postgres down or refusing: keep them for the next flush
-            log.warning("verification counts not flushed; retrying later",
-                        extra={"fields": {"error": type(exc).__name__}})
+            log.warning(
+                "verification counts not flushed; retrying later", extra={"fields": {"error": type(exc).__name__}}
+            )
 
     async def run(self, every_s: float = 5.0) -> None:
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), every_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self.flush()
 
@@ -133,8 +156,9 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         self._verifier = verifier
         self._counts = counts
         self._pool = deps.pool
-        self._limits = RateLimiter(deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute,
-                                   shared=False)
+        self._limits = RateLimiter(
+            deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute, shared=False
+        )
 
     def _scan_time(self, request, path: str, now: datetime, violations: list) -> datetime:
         if not request.qr:
@@ -159,7 +183,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         if not self._trust.loaded.is_set():  # just started: the trust list is not in memory yet
             try:
                 await asyncio.wait_for(self._trust.loaded.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
         result = await self._verifier.verify(request.qr, at, caller.province_code)
         self._counts.add(caller.id, result.verdict, now)
@@ -167,7 +191,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
 
     async def Verify(self, request, context):
         caller = current_principal.get()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         violations: list[FieldViolation] = []
         at = self._scan_time(request, "", now, violations)
         if violations:
@@ -177,10 +201,16 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
 
     async def VerifyBatch(self, request, context):
         caller = current_principal.get()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if not 1 <= len(request.scans) <= MAX_BATCH:
-            raise InvalidArgument("1-100 scans per call", [FieldViolation(
-                "scans", f"1-{MAX_BATCH} scans", "TOO_MANY_ITEMS" if request.scans else "FIELD_REQUIRED")])
+            raise InvalidArgument(
+                "1-100 scans per call",
+                [
+                    FieldViolation(
+                        "scans", f"1-{MAX_BATCH} scans", "TOO_MANY_ITEMS" if request.scans else "FIELD_REQUIRED"
+                    )
+                ],
+            )
         violations: list[FieldViolation] = []
         times = [self._scan_time(scan, f"scans[{i}].", now, violations) for i, scan in enumerate(request.scans)]
         if violations:
@@ -194,8 +224,11 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         province = current_principal.get().province_code
         snapshot = self._trust.snapshot
         rules = snapshot.province_rules(province)
-        return pb.GetRulesResponse(province_code=province, ruleset_version=max((r.version for r in rules), default=0),
-                                   rules=[rule_message(r) for r in sorted(rules, key=lambda r: r.version)])
+        return pb.GetRulesResponse(
+            province_code=province,
+            ruleset_version=max((r.version for r in rules), default=0),
+            rules=[rule_message(r) for r in sorted(rules, key=lambda r: r.version)],
+        )
 
     async def GetTrustList(self, request, context):
         snapshot = self._trust.snapshot
@@ -207,7 +240,9 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             return response
         changes = await self._pool.fetch(
             """SELECT DISTINCT ON (sha256_fingerprint) sha256_fingerprint, change FROM trust_list_changes
-               WHERE version > $1 ORDER BY sha256_fingerprint, version DESC""", since)
+               WHERE version > $1 ORDER BY sha256_fingerprint, version DESC""",
+            since,
+        )
         current = {k.fingerprint: k for k in snapshot.keys}
         for row in changes:
             fingerprint = bytes(row["sha256_fingerprint"]).hex()
@@ -224,9 +259,12 @@ def build(deps: Deps) -> list[GrpcService]:
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
     reader = RedisReader(config.redis_url, track=True) if config.redis_url.startswith("redis://") else None
-    status = StatusLookup(StatusCache(deps.redis, config.redis_prefix, reader),
-                          config.read_database_url or config.database_url,
-                          config.status_negative_cache_seconds, config.status_db_timeout_seconds)
+    status = StatusLookup(
+        StatusCache(deps.redis, config.redis_prefix, reader),
+        config.read_database_url or config.database_url,
+        config.status_negative_cache_seconds,
+        config.status_db_timeout_seconds,
+    )
     deps.on_stop.append(status.close)
     if reader is not None:
         deps.on_stop.append(reader.aclose)

@@ -36,8 +36,8 @@ _NEGATIVE_LIMIT = 100_000
 
 @dataclass(frozen=True)
 class Status:
-    status: str | None       # VALID, REVOKED, or None when unknown or unchecked
-    source: str              # CACHE, DATABASE or UNCHECKED
+    status: str | None  # VALID, REVOKED, or None when unknown or unchecked
+    source: str  # CACHE, DATABASE or UNCHECKED
 
 
 class TickBatch:
@@ -80,8 +80,8 @@ class StatusLookup:
         self._db_timeout = db_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._cached = TickBatch(self._cache_many)   # one MGET per tick
-        self._read = TickBatch(self._read_many)      # one `= ANY($1)` query per tick
+        self._cached = TickBatch(self._cache_many)  # one MGET per tick
+        self._read = TickBatch(self._read_many)  # one `= ANY($1)` query per tick
         self._unknown: dict[str, float] = {}
         self.redis_up = True
         self.database_up = True
@@ -102,7 +102,7 @@ class StatusLookup:
             return Status(None, DATABASE)
         try:
             row = await asyncio.wait_for(asyncio.shield(self._read.get(certificate_id)), self._db_timeout)
-        except (asyncio.TimeoutError, Unavailable, *CONNECTION_ERRORS):
+        except (TimeoutError, Unavailable, *CONNECTION_ERRORS):
             self._mark("postgres", False)
             return Status(None, UNCHECKED)
         self._mark("postgres", True)
@@ -118,13 +118,21 @@ class StatusLookup:
 
     async def _read_many(self, certificate_ids: list[str]) -> dict:
         pool = await self._ensure_pool()
-        rows = {r["uvci"]: r for r in await pool.fetch(
-            "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
-            certificate_ids)}
+        rows = {
+            r["uvci"]: r
+            for r in await pool.fetch(
+                "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
+                certificate_ids,
+            )
+        }
         if rows and self.redis_up:
             try:  # refill the cache; the version check keeps a newer status the relay wrote meanwhile
-                await self._cache.put_many([(r["uvci"], r["status"], r["status_version"],
-                                             int(r["expires_at"].timestamp())) for r in rows.values()])
+                await self._cache.put_many(
+                    [
+                        (r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp()))
+                        for r in rows.values()
+                    ]
+                )
             except (redis.exceptions.RedisError, OSError):
                 self._mark("redis", False)
         return rows

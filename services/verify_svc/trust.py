@@ -31,19 +31,26 @@ class TrustedKey:
     country: str
     not_before: datetime
     not_after: datetime
-    allowed_entry_types: tuple[str, ...]   # empty: all
+    allowed_entry_types: tuple[str, ...]  # empty: all
     algorithm: str
-    own: bool                              # one of this platform's keys: its certificates have a live status
-    fingerprint: str                       # SHA-256 of the DER, hex: worked out once, compared on every scan
+    own: bool  # one of this platform's keys: its certificates have a live status
+    fingerprint: str  # SHA-256 of the DER, hex: worked out once, compared on every scan
 
 
 def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
     cert = x509.load_der_x509_certificate(der)
-    return TrustedKey(kid=hkeys.kid_of(der), certificate_der=der, public_key=cert.public_key(), country=country,
-                      not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                      allowed_entry_types=tuple(hkeys.allowed_entry_types(cert)),
-                      algorithm=hkeys.key_algorithm(cert.public_key()), own=own,
-                      fingerprint=hashlib.sha256(der).hexdigest())
+    return TrustedKey(
+        kid=hkeys.kid_of(der),
+        certificate_der=der,
+        public_key=cert.public_key(),
+        country=country,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        allowed_entry_types=tuple(hkeys.allowed_entry_types(cert)),
+        algorithm=hkeys.key_algorithm(cert.public_key()),
+        own=own,
+        fingerprint=hashlib.sha256(der).hexdigest(),
+    )
 
 
 class Snapshot:
@@ -70,11 +77,17 @@ class Snapshot:
                     return rule
         return None
 
-    def next_rule_change(self, province: str, entry_type: str, test_type: str | None, after: datetime) -> datetime | None:
+    def next_rule_change(
+        self, province: str, entry_type: str, test_type: str | None, after: datetime
+    ) -> datetime | None:
         """The first time after `after` when `rule_for` may choose another version: the earliest
         effective_from later than `after` in the province's versions or the national defaults."""
-        later = [rule.effective_from for scope in (province, "00")
-                 for rule in self.rules.get((scope, entry_type, test_type), ()) if rule.effective_from > after]
+        later = [
+            rule.effective_from
+            for scope in (province, "00")
+            for rule in self.rules.get((scope, entry_type, test_type), ())
+            if rule.effective_from > after
+        ]
         return min(later, default=None)
 
     def province_rules(self, province: str) -> list[Rule]:
@@ -83,10 +96,14 @@ class Snapshot:
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
-    keys = [trusted_key(bytes(r["certificate_der"]), "VN", True) for r in await conn.fetch(
-        "SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")]
-    keys += [trusted_key(bytes(r["certificate_der"]), r["country"], False) for r in await conn.fetch(
-        "SELECT certificate_der, country FROM trusted_certificates WHERE removed_at IS NULL")]
+    keys = [
+        trusted_key(bytes(r["certificate_der"]), "VN", True)
+        for r in await conn.fetch("SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")
+    ]
+    keys += [
+        trusted_key(bytes(r["certificate_der"]), r["country"], False)
+        for r in await conn.fetch("SELECT certificate_der, country FROM trusted_certificates WHERE removed_at IS NULL")
+    ]
     rules = [rule_from_row(r) for r in await conn.fetch("SELECT * FROM province_rules")]
     version = await conn.fetchval("SELECT COALESCE(max(version), 0) FROM trust_list_changes")
     return Snapshot(keys, rules, version)
@@ -119,11 +136,12 @@ class TrustStore:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._refresh)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
             except BACKGROUND_ERRORS as exc:
-                log.warning("trust list refresh failed; keeping the last one",
-                            extra={"fields": {"error": type(exc).__name__}})
+                log.warning(
+                    "trust list refresh failed; keeping the last one", extra={"fields": {"error": type(exc).__name__}}
+                )
                 await asyncio.sleep(min(self._refresh, 2.0))
             finally:
                 if conn is not None and not conn.is_closed():

@@ -10,7 +10,7 @@ StatusLookup, Redis first); the trust list and rules are in-memory snapshots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from services.hcert import decode as hdecode
 from services.verify_svc.status import UNCHECKED, StatusLookup
@@ -22,7 +22,7 @@ OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
 # QR strings already found genuine (decoded, signature verified), per process. A checkpoint sees the
 # same QR again and again (every crossing, every day), and decoding plus the signature check is most of
 # a scan's cost. Held in memory only, like the request itself; at the limit the cache starts afresh.
-_GENUINE_CACHE_LIMIT = 10_000   # about 5 KB each: some 50 MB per process
+_GENUINE_CACHE_LIMIT = 10_000  # about 5 KB each: some 50 MB per process
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Verdict:
     verdict: str
     reason: str = ""
     stage: str = ""
-    holder: dict = field(default_factory=dict)    # family/given names and date of birth, once genuine
+    holder: dict = field(default_factory=dict)  # family/given names and date of birth, once genuine
     entry_type: str = ""
     test_type: str = ""
     sample_collected_at: datetime | None = None
@@ -52,7 +52,7 @@ def _parse_time(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _parse_date(text: str | None) -> datetime | None:
@@ -61,7 +61,7 @@ def _parse_date(text: str | None) -> datetime | None:
 
 
 def _utc(epoch: int | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, timezone.utc) if epoch is not None else None
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
 _ENTRY_KEYS = {"TEST": "t", "VACCINATION": "v", "RECOVERY": "r"}
@@ -73,29 +73,42 @@ class _Genuine:
     reused by every repeat scan. `holder` is shared by the verdicts and never changed."""
 
     decoded: hdecode.DecodedHcert
-    fingerprint: str               # the trusted key whose signature verified
+    fingerprint: str  # the trusted key whose signature verified
     issued: datetime | None
     expires: datetime | None
     entry: dict
     holder: dict
     certificate_id: str
-    test_type: str                 # NAAT / RAPID_ANTIGEN for a test entry, else ""
-    event_at: datetime | None      # sample time (test), last dose (vaccination), first positive (recovery)
+    test_type: str  # NAAT / RAPID_ANTIGEN for a test entry, else ""
+    event_at: datetime | None  # sample time (test), last dose (vaccination), first positive (recovery)
 
     @classmethod
-    def of(cls, decoded: hdecode.DecodedHcert, fingerprint: str) -> "_Genuine":
+    def of(cls, decoded: hdecode.DecodedHcert, fingerprint: str) -> _Genuine:
         dcc = decoded.dcc
         entry = dcc[_ENTRY_KEYS[decoded.entry_type]][0]
         names = dcc.get("nam", {})
-        holder = {"family_name": names.get("fn", ""), "given_name": names.get("gn", ""),
-                  "family_name_transliterated": names.get("fnt", ""),
-                  "given_name_transliterated": names.get("gnt", ""), "date_of_birth": dcc.get("dob", "")}
+        holder = {
+            "family_name": names.get("fn", ""),
+            "given_name": names.get("gn", ""),
+            "family_name_transliterated": names.get("fnt", ""),
+            "given_name_transliterated": names.get("gnt", ""),
+            "date_of_birth": dcc.get("dob", ""),
+        }
         if decoded.entry_type == "TEST":
             test_type, event_at = TEST_TYPES.get(entry.get("tt", ""), ""), _parse_time(entry.get("sc"))
         else:
             test_type, event_at = "", _parse_date(entry.get("dt" if decoded.entry_type == "VACCINATION" else "fr"))
-        return cls(decoded, fingerprint, _utc(decoded.issued_at), _utc(decoded.expires_at), entry, holder,
-                   entry.get("ci", ""), test_type, event_at)
+        return cls(
+            decoded,
+            fingerprint,
+            _utc(decoded.issued_at),
+            _utc(decoded.expires_at),
+            entry,
+            holder,
+            entry.get("ci", ""),
+            test_type,
+            event_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,10 +120,10 @@ class _Answer:
 
     snapshot: Snapshot
     verdict: Verdict
-    live_status: bool            # the platform's own certificate: its status is looked up per scan
-    earliest: datetime           # issued, sample collection, the rule version's effective_from
-    latest: datetime             # the verdict's valid_until: the certificate's expiry or the rule's window
-    rule_changes_at: datetime | None   # another rule version takes effect
+    live_status: bool  # the platform's own certificate: its status is looked up per scan
+    earliest: datetime  # issued, sample collection, the rule version's effective_from
+    latest: datetime  # the verdict's valid_until: the certificate's expiry or the rule's window
+    rule_changes_at: datetime | None  # another rule version takes effect
 
     def holds_at(self, at: datetime) -> bool:
         return self.earliest <= at <= self.latest and (self.rule_changes_at is None or at < self.rule_changes_at)
@@ -118,7 +131,7 @@ class _Answer:
 
 class Verifier:
     def __init__(self, trust, status: StatusLookup):
-        self._trust = trust          # anything with a `.snapshot` (TrustStore)
+        self._trust = trust  # anything with a `.snapshot` (TrustStore)
         self._status = status
         # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
         # every scan, so a certificate removed from the trust list stops verifying at once.
@@ -162,22 +175,32 @@ class Verifier:
                 return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
             signer = self._signer(decoded, candidates)
             if signer is None:
-                return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature",
-                               kid=decoded.kid)
+                return Verdict(
+                    "SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature", kid=decoded.kid
+                )
             if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
                 self._genuine.clear()
             genuine = self._genuine[qr] = _Genuine.of(decoded, signer.fingerprint)
         decoded = genuine.decoded
         if signer.allowed_entry_types and decoded.entry_type not in signer.allowed_entry_types:
-            return Verdict("SIGNATURE_INVALID", f"the signing key may not sign {decoded.entry_type.lower()} entries",
-                           kid=decoded.kid)
+            return Verdict(
+                "SIGNATURE_INVALID",
+                f"the signing key may not sign {decoded.entry_type.lower()} entries",
+                kid=decoded.kid,
+            )
         issued = genuine.issued
         if issued is None or not signer.not_before <= issued <= signer.not_after:
             return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=decoded.kid)
 
-        result = Verdict("VALID", holder=genuine.holder, entry_type=decoded.entry_type,
-                         certificate_id=genuine.certificate_id, issuer_country=signer.country, kid=decoded.kid,
-                         valid_until=genuine.expires)
+        result = Verdict(
+            "VALID",
+            holder=genuine.holder,
+            entry_type=decoded.entry_type,
+            certificate_id=genuine.certificate_id,
+            issuer_country=signer.country,
+            kid=decoded.kid,
+            valid_until=genuine.expires,
+        )
         if signer.own and genuine.certificate_id:
             status = await self._status.status(genuine.certificate_id)
             result.status_source = status.source
@@ -190,21 +213,41 @@ class Verifier:
         if decoded.entry_type == "TEST":
             result = self._test(result, genuine, at, province, snapshot)
             if result.verdict == "VALID":
-                self._remember(qr, province, snapshot, result, signer.own and bool(genuine.certificate_id),
-                               max(issued, genuine.event_at, result.rule.effective_from), at)
+                self._remember(
+                    qr,
+                    province,
+                    snapshot,
+                    result,
+                    signer.own and bool(genuine.certificate_id),
+                    max(issued, genuine.event_at, result.rule.effective_from),
+                    at,
+                )
             return result
         if decoded.entry_type == "VACCINATION":
             return self._vaccination(result, genuine, at, province, snapshot)
         return self._recovery(result, genuine, at, province, snapshot)
 
-    def _remember(self, qr: str, province: str, snapshot: Snapshot, result: Verdict, live_status: bool,
-                  earliest: datetime, at: datetime) -> None:
+    def _remember(
+        self,
+        qr: str,
+        province: str,
+        snapshot: Snapshot,
+        result: Verdict,
+        live_status: bool,
+        earliest: datetime,
+        at: datetime,
+    ) -> None:
         rule = result.rule
         if len(self._answers) >= _GENUINE_CACHE_LIMIT:
             self._answers.clear()
         self._answers[(qr, province)] = _Answer(
-            snapshot, result, live_status, earliest, result.valid_until,
-            snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at))
+            snapshot,
+            result,
+            live_status,
+            earliest,
+            result.valid_until,
+            snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at),
+        )
 
     @staticmethod
     def _final(result: Verdict, verdict: str, reason: str) -> Verdict:
@@ -230,12 +273,20 @@ class Verifier:
         if sample > at:
             return self._final(result, "NOT_YET_VALID", "the sample was collected after the scan time")
         if until < at:
-            return self._final(result, "EXPIRED", f"the test is older than the province accepts "
-                                                  f"({rule.validity_seconds // 3600} h)")
+            return self._final(
+                result, "EXPIRED", f"the test is older than the province accepts ({rule.validity_seconds // 3600} h)"
+            )
         return self._final(result, "VALID", "")
 
-    def _window(self, result: Verdict, start: datetime | None, min_days: int | None, max_days: int | None,
-                at: datetime, what: str) -> Verdict:
+    def _window(
+        self,
+        result: Verdict,
+        start: datetime | None,
+        min_days: int | None,
+        max_days: int | None,
+        at: datetime,
+        what: str,
+    ) -> Verdict:
         if start is None:
             return self._final(result, "RULE_NOT_MET", f"the {what} date is missing")
         if min_days and start + timedelta(days=min_days) > at:
@@ -247,8 +298,9 @@ class Verifier:
                 return self._final(result, "EXPIRED", f"more than {max_days} days since the {what}")
         return self._final(result, "VALID", "")
 
-    def _vaccination(self, result: Verdict, genuine: _Genuine, at: datetime, province: str,
-                     snapshot: Snapshot) -> Verdict:
+    def _vaccination(
+        self, result: Verdict, genuine: _Genuine, at: datetime, province: str, snapshot: Snapshot
+    ) -> Verdict:
         rule = snapshot.rule_for(province, "VACCINATION", None, at)
         result.rule = rule
         if rule is None or rule.disabled:
@@ -256,13 +308,20 @@ class Verifier:
         entry = genuine.entry
         if rule.require_complete_series and not (entry.get("dn", 0) >= entry.get("sd", 1) > 0):
             return self._final(result, "RULE_NOT_MET", "the vaccination series is not complete")
-        return self._window(result, genuine.event_at, rule.min_days_since_last_dose,
-                            rule.max_days_since_last_dose, at, "last dose")
+        return self._window(
+            result, genuine.event_at, rule.min_days_since_last_dose, rule.max_days_since_last_dose, at, "last dose"
+        )
 
     def _recovery(self, result: Verdict, genuine: _Genuine, at: datetime, province: str, snapshot: Snapshot) -> Verdict:
         rule = snapshot.rule_for(province, "RECOVERY", None, at)
         result.rule = rule
         if rule is None or rule.disabled:
             return self._final(result, "RULE_NOT_MET", "this province does not accept recovery certificates")
-        return self._window(result, genuine.event_at, rule.min_days_since_positive,
-                            rule.max_days_since_positive, at, "first positive test")
+        return self._window(
+            result,
+            genuine.event_at,
+            rule.min_days_since_positive,
+            rule.max_days_since_positive,
+            at,
+            "first positive test",
+        )

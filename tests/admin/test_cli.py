@@ -13,8 +13,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cli(database_url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.admin", "--database-url", database_url, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "services.admin", "--database-url", database_url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def ok(database_url: str, *args: str):
@@ -24,10 +29,20 @@ def ok(database_url: str, *args: str):
 
 
 async def test_organisation_token_lifecycle(database_url):
-    org = ok(database_url, "org", "create", "--name", "Trung tâm Y tế Lục Nam", "--kind", "SAMPLING_UNIT",
-             "--province", "24")
-    issued = ok(database_url, "credential", "issue", "--principal-kind", "ORGANISATION",
-                "--principal-id", org["id"], "--role", "SAMPLER")
+    org = ok(
+        database_url, "org", "create", "--name", "Trung tâm Y tế Lục Nam", "--kind", "SAMPLING_UNIT", "--province", "24"
+    )
+    issued = ok(
+        database_url,
+        "credential",
+        "issue",
+        "--principal-kind",
+        "ORGANISATION",
+        "--principal-id",
+        org["id"],
+        "--role",
+        "SAMPLER",
+    )
     token = issued["token"]
     assert token.startswith("ctk_") and len(token) >= 40
 
@@ -59,16 +74,36 @@ def test_bad_input_gets_clear_message_and_exit_code_1(database_url):
 
 
 def test_wrong_role_for_organisation_kind_is_refused(database_url):
-    unit = ok(database_url, "org", "create", "--name", "Trạm Y tế Yên Dũng", "--kind", "SAMPLING_UNIT",
-              "--province", "24")
-    proc = cli(database_url, "credential", "issue", "--principal-kind", "ORGANISATION", "--principal-id", unit["id"],
-               "--role", "LAB")
+    unit = ok(
+        database_url, "org", "create", "--name", "Trạm Y tế Yên Dũng", "--kind", "SAMPLING_UNIT", "--province", "24"
+    )
+    proc = cli(
+        database_url,
+        "credential",
+        "issue",
+        "--principal-kind",
+        "ORGANISATION",
+        "--principal-id",
+        unit["id"],
+        "--role",
+        "LAB",
+    )
     assert proc.returncode == 1 and "SAMPLING_UNIT organisation cannot hold role LAB" in proc.stderr
     lab = ok(database_url, "org", "create", "--name", "Lab Bắc Giang CDC", "--kind", "LAB", "--province", "24")
-    ok(database_url, "credential", "issue", "--principal-kind", "ORGANISATION", "--principal-id", lab["id"],
-       "--role", "SAMPLER")  # a lab may take samples too
-    proc = cli(database_url, "credential", "issue", "--principal-kind", "PARTNER", "--principal-id", lab["id"],
-               "--role", "LAB")
+    ok(
+        database_url,
+        "credential",
+        "issue",
+        "--principal-kind",
+        "ORGANISATION",
+        "--principal-id",
+        lab["id"],
+        "--role",
+        "SAMPLER",
+    )  # a lab may take samples too
+    proc = cli(
+        database_url, "credential", "issue", "--principal-kind", "PARTNER", "--principal-id", lab["id"], "--role", "LAB"
+    )
     assert proc.returncode == 1 and "cannot hold role LAB" in proc.stderr
 
 

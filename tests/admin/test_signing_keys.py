@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from google.protobuf.duration_pb2 import Duration
 
-from services.hcert import keys as hkeys
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2
+from services.hcert import keys as hkeys
 from tests.conftest import fresh_secrets
 from tests.grpc_errors import error_reason
 
@@ -27,40 +27,58 @@ def rid() -> str:
 async def test_generate_activate_rotate_and_retire(admin, db):
     stub, auth, _ = admin
     validity = Duration(seconds=30 * 86400)
-    first = (await stub.GenerateSigningKey(pb.GenerateSigningKeyRequest(
-        request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256, validity=validity), metadata=auth)).signing_key
+    first = (
+        await stub.GenerateSigningKey(
+            pb.GenerateSigningKeyRequest(
+                request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256, validity=validity
+            ),
+            metadata=auth,
+        )
+    ).signing_key
     assert first.state == pb.SIGNING_KEY_STATE_PENDING
     cert = x509.load_der_x509_certificate(first.certificate.certificate_der)
     assert first.certificate.kid == hkeys.kid_of(first.certificate.certificate_der)
     assert list(first.certificate.allowed_entry_types) == [certificate_pb2.ENTRY_TYPE_TEST]  # DCC EKU: test only
-    assert hkeys.OID_TEST in {u.dotted_string for u in cert.extensions.get_extension_for_class(
-        x509.ExtendedKeyUsage).value}
+    assert hkeys.OID_TEST in {
+        u.dotted_string for u in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    }
     # The private key is sealed in Postgres, never stored or returned in the clear.
     sealed = await db.fetchval("SELECT private_key_enc FROM signing_keys WHERE id = $1::uuid", first.signing_key_id)
     assert sealed and b"PRIVATE KEY" not in bytes(sealed)
     assert b"PRIVATE KEY" not in first.SerializeToString()
 
-    activated = await stub.ActivateSigningKey(pb.ActivateSigningKeyRequest(
-        request_id=rid(), signing_key_id=first.signing_key_id), metadata=auth)
+    activated = await stub.ActivateSigningKey(
+        pb.ActivateSigningKeyRequest(request_id=rid(), signing_key_id=first.signing_key_id), metadata=auth
+    )
     assert activated.activated.state == pb.SIGNING_KEY_STATE_ACTIVE
-    second = (await stub.GenerateSigningKey(pb.GenerateSigningKeyRequest(
-        request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_PS256), metadata=auth)).signing_key
-    rotated = await stub.ActivateSigningKey(pb.ActivateSigningKeyRequest(
-        request_id=rid(), signing_key_id=second.signing_key_id), metadata=auth)
+    second = (
+        await stub.GenerateSigningKey(
+            pb.GenerateSigningKeyRequest(request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_PS256),
+            metadata=auth,
+        )
+    ).signing_key
+    rotated = await stub.ActivateSigningKey(
+        pb.ActivateSigningKeyRequest(request_id=rid(), signing_key_id=second.signing_key_id), metadata=auth
+    )
     assert rotated.deactivated.signing_key_id == first.signing_key_id
     assert rotated.deactivated.state == pb.SIGNING_KEY_STATE_DEACTIVATED
     assert await db.fetchval("SELECT count(*) FROM signing_keys WHERE state = 'ACTIVE'") == 1
 
     with pytest.raises(grpc.aio.AioRpcError) as err:  # the active key cannot be retired
-        await stub.RetireSigningKey(pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=second.signing_key_id),
-                                    metadata=auth)
+        await stub.RetireSigningKey(
+            pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=second.signing_key_id), metadata=auth
+        )
     assert error_reason(err.value) == "SIGNING_KEY_STATE_INVALID"
-    retired = await stub.RetireSigningKey(pb.RetireSigningKeyRequest(
-        request_id=rid(), signing_key_id=first.signing_key_id), metadata=auth)
+    retired = await stub.RetireSigningKey(
+        pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=first.signing_key_id), metadata=auth
+    )
     assert retired.signing_key.state == pb.SIGNING_KEY_STATE_RETIRED
-    assert await db.fetchval("SELECT private_key_enc FROM signing_keys WHERE id = $1::uuid", first.signing_key_id) is None
-    changes = await db.fetch("SELECT change FROM trust_list_changes WHERE kid = $1 ORDER BY version",
-                             first.certificate.kid)
+    assert (
+        await db.fetchval("SELECT private_key_enc FROM signing_keys WHERE id = $1::uuid", first.signing_key_id) is None
+    )
+    changes = await db.fetch(
+        "SELECT change FROM trust_list_changes WHERE kid = $1 ORDER BY version", first.certificate.kid
+    )
     assert [r["change"] for r in changes] == ["ADDED", "REMOVED"]
     listed = await stub.ListSigningKeys(pb.ListSigningKeysRequest(state=pb.SIGNING_KEY_STATE_ACTIVE), metadata=auth)
     assert [k.signing_key_id for k in listed.signing_keys] == [second.signing_key_id]
@@ -68,15 +86,21 @@ async def test_generate_activate_rotate_and_retire(admin, db):
 
 async def test_retiring_a_key_with_unexpired_certificates_needs_force(admin, db):
     stub, auth, _ = admin
-    key = (await stub.GenerateSigningKey(pb.GenerateSigningKeyRequest(
-        request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256), metadata=auth)).signing_key
+    key = (
+        await stub.GenerateSigningKey(
+            pb.GenerateSigningKeyRequest(request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256),
+            metadata=auth,
+        )
+    ).signing_key
     # It signed a certificate that is still valid (minimal rows: a lab, a person, a sample, a result).
-    await db.execute("""
+    await db.execute(
+        """
         WITH lab AS (INSERT INTO organisations (id, name, kind, province_code)
                      VALUES (gen_random_uuid(), 'Lab ' || gen_random_uuid(), 'LAB', '24') RETURNING id),
-             person AS (INSERT INTO persons (id, person_key_hash, phone_hash, dob_hash, full_name_enc, date_of_birth_enc,
-                                             province_code)
-                        VALUES (gen_random_uuid(), decode(md5(random()::text), 'hex'), '\\x01', '\\x02', '\\x03', '\\x04', '24')
+             person AS (INSERT INTO persons (id, person_key_hash, phone_hash, dob_hash, full_name_enc,
+                                             date_of_birth_enc, province_code)
+                        VALUES (gen_random_uuid(), decode(md5(random()::text), 'hex'),
+                                '\\x01', '\\x02', '\\x03', '\\x04', '24')
                         RETURNING id),
              sample AS (INSERT INTO samples (id, org_id, barcode, person_id, lab_org_id, test_type, collected_at,
                                              sampling_site, registration_hash, state)
@@ -87,35 +111,45 @@ async def test_retiring_a_key_with_unexpired_certificates_needs_force(admin, db)
                         RETURNING id, sample_id)
         INSERT INTO certificates (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at)
         SELECT gen_random_uuid(), 'URN:UVCI:01:VN:KEYINUSE#A', result.id, sample.person_id, $1::uuid, '\\x00', now(),
-               now() + interval '1 day' FROM result JOIN sample ON sample.id = result.sample_id""", key.signing_key_id)
+               now() + interval '1 day' FROM result JOIN sample ON sample.id = result.sample_id""",
+        key.signing_key_id,
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.RetireSigningKey(pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=key.signing_key_id),
-                                    metadata=auth)
+        await stub.RetireSigningKey(
+            pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=key.signing_key_id), metadata=auth
+        )
     assert error_reason(err.value) == "SIGNING_KEY_IN_USE"
-    forced = await stub.RetireSigningKey(pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=key.signing_key_id,
-                                                                    force=True), metadata=auth)
+    forced = await stub.RetireSigningKey(
+        pb.RetireSigningKeyRequest(request_id=rid(), signing_key_id=key.signing_key_id, force=True), metadata=auth
+    )
     assert forced.signing_key.state == pb.SIGNING_KEY_STATE_RETIRED
 
 
 async def test_import_refuses_bad_keys_and_mismatched_certificates(admin):
     stub, auth, _ = admin
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ImportSigningKey(pb.ImportSigningKeyRequest(request_id=rid(), private_key_pem="not a key"),
-                                    metadata=auth)
+        await stub.ImportSigningKey(
+            pb.ImportSigningKeyRequest(request_id=rid(), private_key_pem="not a key"), metadata=auth
+        )
     assert error_reason(err.value) == "PRIVATE_KEY_INVALID"
     key = hkeys.generate_private_key("ES256")
     other = hkeys.generate_private_key("ES256")
-    from cryptography.hazmat.primitives.serialization import Encoding
     from datetime import timedelta
+
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     foreign_cert = hkeys.make_certificate(other, "ES256", timedelta(days=10)).public_bytes(Encoding.PEM).decode()
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ImportSigningKey(pb.ImportSigningKeyRequest(
-            request_id=rid(), private_key_pem=hkeys.private_key_pem(key).decode(), certificate_pem=foreign_cert),
-            metadata=auth)
+        await stub.ImportSigningKey(
+            pb.ImportSigningKeyRequest(
+                request_id=rid(), private_key_pem=hkeys.private_key_pem(key).decode(), certificate_pem=foreign_cert
+            ),
+            metadata=auth,
+        )
     assert error_reason(err.value) == "KEY_CERTIFICATE_MISMATCH"
-    imported = await stub.ImportSigningKey(pb.ImportSigningKeyRequest(
-        request_id=rid(), private_key_pem=hkeys.private_key_pem(key).decode()), metadata=auth)
+    imported = await stub.ImportSigningKey(
+        pb.ImportSigningKeyRequest(request_id=rid(), private_key_pem=hkeys.private_key_pem(key).decode()), metadata=auth
+    )
     assert imported.signing_key.state == pb.SIGNING_KEY_STATE_PENDING
 
 
@@ -125,8 +159,14 @@ def test_cli_imports_a_key_from_a_file_and_lists_it(database_url, tmp_path):
     env = {**os.environ, **fresh_secrets()}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "services.admin", "--database-url", database_url, *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "services.admin", "--database-url", database_url, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     proc = cli("signing-key", "import", "--private-key", str(pem))
     assert proc.returncode == 0, proc.stderr
@@ -137,6 +177,12 @@ def test_cli_imports_a_key_from_a_file_and_lists_it(database_url, tmp_path):
     proc = cli("signing-key", "import", "--private-key", str(tmp_path / "missing.pem"))
     assert proc.returncode == 1 and "cannot read" in proc.stderr
     without_keys = {k: v for k, v in env.items() if k not in ("PII_KEYS", "PII_PEPPER")}
-    proc = subprocess.run([sys.executable, "-m", "services.admin", "--database-url", database_url, "signing-key",
-                           "generate"], cwd=ROOT, env=without_keys, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.admin", "--database-url", database_url, "signing-key", "generate"],
+        cwd=ROOT,
+        env=without_keys,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "PII_KEYS" in proc.stderr

@@ -20,8 +20,9 @@ async def test_a_burst_of_commands_shares_a_bounded_pool(redis_prefix):
         await client.set(key, b"1")
         # 200 concurrent commands, each holding its connection for a moment (a slow Redis): all
         # succeed, over at most four connections.
-        results = await asyncio.gather(*(client.eval("redis.call('GET', KEYS[1]); return 1", 1, key)
-                                         for _ in range(200)))
+        results = await asyncio.gather(
+            *(client.eval("redis.call('GET', KEYS[1]); return 1", 1, key) for _ in range(200))
+        )
         assert results == [1] * 200
         assert 1 <= await _connections_named(observer, name) <= 4
     finally:

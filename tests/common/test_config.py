@@ -29,8 +29,15 @@ def test_every_problem_is_reported_together():
     with pytest.raises(ConfigError) as err:
         load(ServiceConfig, bad)
     text = str(err.value)
-    for expected in ("DATABASE_URL: required", "REDIS_URL: required", "PII_PEPPER: required", "GRPC_PORT",
-                     "PII_KEYS", "LOG_LEVEL", "DB_POOL_MIN"):
+    for expected in (
+        "DATABASE_URL: required",
+        "REDIS_URL: required",
+        "PII_PEPPER: required",
+        "GRPC_PORT",
+        "PII_KEYS",
+        "LOG_LEVEL",
+        "DB_POOL_MIN",
+    ):
         assert expected in text
     assert len(err.value.problems) == 7
 

@@ -11,14 +11,14 @@ from services.common.auth import PrincipalKind, Role
 from services.common.config import load
 from services.common.db import connect
 from services.common.runtime import start_service
-from services.registry import principals
 from services.gen.covidtest.publish.v1 import publish_service_pb2, publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.gen.covidtest.verify.v1 import verify_service_pb2, verify_service_pb2_grpc
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
+from services.registry import principals
+from services.result_svc import __main__ as result_process
+from services.result_svc.config import ResultConfig
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
 from tests.conftest import bearer, make_principal, service_env
@@ -39,8 +39,9 @@ async def test_call_without_credential_is_unauthenticated(result_stub):
     assert error_reason(err.value) == "CREDENTIAL_MISSING"
 
 
-@pytest.mark.parametrize("header", ["Bearer ctk_unknownunknownunknownunknownunknownunk", "Basic dXNlcjpwYXNz",
-                                    "Bearer "])
+@pytest.mark.parametrize(
+    "header", ["Bearer ctk_unknownunknownunknownunknownunknownunk", "Basic dXNlcjpwYXNz", "Bearer "]
+)
 async def test_unknown_or_malformed_credential_is_unauthenticated(result_stub, header):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await result_stub.GetSample(result_service_pb2.GetSampleRequest(), metadata=(("authorization", header),))
@@ -50,7 +51,9 @@ async def test_unknown_or_malformed_credential_is_unauthenticated(result_stub, h
 async def test_valid_credential_of_wrong_role_is_permission_denied(database_url, result_stub):
     partner = await make_principal(database_url, Role.PARTNER)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await result_stub.RegisterSamples(result_service_pb2.RegisterSamplesRequest(), metadata=bearer(partner["token"]))
+        await result_stub.RegisterSamples(
+            result_service_pb2.RegisterSamplesRequest(), metadata=bearer(partner["token"])
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(err.value) == "ROLE_NOT_ALLOWED"
 
@@ -60,16 +63,19 @@ async def test_right_role_passes_identity(database_url, result_stub):
     lab = await make_principal(database_url, Role.LAB)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await result_stub.GetSample(result_service_pb2.GetSampleRequest(), metadata=bearer(lab["token"]))
-    assert err.value.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-                                    grpc.StatusCode.INTERNAL)
+    assert err.value.code() not in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INTERNAL,
+    )
 
 
 async def test_revoked_credential_stops_working_within_the_cache_time(database_url, result_stub):
     lab = await make_principal(database_url, Role.LAB)
-    for _ in range(2):   # resolved once, then admitted from the cache without a lookup
+    for _ in range(2):  # resolved once, then admitted from the cache without a lookup
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await result_stub.GetSample(result_service_pb2.GetSampleRequest(), metadata=bearer(lab["token"]))
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT   # past identity: the request is empty
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # past identity: the request is empty
     conn = await connect(database_url)
     try:
         async with conn.transaction():
@@ -102,15 +108,28 @@ async def test_token_never_appears_in_logs(database_url, result_stub, caplog):
 @pytest.mark.parametrize(
     "module,config_cls,stub_cls,call,request_cls,role",
     [
-        (publish_service, PublishConfig, publish_service_pb2_grpc.PublishServiceStub, "GetFeedStatus",
-         publish_service_pb2.GetFeedStatusRequest, Role.CHECKPOINT),
-        (verify_service, VerifyConfig, verify_service_pb2_grpc.VerifyServiceStub, "GetRules",
-         verify_service_pb2.GetRulesRequest, Role.LAB),
+        (
+            publish_service,
+            PublishConfig,
+            publish_service_pb2_grpc.PublishServiceStub,
+            "GetFeedStatus",
+            publish_service_pb2.GetFeedStatusRequest,
+            Role.CHECKPOINT,
+        ),
+        (
+            verify_service,
+            VerifyConfig,
+            verify_service_pb2_grpc.VerifyServiceStub,
+            "GetRules",
+            verify_service_pb2.GetRulesRequest,
+            Role.LAB,
+        ),
     ],
 )
 async def test_every_service_enforces_identity(database_url, module, config_cls, stub_cls, call, request_cls, role):
-    running = await start_service(module.LABEL, load(config_cls, service_env(database_url)), module.build,
-                                  serve_metrics_port=False)
+    running = await start_service(
+        module.LABEL, load(config_cls, service_env(database_url)), module.build, serve_metrics_port=False
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             method = getattr(stub_cls(channel), call)
@@ -136,14 +155,17 @@ async def test_mutual_tls_client_certificate_identifies_the_caller(database_url,
     try:
         async with conn.transaction():
             fingerprint, expires_at = principals.parse_client_certificate(registered.cert_pem)
-            await principals.register_client_certificate(conn, None, PrincipalKind.ORGANISATION, lab["id"], Role.LAB,
-                                                       fingerprint, expires_at)
+            await principals.register_client_certificate(
+                conn, None, PrincipalKind.ORGANISATION, lab["id"], Role.LAB, fingerprint, expires_at
+            )
     finally:
         await conn.close()
     try:
+
         async def call(client):
-            creds = grpc.ssl_channel_credentials(root_certificates=ca.pem, private_key=client.key_pem,
-                                                 certificate_chain=client.cert_pem)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=ca.pem, private_key=client.key_pem, certificate_chain=client.cert_pem
+            )
             async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", creds) as channel:
                 stub = result_service_pb2_grpc.ResultServiceStub(channel)
                 with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -151,14 +173,19 @@ async def test_mutual_tls_client_certificate_identifies_the_caller(database_url,
                 return err.value.code()
 
         assert await call(stranger) == grpc.StatusCode.UNAUTHENTICATED
-        assert await call(registered) not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-                                              grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
+        assert await call(registered) not in (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.INTERNAL,
+        )
         # Without a client certificate the TLS handshake itself is refused.
         creds = grpc.ssl_channel_credentials(root_certificates=ca.pem)
         async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", creds) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(
-                    result_service_pb2.GetSampleRequest(), timeout=5)
+                    result_service_pb2.GetSampleRequest(), timeout=5
+                )
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await running.stop(0)

@@ -17,8 +17,9 @@ def test_an_exception_is_logged_by_type_and_frames_never_by_message():
         except ValueError as exc:
             raise RuntimeError("while decoding Nguyen Van A") from exc
     except RuntimeError as exc:
-        record = logging.LogRecord("covidtest.test", logging.ERROR, __file__, 1, "unexpected error", (),
-                                   (type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "covidtest.test", logging.ERROR, __file__, 1, "unexpected error", (), (type(exc), exc, exc.__traceback__)
+        )
     line = JsonFormatter().format(record)
     entry = json.loads(line)
     assert "Nguyen" not in line and "1990" not in line

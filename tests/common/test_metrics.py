@@ -14,7 +14,7 @@ def test_histogram_buckets_are_cumulative_and_inclusive():
     registry = CollectorRegistry()
     histogram = LoopHistogram("t_seconds", "test", ["method"], buckets=(0.001, 0.01, 1), registry=registry)
     child = histogram.labels("Verify")
-    for value in (0.0002, 0.001, 0.005, 0.5, 3):   # 0.001 is in the le="0.001" bucket: le means <=
+    for value in (0.0002, 0.001, 0.005, 0.5, 3):  # 0.001 is in the le="0.001" bucket: le means <=
         child.observe(value)
     samples = _samples(registry)
     assert samples['t_seconds_bucket{le="0.001",method="Verify"}'] == 2
@@ -23,7 +23,7 @@ def test_histogram_buckets_are_cumulative_and_inclusive():
     assert samples['t_seconds_bucket{le="+Inf",method="Verify"}'] == 5
     assert samples['t_seconds_count{method="Verify"}'] == 5
     assert abs(samples['t_seconds_sum{method="Verify"}'] - 3.5062) < 1e-9
-    assert histogram.labels("Verify") is child   # one child per label set
+    assert histogram.labels("Verify") is child  # one child per label set
 
 
 def test_counter_values_are_exported_per_label_set():

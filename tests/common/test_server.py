@@ -48,9 +48,11 @@ async def exploding(database_url):
     config = load(ResultConfig, service_env(database_url))
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     servicer = ExplodingServicer()
-    service = GrpcService("covidtest.result.v1.ResultService",
-                          lambda server: result_service_pb2_grpc.add_ResultServiceServicer_to_server(servicer, server),
-                          result_service.RESULT_ROLES)
+    service = GrpcService(
+        "covidtest.result.v1.ResultService",
+        lambda server: result_service_pb2_grpc.add_ResultServiceServicer_to_server(servicer, server),
+        result_service.RESULT_ROLES,
+    )
     running = await start(config, "test", [service], CredentialResolver(pool, 1.0), on_stop=[pool.close])
     lab = await make_principal(database_url, Role.LAB)
     yield running, lab["token"]
@@ -103,14 +105,20 @@ async def test_health_reflection_and_metrics(database_url):
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
             async for answer in reflection.ServerReflectionInfo(
-                    iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            ):
                 names = {s.name for s in answer.list_services_response.service}
                 assert {"covidtest.result.v1.ResultService", "covidtest.admin.v1.AdminService"} <= names
                 break
             with pytest.raises(grpc.aio.AioRpcError):
-                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(result_service_pb2.GetSampleRequest())
+                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(
+                    result_service_pb2.GetSampleRequest()
+                )
         body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode())
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode()
+            )
+        )
         assert 'covidtest_auth_denied_total{code="UNAUTHENTICATED",service="result_svc"}' in body
         # The refused GetSample is counted by code, and its latency observed.
         assert 'covidtest_rpc_handled_total{code="UNAUTHENTICATED",method="GetSample",service="result_svc"}' in body
@@ -127,8 +135,13 @@ async def test_process_reports_serving_then_not_serving_first_on_sigterm(databas
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env["GRPC_PORT"] = str(port)
-    proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -151,8 +164,9 @@ async def test_process_reports_serving_then_not_serving_first_on_sigterm(databas
 def test_bad_configuration_exits_2_with_every_problem():
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({"GRPC_PORT": "99999", "PII_KEYS": "x"})
-    proc = subprocess.run([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     for name in ("DATABASE_URL", "REDIS_URL", "GRPC_PORT", "PII_KEYS", "PII_PEPPER"):
         assert name in proc.stderr
@@ -163,15 +177,18 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
     from tools.servers import free_port
 
     health_port = free_port()
-    env = service_env(database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port),
-                      **TestCA().write_server_files(tmp_path))
+    env = service_env(
+        database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port), **TestCA().write_server_files(tmp_path)
+    )
     running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
             with pytest.raises(grpc.aio.AioRpcError) as err:  # nothing but health on this port
-                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(result_service_pb2.GetSampleRequest())
+                await result_service_pb2_grpc.ResultServiceStub(channel).GetSample(
+                    result_service_pb2.GetSampleRequest()
+                )
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
         await running.set_serving(False)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
@@ -196,12 +213,15 @@ def test_server_processes_share_the_port_and_stop_together(database_url):
         assert len(children) == 1
         for _ in range(10):  # every new connection is answered, whichever process the kernel picks
             assert health_ok(port)
-        for pid in (proc.pid, int(children[0])):   # the event loop keeps its policy, grpc's threads yield
+        for pid in (proc.pid, int(children[0])):  # the event loop keeps its policy, grpc's threads yield
             deadline = time.monotonic() + 10
-            while (policies := thread_policies(pid))[pid] != os.SCHED_OTHER or len(policies) < 3 or any(
-                    policy != os.SCHED_BATCH for tid, policy in policies.items() if tid != pid):
+            while (
+                (policies := thread_policies(pid))[pid] != os.SCHED_OTHER
+                or len(policies) < 3
+                or any(policy != os.SCHED_BATCH for tid, policy in policies.items() if tid != pid)
+            ):
                 assert time.monotonic() < deadline, f"thread policies of {pid}: {policies}"
-                time.sleep(0.05)   # polling with a deadline (the process may still be starting grpc)
+                time.sleep(0.05)  # polling with a deadline (the process may still be starting grpc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert all(subprocess.run(["kill", "-0", c], capture_output=True).returncode != 0 for c in children)
@@ -229,8 +249,9 @@ def verify_process(database_url: str, output=subprocess.PIPE, **settings: str) -
 
     port = free_port()
     env = {**os.environ, **service_env(database_url, GRPC_PORT=str(port), SHUTDOWN_GRACE_SECONDS="1", **settings)}
-    proc = subprocess.Popen([sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env,
-                            stdout=output, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+    )
     return proc, port
 
 
@@ -243,7 +264,7 @@ def test_helper_threads_keep_their_policy_when_the_setting_is_off(database_url, 
         # The process logs its decision once grpc's threads exist and the setting has been applied.
         while '"msg": "helper threads scheduled"' not in log_file.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, "verify_svc did not start"
-            time.sleep(0.1)   # polling with a deadline
+            time.sleep(0.1)  # polling with a deadline
         assert '"sched_batch": false' in log_file.read_text()
         policies = thread_policies(proc.pid)
         assert len(policies) >= 3 and set(policies.values()) == {os.SCHED_OTHER}, policies
@@ -265,11 +286,11 @@ async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_m
     caplog.set_level(logging.ERROR, logger="covidtest.runtime")
 
     async def relay_like_loop():
-        raise ValueError("Nguyen Van A, 1990-01-01")   # a message may carry data; only the type is logged
+        raise ValueError("Nguyen Van A, 1990-01-01")  # a message may carry data; only the type is logged
 
     deps = Deps(config=None, pool=None, redis=None, pii=None)
     task = deps.background(relay_like_loop())
-    await asyncio.gather(task, return_exceptions=True)   # the report, added first, has run by now
+    await asyncio.gather(task, return_exceptions=True)  # the report, added first, has run by now
     [record] = [r for r in caplog.records if r.getMessage() == "background task ended unexpectedly"]
     assert record.fields == {"task": relay_like_loop.__qualname__, "error": "ValueError"}
     assert "Nguyen" not in caplog.text

@@ -56,6 +56,7 @@ class NotSchemaChecked(UserWarning):
 
 # --- rendering ------------------------------------------------------------------------------------------
 
+
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
@@ -69,8 +70,9 @@ def kubectl() -> str:
 
 @functools.cache
 def _render(overlay: str) -> str:
-    proc = subprocess.run([kubectl(), "kustomize", str(DEPLOY / "overlays" / overlay)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [kubectl(), "kustomize", str(DEPLOY / "overlays" / overlay)], capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
         pytest.fail(f"kubectl kustomize deploy/overlays/{overlay} failed:\n{proc.stderr}", pytrace=False)
     return proc.stdout
@@ -176,6 +178,7 @@ def matches(selector: dict | None, labels: dict) -> bool:
 
 # --- rendering and schema validation --------------------------------------------------------------------
 
+
 def test_kubectl_is_installed():
     assert kubectl()
 
@@ -184,8 +187,11 @@ def test_overlay_renders_into_its_own_namespace(manifests):
     assert manifests.objects, f"{manifests.overlay} rendered nothing"
     namespaces = manifests.of_kind("Namespace")
     assert [n["metadata"]["name"] for n in namespaces] == [manifests.namespace]
-    elsewhere = [f"{o['kind']}/{o['metadata']['name']}" for o in manifests.objects
-                 if o["kind"] != "Namespace" and o["metadata"].get("namespace") != manifests.namespace]
+    elsewhere = [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in manifests.objects
+        if o["kind"] != "Namespace" and o["metadata"].get("namespace") != manifests.namespace
+    ]
     assert not elsewhere, f"objects outside namespace {manifests.namespace}: {elsewhere}"
     for name in SERVICES:
         manifests.get("Deployment", name)
@@ -195,9 +201,19 @@ def test_overlay_renders_into_its_own_namespace(manifests):
 def _kubernetes_validate(*files: Path) -> tuple[list[str], set[tuple[str, str]]]:
     """Run kubernetes-validate --strict for Kubernetes 1.30; returns (errors, kinds without a schema)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "kubernetes_validate", "--strict", "--kubernetes-version", KUBERNETES_VERSION,
-         "--quiet", *map(str, files)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+            KUBERNETES_VERSION,
+            "--quiet",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = proc.stdout.splitlines()
     errors = [line for line in lines if line.startswith(("ERROR", "FATAL"))]
@@ -216,13 +232,19 @@ def test_rendered_manifests_validate_strictly_against_kubernetes_1_30(manifests,
     rendered.write_text(manifests.text)
     errors, unchecked = _kubernetes_validate(rendered)
     assert not errors, "\n".join(errors)
-    assert unchecked <= CUSTOM_RESOURCES, f"kinds without a schema that are not known custom resources: {unchecked - CUSTOM_RESOURCES}"
+    assert unchecked <= CUSTOM_RESOURCES, (
+        f"kinds without a schema that are not known custom resources: {unchecked - CUSTOM_RESOURCES}"
+    )
     present = {(o["apiVersion"], o["kind"]) for o in manifests.objects} & CUSTOM_RESOURCES
     assert unchecked == present
     if unchecked:
-        warnings.warn(NotSchemaChecked(
-            f"{manifests.overlay}: custom resources not schema-checked (no Kubernetes schema): "
-            + ", ".join(f"{kind} ({api})" for api, kind in sorted(unchecked))))
+        warnings.warn(
+            NotSchemaChecked(
+                f"{manifests.overlay}: custom resources not schema-checked (no Kubernetes schema): "
+                + ", ".join(f"{kind} ({api})" for api, kind in sorted(unchecked))
+            ),
+            stacklevel=2,
+        )
 
 
 def test_secret_templates_validate_and_hold_no_real_secret():
@@ -241,14 +263,22 @@ def test_secret_templates_validate_and_hold_no_real_secret():
 
 def test_every_secret_the_services_read_is_rendered_or_templated(manifests):
     """A Secret the manifests reference either comes with the overlay, from CloudNativePG, or has a template."""
-    templated = {s["metadata"]["name"]: set(s["stringData"])
-                 for path in SECRET_TEMPLATES.glob("*.yaml") for s in filter(None, yaml.safe_load_all(path.read_text()))}
-    generated_by_cnpg = {f"{c['metadata']['name']}-app": {"uri", "username", "password", "host", "port", "dbname"}
-                         for c in manifests.of_kind("Cluster")}
+    templated = {
+        s["metadata"]["name"]: set(s["stringData"])
+        for path in SECRET_TEMPLATES.glob("*.yaml")
+        for s in filter(None, yaml.safe_load_all(path.read_text()))
+    }
+    generated_by_cnpg = {
+        f"{c['metadata']['name']}-app": {"uri", "username", "password", "host", "port", "dbname"}
+        for c in manifests.of_kind("Cluster")
+    }
     problems = []
     for where, obj, c in each_container(manifests):
-        refs = [(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-                for e in c.get("env") or [] if "secretKeyRef" in (e.get("valueFrom") or {})]
+        refs = [
+            (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in c.get("env") or []
+            if "secretKeyRef" in (e.get("valueFrom") or {})
+        ]
         for volume in pod_spec(obj).get("volumes") or []:
             sources = [volume] if "secret" in volume else (volume.get("projected") or {}).get("sources") or []
             for source in sources:
@@ -270,30 +300,43 @@ def test_every_secret_the_services_read_is_rendered_or_templated(manifests):
 
 # --- containers: STYLE.md (Kubernetes) ------------------------------------------------------------------
 
+
 def _effective(obj: dict, container: dict, field: str):
     value = (container.get("securityContext") or {}).get(field)
     return (pod_spec(obj).get("securityContext") or {}).get(field) if value is None else value
 
 
 def test_every_container_runs_as_non_root(manifests):
-    bad = [where for where, obj, c in each_container(manifests)
-           if _effective(obj, c, "runAsNonRoot") is not True or _effective(obj, c, "runAsUser") == 0]
+    bad = [
+        where
+        for where, obj, c in each_container(manifests)
+        if _effective(obj, c, "runAsNonRoot") is not True or _effective(obj, c, "runAsUser") == 0
+    ]
     assert not bad, f"not guaranteed non-root: {bad}"
 
 
 def test_every_container_has_a_read_only_root_filesystem(manifests):
-    bad = [where for where, _, c in each_container(manifests)
-           if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True]
+    bad = [
+        where
+        for where, _, c in each_container(manifests)
+        if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True
+    ]
     assert not bad, f"writable root filesystem: {bad}"
 
 
 def test_no_container_can_escalate_privileges(manifests):
-    bad = [where for where, _, c in each_container(manifests)
-           if (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False
-           or (c.get("securityContext") or {}).get("privileged")]
+    bad = [
+        where
+        for where, _, c in each_container(manifests)
+        if (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False
+        or (c.get("securityContext") or {}).get("privileged")
+    ]
     assert not bad, f"privilege escalation possible: {bad}"
-    hosts = [o["metadata"]["name"] for o in manifests.workloads()
-             if any(pod_spec(o).get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))]
+    hosts = [
+        o["metadata"]["name"]
+        for o in manifests.workloads()
+        if any(pod_spec(o).get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+    ]
     assert not hosts, f"host namespaces shared: {hosts}"
 
 
@@ -307,15 +350,25 @@ def test_every_container_drops_all_capabilities(manifests):
 
 
 def test_every_container_uses_the_runtime_default_seccomp_profile(manifests):
-    bad = [where for where, obj, c in each_container(manifests)
-           if (_effective(obj, c, "seccompProfile") or {}).get("type") != "RuntimeDefault"]
+    bad = [
+        where
+        for where, obj, c in each_container(manifests)
+        if (_effective(obj, c, "seccompProfile") or {}).get("type") != "RuntimeDefault"
+    ]
     assert not bad, f"no RuntimeDefault seccomp profile: {bad}"
 
 
 def test_no_pod_mounts_a_service_account_token(manifests):
-    bad = [o["metadata"]["name"] for o in manifests.workloads() if pod_spec(o).get("automountServiceAccountToken") is not False]
-    bad += [f"ServiceAccount/{sa['metadata']['name']}" for sa in manifests.of_kind("ServiceAccount")
-            if sa.get("automountServiceAccountToken") is not False]
+    bad = [
+        o["metadata"]["name"]
+        for o in manifests.workloads()
+        if pod_spec(o).get("automountServiceAccountToken") is not False
+    ]
+    bad += [
+        f"ServiceAccount/{sa['metadata']['name']}"
+        for sa in manifests.of_kind("ServiceAccount")
+        if sa.get("automountServiceAccountToken") is not False
+    ]
     assert not bad, f"service account token mounted: {bad}"
 
 
@@ -359,6 +412,7 @@ def test_no_image_uses_the_latest_tag(manifests):
 
 
 # --- the three services ---------------------------------------------------------------------------------
+
 
 def _probe_ports(container: dict) -> dict[str, object]:
     ports = {}
@@ -418,18 +472,23 @@ def test_termination_grace_period_covers_the_drain(manifests):
         period = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         assert period > grace + _pre_stop_seconds(c), (
             f"{name}: terminationGracePeriodSeconds {period} must exceed preStop {_pre_stop_seconds(c)} s "
-            f"+ SHUTDOWN_GRACE_SECONDS {grace} s, or Kubernetes kills the drain")
+            f"+ SHUTDOWN_GRACE_SECONDS {grace} s, or Kubernetes kills the drain"
+        )
 
 
 def test_each_service_has_a_grpc_service_and_a_headless_service(manifests):
     for name in SERVICES:
         labels = pod_labels(manifests.get("Deployment", name))
-        selecting = [s for s in manifests.of_kind("Service")
-                     if s["spec"].get("selector") and matches({"matchLabels": s["spec"]["selector"]}, labels)]
+        selecting = [
+            s
+            for s in manifests.of_kind("Service")
+            if s["spec"].get("selector") and matches({"matchLabels": s["spec"]["selector"]}, labels)
+        ]
         grpc = [s for s in selecting if any(p.get("name") == "grpc" for p in s["spec"]["ports"])]
         assert any(s["spec"].get("clusterIP") != "None" for s in grpc), f"{name}: no Service with a port named grpc"
         assert any(s["spec"].get("clusterIP") == "None" for s in grpc), (
-            f"{name}: no headless Service for client-side (per-call) load balancing")
+            f"{name}: no headless Service for client-side (per-call) load balancing"
+        )
         container_ports = {p["name"]: p["containerPort"] for p in service_container(manifests, name)["ports"]}
         for service in grpc:
             port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
@@ -443,17 +502,24 @@ def _selects(selector: dict, obj: dict) -> bool:
 def test_every_deployment_has_a_disruption_budget_an_autoscaler_and_a_network_policy(manifests):
     problems = []
     policies = manifests.of_kind("NetworkPolicy")
-    default_deny = [p for p in policies if p["spec"]["podSelector"] == {}
-                    and set(p["spec"].get("policyTypes") or []) == {"Ingress", "Egress"}
-                    and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    default_deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"].get("policyTypes") or []) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
     if not default_deny:
         problems.append("no default-deny NetworkPolicy (empty podSelector, Ingress and Egress, no rules)")
     for deployment in manifests.of_kind("Deployment"):
         name = deployment["metadata"]["name"]
         if not any(_selects(p["spec"]["selector"], deployment) for p in manifests.of_kind("PodDisruptionBudget")):
             problems.append(f"{name}: no PodDisruptionBudget selects its pods")
-        if not any(h["spec"]["scaleTargetRef"]["kind"] == "Deployment" and h["spec"]["scaleTargetRef"]["name"] == name
-                   for h in manifests.of_kind("HorizontalPodAutoscaler")):
+        if not any(
+            h["spec"]["scaleTargetRef"]["kind"] == "Deployment" and h["spec"]["scaleTargetRef"]["name"] == name
+            for h in manifests.of_kind("HorizontalPodAutoscaler")
+        ):
             problems.append(f"{name}: no HorizontalPodAutoscaler")
         if not any(_selects(p["spec"]["podSelector"], deployment) and p["spec"].get("ingress") for p in policies):
             problems.append(f"{name}: no NetworkPolicy names its pods with an ingress rule")
@@ -477,9 +543,10 @@ def test_deployments_run_the_entry_point_command_of_their_service(manifests):
 
 # --- configuration: manifests against the config classes ------------------------------------------------
 
+
 @dataclasses.dataclass
 class EnvSource:
-    kind: str            # literal | configmap | secret | field
+    kind: str  # literal | configmap | secret | field
     value: str | None = None
     ref: tuple[str, str] | None = None
 
@@ -500,7 +567,9 @@ def _container_env(m: Manifests, c: dict) -> dict[str, EnvSource]:
             env[entry["name"]] = EnvSource("secret", None, (ref["name"], ref["key"]))
         elif "configMapKeyRef" in value_from:
             ref = value_from["configMapKeyRef"]
-            env[entry["name"]] = EnvSource("configmap", m.config_map(ref["name"]).get(ref["key"]), (ref["name"], ref["key"]))
+            env[entry["name"]] = EnvSource(
+                "configmap", m.config_map(ref["name"]).get(ref["key"]), (ref["name"], ref["key"])
+            )
         elif value_from:
             env[entry["name"]] = EnvSource("field")
         else:
@@ -520,7 +589,8 @@ def test_manifests_set_exactly_the_variables_the_config_class_reads(manifests, n
     missing, unknown = sorted(expected - present), sorted(present - expected)
     assert not missing, (
         f"{manifests.overlay}/{name}: {SERVICES[name]} reads {missing}, which the manifests do not set. "
-        "Add them to deploy/base/config/*.env (or as secretKeyRef env entries) and to each overlay as needed.")
+        "Add them to deploy/base/config/*.env (or as secretKeyRef env entries) and to each overlay as needed."
+    )
     assert not unknown, f"{manifests.overlay}/{name}: the manifests set {unknown}, which {SERVICES[name]} never reads"
 
 
@@ -593,6 +663,7 @@ def test_dev_configuration_loads_completely(name):
 
 # --- network policies: exactly the intended flows -------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -636,8 +707,13 @@ def _policy_types(policy: dict) -> set[str]:
 
 def _direction_allows(policies, namespace, selected: Endpoint, other: Endpoint, port, direction) -> bool:
     rule_key, peer_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    applying = [p for p in policies if selected.namespace == namespace and direction in _policy_types(p)
-                and matches(p["spec"]["podSelector"], selected.pod)]
+    applying = [
+        p
+        for p in policies
+        if selected.namespace == namespace
+        and direction in _policy_types(p)
+        and matches(p["spec"]["podSelector"], selected.pod)
+    ]
     if not applying:
         return True
     for policy in applying:
@@ -650,8 +726,9 @@ def _direction_allows(policies, namespace, selected: Endpoint, other: Endpoint, 
 
 def flow_allowed(m: Manifests, src: Endpoint, dst: Endpoint, port: int) -> bool:
     policies = m.of_kind("NetworkPolicy")
-    return (_direction_allows(policies, m.namespace, src, dst, port, "Egress")
-            and _direction_allows(policies, m.namespace, dst, src, port, "Ingress"))
+    return _direction_allows(policies, m.namespace, src, dst, port, "Egress") and _direction_allows(
+        policies, m.namespace, dst, src, port, "Ingress"
+    )
 
 
 def _own(m: Manifests, name: str, labels: dict) -> Endpoint:
@@ -670,7 +747,10 @@ def _behind_service(m: Manifests, service: str) -> Endpoint:
 def _postgres(m: Manifests) -> Endpoint:
     clusters = m.of_kind("Cluster")
     if clusters:
-        labels = {**clusters[0]["spec"]["inheritedMetadata"]["labels"], "cnpg.io/cluster": clusters[0]["metadata"]["name"]}
+        labels = {
+            **clusters[0]["spec"]["inheritedMetadata"]["labels"],
+            "cnpg.io/cluster": clusters[0]["metadata"]["name"],
+        }
         return _own(m, "postgres", labels)
     return _behind_service(m, "postgres")
 
@@ -691,15 +771,21 @@ INTENDED_INGRESS = {
 def test_network_policies_admit_exactly_the_intended_callers(manifests):
     wrong = []
     for caller in CALLERS:
-        src = _endpoint(f"{caller}-ns", f"{caller or 'unlabelled'}-ns",
-                        {"covidtest.vn/caller": caller} if caller else {}, {"app": "client"})
+        src = _endpoint(
+            f"{caller}-ns",
+            f"{caller or 'unlabelled'}-ns",
+            {"covidtest.vn/caller": caller} if caller else {},
+            {"app": "client"},
+        )
         for name in SERVICES:
             dst = _own(manifests, name, pod_labels(manifests.get("Deployment", name)))
             for port in (50051, 50052, 9100, 8080):
                 expected = (caller, name, port) in INTENDED_INGRESS
                 if flow_allowed(manifests, src, dst, port) != expected:
-                    wrong.append(f"{caller or 'an unlabelled namespace'} -> {name}:{port} should be "
-                                 f"{'allowed' if expected else 'denied'}")
+                    wrong.append(
+                        f"{caller or 'an unlabelled namespace'} -> {name}:{port} should be "
+                        f"{'allowed' if expected else 'denied'}"
+                    )
     assert not wrong, "\n".join(wrong)
 
 
@@ -710,18 +796,32 @@ def test_network_policies_let_services_reach_storage_and_nothing_else(manifests)
     dns = _endpoint("kube-dns", "kube-system", {}, {"k8s-app": "kube-dns"})
     expectations = []
     for name, svc in services.items():
-        expectations += [(svc, postgres, 5432, True), (svc, redis, 6379, True), (svc, dns, 53, True),
-                         (svc, postgres, 6379, False), (svc, redis, 5432, False)]
+        expectations += [
+            (svc, postgres, 5432, True),
+            (svc, redis, 6379, True),
+            (svc, dns, 53, True),
+            (svc, postgres, 6379, False),
+            (svc, redis, 5432, False),
+        ]
         expectations += [(svc, other, 50051, False) for other_name, other in services.items() if other_name != name]
-    expectations += [(migrate, postgres, 5432, True), (migrate, dns, 53, True), (migrate, redis, 6379, False),
-                     (redis, postgres, 5432, False), (postgres, redis, 6379, False)]
+    expectations += [
+        (migrate, postgres, 5432, True),
+        (migrate, dns, 53, True),
+        (migrate, redis, 6379, False),
+        (redis, postgres, 5432, False),
+        (postgres, redis, 6379, False),
+    ]
     expectations += [(migrate, svc, 50051, False) for svc in services.values()]
-    wrong = [f"{s.name} -> {d.name}:{port} should be {'allowed' if ok else 'denied'}"
-             for s, d, port, ok in expectations if flow_allowed(manifests, s, d, port) != ok]
+    wrong = [
+        f"{s.name} -> {d.name}:{port} should be {'allowed' if ok else 'denied'}"
+        for s, d, port, ok in expectations
+        if flow_allowed(manifests, s, d, port) != ok
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 # --- prod: replicated Postgres and Redis, TLS ------------------------------------------------------------
+
 
 @pytest.fixture
 def prod() -> Manifests:
@@ -742,7 +842,9 @@ def test_prod_postgres_is_a_replicated_cloudnativepg_cluster_with_backups(prod):
     app_secret = f"{cluster['metadata']['name']}-app"
     for name in SERVICES:
         env = _container_env(prod, service_container(prod, name))
-        assert env["DATABASE_URL"].ref == (app_secret, "uri"), f"{name} must use the primary (CloudNativePG {app_secret})"
+        assert env["DATABASE_URL"].ref == (app_secret, "uri"), (
+            f"{name} must use the primary (CloudNativePG {app_secret})"
+        )
 
 
 def test_prod_redis_has_replication_and_sentinel_failover_behind_a_stable_service(prod):
@@ -755,8 +857,11 @@ def test_prod_redis_has_replication_and_sentinel_failover_behind_a_stable_servic
     assert replicas // 2 < int(env["QUORUM"]) <= replicas, "Sentinel quorum must be a majority"
     proxy = _behind_service(prod, "redis")
     assert proxy.name != redis["metadata"]["name"], "clients reach the master through the proxy, not one server"
-    assert any(pod_labels(p).get("covidtest.vn/tier") == "redis" for p in prod.of_kind("Deployment")
-               if p["metadata"]["name"] == proxy.name)
+    assert any(
+        pod_labels(p).get("covidtest.vn/tier") == "redis"
+        for p in prod.of_kind("Deployment")
+        if p["metadata"]["name"] == proxy.name
+    )
 
 
 def test_prod_serves_mutual_tls_and_dev_plaintext():
@@ -773,12 +878,16 @@ def test_prod_serves_mutual_tls_and_dev_plaintext():
 
 def test_every_object_belongs_to_a_deploy_stage(manifests):
     """docs/operations.md applies the overlay stage by stage (-l covidtest.vn/stage=…)."""
-    bad = [f"{o['kind']}/{o['metadata']['name']}" for o in manifests.objects
-           if (o["metadata"].get("labels") or {}).get("covidtest.vn/stage") not in STAGES]
+    bad = [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in manifests.objects
+        if (o["metadata"].get("labels") or {}).get("covidtest.vn/stage") not in STAGES
+    ]
     assert not bad, f"no covidtest.vn/stage label in {sorted(STAGES)}: {bad}"
 
 
 # --- the image -----------------------------------------------------------------------------------------
+
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
@@ -863,7 +972,9 @@ def test_image_uses_a_pinned_slim_python_3_11_base():
         if keyword == "ARG" and "=" in rest:
             key, _, value = rest.partition("=")
             args.setdefault(key, value)
-    bases = [re.sub(r"\$\{(\w+)\}", lambda mt: args.get(mt.group(1), ""), stage[0][1].split()[0]) for stage in _stages()]
+    bases = [
+        re.sub(r"\$\{(\w+)\}", lambda mt: args.get(mt.group(1), ""), stage[0][1].split()[0]) for stage in _stages()
+    ]
     assert len(bases) >= 2, "multi-stage build expected"
     for base in bases:
         assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), f"base image {base!r}"
@@ -881,7 +992,8 @@ def test_final_stage_runs_as_a_numeric_non_root_user_without_compilers():
     assert any(keyword == "ENTRYPOINT" for keyword, _ in final)
     copies_from_context = [rest for keyword, rest in final if keyword == "COPY" and "--from" not in rest]
     assert all("entrypoint.sh" in rest for rest in copies_from_context), (
-        "the final stage takes code only from the build stage (checked generated code), not the context")
+        "the final stage takes code only from the build stage (checked generated code), not the context"
+    )
 
 
 def _entrypoint(*args: str) -> subprocess.CompletedProcess:

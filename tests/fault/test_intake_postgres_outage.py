@@ -26,10 +26,14 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
     await migrate.apply(dsn)
     unit = await make_principal(dsn, Role.SAMPLER)
     lab = await make_principal(dsn, Role.LAB)
-    running = await start_service("result_svc", load(ResultConfig, service_env(dsn, AUTH_CACHE_SECONDS="60")),
-                                  result_process.build, serve_metrics_port=False)
-    acknowledged: list[list[str]] = []     # barcodes of batches the client was told are stored
-    unanswered: list[list[str]] = []       # batches that failed: must be all or nothing
+    running = await start_service(
+        "result_svc",
+        load(ResultConfig, service_env(dsn, AUTH_CACHE_SECONDS="60")),
+        result_process.build,
+        serve_metrics_port=False,
+    )
+    acknowledged: list[list[str]] = []  # barcodes of batches the client was told are stored
+    unanswered: list[list[str]] = []  # batches that failed: must be all or nothing
     codes: list[grpc.StatusCode] = []
     stop_after = 6
     crashed = asyncio.Event()
@@ -44,12 +48,20 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
                     barcodes = [i.sample_barcode for i in items]
                     n += 1
                     try:
-                        reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=items),
-                                                           metadata=bearer(unit["token"]), timeout=10)
+                        reply = await stub.RegisterSamples(
+                            pb.RegisterSamplesRequest(request_id=rid(), samples=items),
+                            metadata=bearer(unit["token"]),
+                            timeout=10,
+                        )
                         assert reply.created_count == BATCH
-                        results = await stub.RecordResults(pb.RecordResultsRequest(request_id=rid(), results=[
-                            result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in barcodes]),
-                            metadata=bearer(lab["token"]), timeout=10)
+                        results = await stub.RecordResults(
+                            pb.RecordResultsRequest(
+                                request_id=rid(),
+                                results=[result(t.OUTCOME_NEGATIVE, sample_barcode=b) for b in barcodes],
+                            ),
+                            metadata=bearer(lab["token"]),
+                            timeout=10,
+                        )
                         assert results.recorded_count == BATCH
                         acknowledged.append(barcodes)
                     except grpc.aio.AioRpcError as err:
@@ -65,9 +77,11 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
             # Still down: a new call fails fast with UNAVAILABLE, not a hang and not INTERNAL.
             started = time.monotonic()
             try:
-                await stub.RegisterSamples(pb.RegisterSamplesRequest(
-                    request_id=rid(), samples=[sample(unique("D"), lab["id"])]), metadata=bearer(unit["token"]),
-                    timeout=10)
+                await stub.RegisterSamples(
+                    pb.RegisterSamplesRequest(request_id=rid(), samples=[sample(unique("D"), lab["id"])]),
+                    metadata=bearer(unit["token"]),
+                    timeout=10,
+                )
                 raise AssertionError("a write succeeded while Postgres was down")
             except grpc.aio.AioRpcError as err:
                 assert err.code() == grpc.StatusCode.UNAVAILABLE
@@ -78,9 +92,13 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(
-                        request_id=rid(), samples=[sample(unique("AFTER"), lab["id"], 99_999)]),
-                        metadata=bearer(unit["token"]), timeout=10)
+                    reply = await stub.RegisterSamples(
+                        pb.RegisterSamplesRequest(
+                            request_id=rid(), samples=[sample(unique("AFTER"), lab["id"], 99_999)]
+                        ),
+                        metadata=bearer(unit["token"]),
+                        timeout=10,
+                    )
                     assert reply.created_count == 1
                     break
                 except grpc.aio.AioRpcError as err:
@@ -94,11 +112,14 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
 
     conn = await asyncpg.connect(dsn)
     try:
+
         async def stored(barcodes):
             return await conn.fetchrow(
                 """SELECT count(DISTINCT s.id) AS samples, count(r.id) AS results, count(DISTINCT o.id) AS events
                    FROM samples s LEFT JOIN results r ON r.sample_id = s.id LEFT JOIN outbox o ON o.result_id = r.id
-                   WHERE s.barcode = ANY($1::text[])""", barcodes)
+                   WHERE s.barcode = ANY($1::text[])""",
+                barcodes,
+            )
 
         for barcodes in acknowledged:
             row = await stored(barcodes)

@@ -4,11 +4,11 @@ import asyncio
 import time
 import uuid
 
+from services.common.auth import Role
 from services.common.cache import create_client
 from services.registry.certificate_status import StatusCache
-from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
-from services.common.auth import Role
 from tests.conftest import make_principal
+from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
 
 
 async def test_feed_goes_on_without_redis_and_statuses_catch_up(database_url, db, private_redis):
@@ -38,7 +38,8 @@ async def test_feed_goes_on_without_redis_and_statuses_catch_up(database_url, db
             while True:
                 cached = [await cache.get(u) for u in uvcis]
                 if all(c is not None for c in cached) and not await db.fetchval(
-                        "SELECT count(*) FROM certificates WHERE cached_version < status_version"):
+                    "SELECT count(*) FROM certificates WHERE cached_version < status_version"
+                ):
                     break
                 assert time.monotonic() < deadline, "the status cache did not catch up after Redis came back"
                 await asyncio.sleep(0.1)

@@ -39,14 +39,19 @@ def is_leader(metrics_port: int) -> bool:
 
 async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
     env = service_env(database_url, RELAY_POLL_SECONDS="0.05", LOG_LEVEL="WARNING")
-    await activate_new_key(database_url, PiiCipher(parse_keyring(env["PII_KEYS"]), parse_secret_bytes(env["PII_PEPPER"])))
+    await activate_new_key(
+        database_url, PiiCipher(parse_keyring(env["PII_KEYS"]), parse_secret_bytes(env["PII_PEPPER"]))
+    )
     unit, lab = await make_principal(database_url, Role.SAMPLER), await make_principal(database_url, Role.LAB)
     partner = await make_principal(database_url, Role.PARTNER)
     processes = []
     for _ in range(2):
         grpc_port, metrics_port = free_port(), free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "services.publish_svc"], cwd=ROOT,
-                                env={**os.environ, **env, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.publish_svc"],
+            cwd=ROOT,
+            env={**os.environ, **env, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)},
+        )
         processes.append((proc, grpc_port, metrics_port))
     intake = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
     try:
@@ -65,11 +70,16 @@ async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
 
             async def release(n: int, tag: int) -> None:
                 items = [sample(unique("FO"), lab["id"], tag * 1000 + i) for i in range(n)]
-                await results.RegisterSamples(rpb.RegisterSamplesRequest(request_id=rid(), samples=items),
-                                              metadata=bearer(unit["token"]))
-                await results.RecordResults(rpb.RecordResultsRequest(request_id=rid(), results=[
-                    result(t.OUTCOME_NEGATIVE, sample_barcode=i.sample_barcode) for i in items]),
-                    metadata=bearer(lab["token"]))
+                await results.RegisterSamples(
+                    rpb.RegisterSamplesRequest(request_id=rid(), samples=items), metadata=bearer(unit["token"])
+                )
+                await results.RecordResults(
+                    rpb.RecordResultsRequest(
+                        request_id=rid(),
+                        results=[result(t.OUTCOME_NEGATIVE, sample_barcode=i.sample_barcode) for i in items],
+                    ),
+                    metadata=bearer(lab["token"]),
+                )
 
             writers = asyncio.gather(*(release(20, tag) for tag in range(10)))
             await asyncio.sleep(0.3)  # the leader is relaying: kill it mid-work
@@ -84,7 +94,9 @@ async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
         expected = 220
         async with grpc.aio.insecure_channel(f"127.0.0.1:{standby[1]}") as channel:
             feed = publish_service_pb2_grpc.PublishServiceStub(channel)
-            call = feed.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(partner["token"]))
+            call = feed.StreamResultEvents(
+                ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(partner["token"])
+            )
             events = []
             try:
                 while len(events) < expected:

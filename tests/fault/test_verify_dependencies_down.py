@@ -5,6 +5,7 @@ import asyncio
 import time
 import uuid
 
+import grpc
 from prometheus_client import REGISTRY
 
 from services.common import migrate
@@ -19,8 +20,6 @@ from services.verify_svc.config import VerifyConfig
 from tests.conftest import bearer, make_principal
 from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform
 
-import grpc
-
 
 def dependency_up(name: str) -> float | None:
     return REGISTRY.get_sample_value("covidtest_dependency_up", {"service": "verify_svc", "dependency": name})
@@ -30,8 +29,9 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
     dsn = private_postgres.url()
     await migrate.apply(dsn)
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    platform = await start_platform(dsn, prefix, REDIS_URL=private_redis.url(), AUTH_CACHE_SECONDS="0.2",
-                                    STATUS_DB_TIMEOUT_SECONDS="0.3")
+    platform = await start_platform(
+        dsn, prefix, REDIS_URL=private_redis.url(), AUTH_CACHE_SECONDS="0.2", STATUS_DB_TIMEOUT_SECONDS="0.3"
+    )
     verify_server = None
     try:
         platform.key = await activate_new_key(dsn, platform.pii)
@@ -39,8 +39,9 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
         platform.lab = await make_principal(dsn, Role.LAB)
         partner = await make_principal(dsn, Role.PARTNER)
         device = await make_principal(dsn, Role.CHECKPOINT)
-        verify_server = await start_service("verify_svc", load(VerifyConfig, platform.env), verify_service.build,
-                                            serve_metrics_port=False)
+        verify_server = await start_service(
+            "verify_svc", load(VerifyConfig, platform.env), verify_service.build, serve_metrics_port=False
+        )
         await platform.release(1, start=1)
         event = (await platform.collect(partner["token"], 1, 1))[0]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
@@ -48,8 +49,9 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
 
             async def check(expected_source):
                 started = time.monotonic()
-                answer = await stub.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]),
-                                           timeout=2)
+                answer = await stub.Verify(
+                    vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]), timeout=2
+                )
                 elapsed = time.monotonic() - started
                 assert answer.verdict == v.VERDICT_VALID, answer.reason
                 assert answer.status_source == expected_source, (answer.status_source, expected_source)
@@ -57,11 +59,11 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
 
             await check(v.STATUS_SOURCE_CACHE)
 
-            await asyncio.to_thread(private_redis.stop)           # Redis down: Postgres answers
+            await asyncio.to_thread(private_redis.stop)  # Redis down: Postgres answers
             await check(v.STATUS_SOURCE_DATABASE)
             assert dependency_up("redis") == 0
 
-            await asyncio.to_thread(private_redis.start)          # Redis back (empty): refilled from Postgres
+            await asyncio.to_thread(private_redis.start)  # Redis back (empty): refilled from Postgres
             deadline = time.monotonic() + 10
             while True:
                 answer = await stub.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=bearer(device["token"]))
@@ -71,14 +73,14 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
                 await asyncio.sleep(0.1)
             assert dependency_up("redis") == 1
 
-            await asyncio.to_thread(private_postgres.stop, "immediate")   # Postgres down: Redis answers
+            await asyncio.to_thread(private_postgres.stop, "immediate")  # Postgres down: Redis answers
             await check(v.STATUS_SOURCE_CACHE)
 
-            await asyncio.to_thread(private_redis.stop)           # both down: signature and rules only
+            await asyncio.to_thread(private_redis.stop)  # both down: signature and rules only
             await check(v.STATUS_SOURCE_UNCHECKED)
             assert dependency_up("redis") == 0 and dependency_up("postgres") == 0
 
-            await asyncio.to_thread(private_postgres.start)       # recovery without a restart
+            await asyncio.to_thread(private_postgres.start)  # recovery without a restart
             await asyncio.to_thread(private_redis.start)
             deadline = time.monotonic() + 15
             while True:

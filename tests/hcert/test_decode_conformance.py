@@ -91,15 +91,16 @@ def validation_clock(case: dict) -> int:
 
 # --- the 2D code picture ----------------------------------------------------------------------
 
+
 def png_dark_pixels(png: bytes):
     """(width, height, dark(x, y)) of a non-interlaced greyscale PNG (bit depth 1 or 8)."""
     if png[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG")
     pos, header, data = 8, None, b""
     while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
-        if struct.unpack(">I", png[pos + 8 + length:pos + 12 + length])[0] != zlib.crc32(kind + body):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        if struct.unpack(">I", png[pos + 8 + length : pos + 12 + length])[0] != zlib.crc32(kind + body):
             raise ValueError("PNG chunk CRC mismatch")
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -112,7 +113,7 @@ def png_dark_pixels(png: bytes):
     raw, stride, bpp = zlib.decompress(data), (width * depth + 7) // 8, 1
     rows, previous, i = [], bytearray(stride), 0
     for _ in range(height):
-        kind, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        kind, line = raw[i], bytearray(raw[i + 1 : i + 1 + stride])
         i += 1 + stride
         for x in range(stride):
             a = line[x - bpp] if x >= bpp else 0
@@ -134,6 +135,7 @@ def png_dark_pixels(png: bytes):
         if depth == 1:
             return not (rows[y][x >> 3] >> (7 - (x & 7))) & 1
         return rows[y][x] < 128
+
     return width, height, dark
 
 
@@ -175,6 +177,7 @@ def picture_holds(png: bytes, text: str) -> bool:
 
 
 # --- one check per EXPECTEDRESULTS field ------------------------------------------------------
+
 
 def check_unprefix(case: dict, expected: bool) -> None:
     assert (failed_stage(case["PREFIX"]) != hd.Stage.PREFIX) is expected

@@ -24,7 +24,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.hcert import codec, keys, payload, uvci
 from services.hcert import decode as hd
@@ -36,6 +37,7 @@ FAMILY_NAME = "Nguyễn"
 
 
 # --- fixtures (module-level caches: hypothesis and function fixtures do not mix) ----------------
+
 
 @functools.cache
 def es256() -> keys.SigningKeyMaterial:
@@ -50,11 +52,19 @@ def ps256() -> keys.SigningKeyMaterial:
 
 
 def make_dcc(**overrides) -> dict:
-    fields = dict(family_name=FAMILY_NAME, given_name="Văn An", date_of_birth=date(1990, 4, 30), test_type="NAAT",
-                  rat_device_id=None, method="Roche cobas SARS-CoV-2",
-                  sample_collected_at=datetime(2021, 8, 1, 9, 15, 30, tzinfo=timezone(timedelta(hours=7))),
-                  outcome="NEGATIVE", testing_centre="CDC Hà Nội", issuer="Ministry of Health of Viet Nam",
-                  uvci=uvci.new_uvci())
+    fields = dict(
+        family_name=FAMILY_NAME,
+        given_name="Văn An",
+        date_of_birth=date(1990, 4, 30),
+        test_type="NAAT",
+        rat_device_id=None,
+        method="Roche cobas SARS-CoV-2",
+        sample_collected_at=datetime(2021, 8, 1, 9, 15, 30, tzinfo=timezone(timedelta(hours=7))),
+        outcome="NEGATIVE",
+        testing_centre="CDC Hà Nội",
+        issuer="Ministry of Health of Viet Nam",
+        uvci=uvci.new_uvci(),
+    )
     fields.update(overrides)
     return payload.test_payload(**fields)
 
@@ -77,8 +87,14 @@ def es256_sign(material: keys.SigningKeyMaterial, data: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def sign1(protected: dict | bytes, unprotected: dict, cwt: bytes | None = None, *, tags=(18,),
-          material: keys.SigningKeyMaterial | None = None) -> str:
+def sign1(
+    protected: dict | bytes,
+    unprotected: dict,
+    cwt: bytes | None = None,
+    *,
+    tags=(18,),
+    material: keys.SigningKeyMaterial | None = None,
+) -> str:
     """QR text of a hand-made COSE_Sign1 (ES256 signature over the real Sig_structure)."""
     material = material or es256()
     cwt = valid()[2] if cwt is None else cwt
@@ -112,6 +128,7 @@ def stage_of(qr, **kwargs) -> hd.Stage | None:
 
 # --- Base45 -------------------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(st.binary(max_size=1200))
 def test_b45decode_round_trips_codec_and_matches_package(data):
@@ -133,17 +150,42 @@ def test_b45decode_agrees_with_package_on_any_text(text):
         assert hd.b45decode(text) == expected
 
 
-@pytest.mark.parametrize("text, data", [
-    ("", b""), ("00", b"\x00"), ("000", b"\x00\x00"), ("U5", b"\xff"), ("FGW", b"\xff\xff"),
-    ("BB8", b"AB"), ("%69 VD92EX0", b"Hello!!"), ("UJCLQE7W581", b"base-45"), ("QED8WEX0", b"ietf!"),  # RFC 9285
-])
+@pytest.mark.parametrize(
+    "text, data",
+    [
+        ("", b""),
+        ("00", b"\x00"),
+        ("000", b"\x00\x00"),
+        ("U5", b"\xff"),
+        ("FGW", b"\xff\xff"),
+        ("BB8", b"AB"),
+        ("%69 VD92EX0", b"Hello!!"),
+        ("UJCLQE7W581", b"base-45"),
+        ("QED8WEX0", b"ietf!"),  # RFC 9285
+    ],
+)
 def test_b45decode_known_values(text, data):
     assert hd.b45decode(text) == data == base45.b45decode(text)
 
 
-@pytest.mark.parametrize("text", [
-    "0", "0000", "GGW", ":::", "V5", "::", "bb8", "BB8\n", " BB8 ", "BB=", "ÄB8", "BB8\x00", "BB",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0",
+        "0000",
+        "GGW",
+        ":::",
+        "V5",
+        "::",
+        "bb8",
+        "BB8\n",
+        " BB8 ",
+        "BB=",
+        "ÄB8",
+        "BB8\x00",
+        "BB",
+    ],
+)
 def test_b45decode_rejects(text):
     with pytest.raises(ValueError):
         hd.b45decode(text)
@@ -177,6 +219,7 @@ def _timed(fn, rounds: int) -> float:
 
 # --- totality -----------------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(st.text(max_size=400))
 def test_decode_random_text(text):
@@ -191,15 +234,25 @@ def test_decode_random_bytes(data):
     outcome("HC1:" + codec.b45encode(zlib.compress(data)))
 
 
-_SCALARS = (st.integers(min_value=-(2 ** 70), max_value=2 ** 70) | st.text(max_size=12) | st.binary(max_size=12)
-            | st.booleans() | st.none() | st.floats(allow_nan=True))
+_SCALARS = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=True)
+)
 _KEYS = st.integers(min_value=-300, max_value=300) | st.text(max_size=4)
 _TAGS = st.sampled_from([0, 1, 2, 4, 5, 18, 24, 28, 29, 30, 35, 36, 37, 61, 98, 258, 55799])
 CBOR_VALUES = st.recursive(
     _SCALARS,
-    lambda children: (st.lists(children, max_size=5) | st.dictionaries(_KEYS, children, max_size=5)
-                      | st.builds(cbor2.CBORTag, _TAGS, children)),
-    max_leaves=25)
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(_KEYS, children, max_size=5)
+        | st.builds(cbor2.CBORTag, _TAGS, children)
+    ),
+    max_leaves=25,
+)
 
 
 @SETTINGS
@@ -220,19 +273,19 @@ def _mutate(data, operation: str, position: int, value: int):
     if isinstance(data, str):
         alphabet = codec.BASE45_ALPHABET + "a~\n"
         if operation == "flip":
-            return data[:position] + alphabet[value % len(alphabet)] + data[position + 1:]
+            return data[:position] + alphabet[value % len(alphabet)] + data[position + 1 :]
         if operation == "truncate":
             return data[:position]
         if operation == "insert":
             return data[:position] + alphabet[value % len(alphabet)] + data[position:]
-        return data[:position] + data[position + 1:]
+        return data[:position] + data[position + 1 :]
     if operation == "flip":
-        return data[:position] + bytes([data[position] ^ (1 << (value % 8))]) + data[position + 1:]
+        return data[:position] + bytes([data[position] ^ (1 << (value % 8))]) + data[position + 1 :]
     if operation == "truncate":
         return data[:position]
     if operation == "insert":
         return data[:position] + bytes([value % 256]) + data[position:]
-    return data[:position] + data[position + 1:]
+    return data[:position] + data[position + 1 :]
 
 
 @SETTINGS
@@ -278,6 +331,7 @@ def test_decode_mutations_of_a_valid_hcert(data):
 
 # --- the happy path -------------------------------------------------------------------------------
 
+
 def test_valid_hcert_decodes_and_verifies():
     qr, dcc, cwt, cose = valid()
     decoded = hd.decode(qr)
@@ -313,37 +367,45 @@ def test_verify_rejects_alg_not_matching_the_key():
     assert hd.verify_signature(decoded, es256().certificate_der) is False
     assert hd.verify_signature(dataclasses.replace(decoded, alg=-7), es256().certificate_der) is True
     assert hd.verify_signature(decoded, b"not a certificate") is False
-    assert hd.verify_signature(dataclasses.replace(decoded, alg=-7, signature=b"\x01" * 70),
-                               es256().certificate_der) is False
+    assert (
+        hd.verify_signature(dataclasses.replace(decoded, alg=-7, signature=b"\x01" * 70), es256().certificate_der)
+        is False
+    )
 
 
 def test_kid_and_alg_placement():
     kid = es256().kid
     assert hd.decode(sign1({1: -7, 4: kid}, {})).kid == kid
-    assert hd.decode(sign1({1: -7}, {4: kid})).kid == kid               # like CO19
-    assert hd.decode(sign1(b"", {1: -7, 4: kid})).alg == -7             # like CO20: empty protected header
+    assert hd.decode(sign1({1: -7}, {4: kid})).kid == kid  # like CO19
+    assert hd.decode(sign1(b"", {1: -7, 4: kid})).alg == -7  # like CO20: empty protected header
     assert hd.decode(sign1(cbor2.dumps({}), {1: -7, 4: kid})).kid == kid
-    assert hd.decode(sign1({1: -7, 4: kid}, {4: b"foo"})).kid == kid    # like CO21: protected wins
-    for protected, unprotected in [({1: -7, 4: b"foo"}, {4: kid}),      # like CO22
-                                   ({1: -7}, {4: b"foo"}),              # like CO23
-                                   ({1: -7, 4: kid[:7]}, {}), ({1: -7, 4: kid + b"\x00"}, {}),
-                                   ({1: -7, 4: kid.hex()[:8]}, {}), ({1: -7}, {}),
-                                   ({4: kid}, {}), ({1: -35, 4: kid}, {}), ({1: "ES256", 4: kid}, {})]:
+    assert hd.decode(sign1({1: -7, 4: kid}, {4: b"foo"})).kid == kid  # like CO21: protected wins
+    for protected, unprotected in [
+        ({1: -7, 4: b"foo"}, {4: kid}),  # like CO22
+        ({1: -7}, {4: b"foo"}),  # like CO23
+        ({1: -7, 4: kid[:7]}, {}),
+        ({1: -7, 4: kid + b"\x00"}, {}),
+        ({1: -7, 4: kid.hex()[:8]}, {}),
+        ({1: -7}, {}),
+        ({4: kid}, {}),
+        ({1: -35, 4: kid}, {}),
+        ({1: "ES256", 4: kid}, {}),
+    ]:
         assert stage_of(sign1(protected, unprotected)) == hd.Stage.COSE, (protected, unprotected)
-    assert stage_of(sign1(cbor2.dumps([1, 2]), {})) == hd.Stage.COSE   # protected header not a map
-    assert stage_of(sign1(b"\xa1\x01", {})) == hd.Stage.COSE            # protected header not CBOR
+    assert stage_of(sign1(cbor2.dumps([1, 2]), {})) == hd.Stage.COSE  # protected header not a map
+    assert stage_of(sign1(b"\xa1\x01", {})) == hd.Stage.COSE  # protected header not CBOR
 
 
 def test_cose_envelope_shapes():
     header = {1: -7, 4: es256().kid}
-    assert stage_of(sign1(header, {}, tags=(18, 61))) is None           # CWT tag around COSE_Sign1 (CO28)
-    assert stage_of(sign1(header, {}, tags=())) == hd.Stage.COSE        # untagged
-    assert stage_of(sign1(header, {}, tags=(61,))) == hd.Stage.COSE     # CWT tag without COSE tag
-    assert stage_of(sign1(header, {}, tags=(98,))) == hd.Stage.COSE     # COSE_Sign
-    assert stage_of(sign1(header, {}, tags=(17,))) == hd.Stage.COSE     # COSE_Mac0
+    assert stage_of(sign1(header, {}, tags=(18, 61))) is None  # CWT tag around COSE_Sign1 (CO28)
+    assert stage_of(sign1(header, {}, tags=())) == hd.Stage.COSE  # untagged
+    assert stage_of(sign1(header, {}, tags=(61,))) == hd.Stage.COSE  # CWT tag without COSE tag
+    assert stage_of(sign1(header, {}, tags=(98,))) == hd.Stage.COSE  # COSE_Sign
+    assert stage_of(sign1(header, {}, tags=(17,))) == hd.Stage.COSE  # COSE_Mac0
     assert stage_of(sign1(header, {}, tags=(18, 61, 61))) == hd.Stage.COSE
     cose = valid()[3]
-    assert stage_of(qr_of_cose(cose + b"\x00")) == hd.Stage.COSE        # trailing bytes
+    assert stage_of(qr_of_cose(cose + b"\x00")) == hd.Stage.COSE  # trailing bytes
     assert stage_of(qr_of_cose(cose[:-1])) == hd.Stage.COSE
     assert stage_of(qr_of_cose(cbor2.dumps(cbor2.CBORTag(18, [b"", {}, None, b""])))) == hd.Stage.COSE
     assert stage_of(qr_of_cose(cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b"", b"", b""])))) == hd.Stage.COSE
@@ -356,12 +418,12 @@ def test_transport_failures():
     assert stage_of(b"HC1:" + valid()[0][4:].encode()) == hd.Stage.PREFIX  # not text
     assert stage_of(valid()[0] + "\n") == hd.Stage.BASE45
     assert stage_of("HC1:" + "0" * (hd.MAX_QR_LENGTH + 3)) == hd.Stage.BASE45
-    assert stage_of("HC1:" + codec.b45encode(cose)) == hd.Stage.ZLIB                       # not compressed (Z2)
+    assert stage_of("HC1:" + codec.b45encode(cose)) == hd.Stage.ZLIB  # not compressed (Z2)
     assert stage_of("HC1:" + codec.b45encode(gzip.compress(cose))) == hd.Stage.ZLIB
     raw = zlib.compressobj(9, zlib.DEFLATED, -15)
     assert stage_of("HC1:" + codec.b45encode(raw.compress(cose) + raw.flush())) == hd.Stage.ZLIB
     assert stage_of("HC1:" + codec.b45encode(zlib.compress(cose) + b"\x00")) == hd.Stage.ZLIB
-    assert stage_of("HC1:" + codec.b45encode(zlib.compress(cose)[:-6])) == hd.Stage.ZLIB    # truncated
+    assert stage_of("HC1:" + codec.b45encode(zlib.compress(cose)[:-6])) == hd.Stage.ZLIB  # truncated
 
 
 def test_zip_bomb_is_bounded():
@@ -386,14 +448,26 @@ def test_cwt_failures():
     decoded = hd.decode(_cwt_qr(without_iss))
     assert decoded.issuer is None  # iss is optional in the DCC specification
     assert hd.decode(_cwt_qr({**good, 6: float(ISSUED_AT)})).issued_at == ISSUED_AT
-    for bad in [{k: v for k, v in good.items() if k != 4}, {k: v for k, v in good.items() if k != 6},
-                {k: v for k, v in good.items() if k != -260}, {**good, 1: 704}, {**good, 4: "tomorrow"},
-                {**good, 6: True}, {**good, 4: float("inf")}, {**good, 4: 2 ** 70}, {**good, 6: -1},
-                {**good, 4: 1e300}, {**good, 6: cbor2.CBORTag(1, ISSUED_AT)},
-                {**good, -260: {2: dcc}}, {**good, -260: {1: cbor2.dumps(dcc)}},  # like CBO1
-                {**good, -260: {1: {**dcc, "dob": cbor2.CBORTag(1004, "1990-04-30")}}},
-                {**good, -260: {1: {**dcc, "x": b"bytes"}}}, {**good, -260: {1: {**dcc, 7: "int key"}}},
-                {**good, -260: {1: {**dcc, "x": float("nan")}}}, {**good, -260: {1: {**dcc, "x": cbor2.undefined}}}]:
+    for bad in [
+        {k: v for k, v in good.items() if k != 4},
+        {k: v for k, v in good.items() if k != 6},
+        {k: v for k, v in good.items() if k != -260},
+        {**good, 1: 704},
+        {**good, 4: "tomorrow"},
+        {**good, 6: True},
+        {**good, 4: float("inf")},
+        {**good, 4: 2**70},
+        {**good, 6: -1},
+        {**good, 4: 1e300},
+        {**good, 6: cbor2.CBORTag(1, ISSUED_AT)},
+        {**good, -260: {2: dcc}},
+        {**good, -260: {1: cbor2.dumps(dcc)}},  # like CBO1
+        {**good, -260: {1: {**dcc, "dob": cbor2.CBORTag(1004, "1990-04-30")}}},
+        {**good, -260: {1: {**dcc, "x": b"bytes"}}},
+        {**good, -260: {1: {**dcc, 7: "int key"}}},
+        {**good, -260: {1: {**dcc, "x": float("nan")}}},
+        {**good, -260: {1: {**dcc, "x": cbor2.undefined}}},
+    ]:
         assert stage_of(_cwt_qr(bad)) == hd.Stage.CBOR
     assert stage_of(qr_of_cose(codec.Signer(es256()).sign(cbor2.dumps([1, 2])))) == hd.Stage.CBOR
     assert stage_of(qr_of_cose(codec.Signer(es256()).sign(cbor2.dumps(good) + b"\x00"))) == hd.Stage.CBOR
@@ -418,8 +492,15 @@ def _schema_error(dcc: dict) -> hd.MalformedError:
 def test_schema_failures():
     dcc = make_dcc()
     entry = dcc["t"][0]
-    for bad_sc in ["2021-08-01 02:15:30Z", "2021-08-01T02:15:30", "2021-13-01T02:15:30Z", "2021-08-01T25:00:00Z",
-                   "01.08.2021", "2021-08-01T02:15:30+0700", ""]:
+    for bad_sc in [
+        "2021-08-01 02:15:30Z",
+        "2021-08-01T02:15:30",
+        "2021-13-01T02:15:30Z",
+        "2021-08-01T25:00:00Z",
+        "01.08.2021",
+        "2021-08-01T02:15:30+0700",
+        "",
+    ]:
         broken = {**dcc, "t": [{**entry, "sc": bad_sc}]}
         error = _schema_error(broken)
         assert "/t/0/sc" in error.reason and (not bad_sc or bad_sc not in error.reason)
@@ -431,10 +512,10 @@ def test_schema_failures():
     error = _schema_error({**dcc, "nam": {**dcc["nam"], "fnt": "Nguyen"}})
     assert "Nguyen" not in error.reason and FAMILY_NAME not in error.reason and "NGUYEN" not in error.reason
     _schema_error({**dcc, "dob": "30.04.1990"})
-    _schema_error({**dcc, "t": [entry, entry]})                 # two entries
+    _schema_error({**dcc, "t": [entry, entry]})  # two entries
     _schema_error({**dcc, "t": []})
-    _schema_error({**dcc, "v": [entry]})                        # a test entry and a "vaccination"
-    _schema_error({k: v for k, v in dcc.items() if k != "t"})   # no entry at all
+    _schema_error({**dcc, "v": [entry]})  # a test entry and a "vaccination"
+    _schema_error({k: v for k, v in dcc.items() if k != "t"})  # no entry at all
     # The one-entry rule holds without the schema check too (entry_type depends on it).
     assert stage_of(_dcc_qr({**dcc, "t": [entry, entry]}), check_schema=False) == hd.Stage.SCHEMA
 
@@ -460,5 +541,6 @@ def test_malformed_error_carries_stage_and_reason():
     assert error.stage is hd.Stage.ZLIB and error.reason == "broken" and str(error) == "ZLIB: broken"
     assert [s.value for s in hd.Stage] == ["PREFIX", "BASE45", "ZLIB", "COSE", "CBOR", "SCHEMA"]
     import pickle
+
     again = pickle.loads(pickle.dumps(error))
     assert (again.stage, again.reason) == (error.stage, error.reason)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import zlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import base45
@@ -51,6 +51,7 @@ def test_independent_decoder_accepts_public_dcc_vectors(case):
 
 # --- fixtures -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module", params=["ES256", "PS256"])
 def material(request) -> keys.SigningKeyMaterial:
     return keys.SigningKeyMaterial.generate(request.param, timedelta(days=30))
@@ -58,17 +59,24 @@ def material(request) -> keys.SigningKeyMaterial:
 
 def make_dcc(test_type: str = "NAAT", **overrides) -> dict:
     fields = dict(
-        family_name="Nguyễn", given_name="Văn An", date_of_birth=date(1990, 4, 30), test_type=test_type,
+        family_name="Nguyễn",
+        given_name="Văn An",
+        date_of_birth=date(1990, 4, 30),
+        test_type=test_type,
         rat_device_id="1232" if test_type == "RAPID_ANTIGEN" else None,
         method="Roche cobas SARS-CoV-2" if test_type == "NAAT" else "",
         sample_collected_at=datetime(2021, 8, 1, 9, 15, 30, 123456, tzinfo=timezone(timedelta(hours=7))),
-        outcome="NEGATIVE", testing_centre="CDC Hà Nội, 70 Nguyễn Chí Thanh", issuer=ISSUER, uvci=uvci.new_uvci(),
+        outcome="NEGATIVE",
+        testing_centre="CDC Hà Nội, 70 Nguyễn Chí Thanh",
+        issuer=ISSUER,
+        uvci=uvci.new_uvci(),
     )
     fields.update(overrides)
     return payload.test_payload(**fields)
 
 
 # --- end to end ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("test_type", ["NAAT", "RAPID_ANTIGEN"])
 def test_encode_hcert_decodes_independently(material, test_type):
@@ -148,24 +156,32 @@ def test_b45encode_matches_package():
         data = os.urandom(length)
         assert codec.b45encode(data) == base45.b45encode(data).decode()
     # RFC 9285 §4 examples
-    for data, text in [(b"AB", "BB8"), (b"Hello!!", "%69 VD92EX0"), (b"base-45", "UJCLQE7W581"),
-                       (b"ietf!", "QED8WEX0")]:
+    for data, text in [
+        (b"AB", "BB8"),
+        (b"Hello!!", "%69 VD92EX0"),
+        (b"base-45", "UJCLQE7W581"),
+        (b"ietf!", "QED8WEX0"),
+    ]:
         assert codec.b45encode(data) == text
 
 
 # --- payload -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, expected", [
-    ("Nguyễn Văn An", "NGUYEN<VAN<AN"),
-    ("Trần Thị Bích Ngọc", "TRAN<THI<BICH<NGOC"),
-    ("Đặng Đức Lưu", "DANG<DUC<LUU"),
-    ("đỗ  thị-hường", "DO<THI<HUONG"),
-    ("Ưng Ơn", "UNG<ON"),
-    ("Musterfrau-Gößinger", "MUSTERFRAU<GOESSINGER"),  # as in the public DCC test data
-    ("d'Červenková Panklová", "DCERVENKOVA<PANKLOVA"),  # the schema's own example
-    (" Lê  -  Hoàng 3 ", "LE<HOANG"),
-    ("李小龍", ""),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("Nguyễn Văn An", "NGUYEN<VAN<AN"),
+        ("Trần Thị Bích Ngọc", "TRAN<THI<BICH<NGOC"),
+        ("Đặng Đức Lưu", "DANG<DUC<LUU"),
+        ("đỗ  thị-hường", "DO<THI<HUONG"),
+        ("Ưng Ơn", "UNG<ON"),
+        ("Musterfrau-Gößinger", "MUSTERFRAU<GOESSINGER"),  # as in the public DCC test data
+        ("d'Červenková Panklová", "DCERVENKOVA<PANKLOVA"),  # the schema's own example
+        (" Lê  -  Hoàng 3 ", "LE<HOANG"),
+        ("李小龍", ""),
+    ],
+)
 def test_transliterate(name, expected):
     assert payload.transliterate(name) == expected
 
@@ -181,9 +197,15 @@ def test_payload_rules():
     long_centre = "Trung tâm " * 20
     assert len(make_dcc(testing_centre=long_centre)["t"][0]["tc"]) == 80
     assert_schema_valid(make_dcc(testing_centre=long_centre, method="x" * 100, family_name="Phạm " * 20))
-    for bad in (dict(outcome="INCONCLUSIVE"), dict(test_type="PCR"), dict(uvci="URN:UVCI:01:VN:ABC#A"),
-                dict(sample_collected_at=datetime(2021, 8, 1, 9, 0)), dict(date_of_birth="1890-01-01"),
-                dict(family_name="李", given_name=""), dict(testing_centre=" ")):
+    for bad in (
+        dict(outcome="INCONCLUSIVE"),
+        dict(test_type="PCR"),
+        dict(uvci="URN:UVCI:01:VN:ABC#A"),
+        dict(sample_collected_at=datetime(2021, 8, 1, 9, 0)),
+        dict(date_of_birth="1890-01-01"),
+        dict(family_name="李", given_name=""),
+        dict(testing_centre=" "),
+    ):
         with pytest.raises(ValueError):
             make_dcc(**bad)
     with pytest.raises(ValueError):
@@ -240,7 +262,7 @@ def test_new_uvci_and_is_valid():
     for i in range(len("URN:UVCI:01:VN:"), len(body)):
         for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789":
             if c != body[i]:
-                assert not uvci.is_valid(f"{body[:i]}{c}{body[i + 1:]}#{check}")
+                assert not uvci.is_valid(f"{body[:i]}{c}{body[i + 1 :]}#{check}")
     other = next(c for c in uvci.ALPHABET if c != check)
     assert not uvci.is_valid(f"{body}#{other}")
     assert not uvci.is_valid(value.lower())
@@ -252,6 +274,7 @@ def test_new_uvci_and_is_valid():
 
 
 # --- keys -------------------------------------------------------------------------------------
+
 
 def test_kid_and_material(material):
     assert len(material.kid) == 8
@@ -271,7 +294,7 @@ def test_certificate_contents(material):
     assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
     assert cert.signature_hash_algorithm.name == "sha256"
     cert.verify_directly_issued_by(cert)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
     assert keys.allowed_entry_types(cert) == ("TEST",)
 
@@ -296,15 +319,32 @@ def test_allowed_entry_types_from_eku():
     # Certificates from elsewhere: the ".0" OID spelling counts; unrelated purposes mean "all types".
     def foreign(usages):
         name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")])
-        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(1).not_valid_before(datetime(2021, 1, 1)).not_valid_after(datetime(2031, 1, 1))
-                .add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(key, hashes.SHA256()))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(datetime(2021, 1, 1))
+            .not_valid_after(datetime(2031, 1, 1))
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+
     assert keys.allowed_entry_types(foreign([x509.ObjectIdentifier(keys.OID_VACCINATION_ALT)])) == ("VACCINATION",)
     assert keys.allowed_entry_types(foreign([ExtendedKeyUsageOID.CODE_SIGNING])) == ()
 
 
-@pytest.mark.parametrize("case, expected", [("CO6", ("TEST",)), ("CO9", ("VACCINATION",)), ("CO14", ("RECOVERY",)),
-                                            ("CO3", ("TEST", "VACCINATION", "RECOVERY")), ("CO15", ())])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("CO6", ("TEST",)),
+        ("CO9", ("VACCINATION",)),
+        ("CO14", ("RECOVERY",)),
+        ("CO3", ("TEST", "VACCINATION", "RECOVERY")),
+        ("CO15", ()),
+    ],
+)
 def test_allowed_entry_types_of_public_test_certificates(case, expected):
     path = CONFORMANCE / f"{case}.json"
     assert path.exists(), f"missing conformance case {path}"
@@ -328,16 +368,21 @@ def test_load_private_key_pem_formats():
     assert algorithm == "PS256" and loaded.key_size == 2048
 
 
-@pytest.mark.parametrize("make_pem, reason", [
-    (lambda: _pem(keys.generate_private_key("ES256"), encryption=serialization.BestAvailableEncryption(b"pw")),
-     "encrypted"),
-    (lambda: _pem(ec.generate_private_key(ec.SECP384R1())), "P-256"),
-    (lambda: _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)), "2048"),
-    (lambda: _pem(ed25519.Ed25519PrivateKey.generate()), "unsupported"),
-    (lambda: b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "PEM"),
-    (lambda: b"not a key", "PEM"),
-    (lambda: b"", "PEM"),
-])
+@pytest.mark.parametrize(
+    "make_pem, reason",
+    [
+        (
+            lambda: _pem(keys.generate_private_key("ES256"), encryption=serialization.BestAvailableEncryption(b"pw")),
+            "encrypted",
+        ),
+        (lambda: _pem(ec.generate_private_key(ec.SECP384R1())), "P-256"),
+        (lambda: _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)), "2048"),
+        (lambda: _pem(ed25519.Ed25519PrivateKey.generate()), "unsupported"),
+        (lambda: b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "PEM"),
+        (lambda: b"not a key", "PEM"),
+        (lambda: b"", "PEM"),
+    ],
+)
 def test_load_private_key_pem_rejects(make_pem, reason):
     with pytest.raises(ValueError, match=reason):
         keys.load_private_key_pem(make_pem())
@@ -353,6 +398,7 @@ def test_material_rejects_mismatch():
 
 
 # --- QR ----------------------------------------------------------------------------------------
+
 
 def test_qr_rendering():
     material = keys.SigningKeyMaterial.generate("ES256")

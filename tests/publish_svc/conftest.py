@@ -9,9 +9,8 @@ import grpc
 import pytest
 import redis.asyncio as redis
 
-from services.registry import signing_keys
 from services.common.auth import Role
-from services.common.config import load
+from services.common.config import load, parse_keyring, parse_secret_bytes
 from services.common.db import connect
 from services.common.pii import PiiCipher
 from services.common.runtime import start_service
@@ -22,9 +21,9 @@ from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
+from services.registry import signing_keys
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from services.common.config import parse_keyring, parse_secret_bytes
 from tests.conftest import REDIS_URL, bearer, make_principal, service_env
 from tests.result_svc.helpers import result, rid, sample, unique
 
@@ -43,21 +42,27 @@ class Platform:
         """Register `count` samples and record their result; returns the sample barcodes."""
         pool_barcode = unique("POOL") if pool else ""
         items = [sample(unique("F"), self.lab["id"], start + i, pool_barcode=pool_barcode) for i in range(count)]
-        reply = await self.results.RegisterSamples(rpb.RegisterSamplesRequest(request_id=rid(), samples=items),
-                                                   metadata=bearer(self.unit["token"]))
+        reply = await self.results.RegisterSamples(
+            rpb.RegisterSamplesRequest(request_id=rid(), samples=items), metadata=bearer(self.unit["token"])
+        )
         assert reply.created_count == count, reply
-        submissions = ([result(outcome, pool_barcode=pool_barcode)] if pool else
-                       [result(outcome, sample_barcode=i.sample_barcode) for i in items])
-        recorded = await self.results.RecordResults(rpb.RecordResultsRequest(request_id=rid(), results=submissions),
-                                                    metadata=bearer(self.lab["token"]))
+        submissions = (
+            [result(outcome, pool_barcode=pool_barcode)]
+            if pool
+            else [result(outcome, sample_barcode=i.sample_barcode) for i in items]
+        )
+        recorded = await self.results.RecordResults(
+            rpb.RecordResultsRequest(request_id=rid(), results=submissions), metadata=bearer(self.lab["token"])
+        )
         assert recorded.rejected_count == 0, recorded
         return [i.sample_barcode for i in items]
 
     async def collect(self, partner_token: str, from_position: int, count: int, timeout: float = 15) -> list:
         """Read `count` events from a fresh stream starting at from_position."""
         events = []
-        call = self.publish.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=from_position),
-                                               metadata=bearer(partner_token))
+        call = self.publish.StreamResultEvents(
+            ppb.StreamResultEventsRequest(from_position=from_position), metadata=bearer(partner_token)
+        )
         deadline = time.monotonic() + timeout
         try:
             while len(events) < count:
@@ -85,12 +90,15 @@ async def activate_new_key(database_url: str, pii: PiiCipher, algorithm: str = "
 
 
 async def start_platform(database_url: str, redis_prefix: str, **publish_env) -> Platform:
-    env = service_env(database_url, REDIS_PREFIX=redis_prefix, RELAY_POLL_SECONDS="0.05",
-                      FEED_HEARTBEAT_SECONDS="1", **publish_env)
-    result_run = await start_service("result_svc", load(ResultConfig, env), result_process.build,
-                                     serve_metrics_port=False)
-    publish_run = await start_service("publish_svc", load(PublishConfig, env), publish_service.build,
-                                      serve_metrics_port=False)
+    env = service_env(
+        database_url, REDIS_PREFIX=redis_prefix, RELAY_POLL_SECONDS="0.05", FEED_HEARTBEAT_SECONDS="1", **publish_env
+    )
+    result_run = await start_service(
+        "result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False
+    )
+    publish_run = await start_service(
+        "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
+    )
     channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
     channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
     platform = Platform(env, result_run, publish_run, channel_r, channel_p)

@@ -8,13 +8,13 @@ import grpc
 import pytest
 
 from services.common.cache import create_client
-from services.hcert import keys as hkeys
-from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import certificate_pb2 as c
 from services.gen.covidtest.type.v1 import testing_pb2 as t
+from services.hcert import keys as hkeys
+from services.registry.certificate_status import StatusCache
 from tests.conftest import REDIS_URL, bearer
 from tests.grpc_errors import error_reason
 from tests.hcert_independent import assert_schema_valid, decode_and_verify
@@ -50,7 +50,9 @@ async def test_released_results_reach_the_feed_with_verifiable_certificates(plat
         assert dcc["nam"]["fn"] == "Nguyễn" and dcc["nam"]["fnt"] == "NGUYEN" and dcc["nam"]["gnt"] == "VAN<AN"
     certificates = await db.fetchval(
         "SELECT count(*) FROM certificates c JOIN results r ON r.id = c.result_id JOIN samples s ON s.id = r.sample_id "
-        "WHERE s.barcode = ANY($1::text[])", barcodes)
+        "WHERE s.barcode = ANY($1::text[])",
+        barcodes,
+    )
     assert certificates == 3
 
 
@@ -82,11 +84,21 @@ async def test_amendment_and_withdrawal_revoke_certificates_in_postgres_and_redi
     released = await platform.collect(partner["token"], start, 2)
     first_uvci = {e.result.sample_barcode: e.certificate.certificate_id for e in released}
     lab = bearer(platform.lab["token"])
-    await platform.results.AmendResult(rpb.AmendResultRequest(
-        request_id=rid(), sample_barcode=amended, outcome=t.OUTCOME_POSITIVE, tested_at=ago(minutes=30),
-        method="RT-PCR", reason="plate swap corrected"), metadata=lab)
-    await platform.results.WithdrawResult(rpb.WithdrawResultRequest(
-        request_id=rid(), sample_barcode=withdrawn, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP), metadata=lab)
+    await platform.results.AmendResult(
+        rpb.AmendResultRequest(
+            request_id=rid(),
+            sample_barcode=amended,
+            outcome=t.OUTCOME_POSITIVE,
+            tested_at=ago(minutes=30),
+            method="RT-PCR",
+            reason="plate swap corrected",
+        ),
+        metadata=lab,
+    )
+    await platform.results.WithdrawResult(
+        rpb.WithdrawResultRequest(request_id=rid(), sample_barcode=withdrawn, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP),
+        metadata=lab,
+    )
     changes = await platform.collect(partner["token"], start + 2, 2)
     by_kind = {e.kind: e for e in changes}
     amend_event = by_kind[t.RESULT_EVENT_KIND_AMENDED]
@@ -128,8 +140,9 @@ async def test_concurrent_writers_never_make_a_consumer_miss_or_repeat_an_event(
     received: list = []
 
     async def consume():
-        call = platform.publish.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=start),
-                                                   metadata=bearer(partner["token"]))
+        call = platform.publish.StreamResultEvents(
+            ppb.StreamResultEventsRequest(from_position=start), metadata=bearer(partner["token"])
+        )
         try:
             while len(received) < expected:
                 message = await asyncio.wait_for(call.read(), 20)
@@ -151,7 +164,8 @@ async def test_concurrent_writers_never_make_a_consumer_miss_or_repeat_an_event(
     uvcis = [e.certificate.certificate_id for e in received]
     assert len(set(uvcis)) == expected
     duplicated = await db.fetchval(
-        "SELECT count(*) FROM (SELECT result_id FROM certificates GROUP BY result_id HAVING count(*) > 1) d")
+        "SELECT count(*) FROM (SELECT result_id FROM certificates GROUP BY result_id HAVING count(*) > 1) d"
+    )
     assert duplicated == 0
 
 
@@ -164,17 +178,20 @@ async def test_consumer_resumes_after_its_acknowledged_position(platform, databa
     assert [e.position for e in received] == [start, start + 1, start + 2, start + 3]
     head = start + 3
     processed = start + 1  # it had durably processed two events when it went away
-    ack = await platform.publish.AckResultEvents(ppb.AckResultEventsRequest(request_id=rid(), position=processed),
-                                                 metadata=auth)
+    ack = await platform.publish.AckResultEvents(
+        ppb.AckResultEventsRequest(request_id=rid(), position=processed), metadata=auth
+    )
     assert ack.acknowledged_position == processed
-    back = await platform.publish.AckResultEvents(ppb.AckResultEventsRequest(request_id=rid(), position=1),
-                                                  metadata=auth)
+    back = await platform.publish.AckResultEvents(
+        ppb.AckResultEventsRequest(request_id=rid(), position=1), metadata=auth
+    )
     assert back.acknowledged_position == processed  # never moves back
     resumed = await platform.collect(partner["token"], 0, 2)  # 0: resume after the cursor
     assert [e.position for e in resumed] == [processed + 1, processed + 2]  # at least once: seen again
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await platform.publish.AckResultEvents(ppb.AckResultEventsRequest(request_id=rid(), position=head + 100),
-                                               metadata=auth)
+        await platform.publish.AckResultEvents(
+            ppb.AckResultEventsRequest(request_id=rid(), position=head + 100), metadata=auth
+        )
     assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.collect(partner["token"], head + 50, 1)
@@ -184,8 +201,9 @@ async def test_consumer_resumes_after_its_acknowledged_position(platform, databa
 async def test_idle_stream_sends_heartbeats_with_the_head(platform, database_url):
     partner = await new_partner(database_url, personal_data_access=False)
     head = await platform.head()
-    call = platform.publish.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=head + 1),
-                                               metadata=bearer(partner["token"]))
+    call = platform.publish.StreamResultEvents(
+        ppb.StreamResultEventsRequest(from_position=head + 1), metadata=bearer(partner["token"])
+    )
     try:
         message = await asyncio.wait_for(call.read(), 5)  # FEED_HEARTBEAT_SECONDS is 1 in these tests
         assert not message.events and message.head_position >= head
@@ -196,8 +214,12 @@ async def test_idle_stream_sends_heartbeats_with_the_head(platform, database_url
 async def test_stream_limit_per_partner(platform, database_url):
     partner = await new_partner(database_url, personal_data_access=False)
     head = await platform.head()
-    calls = [platform.publish.StreamResultEvents(ppb.StreamResultEventsRequest(from_position=head + 1),
-                                                 metadata=bearer(partner["token"])) for _ in range(5)]
+    calls = [
+        platform.publish.StreamResultEvents(
+            ppb.StreamResultEventsRequest(from_position=head + 1), metadata=bearer(partner["token"])
+        )
+        for _ in range(5)
+    ]
     try:
         outcomes = []
         for call in calls:
@@ -220,10 +242,13 @@ async def test_feed_status_scopes_partners_and_reports_lag(platform, database_ur
     assert [p.partner_id for p in mine.partners] == [partner["id"]]
     assert mine.partners[0].lag_events == mine.head_position and mine.partners[0].lag.ToMilliseconds() > 0
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await platform.publish.GetFeedStatus(ppb.GetFeedStatusRequest(partner_id=other["id"]),
-                                             metadata=bearer(partner["token"]))
+        await platform.publish.GetFeedStatus(
+            ppb.GetFeedStatusRequest(partner_id=other["id"]), metadata=bearer(partner["token"])
+        )
     assert error_reason(err.value) == "SCOPE_NOT_ALLOWED"
-    everyone = await platform.publish.GetFeedStatus(ppb.GetFeedStatusRequest(), metadata=bearer(platform.operator["token"]))
+    everyone = await platform.publish.GetFeedStatus(
+        ppb.GetFeedStatusRequest(), metadata=bearer(platform.operator["token"])
+    )
     assert {partner["id"], other["id"]} <= {p.partner_id for p in everyone.partners}
 
 
@@ -235,7 +260,7 @@ async def test_a_consumer_that_stops_reading_holds_the_stream_back(platform, dat
     pages = []
     real_feed_page = repository.feed_page
 
-    async def counting_feed_page(pool, from_position, limit):   # the real query, counted
+    async def counting_feed_page(pool, from_position, limit):  # the real query, counted
         rows = await real_feed_page(pool, from_position, limit)
         if from_position >= start and rows:
             pages.append(from_position)
@@ -247,16 +272,18 @@ async def test_a_consumer_that_stops_reading_holds_the_stream_back(platform, dat
     for batch in range(backlog // 1000):
         await platform.release(1000, start=1_000_000 + 1000 * batch)
     deadline = time.monotonic() + 60
-    while await platform.head() < start + backlog - 1:   # the relay signs and publishes the backlog
+    while await platform.head() < start + backlog - 1:  # the relay signs and publishes the backlog
         assert time.monotonic() < deadline, "the relay did not publish the backlog"
         await asyncio.sleep(0.2)
     monkeypatch.setattr(repository, "feed_page", counting_feed_page)
 
     # A client that does not grow its receive window (no BDP probing): what it has not read stays small.
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{platform.publish_server.port}",
-                                        options=[("grpc.http2.bdp_probe", 0)])
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{platform.publish_server.port}", options=[("grpc.http2.bdp_probe", 0)]
+    )
     call = publish_service_pb2_grpc.PublishServiceStub(channel).StreamResultEvents(
-        ppb.StreamResultEventsRequest(from_position=start), metadata=bearer(partner["token"]))
+        ppb.StreamResultEventsRequest(from_position=start), metadata=bearer(partner["token"])
+    )
     try:
         received = list((await asyncio.wait_for(call.read(), 10)).events)
         # Unthrottled, the server would fetch all 20 pages within a fraction of a second; watch it for

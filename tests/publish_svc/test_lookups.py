@@ -37,7 +37,8 @@ async def test_citizen_found_by_identity_or_phone_with_birth_date_only(platform,
     assert item.person.full_name == "Nguyễn Văn An"
     phone = person(5000).phone
     by_phone = await platform.publish.GetCitizenResults(
-        ppb.GetCitizenResultsRequest(phone=phone, date_of_birth="1985-03-14"), metadata=auth)
+        ppb.GetCitizenResultsRequest(phone=phone, date_of_birth="1985-03-14"), metadata=auth
+    )
     assert [r.result.result_id for r in by_phone.results] == [item.result.result_id]
 
     # Wrong birth date, unknown person: the same empty answer, nothing revealed.
@@ -55,12 +56,18 @@ async def test_partner_without_personal_data_gets_results_without_the_person(pla
     assert len(found.results) == 1 and not found.results[0].HasField("person")
 
 
-@pytest.mark.parametrize("request_, field", [
-    (ppb.GetCitizenResultsRequest(date_of_birth="1985-03-14"), "identity"),
-    (ppb.GetCitizenResultsRequest(phone="12345", date_of_birth="1985-03-14"), "phone"),
-    (ppb.GetCitizenResultsRequest(phone="0912345678"), "date_of_birth"),
-    (ppb.GetCitizenResultsRequest(identity=person_pb2.PersonIdentity(number="1"), date_of_birth="1985"), "identity"),
-])
+@pytest.mark.parametrize(
+    "request_, field",
+    [
+        (ppb.GetCitizenResultsRequest(date_of_birth="1985-03-14"), "identity"),
+        (ppb.GetCitizenResultsRequest(phone="12345", date_of_birth="1985-03-14"), "phone"),
+        (ppb.GetCitizenResultsRequest(phone="0912345678"), "date_of_birth"),
+        (
+            ppb.GetCitizenResultsRequest(identity=person_pb2.PersonIdentity(number="1"), date_of_birth="1985"),
+            "identity",
+        ),
+    ],
+)
 async def test_lookup_input_errors(platform, database_url, request_, field):
     partner = await new_partner(database_url, personal_data_access=False)
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -69,13 +76,15 @@ async def test_lookup_input_errors(platform, database_url, request_, field):
 
 
 async def test_lookups_are_rate_limited_per_partner(database_url):
-    from tests.publish_svc.conftest import start_platform, stop_platform
-    from services.common.auth import Role
-    from tests.conftest import make_principal
     import uuid
 
-    platform = await start_platform(database_url, f"t{uuid.uuid4().hex[:12]}", CITIZEN_LOOKUPS_PER_MINUTE="5",
-                                    RELAY_ENABLED="false")
+    from services.common.auth import Role
+    from tests.conftest import make_principal
+    from tests.publish_svc.conftest import start_platform, stop_platform
+
+    platform = await start_platform(
+        database_url, f"t{uuid.uuid4().hex[:12]}", CITIZEN_LOOKUPS_PER_MINUTE="5", RELAY_ENABLED="false"
+    )
     try:
         greedy = await make_principal(database_url, Role.PARTNER)
         other = await make_principal(database_url, Role.PARTNER)
@@ -102,17 +111,29 @@ async def test_certificate_qr_as_png_and_svg(platform, database_url):
     await platform.release(1, start=5200)
     event = (await wait_published(platform, partner, 1, start))[0]
     auth = bearer(partner["token"])
-    png = await platform.publish.GetCertificateQr(ppb.GetCertificateQrRequest(
-        certificate_id=event.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG), metadata=auth)
+    png = await platform.publish.GetCertificateQr(
+        ppb.GetCertificateQrRequest(certificate_id=event.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG),
+        metadata=auth,
+    )
     assert png.image.startswith(b"\x89PNG\r\n\x1a\n") and png.content_type == "image/png"
     assert png.status == c.CERTIFICATE_STATUS_VALID and png.expires_at == event.certificate.expires_at
-    svg = await platform.publish.GetCertificateQr(ppb.GetCertificateQrRequest(
-        certificate_id=event.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_SVG, scale=2), metadata=auth)
+    svg = await platform.publish.GetCertificateQr(
+        ppb.GetCertificateQrRequest(
+            certificate_id=event.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_SVG, scale=2
+        ),
+        metadata=auth,
+    )
     assert b"<svg" in svg.image and svg.content_type == "image/svg+xml"
-    for request, code in ((ppb.GetCertificateQrRequest(certificate_id="URN:UVCI:01:VN:NOPE#A",
-                                                       format=ppb.QR_IMAGE_FORMAT_PNG), grpc.StatusCode.NOT_FOUND),
-                          (ppb.GetCertificateQrRequest(certificate_id=event.certificate.certificate_id),
-                           grpc.StatusCode.INVALID_ARGUMENT)):
+    for request, code in (
+        (
+            ppb.GetCertificateQrRequest(certificate_id="URN:UVCI:01:VN:NOPE#A", format=ppb.QR_IMAGE_FORMAT_PNG),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            ppb.GetCertificateQrRequest(certificate_id=event.certificate.certificate_id),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await platform.publish.GetCertificateQr(request, metadata=auth)
         assert err.value.code() == code

@@ -16,19 +16,23 @@ async def register(stub, org, items):
 
 
 async def record(stub, lab, *submissions):
-    return await stub.RecordResults(pb.RecordResultsRequest(request_id=rid(), results=list(submissions)),
-                                    metadata=lab.auth)
+    return await stub.RecordResults(
+        pb.RecordResultsRequest(request_id=rid(), results=list(submissions)), metadata=lab.auth
+    )
 
 
 async def outbox(db, sample_ids):
-    return await db.fetch("SELECT kind, result_id, sample_id, payload FROM outbox WHERE sample_id = ANY($1::uuid[]) "
-                          "ORDER BY id", list(sample_ids))
+    return await db.fetch(
+        "SELECT kind, result_id, sample_id, payload FROM outbox WHERE sample_id = ANY($1::uuid[]) ORDER BY id",
+        list(sample_ids),
+    )
 
 
 async def register_pool(stub, sampler, lab, size=10, start=0):
     pool = unique("POOL")
-    reply = await register(stub, sampler, [sample(unique("PM"), lab.id, start + i, pool_barcode=pool)
-                                           for i in range(size)])
+    reply = await register(
+        stub, sampler, [sample(unique("PM"), lab.id, start + i, pool_barcode=pool) for i in range(size)]
+    )
     return pool, [r.sample_id for r in reply.results], [r.sample_barcode for r in reply.results]
 
 
@@ -39,7 +43,8 @@ async def test_negative_pool_of_ten_releases_ten_negative_results(stub, sampler,
     assert item.status == pb.RECORDING_STATUS_RECORDED and len(item.samples) == 10
     assert {s.sample_id for s in item.samples} == set(sample_ids)
     assert {(s.sample_state, s.result_state, s.result_version) for s in item.samples} == {
-        (t.SAMPLE_STATE_RESULTED, t.RESULT_STATE_RELEASED, 1)}
+        (t.SAMPLE_STATE_RESULTED, t.RESULT_STATE_RELEASED, 1)
+    }
     events = await outbox(db, sample_ids)
     assert len(events) == 10 and {e["kind"] for e in events} == {"RELEASED"}
     assert {str(e["result_id"]) for e in events} == {s.result_id for s in item.samples}
@@ -52,8 +57,9 @@ async def test_positive_pool_requires_individual_retests_then_a_retest_is_releas
     reply = await record(stub, lab, result(t.OUTCOME_POSITIVE, pool_barcode=pool, ct_value=27.5))
     members = reply.results[0].samples
     assert len(members) == 10
-    assert {(m.sample_state, m.result_state) for m in members} == {(t.SAMPLE_STATE_RETEST_REQUIRED,
-                                                                   t.RESULT_STATE_RETEST_REQUIRED)}
+    assert {(m.sample_state, m.result_state) for m in members} == {
+        (t.SAMPLE_STATE_RETEST_REQUIRED, t.RESULT_STATE_RETEST_REQUIRED)
+    }
     assert {e["kind"] for e in await outbox(db, sample_ids)} == {"POOL_POSITIVE_RETEST_REQUIRED"}
 
     # A pooled member cannot get an individual result; its person gets a new, linked sample.
@@ -76,13 +82,15 @@ async def test_retest_must_follow_a_sample_needing_one_of_the_same_person(stub, 
     first = sample(unique("X"), lab.id, 3000)
     await register(stub, sampler, [first])
     too_early = sample(unique("RT"), lab.id, 3000, retest_of_sample_barcode=first.sample_barcode)
-    reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=[too_early]),
-                                       metadata=sampler.auth)
+    reply = await stub.RegisterSamples(
+        pb.RegisterSamplesRequest(request_id=rid(), samples=[too_early]), metadata=sampler.auth
+    )
     assert [v.reason for v in reply.results[0].violations] == ["RETEST_OF_STATE_INVALID"]
     await record(stub, lab, result(t.OUTCOME_INVALID_SAMPLE, sample_barcode=first.sample_barcode))
     someone_else = sample(unique("RT"), lab.id, 3001, retest_of_sample_barcode=first.sample_barcode)
-    reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=[someone_else]),
-                                       metadata=sampler.auth)
+    reply = await stub.RegisterSamples(
+        pb.RegisterSamplesRequest(request_id=rid(), samples=[someone_else]), metadata=sampler.auth
+    )
     assert [v.reason for v in reply.results[0].violations] == ["RETEST_PERSON_MISMATCH"]
 
 
@@ -91,8 +99,9 @@ async def test_inconclusive_pool_asks_every_member_for_a_new_sample(stub, sample
     reply = await record(stub, lab, result(t.OUTCOME_INCONCLUSIVE, pool_barcode=pool))
     assert {m.sample_state for m in reply.results[0].samples} == {t.SAMPLE_STATE_RESAMPLE_REQUIRED}
     late = sample(unique("LATE"), lab.id, 3199, pool_barcode=pool)
-    reply = await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=[late]),
-                                       metadata=sampler.auth)
+    reply = await stub.RegisterSamples(
+        pb.RegisterSamplesRequest(request_id=rid(), samples=[late]), metadata=sampler.auth
+    )
     assert [v.reason for v in reply.results[0].violations] == ["POOL_CLOSED"]
 
 
@@ -103,7 +112,8 @@ async def test_recording_errors_unknown_other_lab_already_resulted_and_replay(st
     first = await record(stub, lab, result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode))
     assert first.recorded_count == 1
     reply = await record(
-        stub, lab,
+        stub,
+        lab,
         result(t.OUTCOME_NEGATIVE, sample_barcode="NO-SUCH-BARCODE"),
         result(t.OUTCOME_NEGATIVE, sample_barcode=theirs.sample_barcode),
         result(t.OUTCOME_POSITIVE, sample_barcode=mine.sample_barcode),
@@ -135,8 +145,12 @@ async def test_result_before_collection_and_ct_on_antigen_are_refused(stub, samp
     naat = sample(unique("S"), lab.id, 4200)
     rat = sample(unique("S"), lab.id, 4201, test_type=t.TEST_TYPE_RAPID_ANTIGEN, rat_device_id="1232")
     await register(stub, sampler, [naat, rat])
-    reply = await record(stub, lab, result(t.OUTCOME_NEGATIVE, sample_barcode=naat.sample_barcode, tested_at=ago(hours=5)),
-                         result(t.OUTCOME_NEGATIVE, sample_barcode=rat.sample_barcode, ct_value=20.0))
+    reply = await record(
+        stub,
+        lab,
+        result(t.OUTCOME_NEGATIVE, sample_barcode=naat.sample_barcode, tested_at=ago(hours=5)),
+        result(t.OUTCOME_NEGATIVE, sample_barcode=rat.sample_barcode, ct_value=20.0),
+    )
     assert [v.reason for v in reply.results[0].violations] == ["TESTED_BEFORE_COLLECTED"]
     assert [v.reason for v in reply.results[1].violations] == ["FIELD_NOT_ALLOWED"]
 
@@ -146,9 +160,16 @@ async def test_amend_keeps_the_old_version_superseded_and_emits_one_event(stub, 
     sample_id = (await register(stub, sampler, [mine])).results[0].sample_id
     first = await record(stub, lab, result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode))
     old_result_id = first.results[0].samples[0].result_id
-    amend = pb.AmendResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode, outcome=t.OUTCOME_POSITIVE,
-                                  tested_at=ago(minutes=50), method="RT-PCR cobas", ct_value=22.0,
-                                  lab_reference="LIS-1b", reason="transcription error in LIS export")
+    amend = pb.AmendResultRequest(
+        request_id=rid(),
+        sample_barcode=mine.sample_barcode,
+        outcome=t.OUTCOME_POSITIVE,
+        tested_at=ago(minutes=50),
+        method="RT-PCR cobas",
+        ct_value=22.0,
+        lab_reference="LIS-1b",
+        reason="transcription error in LIS export",
+    )
     reply = await stub.AmendResult(amend, metadata=lab.auth)
     assert reply.superseded_result_id == old_result_id
     assert reply.result.version == 2 and reply.result.state == t.RESULT_STATE_RELEASED
@@ -170,28 +191,51 @@ async def test_withdraw_marks_the_current_version_and_ends_the_sample(stub, samp
     mine = sample(unique("W"), lab.id, 5100)
     sample_id = (await register(stub, sampler, [mine])).results[0].sample_id
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.WithdrawResult(pb.WithdrawResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode,
-                                                           reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP), metadata=lab.auth)
+        await stub.WithdrawResult(
+            pb.WithdrawResultRequest(
+                request_id=rid(), sample_barcode=mine.sample_barcode, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP
+            ),
+            metadata=lab.auth,
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_reason(err.value) == "SAMPLE_NOT_RESULTED"
     await record(stub, lab, result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode))
-    reply = await stub.WithdrawResult(pb.WithdrawResultRequest(
-        request_id=rid(), sample_barcode=mine.sample_barcode, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP),
-        metadata=lab.auth)
+    reply = await stub.WithdrawResult(
+        pb.WithdrawResultRequest(
+            request_id=rid(), sample_barcode=mine.sample_barcode, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP
+        ),
+        metadata=lab.auth,
+    )
     assert reply.result.state == t.RESULT_STATE_WITHDRAWN and reply.sample_state == t.SAMPLE_STATE_WITHDRAWN
     assert reply.result.withdrawal_reason == t.WITHDRAWAL_REASON_SAMPLE_MIX_UP
     assert [e["kind"] for e in await outbox(db, [sample_id])] == ["RELEASED", "WITHDRAWN"]
     for call, request in (
-        (stub.WithdrawResult, pb.WithdrawResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode,
-                                                       reason=t.WITHDRAWAL_REASON_LAB_ERROR)),
-        (stub.AmendResult, pb.AmendResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode,
-                                                 outcome=t.OUTCOME_POSITIVE, tested_at=ago(minutes=5), reason="x")),
+        (
+            stub.WithdrawResult,
+            pb.WithdrawResultRequest(
+                request_id=rid(), sample_barcode=mine.sample_barcode, reason=t.WITHDRAWAL_REASON_LAB_ERROR
+            ),
+        ),
+        (
+            stub.AmendResult,
+            pb.AmendResultRequest(
+                request_id=rid(),
+                sample_barcode=mine.sample_barcode,
+                outcome=t.OUTCOME_POSITIVE,
+                tested_at=ago(minutes=5),
+                reason="x",
+            ),
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(request, metadata=lab.auth)
         assert error_reason(err.value) == "SAMPLE_WITHDRAWN"
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.WithdrawResult(pb.WithdrawResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode,
-                                                           reason=t.WITHDRAWAL_REASON_OTHER), metadata=lab.auth)
+        await stub.WithdrawResult(
+            pb.WithdrawResultRequest(
+                request_id=rid(), sample_barcode=mine.sample_barcode, reason=t.WITHDRAWAL_REASON_OTHER
+            ),
+            metadata=lab.auth,
+        )
     assert violations(err.value) == [("reason_text", "FIELD_REQUIRED")]
 
 
@@ -200,9 +244,16 @@ async def test_other_organisations_cannot_touch_or_see_a_sample(stub, sampler, o
     sample_id = (await register(stub, sampler, [mine])).results[0].sample_id
     await record(stub, lab, result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.AmendResult(pb.AmendResultRequest(request_id=rid(), sample_barcode=mine.sample_barcode,
-                                                     outcome=t.OUTCOME_POSITIVE, tested_at=ago(minutes=5), reason="x"),
-                               metadata=other_lab.auth)
+        await stub.AmendResult(
+            pb.AmendResultRequest(
+                request_id=rid(),
+                sample_barcode=mine.sample_barcode,
+                outcome=t.OUTCOME_POSITIVE,
+                tested_at=ago(minutes=5),
+                reason="x",
+            ),
+            metadata=other_lab.auth,
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     for org in (other_sampler, other_lab):
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -219,17 +270,31 @@ async def test_outbox_holds_exactly_one_event_per_state_change(stub, sampler, la
     pool, pool_ids, _ = await register_pool(stub, sampler, lab, size=4, start=7000)
     single = sample(unique("O"), lab.id, 7100)
     single_id = (await register(stub, sampler, [single])).results[0].sample_id
-    request = pb.RecordResultsRequest(request_id=rid(), results=[
-        result(t.OUTCOME_NEGATIVE, pool_barcode=pool), result(t.OUTCOME_NEGATIVE, sample_barcode=single.sample_barcode)])
+    request = pb.RecordResultsRequest(
+        request_id=rid(),
+        results=[
+            result(t.OUTCOME_NEGATIVE, pool_barcode=pool),
+            result(t.OUTCOME_NEGATIVE, sample_barcode=single.sample_barcode),
+        ],
+    )
     await stub.RecordResults(request, metadata=lab.auth)
     await stub.RecordResults(request, metadata=lab.auth)  # replay: no new event
-    await stub.AmendResult(pb.AmendResultRequest(request_id=rid(), sample_barcode=single.sample_barcode,
-                                                 outcome=t.OUTCOME_INCONCLUSIVE, tested_at=ago(minutes=5),
-                                                 reason="control failed"), metadata=lab.auth)
+    await stub.AmendResult(
+        pb.AmendResultRequest(
+            request_id=rid(),
+            sample_barcode=single.sample_barcode,
+            outcome=t.OUTCOME_INCONCLUSIVE,
+            tested_at=ago(minutes=5),
+            reason="control failed",
+        ),
+        metadata=lab.auth,
+    )
     events = await outbox(db, pool_ids + [single_id])
     by_sample = {}
     for e in events:
         by_sample.setdefault(str(e["sample_id"]), []).append(e["kind"])
     assert by_sample == {**{i: ["RELEASED"] for i in pool_ids}, single_id: ["RELEASED", "AMENDED"]}
-    changes = await db.fetchval("SELECT count(*) FROM results WHERE sample_id = ANY($1::uuid[])", pool_ids + [single_id])
+    changes = await db.fetchval(
+        "SELECT count(*) FROM results WHERE sample_id = ANY($1::uuid[])", pool_ids + [single_id]
+    )
     assert len(events) == changes  # one event per result version written

@@ -18,8 +18,9 @@ async def platform(database_url):
     async with running_platform(database_url) as running:
         running.partner = await make_principal(database_url, Role.PARTNER)
         running.device = await make_principal(database_url, Role.CHECKPOINT, province="24")
-        running.verify_server = await start_service("verify_svc", load(VerifyConfig, running.env),
-                                                    verify_service.build, serve_metrics_port=False)
+        running.verify_server = await start_service(
+            "verify_svc", load(VerifyConfig, running.env), verify_service.build, serve_metrics_port=False
+        )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.verify_server.port}") as channel:
             running.verify = verify_service_pb2_grpc.VerifyServiceStub(channel)
             running.device_auth = bearer(running.device["token"])

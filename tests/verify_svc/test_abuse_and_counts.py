@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from datetime import UTC
 
 import grpc
 from hypothesis import HealthCheck, given, settings
@@ -52,19 +53,31 @@ async def test_device_rate_limit(platform, database_url):
 async def test_verdicts_are_counted_per_checkpoint_hourly_without_personal_data(platform, db):
     event = await released_certificate(platform, 800)
     device_id = platform.device["id"]
-    before = REGISTRY.get_sample_value("covidtest_verifications_total",
-                                       {"checkpoint": device_id, "verdict": "VALID"}) or 0
+    before = (
+        REGISTRY.get_sample_value("covidtest_verifications_total", {"checkpoint": device_id, "verdict": "VALID"}) or 0
+    )
     for _ in range(3):
         await platform.verify.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=platform.device_auth)
-    assert REGISTRY.get_sample_value("covidtest_verifications_total",
-                                     {"checkpoint": device_id, "verdict": "VALID"}) == before + 3
+    assert (
+        REGISTRY.get_sample_value("covidtest_verifications_total", {"checkpoint": device_id, "verdict": "VALID"})
+        == before + 3
+    )
     deadline = time.monotonic() + 10  # flushed every few seconds
-    while (await db.fetchval("SELECT COALESCE(sum(count), 0) FROM verification_counts WHERE checkpoint_id = $1::uuid "
-                             "AND verdict = 'VALID'", device_id)) < before + 3:
+    while (
+        await db.fetchval(
+            "SELECT COALESCE(sum(count), 0) FROM verification_counts WHERE checkpoint_id = $1::uuid "
+            "AND verdict = 'VALID'",
+            device_id,
+        )
+    ) < before + 3:
         assert time.monotonic() < deadline, "hourly counts were not written"
         await asyncio.sleep(0.2)
-    columns = {r["column_name"] for r in await db.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'verification_counts'")}
+    columns = {
+        r["column_name"]
+        for r in await db.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'verification_counts'"
+        )
+    }
     assert columns == {"hour", "checkpoint_id", "verdict", "count"}  # nothing about the person or the certificate
 
 
@@ -78,11 +91,15 @@ class _Trust:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.text(max_size=300), st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:",
-                                                 max_size=300).map(lambda s: "HC1:" + s)))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:", max_size=300).map(lambda s: "HC1:" + s),
+    )
+)
 def test_any_text_gets_a_verdict_never_an_exception(text):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    result = asyncio.run(Verifier(_Trust(), _NoStatus()).verify(text, datetime.now(timezone.utc), "24"))
+    result = asyncio.run(Verifier(_Trust(), _NoStatus()).verify(text, datetime.now(UTC), "24"))
     assert result.verdict in ("MALFORMED", "UNKNOWN_ISSUER")
     assert v.Verdict.Value("VERDICT_" + result.verdict)

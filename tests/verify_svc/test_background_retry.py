@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.common.auth import Role
 from services.verify_svc.service import HourlyCounts
@@ -17,7 +17,7 @@ async def _until(condition, task: asyncio.Task, what: str) -> None:
     while not condition():
         assert not task.done(), f"the background task ended: {task}"
         assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)   # polling with a deadline
+        await asyncio.sleep(0.02)  # polling with a deadline
 
 
 def _logged(caplog, error: str):
@@ -28,14 +28,14 @@ async def test_verdict_counts_are_kept_while_postgres_refuses_them(database_url,
     caplog.set_level(logging.WARNING, logger="covidtest.verify")
     device = await make_principal(database_url, Role.CHECKPOINT)
     counts = HourlyCounts(db)
-    counts.add(device["id"], "VALID", datetime.now(timezone.utc))
+    counts.add(device["id"], "VALID", datetime.now(UTC))
     async with refusing(db, "verification_counts", "INSERT"):
         await counts.flush()
     assert _logged(caplog, "ReadOnlySQLTransactionError")()
-    counts.add(device["id"], "VALID", datetime.now(timezone.utc))
+    counts.add(device["id"], "VALID", datetime.now(UTC))
     await counts.flush()
     total = await db.fetchval("SELECT sum(count) FROM verification_counts WHERE checkpoint_id = $1::uuid", device["id"])
-    assert total == 2   # the refused count was kept and written with the next flush
+    assert total == 2  # the refused count was kept and written with the next flush
 
 
 async def test_trust_list_refresh_resumes_after_postgres_refused_it(database_url, db, caplog):

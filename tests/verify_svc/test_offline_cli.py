@@ -5,21 +5,27 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from services.hcert import codec, keys as hkeys, qr
-from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from google.protobuf import json_format
+
+from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
+from services.hcert import codec, qr
+from services.hcert import keys as hkeys
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def offline(*args: str) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "services.verify_svc.offline", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.verify_svc.offline", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -37,21 +43,38 @@ def test_image_and_rules_give_the_service_verdict(tmp_path):
     material = hkeys.SigningKeyMaterial.generate("ES256")
     (tmp_path / "dsc.pem").write_bytes(material.certificate.public_bytes(Encoding.PEM))
     now = int(time.time())
-    sample_time = datetime.fromtimestamp(now - 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    dcc = {"ver": "1.3.0", "nam": {"fn": "Trần", "fnt": "TRAN", "gn": "Bình", "gnt": "BINH"}, "dob": "1990-02-03",
-           "t": [{"tg": "840539006", "tt": "LP6464-4", "sc": sample_time, "tr": "260415000", "tc": "CDC Bắc Giang",
-                  "co": "VN", "is": "MoH", "ci": "URN:UVCI:01:VN:OFFLINE1#B"}]}
+    sample_time = datetime.fromtimestamp(now - 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "Trần", "fnt": "TRAN", "gn": "Bình", "gnt": "BINH"},
+        "dob": "1990-02-03",
+        "t": [
+            {
+                "tg": "840539006",
+                "tt": "LP6464-4",
+                "sc": sample_time,
+                "tr": "260415000",
+                "tc": "CDC Bắc Giang",
+                "co": "VN",
+                "is": "MoH",
+                "ci": "URN:UVCI:01:VN:OFFLINE1#B",
+            }
+        ],
+    }
     text = codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 86400)
     (tmp_path / "qr.png").write_bytes(qr.render(text, "png", 4))
     rules = vpb.GetRulesResponse(province_code="24", ruleset_version=1)
-    rule = rules.rules.add(rule_id="r1", version=1, province_code="00", entry_type=1, test_type=1, accepted_outcomes=[1])
+    rule = rules.rules.add(
+        rule_id="r1", version=1, province_code="00", entry_type=1, test_type=1, accepted_outcomes=[1]
+    )
     rule.validity.seconds = 72 * 3600
     rule.effective_from.FromSeconds(0)
     (tmp_path / "rules.json").write_text(json_format.MessageToJson(rules))
     trust = tmp_path / "trust"
     trust.mkdir()
     (tmp_path / "dsc.pem").rename(trust / "dsc.pem")
-    answers = offline("--trust", str(trust), "--rules", str(tmp_path / "rules.json"), str(tmp_path / "qr.png"), text,
-                      "garbage")
+    answers = offline(
+        "--trust", str(trust), "--rules", str(tmp_path / "rules.json"), str(tmp_path / "qr.png"), text, "garbage"
+    )
     assert [a["verdict"] for a in answers] == ["VALID", "VALID", "MALFORMED"]
     assert answers[0]["payload"]["nam"]["fn"] == "Trần" and answers[2]["stage"] == "PREFIX"

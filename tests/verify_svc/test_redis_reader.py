@@ -123,7 +123,7 @@ async def test_tracking_mirror_serves_repeat_reads_and_drops_changed_keys(redis_
     try:
         assert await reader.mget([a, b, f"{redis_prefix}:none"]) == [b"1:VALID:9", b"1:VALID:9", None]
         assert reader.known(a) == b"1:VALID:9" and reader.known(f"{redis_prefix}:none") is None
-        await writer.set(a, b"2:REVOKED:9")            # Redis tells the reader; the mirror drops it
+        await writer.set(a, b"2:REVOKED:9")  # Redis tells the reader; the mirror drops it
         await _until(lambda: reader.known(a) is None, 2)
         assert reader.known(b) == b"1:VALID:9"
         assert await reader.mget([a]) == [b"2:REVOKED:9"] and reader.known(a) == b"2:REVOKED:9"
@@ -137,10 +137,10 @@ async def test_tracking_mirror_serves_repeat_reads_and_drops_changed_keys(redis_
 def test_an_invalidation_arriving_before_the_reply_it_overtook_wins():
     reader = RedisReader(REDIS_URL, track=True)
     sent_at, epoch = reader._invalidation_count, reader._epoch
-    reader._on_invalidation([b"message", b"__redis__:invalidate", [b"k"]])   # the key changed meanwhile
+    reader._on_invalidation([b"message", b"__redis__:invalidate", [b"k"]])  # the key changed meanwhile
     reader._remember(["k", "j"], [b"old", b"fine"], sent_at, epoch)
     assert reader.known("k") is None and reader.known("j") == b"fine"
-    reader._on_invalidation([b"message", b"__redis__:invalidate", None])       # FLUSHALL
+    reader._on_invalidation([b"message", b"__redis__:invalidate", None])  # FLUSHALL
     assert reader.known("j") is None
 
 
@@ -186,9 +186,9 @@ async def test_a_moment_of_slow_redis_pauses_the_mirror_without_a_reconnect(tmp_
         os.kill(pid, signal.SIGSTOP)
         await _until(lambda: reader.known("k") is None, redis_reader.HEARTBEAT_S + 0.3 + 1)  # PING overdue
         os.kill(pid, signal.SIGCONT)
-        assert await reader.mget(["k"]) == [b"1:VALID:9"]    # at once: no reconnect, no retry pause
+        assert await reader.mget(["k"]) == [b"1:VALID:9"]  # at once: no reconnect, no retry pause
 
-        await _read_until_mirrored(reader, "k", redis_reader.HEARTBEAT_S + 2)   # on once the PING is answered
+        await _read_until_mirrored(reader, "k", redis_reader.HEARTBEAT_S + 2)  # on once the PING is answered
         assert await _connections_received(writer) == connections
 
 
@@ -201,9 +201,11 @@ async def test_a_silent_invalidation_connection_is_closed_and_replaced(tmp_path,
         await reader.mget(["k"])
         connections = await _connections_received(writer)
         os.kill(pid, signal.SIGSTOP)
-        await _until(lambda: reader._invalidations is None or reader._invalidations.closed,
-                     redis_reader.HEARTBEAT_S + 0.3 + 0.5 + 1)
+        await _until(
+            lambda: reader._invalidations is None or reader._invalidations.closed,
+            redis_reader.HEARTBEAT_S + 0.3 + 0.5 + 1,
+        )
         assert reader.known("k") is None
         os.kill(pid, signal.SIGCONT)
-        await _read_until_mirrored(reader, "k", 5)   # the next reads connect afresh and mirror again
-        assert await _connections_received(writer) == connections + 2   # data and invalidation
+        await _read_until_mirrored(reader, "k", 5)  # the next reads connect afresh and mirror again
+        assert await _connections_received(writer) == connections + 2  # data and invalidation

@@ -2,14 +2,13 @@
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.duration_pb2 import Duration
 
-from services.hcert import codec, keys as hkeys
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as apb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2 as c
@@ -17,6 +16,8 @@ from services.gen.covidtest.type.v1 import province_rule_pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
+from services.hcert import codec
+from services.hcert import keys as hkeys
 from tests.conftest import bearer
 from tests.grpc_errors import error_reason, violations
 from tests.result_svc.helpers import rid
@@ -35,10 +36,23 @@ async def until(check, seconds: float = 5):
 
 def foreign_dcc(material, **test_overrides) -> str:
     now = int(time.time())
-    entry = {"tg": "840539006", "tt": "LP6464-4", "sc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "tr": "260415000", "tc": "Seoul lab", "co": "KR", "is": "KDCA", "ci": "URN:UVCI:01:KR:ABC123#1"}
+    entry = {
+        "tg": "840539006",
+        "tt": "LP6464-4",
+        "sc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tr": "260415000",
+        "tc": "Seoul lab",
+        "co": "KR",
+        "is": "KDCA",
+        "ci": "URN:UVCI:01:KR:ABC123#1",
+    }
     entry.update(test_overrides)
-    dcc = {"ver": "1.3.0", "nam": {"fn": "Kim", "fnt": "KIM", "gn": "Min", "gnt": "MIN"}, "dob": "1990-01-01", "t": [entry]}
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "Kim", "fnt": "KIM", "gn": "Min", "gnt": "MIN"},
+        "dob": "1990-01-01",
+        "t": [entry],
+    }
     return codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 86400)
 
 
@@ -55,16 +69,25 @@ async def test_imported_foreign_certificate_verifies_without_status(platform, ad
     verify = lambda: platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth)  # noqa: E731
     assert (await verify()).verdict == v.VERDICT_UNKNOWN_ISSUER
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ImportTrustedCertificate(apb.ImportTrustedCertificateRequest(
-            request_id=rid(), certificate_pem=korea.certificate.public_bytes(Encoding.PEM).decode(), country="JP"),
-            metadata=auth)
+        await stub.ImportTrustedCertificate(
+            apb.ImportTrustedCertificateRequest(
+                request_id=rid(), certificate_pem=korea.certificate.public_bytes(Encoding.PEM).decode(), country="JP"
+            ),
+            metadata=auth,
+        )
     assert error_reason(err.value) == "CERTIFICATE_COUNTRY_MISMATCH"
-    imported = await stub.ImportTrustedCertificate(apb.ImportTrustedCertificateRequest(
-        request_id=rid(), certificate_der=korea.certificate_der, country="KR"), metadata=auth)
+    imported = await stub.ImportTrustedCertificate(
+        apb.ImportTrustedCertificateRequest(request_id=rid(), certificate_der=korea.certificate_der, country="KR"),
+        metadata=auth,
+    )
     answer = await until(lambda: _if(verify(), lambda a: a.verdict == v.VERDICT_VALID))
     assert answer.issuer_country == "KR" and answer.status_source == v.STATUS_SOURCE_UNCHECKED
-    await stub.RemoveTrustedCertificate(apb.RemoveTrustedCertificateRequest(
-        request_id=rid(), trusted_certificate_id=imported.trusted_certificate.trusted_certificate_id), metadata=auth)
+    await stub.RemoveTrustedCertificate(
+        apb.RemoveTrustedCertificateRequest(
+            request_id=rid(), trusted_certificate_id=imported.trusted_certificate.trusted_certificate_id
+        ),
+        metadata=auth,
+    )
     await until(lambda: _if(verify(), lambda a: a.verdict == v.VERDICT_UNKNOWN_ISSUER))
 
 
@@ -76,15 +99,37 @@ async def _if(call, predicate):
 async def test_test_only_key_cannot_sign_a_vaccination(platform, admin):
     stub, auth = admin
     material = hkeys.SigningKeyMaterial.generate("ES256", country="DE")  # DCC key usage: test entries only
-    await stub.ImportTrustedCertificate(apb.ImportTrustedCertificateRequest(
-        request_id=rid(), certificate_der=material.certificate_der, country="DE"), metadata=auth)
+    await stub.ImportTrustedCertificate(
+        apb.ImportTrustedCertificateRequest(request_id=rid(), certificate_der=material.certificate_der, country="DE"),
+        metadata=auth,
+    )
     now = int(time.time())
-    dcc = {"ver": "1.3.0", "nam": {"fn": "Muller", "fnt": "MULLER"}, "dob": "1980-05-05", "v": [{
-        "tg": "840539006", "vp": "1119349007", "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": 2, "sd": 2,
-        "dt": "2021-06-01", "co": "DE", "is": "RKI", "ci": "URN:UVCI:01:DE:XYZ#4"}]}
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "Muller", "fnt": "MULLER"},
+        "dob": "1980-05-05",
+        "v": [
+            {
+                "tg": "840539006",
+                "vp": "1119349007",
+                "mp": "EU/1/20/1528",
+                "ma": "ORG-100030215",
+                "dn": 2,
+                "sd": 2,
+                "dt": "2021-06-01",
+                "co": "DE",
+                "is": "RKI",
+                "ci": "URN:UVCI:01:DE:XYZ#4",
+            }
+        ],
+    }
     qr = codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 86400)
-    answer = await until(lambda: _if(platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth),
-                                     lambda a: a.verdict != v.VERDICT_UNKNOWN_ISSUER))
+    answer = await until(
+        lambda: _if(
+            platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth),
+            lambda a: a.verdict != v.VERDICT_UNKNOWN_ISSUER,
+        )
+    )
     assert answer.verdict == v.VERDICT_SIGNATURE_INVALID
 
 
@@ -93,24 +138,52 @@ async def test_province_rule_change_reaches_verification_and_devices(platform, a
     event = await released_certificate(platform, 900)
     verify = lambda: platform.verify.Verify(vpb.VerifyRequest(qr=event.certificate.qr), metadata=platform.device_auth)  # noqa: E731
     assert (await verify()).verdict == v.VERDICT_VALID
-    disabled = await stub.SetProvinceRule(apb.SetProvinceRuleRequest(request_id=rid(), rule=province_rule_pb2.ProvinceRule(
-        province_code="24", entry_type=c.ENTRY_TYPE_TEST, test_type=t.TEST_TYPE_NAAT, disabled=True,
-        description="test: Bắc Giang accepts no NAAT")), metadata=auth)
+    disabled = await stub.SetProvinceRule(
+        apb.SetProvinceRuleRequest(
+            request_id=rid(),
+            rule=province_rule_pb2.ProvinceRule(
+                province_code="24",
+                entry_type=c.ENTRY_TYPE_TEST,
+                test_type=t.TEST_TYPE_NAAT,
+                disabled=True,
+                description="test: Bắc Giang accepts no NAAT",
+            ),
+        ),
+        metadata=auth,
+    )
     assert disabled.rule.version > 0 and disabled.rule.rule_id
     answer = await until(lambda: _if(verify(), lambda a: a.verdict == v.VERDICT_RULE_NOT_MET))
     assert answer.rule_version == disabled.rule.version
     rules = await platform.verify.GetRules(vpb.GetRulesRequest(), metadata=platform.device_auth)
     assert disabled.rule.version in {r.version for r in rules.rules} and rules.ruleset_version >= disabled.rule.version
-    enabled = await stub.SetProvinceRule(apb.SetProvinceRuleRequest(request_id=rid(), rule=province_rule_pb2.ProvinceRule(
-        province_code="24", entry_type=c.ENTRY_TYPE_TEST, test_type=t.TEST_TYPE_NAAT,
-        validity=Duration(seconds=48 * 3600), accepted_outcomes=[t.OUTCOME_NEGATIVE])), metadata=auth)
+    enabled = await stub.SetProvinceRule(
+        apb.SetProvinceRuleRequest(
+            request_id=rid(),
+            rule=province_rule_pb2.ProvinceRule(
+                province_code="24",
+                entry_type=c.ENTRY_TYPE_TEST,
+                test_type=t.TEST_TYPE_NAAT,
+                validity=Duration(seconds=48 * 3600),
+                accepted_outcomes=[t.OUTCOME_NEGATIVE],
+            ),
+        ),
+        metadata=auth,
+    )
     assert enabled.rule.rule_id == disabled.rule.rule_id and enabled.rule.version > disabled.rule.version
     answer = await until(lambda: _if(verify(), lambda a: a.verdict == v.VERDICT_VALID))
     assert answer.valid_until.seconds == event.result.collected_at.seconds + 48 * 3600
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.SetProvinceRule(apb.SetProvinceRuleRequest(request_id=rid(), rule=province_rule_pb2.ProvinceRule(
-            province_code="24", entry_type=c.ENTRY_TYPE_TEST, test_type=t.TEST_TYPE_NAAT)), metadata=auth)
+        await stub.SetProvinceRule(
+            apb.SetProvinceRuleRequest(
+                request_id=rid(),
+                rule=province_rule_pb2.ProvinceRule(
+                    province_code="24", entry_type=c.ENTRY_TYPE_TEST, test_type=t.TEST_TYPE_NAAT
+                ),
+            ),
+            metadata=auth,
+        )
     assert ("rule.validity", "FIELD_OUT_OF_RANGE") in violations(err.value)
-    listed = await stub.ListProvinceRules(apb.ListProvinceRulesRequest(province_code="24", include_history=True),
-                                          metadata=auth)
+    listed = await stub.ListProvinceRules(
+        apb.ListProvinceRulesRequest(province_code="24", include_history=True), metadata=auth
+    )
     assert [r.version for r in listed.rules][:2] == [enabled.rule.version, disabled.rule.version]

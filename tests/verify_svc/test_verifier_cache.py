@@ -2,9 +2,11 @@
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from services.hcert import codec, decode as hdecode, keys as hkeys
+from services.hcert import codec
+from services.hcert import decode as hdecode
+from services.hcert import keys as hkeys
 from services.registry.province_rules import rule_from_row
 from services.verify_svc.status import CACHE, DATABASE, UNCHECKED, Status
 from services.verify_svc.trust import Rule, Snapshot, trusted_key
@@ -23,9 +25,23 @@ class _NoStatus:
 
 def _foreign_qr(material) -> str:
     now = int(time.time())
-    dcc = {"ver": "1.3.0", "nam": {"fn": "Kim", "fnt": "KIM"}, "dob": "1990-01-01", "t": [{
-        "tg": "840539006", "tt": "LP6464-4", "sc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "tr": "260415000", "tc": "Seoul lab", "co": "KR", "is": "KDCA", "ci": "URN:UVCI:01:KR:CACHE#1"}]}
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "Kim", "fnt": "KIM"},
+        "dob": "1990-01-01",
+        "t": [
+            {
+                "tg": "840539006",
+                "tt": "LP6464-4",
+                "sc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tr": "260415000",
+                "tc": "Seoul lab",
+                "co": "KR",
+                "is": "KDCA",
+                "ci": "URN:UVCI:01:KR:CACHE#1",
+            }
+        ],
+    }
     return codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 86400)
 
 
@@ -48,7 +64,7 @@ def test_repeat_scan_is_not_decoded_again_and_follows_the_trust_list(monkeypatch
 
     monkeypatch.setattr(hdecode, "decode", counting_decode)
     monkeypatch.setattr(hdecode, "verify_signature", counting_verify)
-    qr, now = _foreign_qr(korea), datetime.now(timezone.utc)
+    qr, now = _foreign_qr(korea), datetime.now(UTC)
     scan = lambda text: asyncio.run(verifier.verify(text, now, "24"))  # noqa: E731
 
     first, second = scan(qr), scan(qr)
@@ -67,6 +83,7 @@ def test_repeat_scan_is_not_decoded_again_and_follows_the_trust_list(monkeypatch
 # A VALID test verdict is handed again to repeat scans (`_Answer`), but only while every check and the
 # choice of rule version would come out the same; the live status is looked up on every scan.
 
+
 class _LiveStatus:
     def __init__(self):
         self.now = Status("VALID", CACHE)
@@ -78,19 +95,47 @@ class _LiveStatus:
 
 
 def _naat_rule(province: str, effective_from: datetime, *, disabled: bool = False, version: int = 1) -> Rule:
-    return rule_from_row({
-        "rule_id": f"naat-{province}", "version": version, "province_code": province, "entry_type": "TEST",
-        "test_type": "NAAT", "disabled": disabled, "validity_seconds": 72 * 3600,
-        "accepted_outcomes": ["NEGATIVE"], "require_complete_series": False, "min_days_since_last_dose": None,
-        "max_days_since_last_dose": None, "min_days_since_positive": None, "max_days_since_positive": None,
-        "effective_from": effective_from, "description": "", "created_at": effective_from})
+    return rule_from_row(
+        {
+            "rule_id": f"naat-{province}",
+            "version": version,
+            "province_code": province,
+            "entry_type": "TEST",
+            "test_type": "NAAT",
+            "disabled": disabled,
+            "validity_seconds": 72 * 3600,
+            "accepted_outcomes": ["NEGATIVE"],
+            "require_complete_series": False,
+            "min_days_since_last_dose": None,
+            "max_days_since_last_dose": None,
+            "min_days_since_positive": None,
+            "max_days_since_positive": None,
+            "effective_from": effective_from,
+            "description": "",
+            "created_at": effective_from,
+        }
+    )
 
 
 def _own_test_qr(material, sample: datetime) -> str:
     now = int(time.time())
-    dcc = {"ver": "1.3.0", "nam": {"fn": "Nguyen", "fnt": "NGUYEN"}, "dob": "1990-01-01", "t": [{
-        "tg": "840539006", "tt": "LP6464-4", "sc": sample.strftime("%Y-%m-%dT%H:%M:%SZ"), "tr": "260415000",
-        "tc": "Bac Giang CDC", "co": "VN", "is": "MOH", "ci": "URN:UVCI:01:VN:ANSWER#1"}]}
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "Nguyen", "fnt": "NGUYEN"},
+        "dob": "1990-01-01",
+        "t": [
+            {
+                "tg": "840539006",
+                "tt": "LP6464-4",
+                "sc": sample.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tr": "260415000",
+                "tc": "Bac Giang CDC",
+                "co": "VN",
+                "is": "MOH",
+                "ci": "URN:UVCI:01:VN:ANSWER#1",
+            }
+        ],
+    }
     return codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 5 * 86400)
 
 
@@ -102,7 +147,7 @@ def _own_setup(rules):
 
 
 def test_a_valid_answer_is_reused_only_where_every_check_comes_out_the_same():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     vietnam, trust, status, verifier = _own_setup([_naat_rule("00", now - timedelta(days=30))])
     sample = now - timedelta(hours=1)
     qr = _own_test_qr(vietnam, sample)
@@ -111,26 +156,29 @@ def test_a_valid_answer_is_reused_only_where_every_check_comes_out_the_same():
     first = scan(now)
     assert first.verdict == "VALID" and first.status_source == CACHE
     again = scan(now + timedelta(minutes=5))
-    assert again is first and status.lookups == 2   # reused, but the status was looked up again
-    assert scan(sample + timedelta(hours=72, seconds=1)).verdict == "EXPIRED"   # past the rule's window
-    assert scan(now - timedelta(minutes=10)).verdict == "NOT_YET_VALID"       # before it was issued
+    assert again is first and status.lookups == 2  # reused, but the status was looked up again
+    assert scan(sample + timedelta(hours=72, seconds=1)).verdict == "EXPIRED"  # past the rule's window
+    assert scan(now - timedelta(minutes=10)).verdict == "NOT_YET_VALID"  # before it was issued
     assert scan(now).verdict == "VALID"
 
     status.now = Status("REVOKED", CACHE)
     assert scan(now).verdict == "REVOKED"
-    status.now = Status("VALID", DATABASE)   # Redis down: the answer must say where the status came from
+    status.now = Status("VALID", DATABASE)  # Redis down: the answer must say where the status came from
     from_database = scan(now)
     assert from_database.verdict == "VALID" and from_database.status_source == DATABASE
 
-    trust.snapshot = Snapshot(trust.snapshot.keys, [_naat_rule("00", now - timedelta(days=30), disabled=True,
-                                                               version=2)], 2)
-    assert scan(now).verdict == "RULE_NOT_MET"   # a new trust snapshot: verified in full
+    trust.snapshot = Snapshot(
+        trust.snapshot.keys, [_naat_rule("00", now - timedelta(days=30), disabled=True, version=2)], 2
+    )
+    assert scan(now).verdict == "RULE_NOT_MET"  # a new trust snapshot: verified in full
 
 
 def test_a_rule_version_taking_effect_later_ends_the_reuse_at_that_time():
-    now = datetime.now(timezone.utc)
-    rules = [_naat_rule("00", now - timedelta(days=30)),
-             _naat_rule("24", now + timedelta(hours=1), disabled=True)]   # the province suspends NAAT in an hour
+    now = datetime.now(UTC)
+    rules = [
+        _naat_rule("00", now - timedelta(days=30)),
+        _naat_rule("24", now + timedelta(hours=1), disabled=True),
+    ]  # the province suspends NAAT in an hour
     vietnam, trust, status, verifier = _own_setup(rules)
     qr = _own_test_qr(vietnam, now - timedelta(hours=1))
     scan = lambda at: asyncio.run(verifier.verify(qr, at, "24"))  # noqa: E731
@@ -141,4 +189,4 @@ def test_a_rule_version_taking_effect_later_ends_the_reuse_at_that_time():
     later = scan(now + timedelta(hours=2))
     assert later.verdict == "RULE_NOT_MET" and later.rule.province_code == "24"
     other_province = asyncio.run(verifier.verify(qr, now + timedelta(hours=2), "01"))
-    assert other_province.verdict == "VALID"   # the suspension is province 24's only
+    assert other_province.verdict == "VALID"  # the suspension is province 24's only

@@ -2,21 +2,22 @@
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+import zlib
+from datetime import UTC, datetime, timedelta
 
 import cbor2
 import grpc
 import pytest
-import zlib
 
 from services.common.cache import create_client
-from services.hcert import codec, keys as hkeys
-from services.registry.certificate_status import StatusCache
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import certificate_pb2 as c
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
+from services.hcert import codec
+from services.hcert import keys as hkeys
+from services.registry.certificate_status import StatusCache
 from tests.conftest import REDIS_URL, bearer
 from tests.grpc_errors import violations
 from tests.result_svc.helpers import ago, rid, ts
@@ -43,10 +44,17 @@ async def test_released_certificate_is_valid_with_the_fields_an_officer_checks(p
 async def test_amended_result_revokes_old_certificate_within_one_second(platform):
     event = await released_certificate(platform, 200)
     assert (await verify(platform, event.certificate.qr)).verdict == v.VERDICT_VALID
-    await platform.results.AmendResult(rpb.AmendResultRequest(
-        request_id=rid(), sample_barcode=event.result.sample_barcode, outcome=t.OUTCOME_POSITIVE,
-        tested_at=ago(minutes=30), method="RT-PCR", reason="re-run after control failure"),
-        metadata=bearer(platform.lab["token"]))
+    await platform.results.AmendResult(
+        rpb.AmendResultRequest(
+            request_id=rid(),
+            sample_barcode=event.result.sample_barcode,
+            outcome=t.OUTCOME_POSITIVE,
+            tested_at=ago(minutes=30),
+            method="RT-PCR",
+            reason="re-run after control failure",
+        ),
+        metadata=bearer(platform.lab["token"]),
+    )
     amended_at = time.monotonic()
     while True:
         answer = await verify(platform, event.certificate.qr)
@@ -65,33 +73,48 @@ async def test_positive_result_verifies_as_test_positive(platform):
 
 async def test_offline_scan_before_issue_is_not_yet_valid(platform):
     event = await released_certificate(platform, 400)
-    earlier = await verify(platform, event.certificate.qr, scanned_at=ts(datetime.now(timezone.utc) - timedelta(days=6)))
+    earlier = await verify(platform, event.certificate.qr, scanned_at=ts(datetime.now(UTC) - timedelta(days=6)))
     assert earlier.verdict == v.VERDICT_NOT_YET_VALID  # scanned (offline) before the certificate existed
 
 
 async def test_rapid_antigen_test_older_than_24_hours_is_expired_by_the_rule(platform):
     from tests.result_svc.helpers import result, sample, unique
 
-    item = sample(unique("RAT"), platform.lab["id"], 450, test_type=t.TEST_TYPE_RAPID_ANTIGEN, rat_device_id="1232",
-                  collected_at=ago(hours=30))
+    item = sample(
+        unique("RAT"),
+        platform.lab["id"],
+        450,
+        test_type=t.TEST_TYPE_RAPID_ANTIGEN,
+        rat_device_id="1232",
+        collected_at=ago(hours=30),
+    )
     start = await platform.head() + 1
-    await platform.results.RegisterSamples(rpb.RegisterSamplesRequest(request_id=rid(), samples=[item]),
-                                           metadata=bearer(platform.unit["token"]))
-    await platform.results.RecordResults(rpb.RecordResultsRequest(request_id=rid(), results=[
-        result(t.OUTCOME_NEGATIVE, sample_barcode=item.sample_barcode)]), metadata=bearer(platform.lab["token"]))
+    await platform.results.RegisterSamples(
+        rpb.RegisterSamplesRequest(request_id=rid(), samples=[item]), metadata=bearer(platform.unit["token"])
+    )
+    await platform.results.RecordResults(
+        rpb.RecordResultsRequest(
+            request_id=rid(), results=[result(t.OUTCOME_NEGATIVE, sample_barcode=item.sample_barcode)]
+        ),
+        metadata=bearer(platform.lab["token"]),
+    )
     event = (await platform.collect(platform.partner["token"], start, 1))[0]
     answer = await verify(platform, event.certificate.qr)  # the certificate itself runs 72 h: the rule decides
     assert answer.verdict == v.VERDICT_EXPIRED and answer.test_type == t.TEST_TYPE_RAPID_ANTIGEN
-    assert answer.valid_until.ToDatetime(tzinfo=timezone.utc) == (
-        item.collected_at.ToDatetime(tzinfo=timezone.utc) + timedelta(hours=24)).replace(microsecond=0)
+    assert answer.valid_until.ToDatetime(tzinfo=UTC) == (
+        item.collected_at.ToDatetime(tzinfo=UTC) + timedelta(hours=24)
+    ).replace(microsecond=0)
 
 
-@pytest.mark.parametrize("qr, stage", [
-    ("not a certificate", v.MALFORMED_STAGE_PREFIX),
-    ("HC1:!!!!", v.MALFORMED_STAGE_BASE45),
-    ("HC1:" + codec.b45encode(b"not zlib at all"), v.MALFORMED_STAGE_ZLIB),
-    ("HC1:" + codec.b45encode(zlib.compress(b"\x01\x02\x03")), v.MALFORMED_STAGE_COSE),
-])
+@pytest.mark.parametrize(
+    "qr, stage",
+    [
+        ("not a certificate", v.MALFORMED_STAGE_PREFIX),
+        ("HC1:!!!!", v.MALFORMED_STAGE_BASE45),
+        ("HC1:" + codec.b45encode(b"not zlib at all"), v.MALFORMED_STAGE_ZLIB),
+        ("HC1:" + codec.b45encode(zlib.compress(b"\x01\x02\x03")), v.MALFORMED_STAGE_COSE),
+    ],
+)
 async def test_garbage_is_malformed_at_the_failing_stage(platform, qr, stage):
     answer = await verify(platform, qr)
     assert answer.verdict == v.VERDICT_MALFORMED and answer.malformed_stage == stage
@@ -101,9 +124,23 @@ async def test_garbage_is_malformed_at_the_failing_stage(platform, qr, stage):
 async def test_unknown_issuer_and_forged_signature(platform):
     event = await released_certificate(platform, 500)
     stranger = hkeys.SigningKeyMaterial.generate("ES256")
-    dcc = {"ver": "1.3.0", "nam": {"fn": "X", "fnt": "X"}, "dob": "1990", "t": [{
-        "tg": "840539006", "tt": "LP6464-4", "sc": "2021-10-01T08:00:00Z", "tr": "260415000", "tc": "Lab",
-        "co": "VN", "is": "MoH", "ci": "URN:UVCI:01:VN:FORGED#0"}]}
+    dcc = {
+        "ver": "1.3.0",
+        "nam": {"fn": "X", "fnt": "X"},
+        "dob": "1990",
+        "t": [
+            {
+                "tg": "840539006",
+                "tt": "LP6464-4",
+                "sc": "2021-10-01T08:00:00Z",
+                "tr": "260415000",
+                "tc": "Lab",
+                "co": "VN",
+                "is": "MoH",
+                "ci": "URN:UVCI:01:VN:FORGED#0",
+            }
+        ],
+    }
     now = int(time.time())
     foreign = codec.encode_hcert(dcc, signer=codec.Signer(stranger), issued_at=now, expires_at=now + 3600)
     assert (await verify(platform, foreign)).verdict == v.VERDICT_UNKNOWN_ISSUER
@@ -119,10 +156,14 @@ async def test_input_limits(platform):
     for request, expected in (
         (vpb.VerifyRequest(qr="HC1:" + "A" * 5000), ("qr", "FIELD_OUT_OF_RANGE")),
         (vpb.VerifyRequest(qr=""), ("qr", "FIELD_REQUIRED")),
-        (vpb.VerifyRequest(qr="HC1:X", scanned_at=ts(datetime.now(timezone.utc) - timedelta(days=8))),
-         ("scanned_at", "TIME_TOO_OLD")),
-        (vpb.VerifyRequest(qr="HC1:X", scanned_at=ts(datetime.now(timezone.utc) + timedelta(hours=1))),
-         ("scanned_at", "TIME_IN_FUTURE")),
+        (
+            vpb.VerifyRequest(qr="HC1:X", scanned_at=ts(datetime.now(UTC) - timedelta(days=8))),
+            ("scanned_at", "TIME_TOO_OLD"),
+        ),
+        (
+            vpb.VerifyRequest(qr="HC1:X", scanned_at=ts(datetime.now(UTC) + timedelta(hours=1))),
+            ("scanned_at", "TIME_IN_FUTURE"),
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await platform.verify.Verify(request, metadata=platform.device_auth)
@@ -131,12 +172,18 @@ async def test_input_limits(platform):
 
 async def test_batch_gives_the_same_verdict_per_scan(platform):
     event = await released_certificate(platform, 600)
-    scans = [vpb.VerifyRequest(qr=event.certificate.qr), vpb.VerifyRequest(qr="garbage"),
-             vpb.VerifyRequest(qr=event.certificate.qr)]
+    scans = [
+        vpb.VerifyRequest(qr=event.certificate.qr),
+        vpb.VerifyRequest(qr="garbage"),
+        vpb.VerifyRequest(qr=event.certificate.qr),
+    ]
     batch = await platform.verify.VerifyBatch(vpb.VerifyBatchRequest(scans=scans), metadata=platform.device_auth)
     singles = [await verify(platform, s.qr) for s in scans]
-    assert [r.verdict for r in batch.results] == [s.verdict for s in singles] == [
-        v.VERDICT_VALID, v.VERDICT_MALFORMED, v.VERDICT_VALID]
+    assert (
+        [r.verdict for r in batch.results]
+        == [s.verdict for s in singles]
+        == [v.VERDICT_VALID, v.VERDICT_MALFORMED, v.VERDICT_VALID]
+    )
 
 
 async def test_cache_miss_reads_postgres_and_refills_the_cache(platform):
@@ -163,8 +210,9 @@ async def test_rules_and_trust_list_for_offline_devices(platform):
     assert defaults[("00", t.TEST_TYPE_NAAT)] == 72 * 3600 and defaults[("00", t.TEST_TYPE_RAPID_ANTIGEN)] == 24 * 3600
     full = await platform.verify.GetTrustList(vpb.GetTrustListRequest(), metadata=platform.device_auth)
     assert full.full and platform.key.kid in {k.kid for k in full.added}
-    nothing_new = await platform.verify.GetTrustList(vpb.GetTrustListRequest(since_version=full.version),
-                                                     metadata=platform.device_auth)
+    nothing_new = await platform.verify.GetTrustList(
+        vpb.GetTrustListRequest(since_version=full.version), metadata=platform.device_auth
+    )
     assert not nothing_new.full and not nothing_new.added and not nothing_new.removed_sha256_fingerprints
 
 
@@ -207,8 +255,14 @@ async def test_scan_time_outside_the_valid_range_is_invalid_argument(platform):
     from google.protobuf.timestamp_pb2 import Timestamp
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await platform.verify.VerifyBatch(vpb.VerifyBatchRequest(scans=[
-            vpb.VerifyRequest(qr="HC1:X"), vpb.VerifyRequest(qr="HC1:X", scanned_at=Timestamp(seconds=-10**15))]),
-            metadata=platform.device_auth)
+        await platform.verify.VerifyBatch(
+            vpb.VerifyBatchRequest(
+                scans=[
+                    vpb.VerifyRequest(qr="HC1:X"),
+                    vpb.VerifyRequest(qr="HC1:X", scanned_at=Timestamp(seconds=-(10**15))),
+                ]
+            ),
+            metadata=platform.device_auth,
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violations(err.value) == [("scans[1].scanned_at", "FIELD_OUT_OF_RANGE")]
