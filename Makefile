@@ -9,10 +9,10 @@ BUF    := node_modules/.bin/buf
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
 	@echo "make stop         stop everything make run started"
-	@echo "make test         buf lint, generated-code check, and the whole pytest suite (real Postgres and Redis)"
+	@echo "make test         make lint, generated-code check, and the whole pytest suite (real Postgres and Redis)"
 	@echo "make proto        regenerate services/gen from protos/"
 	@echo "make proto-check  fail if services/gen is stale"
-	@echo "make lint         buf lint"
+	@echo "make lint         buf lint, ruff check, ruff format --check, mypy over services/"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
 	@echo "make bench-verify Verify vs a bare echo server under h2load (needs nghttp2-client)"
@@ -35,11 +35,15 @@ proto: install
 proto-check: install
 	$(BIN)/python tools/proto.py check
 
-lint: node_modules/.installed
+# The habits CI enforces: the contracts' lint, Python lint and format (ruff, 120 columns; see
+# pyproject.toml), and types over services/ with the generated .pyi stubs (mypy).
+lint: install node_modules/.installed
 	$(BUF) lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
-test: install node_modules/.installed
-	$(BUF) lint
+test: lint
 	$(BIN)/python tools/proto.py check
 	$(BIN)/python -m pytest
 

@@ -14,7 +14,7 @@ import contextvars
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import asyncpg
@@ -61,6 +61,7 @@ class Principal:
     id: str
     role: Role
     province_code: str = ""  # organisations and checkpoint devices
+    _label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every call logs under this label; a resolved principal is reused, so build it once.

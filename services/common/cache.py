@@ -1,6 +1,6 @@
 """Redis: the client factory and the one way keys are built.
 
-Redis is a cache, never the truth (DESIGN.md §5). Keys are namespaced and versioned, and every
+Redis is a cache, never the truth (docs/design.md §6). Keys are namespaced and versioned, and every
 identifying part is hashed first, so no plain identifier (certificate id, barcode, person) ever
 appears in Redis: `<prefix>:<namespace>:v<version>:<sha256(part)[:32]>`.
 """

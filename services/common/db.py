@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar, cast
 
 import asyncpg
 
 from services.common.errors import Unavailable
 
 T = TypeVar("T")
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 
 # Errors that mean "the database is not reachable right now", not "your request is wrong".
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -60,13 +61,14 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, **kw) -> 
 
 
 async def in_tx(
-    pool: asyncpg.Pool, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, isolation: str = "read_committed"
+    pool: asyncpg.Pool, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, isolation: Isolation = "read_committed"
 ) -> T:
     """Run `fn(conn)` in one transaction; returns after commit. Connection loss → Unavailable."""
     try:
         async with pool.acquire() as conn:
             async with conn.transaction(isolation=isolation):
-                return await fn(conn)
+                # A pool's connection proxy behaves as the connection it wraps.
+                return await fn(cast(asyncpg.Connection, conn))
     except CONNECTION_ERRORS as exc:
         raise Unavailable("the database is not reachable; nothing from this call was stored") from exc
 

@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -33,6 +33,15 @@ PRUNE_BATCH = 5_000
 log = logging.getLogger("covidtest.idempotency")
 
 
+class IdempotentRequest(Protocol):
+    """A mutation's request message: every one carries the client's request id (AIP-155)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
 def check_request_id(request_id: str) -> None:
     if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
         raise InvalidArgument(
@@ -45,7 +54,7 @@ async def run_idempotent(
     pool: asyncpg.Pool,
     principal_id: str,
     method: str,
-    request: Message,
+    request: IdempotentRequest,
     response_type: type[R],
     mutate: Callable[[asyncpg.Connection], Awaitable[R]],
     *,

@@ -46,7 +46,7 @@ class JsonFormatter(logging.Formatter):
 
 def exception_outline(exc: BaseException | None) -> str:
     """`Type at file:line in function <- ...` (innermost frame first), and the same for its causes."""
-    parts = []
+    parts: list[str] = []
     while exc is not None and len(parts) < 5:
         frames = [
             f"{'/'.join(frame.filename.split('/')[-3:])}:{frame.lineno} in {frame.name}"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import FieldViolation, InvalidArgument
 
+E = TypeVar("E", bound=int)
 
-def enum_name(enum_type, value: int) -> str:
+
+def enum_name(enum_type: Any, value: int) -> str:
     """ROLE_SAMPLER → "SAMPLER": the domain name of a proto enum value ("" for UNSPECIFIED/unknown)."""
     try:
         full = enum_type.Name(value)
@@ -20,16 +23,16 @@ def enum_name(enum_type, value: int) -> str:
     return "" if name == "UNSPECIFIED" else name
 
 
-_ENUM_VALUES: dict[tuple[object, str], int] = {}
+_ENUM_VALUES: dict[tuple[Any, str], Any] = {}
 
 
-def enum_value(enum_type, name: str) -> int:
+def enum_value(enum_type: type[E], name: str) -> E:
     """ "SAMPLER" → ROLE_SAMPLER. Remembered per (enum, name): the verify hot path converts several per scan."""
     key = (enum_type, name)  # the generated enum wrapper, one per enum type
     value = _ENUM_VALUES.get(key)
     if value is None:
-        prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
-        value = _ENUM_VALUES[key] = enum_type.Value(prefix + name)
+        prefix = enum_type.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")  # type: ignore[attr-defined]
+        value = _ENUM_VALUES[key] = enum_type.Value(prefix + name)  # type: ignore[attr-defined]
     return value
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 
 import redis.asyncio as redis
-import redis.exceptions
+from redis.exceptions import RedisError
 
 from services.common.cache import cache_key
 from services.common.errors import ResourceExhausted
@@ -46,7 +46,7 @@ class RateLimiter:
                     pipe.incr(key)
                     pipe.expire(key, self._window * 2)
                     count, _ = await pipe.execute()
-            except (redis.exceptions.RedisError, OSError):
+            except (RedisError, OSError):
                 count = None
         if count is None:
             if len(self._local) > 100_000:

@@ -1,8 +1,9 @@
 """What every service's entry point does: config, logs, storage clients, server, signals.
 
-A service module provides `CONFIG` (its config class), `LABEL` and `build(deps) -> [GrpcService]`;
-`services/<x>_svc/__main__.py` only calls `main(...)`. Tests call `start_service(...)` to run the very
-same wiring in-process on port 0.
+A service provides its config class, a `LABEL` and `build(deps) -> [GrpcService]`;
+`services/<x>_svc/__main__.py` only calls `run_module(LABEL, config class, build)`, which loads and
+checks the config, starts SERVER_PROCESSES - 1 more processes of the same module, and serves until
+SIGTERM. Tests call `start_service(...)` to run the very same wiring in-process on port 0.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ def _report_unexpected_end(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error(
             "background task ended unexpectedly",
-            extra={"fields": {"task": task.get_coro().__qualname__, "error": type(task.exception()).__name__}},
+            extra={
+                "fields": {
+                    "task": getattr(task.get_coro(), "__qualname__", "?"),
+                    "error": type(task.exception()).__name__,
+                }
+            },
         )
 
 

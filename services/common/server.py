@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -33,7 +34,7 @@ class GrpcService:
     """One gRPC service a process hosts, with the roles allowed per method (short names)."""
 
     full_name: str  # e.g. "covidtest.result.v1.ResultService"
-    register: Callable[[grpc.aio.Server], None]  # adds the servicer to the server
+    register: Callable[[GuardedServer], None]  # adds the servicer to the server, behind the call guard
     roles: Mapping[str, Iterable[Role]]
 
     def policy(self) -> dict[str, frozenset[Role]]:
@@ -56,7 +57,7 @@ class Running:
     services: list[GrpcService]
     metrics_port: int | None = None
     health_server: grpc.aio.Server | None = None  # plaintext, health only (HEALTH_PORT)
-    _metrics_http: object = None
+    _metrics_http: WSGIServer | None = None
     _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def set_serving(self, serving: bool) -> None:

@@ -16,7 +16,7 @@ from array import array
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from services.hcert.keys import SigningKeyMaterial
@@ -74,6 +74,7 @@ class Signer:
         _pairs()  # build the Base45 table now rather than on the first certificate
 
     def _make_es256(self):
+        assert isinstance(self._key, ec.EllipticCurvePrivateKey)  # ES256 material holds a P-256 key
         sign, ecdsa = self._key.sign, ec.ECDSA(hashes.SHA256())
 
         def es256(data: bytes) -> bytes:
@@ -83,6 +84,7 @@ class Signer:
         return es256
 
     def _make_ps256(self):
+        assert isinstance(self._key, rsa.RSAPrivateKey)  # PS256 material holds an RSA key
         sign = self._key.sign
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
         sha256 = hashes.SHA256()

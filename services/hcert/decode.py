@@ -81,7 +81,8 @@ MAX_QR_LENGTH = 4296
 MAX_DECOMPRESSED = 64 * 1024
 MAX_CBOR_DEPTH = 16
 CWT_TAG, COSE_SIGN_TAG = 61, 98
-COSE_ALGORITHMS = {number: name for name, number in _ALGORITHM_IDS.items()}  # -7 → "ES256", -37 → "PS256"
+# -7 → "ES256", -37 → "PS256"; keyed by int | None since a header may lack `alg` (that looks up None).
+COSE_ALGORITHMS: dict[int | None, str] = {number: name for name, number in _ALGORITHM_IDS.items()}
 # iat and exp lie between the epoch and 9999-12-31T23:59:59Z, so datetime.fromtimestamp never fails on them.
 MAX_TIMESTAMP = 253_402_300_799
 ENTRY_KEYS = {"t": "TEST", "v": "VACCINATION", "r": "RECOVERY"}
@@ -152,7 +153,7 @@ def b45decode(text: str) -> bytes:
         if groups <= _B45_BLOCK:
             out = b"".join(map(_B45_TRIPLES.__getitem__, _B45_SPLIT[groups].unpack_from(data)))
         else:
-            block, parts = _B45_SPLIT[_B45_BLOCK], []
+            block, parts = _B45_SPLIT[_B45_BLOCK], list[bytes]()
             whole, rest = divmod(groups, _B45_BLOCK)
             step = 3 * _B45_BLOCK
             for offset in range(0, whole * step, step):
@@ -304,9 +305,9 @@ def _compile_validator() -> Draft202012Validator:
     schema = _inline_refs(schema, schema.get("$defs", {}))
     checker = copy.deepcopy(Draft202012Validator.FORMAT_CHECKER)  # `date` (and others) built in
     checker.checks("date-time", raises=ValueError)(_is_date_time)
-    return Draft202012Validator(
-        schema, registry=Registry(retrieve=no_network).with_resources(resources), format_checker=checker
-    )
+    # `retrieve` is an attrs field alias, which mypy's attrs support does not see.
+    registry = Registry(retrieve=no_network).with_resources(resources)  # type: ignore[call-arg]
+    return Draft202012Validator(schema, registry=registry, format_checker=checker)
 
 
 _VALIDATOR = _compile_validator()

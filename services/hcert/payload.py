@@ -152,4 +152,4 @@ def test_payload(
     return {"ver": SCHEMA_VERSION, "nam": name, "dob": _date_of_birth(date_of_birth), "t": [entry]}
 
 
-test_payload.__test__ = False  # a builder, not a pytest test, even when imported into a test module
+test_payload.__test__ = False  # type: ignore[attr-defined]  # a builder, not a pytest test, even when imported into a test module

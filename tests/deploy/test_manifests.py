@@ -3,9 +3,10 @@
 Each overlay under deploy/overlays is rendered with `kubectl kustomize` (kubectl must be installed:
 the tests fail, never skip, without it) and validated with `kubernetes-validate --strict` for
 Kubernetes 1.30. Custom resources (CloudNativePG) have no schema there: they are noted, not failed,
-and checked for what matters here by hand. The rendered objects are then held to the rules of
-STYLE.md (Kubernetes) and DESIGN.md §9, and to the code: every environment variable a service's
-config class reads must be in its manifests and nothing else, so config and manifests cannot drift.
+and checked for what matters here by hand. The rendered objects are then held to the rules in
+docs/operations.md (hardened containers, probes, budgets, network policies), and to the code:
+every environment variable a service's config class reads must be in its manifests and nothing else,
+so config and manifests cannot drift.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def test_rendered_manifests_validate_strictly_against_kubernetes_1_30(manifests,
                 f"{manifests.overlay}: custom resources not schema-checked (no Kubernetes schema): "
                 + ", ".join(f"{kind} ({api})" for api, kind in sorted(unchecked))
             ),
-            stacklevel=2,
+            stacklevel=1,
         )
 
 
@@ -298,7 +299,7 @@ def test_every_secret_the_services_read_is_rendered_or_templated(manifests):
     assert not problems, "\n".join(problems)
 
 
-# --- containers: STYLE.md (Kubernetes) ------------------------------------------------------------------
+# --- containers: hardened as docs/operations.md says ------------------------------------------------------------------
 
 
 def _effective(obj: dict, container: dict, field: str):
