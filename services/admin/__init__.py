@@ -1,1 +1,2 @@
-"""Operator functions: the AdminService servicer and the operator CLI, over one shared registry."""
+"""Admin: the AdminService servicer (`servicer`, hosted by result_svc) and the operator CLI (`cli`), both
+over the registry (services.registry), which holds the records, their validation and their SQL."""

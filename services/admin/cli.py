@@ -1,9 +1,10 @@
-"""The operator CLI: `python -m services.admin.cli …` (or the `covidtest-admin` console script).
+"""The operator CLI: `python -m services.admin …` (or the `covidtest-admin` console script).
 
-It talks to Postgres directly (DATABASE_URL), for bootstrapping and break-glass work where no operator
-token exists yet; day-to-day tooling can use the AdminService RPCs, which share the same code
-(services.admin.registry). Every command prints JSON on stdout; errors go to stderr with a non-zero
-exit code (1 refused or failed, 2 bad usage). A token is printed exactly once, when issued.
+Admin is the AdminService servicer (services.admin.servicer) and this CLI, both over the registry
+(services.registry). The CLI talks to Postgres directly (DATABASE_URL), for bootstrapping and
+break-glass work where no operator token exists yet; day-to-day tooling can use the AdminService RPCs,
+which run the same registry functions. Every command prints JSON on stdout; errors go to stderr with a
+non-zero exit code (1 refused or failed, 2 bad usage). A token is printed exactly once, when issued.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from cryptography import x509
@@ -28,12 +30,16 @@ from services.common.errors import DomainError, InvalidArgument
 from services.common.pii import PiiCipher
 from services.registry import principals, province_rules, signing_keys, trusted_certificates
 
+T = TypeVar("T")
+Command = Callable[[str, argparse.Namespace], Awaitable[object]]  # (database URL, parsed arguments) -> JSON
+Areas: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # the parser's top-level commands
 
-def _emit(obj) -> None:
+
+def _emit(obj: object) -> None:
     print(json.dumps(obj, default=str, ensure_ascii=False))
 
 
-async def _with_tx(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[object]]):
+async def _with_tx(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     conn = await connect(dsn)
     try:
         async with conn.transaction():
@@ -42,71 +48,73 @@ async def _with_tx(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[object
         await conn.close()
 
 
-def _credential_json(credential: principals.Credential) -> dict:
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _credential_json(credential: principals.Credential) -> dict[str, Any]:
     out = vars(credential).copy()
     out["fingerprint"] = credential.fingerprint.hex() if credential.fingerprint else None
     return out
 
 
-async def _run(args) -> object:
-    dsn = args.database_url
-    cmd = (args.area, getattr(args, "action", None))
-    if cmd == ("migrate", None):
-        return {"applied": await migrate.apply(dsn)}
-    if cmd == ("org", "create"):
+def _key_json(key: signing_keys.SigningKeyRow) -> dict[str, Any]:
+    out = vars(key).copy()
+    out["kid"] = key.kid.hex()
+    out["certificate_der"] = None
+    out["certificate_pem"] = x509.load_der_x509_certificate(key.certificate_der).public_bytes(Encoding.PEM).decode()
+    return out
+
+
+def _record(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        k: (bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v)
+        for k, v in dict(row).items()
+        if k != "certificate_der"
+    }
+
+
+async def _migrate(dsn: str, args: argparse.Namespace) -> object:
+    return {"applied": await migrate.apply(dsn)}
+
+
+async def _principal(dsn: str, args: argparse.Namespace) -> object:
+    """org, partner, device create; org, partner, device, operator list."""
+    if args.action == "list":
+        rows = await _with_tx(dsn, lambda c: principals.list_principals(c, _KINDS[args.area], args.limit))
+        return [dict(r) for r in rows]
+    if args.area == "org":
         org_id = await _with_tx(
             dsn, lambda c: principals.create_organisation(c, None, args.name, args.kind, args.province)
         )
         return {"id": org_id, "name": args.name, "kind": args.kind, "province_code": args.province}
-    if cmd == ("partner", "create"):
+    if args.area == "partner":
         partner_id = await _with_tx(
             dsn, lambda c: principals.create_partner(c, None, args.name, args.personal_data_access)
         )
         return {"id": partner_id, "name": args.name, "personal_data_access": args.personal_data_access}
-    if cmd == ("device", "create"):
-        device_id = await _with_tx(
-            dsn, lambda c: principals.create_checkpoint_device(c, None, args.name, args.province)
-        )
-        return {"id": device_id, "name": args.name, "province_code": args.province}
-    if cmd[1] == "list" and cmd[0] in _KINDS:
-        return [
-            dict(r) for r in await _with_tx(dsn, lambda c: principals.list_principals(c, _KINDS[cmd[0]], args.limit))
-        ]
-    if cmd == ("credential", "issue"):
-        credential_id, token = await _with_tx(
+    device_id = await _with_tx(dsn, lambda c: principals.create_checkpoint_device(c, None, args.name, args.province))
+    return {"id": device_id, "name": args.name, "province_code": args.province}
+
+
+async def _credential(dsn: str, args: argparse.Namespace) -> object:
+    if args.action == "issue":
+        issued = await _with_tx(
             dsn,
             lambda c: principals.issue_token(
                 c, None, PrincipalKind(args.principal_kind), args.principal_id, Role(args.role), args.label
             ),
         )
         return {
-            "credential_id": credential_id,
+            "credential_id": issued.credential_id,
             "role": args.role,
-            "token": token,
+            "token": issued.token,
             "note": "the token is shown once; store it in the caller's secret store now",
         }
-    if cmd == ("credential", "register-cert"):
-        try:
-            with open(args.certificate, "rb") as f:
-                pem_or_der = f.read()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read certificate file: {exc.strerror}") from None
-        fingerprint, expires_at = principals.parse_client_certificate(pem_or_der)
-        credential_id = await _with_tx(
-            dsn,
-            lambda c: principals.register_client_certificate(
-                c,
-                None,
-                PrincipalKind(args.principal_kind),
-                args.principal_id,
-                Role(args.role),
-                fingerprint,
-                expires_at,
-                args.label,
-            ),
-        )
-        return {"credential_id": credential_id, "role": args.role}
-    if cmd == ("credential", "list"):
+    if args.action == "register-cert":
+        return await _register_certificate(dsn, args)
+    if args.action == "list":
         creds = await _with_tx(
             dsn,
             lambda c: principals.list_credentials(
@@ -118,41 +126,36 @@ async def _run(args) -> object:
             ),
         )
         return [_credential_json(c) for c in creds]
-    if cmd == ("credential", "revoke"):
-        credential = await _with_tx(
-            dsn, lambda c: principals.revoke_credential(c, None, args.credential_id, args.reason)
-        )
-        return _credential_json(credential)
-    if args.area == "signing-key":
-        return await _signing_key(dsn, args)
-    if args.area == "trusted-cert":
-        return await _trusted_cert(dsn, args)
-    if args.area == "rule":
-        return await _rule(dsn, args)
-    raise AssertionError(f"unhandled command {cmd}")
+    credential = await _with_tx(dsn, lambda c: principals.revoke_credential(c, None, args.credential_id, args.reason))
+    return _credential_json(credential)
 
 
-def _key_json(key: signing_keys.SigningKeyRow) -> dict:
-    out = vars(key).copy()
-    out["kid"] = key.kid.hex()
-    out["certificate_der"] = None
-    out["certificate_pem"] = x509.load_der_x509_certificate(key.certificate_der).public_bytes(Encoding.PEM).decode()
-    return out
+async def _register_certificate(dsn: str, args: argparse.Namespace) -> object:
+    try:
+        pem_or_der = _read(args.certificate)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read certificate file: {exc.strerror}") from None
+    certificate = principals.parse_client_certificate(pem_or_der)
+    credential_id = await _with_tx(
+        dsn,
+        lambda c: principals.register_client_certificate(
+            c,
+            None,
+            PrincipalKind(args.principal_kind),
+            args.principal_id,
+            Role(args.role),
+            certificate.fingerprint,
+            certificate.expires_at,
+            args.label,
+        ),
+    )
+    return {"credential_id": credential_id, "role": args.role}
 
 
-def _record(row) -> dict:
-    return {
-        k: (bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v)
-        for k, v in dict(row).items()
-        if k != "certificate_der"
-    }
-
-
-async def _trusted_cert(dsn: str, args) -> object:
+async def _trusted_cert(dsn: str, args: argparse.Namespace) -> object:
     if args.action == "import":
         try:
-            with open(args.certificate, "rb") as f:
-                raw = f.read()
+            raw = _read(args.certificate)
         except OSError as exc:
             raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
         return _record(await _with_tx(dsn, lambda c: trusted_certificates.import_trusted(c, None, raw, args.country)))
@@ -166,23 +169,27 @@ async def _trusted_cert(dsn: str, args) -> object:
     ]
 
 
-async def _rule(dsn: str, args) -> object:
+def _rule_input(args: argparse.Namespace) -> province_rules.RuleInput:
+    return province_rules.RuleInput(
+        province_code=args.province,
+        entry_type=args.entry_type,
+        test_type=args.test_type,
+        disabled=args.disabled,
+        validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
+        accepted_outcomes=tuple(args.accept or ()),
+        complete_series_required=args.complete_series,
+        min_days_since_last_dose=args.min_days_since_last_dose,
+        max_days_since_last_dose=args.max_days_since_last_dose,
+        min_days_since_first_positive=args.min_days_since_positive,
+        max_days_since_first_positive=args.max_days_since_positive,
+        effective_from=datetime.fromisoformat(args.effective_from) if args.effective_from else None,
+        description=args.description,
+    )
+
+
+async def _rule(dsn: str, args: argparse.Namespace) -> object:
     if args.action == "set":
-        rule = province_rules.RuleInput(
-            province_code=args.province,
-            entry_type=args.entry_type,
-            test_type=args.test_type,
-            disabled=args.disabled,
-            validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
-            accepted_outcomes=tuple(args.accept or ()),
-            complete_series_required=args.complete_series,
-            min_days_since_last_dose=args.min_days_since_last_dose,
-            max_days_since_last_dose=args.max_days_since_last_dose,
-            min_days_since_first_positive=args.min_days_since_positive,
-            max_days_since_first_positive=args.max_days_since_positive,
-            effective_from=datetime.fromisoformat(args.effective_from) if args.effective_from else None,
-            description=args.description,
-        )
+        rule = _rule_input(args)
         return _record(await _with_tx(dsn, lambda c: province_rules.set_rule(c, None, rule)))
     return [
         _record(r)
@@ -192,47 +199,54 @@ async def _rule(dsn: str, args) -> object:
     ]
 
 
+def _environment_value(name: str, parse: Callable[[str], T], problems: list[str]) -> T | None:
+    """`parse` of environment variable `name`; on a ValueError its problem is added to `problems`."""
+    try:
+        return parse(os.environ.get(name, ""))
+    except ValueError as exc:
+        problems.append(f"{name}: {exc}")
+        return None
+
+
 def _pii_from_environment() -> PiiCipher:
     """The personal-data keyring, which also seals signing keys: PII_KEYS and PII_PEPPER as for the services."""
-    problems, values = [], {}
-    for name, parse in (("PII_KEYS", parse_keyring), ("PII_PEPPER", parse_secret_bytes)):
-        try:
-            values[name] = parse(os.environ.get(name, ""))
-        except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-    if problems:
+    problems: list[str] = []
+    keys = _environment_value("PII_KEYS", parse_keyring, problems)
+    pepper = _environment_value("PII_PEPPER", parse_secret_bytes, problems)
+    if problems or keys is None or pepper is None:
         raise InvalidArgument("signing keys are sealed with the personal-data keyring: " + "; ".join(problems))
-    return PiiCipher(values["PII_KEYS"], values["PII_PEPPER"])
+    return PiiCipher(keys, pepper)
 
 
-async def _signing_key(dsn: str, args) -> object:
+async def _import_signing_key(dsn: str, args: argparse.Namespace, days: timedelta | None) -> object:
+    try:
+        private_pem = _read(args.private_key)
+        certificate_pem = _read(args.certificate) if args.certificate else None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
+    # --keep-in-secret stores only the file's path: the key is never sealed, so no keyring is needed.
+    pii = None if args.keep_in_secret else _pii_from_environment()
+    ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
+    key = await _with_tx(
+        dsn,
+        lambda c: signing_keys.import_key(c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref),
+    )
+    return _key_json(key)
+
+
+async def _signing_key(dsn: str, args: argparse.Namespace) -> object:
     days = timedelta(days=args.validity_days) if getattr(args, "validity_days", None) else None
     if args.action == "generate":
         pii = _pii_from_environment()
         return _key_json(await _with_tx(dsn, lambda c: signing_keys.generate(c, None, pii, args.algorithm, days)))
     if args.action == "import":
-        try:
-            with open(args.private_key, "rb") as f:
-                private_pem = f.read()
-            certificate_pem = None
-            if args.certificate:
-                with open(args.certificate, "rb") as f:
-                    certificate_pem = f.read()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
-        pii = None if args.keep_in_secret else _pii_from_environment()
-        ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
-        return _key_json(
-            await _with_tx(
-                dsn,
-                lambda c: signing_keys.import_key(
-                    c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref
-                ),
-            )
-        )
+        return await _import_signing_key(dsn, args, days)
     if args.action == "activate":
-        activated, deactivated = await _with_tx(dsn, lambda c: signing_keys.activate(c, None, args.signing_key_id))
-        return {"activated": _key_json(activated), "deactivated": _key_json(deactivated) if deactivated else None}
+        rotation = await _with_tx(dsn, lambda c: signing_keys.activate(c, None, args.signing_key_id))
+        return {
+            "activated": _key_json(rotation.activated),
+            "deactivated": _key_json(rotation.deactivated) if rotation.deactivated else None,
+        }
     if args.action == "retire":
         return _key_json(await _with_tx(dsn, lambda c: signing_keys.retire(c, None, args.signing_key_id, args.force)))
     return [
@@ -248,6 +262,24 @@ _KINDS = {
 }
 
 
+# The command that runs each area of the parser.
+_COMMANDS: dict[str, Command] = {
+    "migrate": _migrate,
+    "org": _principal,
+    "partner": _principal,
+    "device": _principal,
+    "operator": _principal,
+    "credential": _credential,
+    "signing-key": _signing_key,
+    "trusted-cert": _trusted_cert,
+    "rule": _rule,
+}
+
+
+async def _run(args: argparse.Namespace) -> object:
+    return await _COMMANDS[args.area](args.database_url, args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="covidtest-admin", description="Operator CLI of the COVID-19 test-result platform")
     p.add_argument(
@@ -255,7 +287,15 @@ def parser() -> argparse.ArgumentParser:
     )
     areas = p.add_subparsers(dest="area", required=True)
     areas.add_parser("migrate", help="apply pending database migrations")
+    _add_principal_commands(areas)
+    _add_credential_commands(areas)
+    _add_signing_key_commands(areas)
+    _add_trusted_cert_commands(areas)
+    _add_rule_commands(areas)
+    return p
 
+
+def _add_principal_commands(areas: Areas) -> None:
     actions = {
         "org": areas.add_parser("org", help="sampling units and labs").add_subparsers(dest="action", required=True),
         "partner": areas.add_parser("partner", help="feed partners").add_subparsers(dest="action", required=True),
@@ -281,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
     for sub in actions.values():
         sub.add_parser("list").add_argument("--limit", type=int, default=100)
 
+
+def _add_credential_commands(areas: Areas) -> None:
     cred = areas.add_parser("credential", help="tokens and client certificates").add_subparsers(
         dest="action", required=True
     )
@@ -301,6 +343,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("credential_id")
     c.add_argument("--reason", default="")
 
+
+def _add_signing_key_commands(areas: Areas) -> None:
     keys = areas.add_parser(
         "signing-key", help="HCERT signing keys (PII_KEYS/PII_PEPPER seal private keys)"
     ).add_subparsers(dest="action", required=True)
@@ -324,6 +368,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--state", choices=["PENDING", "ACTIVE", "DEACTIVATED", "RETIRED"])
     c.add_argument("--limit", type=int, default=100)
 
+
+def _add_trusted_cert_commands(areas: Areas) -> None:
     trusted = areas.add_parser(
         "trusted-cert", help="foreign DCC signing certificates in the trust list"
     ).add_subparsers(dest="action", required=True)
@@ -335,6 +381,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--country")
     c.add_argument("--limit", type=int, default=100)
 
+
+def _add_rule_commands(areas: Areas) -> None:
     rules = areas.add_parser("rule", help='province rules (versioned; "00" is the national default)').add_subparsers(
         dest="action", required=True
     )
@@ -359,7 +407,6 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--province")
     c.add_argument("--history", action="store_true")
     c.add_argument("--limit", type=int, default=100)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,34 +1,43 @@
-"""AdminService (operators only; hosted by result_svc): organisations, partners, devices, credentials,
-signing keys, trusted foreign certificates and province rules.
+"""The AdminService servicer: the registry (services.registry) over gRPC, for operators only.
 
-A thin layer: it checks request shapes, runs the registry (services.registry) in
-one idempotent transaction, and converts rows to messages.
+Organisations, partners, checkpoint devices, credentials, signing keys, trusted foreign certificates
+and province rules. Hosted by the result_svc process; the operator CLI (services.admin.cli) does the
+same work over a direct database connection. A thin layer: it checks request shapes, runs the
+registry's functions in one idempotent transaction per mutation, and converts rows to messages.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from services.common.auth import PrincipalKind, Role, current_principal
+import asyncpg
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.common.auth import Principal, PrincipalKind, Role, current_principal
 from services.common.db import in_tx
-from services.common.errors import FieldViolation, InvalidArgument
-from services.common.idempotency import run_idempotent
+from services.common.errors import FieldViolation, InvalidArgument, Unauthenticated
+from services.common.idempotency import IdempotentRequest, run_idempotent
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
 from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
-from services.gen.covidtest.type.v1 import certificate_pb2, role_pb2, testing_pb2
+from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, role_pb2, testing_pb2
 from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.registry.page_keys import CreatedPageKey, PrincipalPageKey, TrustedPageKey
 from services.registry.trust_list import signing_certificate
 
 SERVICE = "covidtest.admin.v1.AdminService"
-CREATED_KEY = (datetime.fromisoformat, uuid.UUID)  # page key of lists ordered by (created_at, id)
+R = TypeVar("R", bound=Message)
 
 
-def _organisation(row) -> pb.Organisation:
+def _organisation(row: asyncpg.Record) -> pb.Organisation:
     return pb.Organisation(
         organisation_id=str(row["id"]),
         name=row["name"],
@@ -38,7 +47,7 @@ def _organisation(row) -> pb.Organisation:
     )
 
 
-def _partner(row) -> pb.Partner:
+def _partner(row: asyncpg.Record) -> pb.Partner:
     return pb.Partner(
         partner_id=str(row["id"]),
         name=row["name"],
@@ -47,7 +56,7 @@ def _partner(row) -> pb.Partner:
     )
 
 
-def _device(row) -> pb.CheckpointDevice:
+def _device(row: asyncpg.Record) -> pb.CheckpointDevice:
     return pb.CheckpointDevice(
         device_id=str(row["id"]),
         name=row["name"],
@@ -75,7 +84,10 @@ def _credential(c: principals.Credential) -> pb.Credential:
     )
 
 
-def _holder(request) -> tuple[PrincipalKind, str, Role]:
+def _holder(
+    request: pb.IssueCredentialRequest | pb.RegisterClientCertificateRequest,
+) -> tuple[PrincipalKind, str, Role]:
+    """(kind, id, role) of the principal a credential is for."""
     violations = []
     kind_name = enum_name(pb.PrincipalKind, request.principal.kind)
     role_name = enum_name(role_pb2.Role, request.role)
@@ -90,7 +102,7 @@ def _holder(request) -> tuple[PrincipalKind, str, Role]:
     return PrincipalKind(kind_name), request.principal.id, Role(role_name)
 
 
-def _future(ts, field: str) -> datetime | None:
+def _future(ts: Timestamp, field: str) -> datetime | None:
     if not ts.ByteSize():
         return None
     value = to_datetime(ts, field)
@@ -113,7 +125,7 @@ def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
     )
 
 
-def _trusted(row) -> pb.TrustedCertificate:
+def _trusted(row: asyncpg.Record) -> pb.TrustedCertificate:
     return pb.TrustedCertificate(
         trusted_certificate_id=str(row["id"]),
         certificate=signing_certificate(bytes(row["certificate_der"]), row["country"]),
@@ -122,7 +134,7 @@ def _trusted(row) -> pb.TrustedCertificate:
     )
 
 
-def _rule_input(rule) -> province_rules.RuleInput:
+def _rule_input(rule: province_rule_pb2.ProvinceRule) -> province_rules.RuleInput:
     return province_rules.RuleInput(
         province_code=rule.province_code,
         entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
@@ -142,8 +154,30 @@ def _rule_input(rule) -> province_rules.RuleInput:
     )
 
 
-def _validity(request) -> timedelta | None:
+def _validity(request: pb.GenerateSigningKeyRequest | pb.ImportSigningKeyRequest) -> timedelta | None:
     return request.validity.ToTimedelta() if request.HasField("validity") else None
+
+
+def _client_certificate(request: pb.RegisterClientCertificateRequest) -> principals.ClientCertificate:
+    """The fingerprint (and, given the certificate itself, its expiry) of the certificate to register."""
+    which = request.WhichOneof("certificate")
+    if which is None:
+        raise InvalidArgument(
+            "a certificate is required",
+            [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")],
+        )
+    if which == "sha256_fingerprint":
+        return principals.ClientCertificate(principals.parse_fingerprint(request.sha256_fingerprint), None)
+    raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
+    return principals.parse_client_certificate(raw)
+
+
+def _operator() -> Principal:
+    """The calling operator (the call guard authenticates every AdminService call before it runs)."""
+    actor = current_principal.get()
+    if actor is None:
+        raise Unauthenticated("no authenticated caller")
+    return actor
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
@@ -151,26 +185,38 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self._pool = deps.pool
         self._pii = deps.pii
 
-    async def _mutate(self, method: str, request, response_type, mutate, stored=None):
-        actor = current_principal.get()
+    async def _mutate(
+        self,
+        method: str,
+        request: IdempotentRequest,
+        response_type: type[R],
+        mutate: Callable[[asyncpg.Connection, Principal], Awaitable[R]],
+        stored: Callable[[R], R] | None = None,
+    ) -> R:
+        """Run `mutate(conn, operator)` once per request id, in one transaction."""
+        actor = _operator()
         return await run_idempotent(
             self._pool, actor.id, method, request, response_type, lambda conn: mutate(conn, actor), stored=stored
         )
 
-    async def _list(self, kind: PrincipalKind, request, filters: dict, convert, field: str, response_type):
-        limit = page_size(request.page_size)
-        after = decode_token(request.page_token, filters, [str] * len(principals.sort_columns(kind)))
-
-        async def read(conn):
-            return await principals.list_principals(conn, kind, limit + 1, after, **filters)
-
-        rows = await in_tx(self._pool, read)
+    async def _principal_page(
+        self, kind: PrincipalKind, requested_size: int, page_token: str, filters: dict[str, str | None]
+    ) -> tuple[list[asyncpg.Record], str]:
+        """One page of a principal list and the next page's token ("" on the last page)."""
+        limit = page_size(requested_size)
+        parsers = [str] * len(principals.sort_columns(kind))
+        after = PrincipalPageKey.from_token(decode_token(page_token, filters, parsers))
+        rows = await in_tx(self._pool, lambda conn: principals.list_principals(conn, kind, limit + 1, after, **filters))
         page = rows[:limit]
-        token = encode_token(principals.sort_key(kind, page[-1]), filters) if len(rows) > limit else ""
-        return response_type(**{field: [convert(r) for r in page]}, next_page_token=token)
+        token = encode_token(principals.sort_key(kind, page[-1]).token(), filters) if len(rows) > limit else ""
+        return page, token
 
-    async def CreateOrganisation(self, request, context):
-        async def mutate(conn, actor):
+    # --- principals --------------------------------------------------------------------------------
+
+    async def CreateOrganisation(
+        self, request: pb.CreateOrganisationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateOrganisationResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.CreateOrganisationResponse:
             org_id = await principals.create_organisation(
                 conn,
                 actor,
@@ -179,79 +225,92 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 request.province_code,
                 request.request_id,
             )
-            return pb.CreateOrganisationResponse(
-                organisation=_organisation(
-                    await conn.fetchrow("SELECT * FROM organisations WHERE id = $1::uuid", org_id)
-                )
-            )
+            row = await principals.get_principal(conn, PrincipalKind.ORGANISATION, uuid.UUID(org_id))
+            return pb.CreateOrganisationResponse(organisation=_organisation(row))
 
         return await self._mutate("CreateOrganisation", request, pb.CreateOrganisationResponse, mutate)
 
-    async def ListOrganisations(self, request, context):
+    async def ListOrganisations(
+        self, request: pb.ListOrganisationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOrganisationsResponse:
         if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
         filters = {
             "org_kind": enum_name(pb.OrganisationKind, request.kind) or None,
             "province_code": request.province_code or None,
         }
-        return await self._list(
-            PrincipalKind.ORGANISATION, request, filters, _organisation, "organisations", pb.ListOrganisationsResponse
+        page, token = await self._principal_page(
+            PrincipalKind.ORGANISATION, request.page_size, request.page_token, filters
         )
+        return pb.ListOrganisationsResponse(organisations=[_organisation(r) for r in page], next_page_token=token)
 
-    async def CreatePartner(self, request, context):
-        async def mutate(conn, actor):
+    async def CreatePartner(
+        self, request: pb.CreatePartnerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatePartnerResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.CreatePartnerResponse:
             partner_id = await principals.create_partner(
                 conn, actor, request.name, request.personal_data_access, request.request_id
             )
-            return pb.CreatePartnerResponse(
-                partner=_partner(await conn.fetchrow("SELECT * FROM partners WHERE id = $1::uuid", partner_id))
-            )
+            row = await principals.get_principal(conn, PrincipalKind.PARTNER, uuid.UUID(partner_id))
+            return pb.CreatePartnerResponse(partner=_partner(row))
 
         return await self._mutate("CreatePartner", request, pb.CreatePartnerResponse, mutate)
 
-    async def ListPartners(self, request, context):
-        return await self._list(PrincipalKind.PARTNER, request, {}, _partner, "partners", pb.ListPartnersResponse)
+    async def ListPartners(
+        self, request: pb.ListPartnersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPartnersResponse:
+        page, token = await self._principal_page(PrincipalKind.PARTNER, request.page_size, request.page_token, {})
+        return pb.ListPartnersResponse(partners=[_partner(r) for r in page], next_page_token=token)
 
-    async def CreateCheckpointDevice(self, request, context):
-        async def mutate(conn, actor):
+    async def CreateCheckpointDevice(
+        self, request: pb.CreateCheckpointDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCheckpointDeviceResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.CreateCheckpointDeviceResponse:
             device_id = await principals.create_checkpoint_device(
                 conn, actor, request.name, request.province_code, request.request_id
             )
-            return pb.CreateCheckpointDeviceResponse(
-                device=_device(await conn.fetchrow("SELECT * FROM checkpoint_devices WHERE id = $1::uuid", device_id))
-            )
+            row = await principals.get_principal(conn, PrincipalKind.CHECKPOINT_DEVICE, uuid.UUID(device_id))
+            return pb.CreateCheckpointDeviceResponse(device=_device(row))
 
         return await self._mutate("CreateCheckpointDevice", request, pb.CreateCheckpointDeviceResponse, mutate)
 
-    async def ListCheckpointDevices(self, request, context):
+    async def ListCheckpointDevices(
+        self, request: pb.ListCheckpointDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCheckpointDevicesResponse:
         if request.province_code and not principals.PROVINCE.match(request.province_code):
             raise InvalidArgument("invalid filter", [FieldViolation("province_code", "2 digits")])
         filters = {"province_code": request.province_code or None}
-        return await self._list(
-            PrincipalKind.CHECKPOINT_DEVICE, request, filters, _device, "devices", pb.ListCheckpointDevicesResponse
+        page, token = await self._principal_page(
+            PrincipalKind.CHECKPOINT_DEVICE, request.page_size, request.page_token, filters
         )
+        return pb.ListCheckpointDevicesResponse(devices=[_device(r) for r in page], next_page_token=token)
 
-    async def IssueCredential(self, request, context):
+    # --- credentials -------------------------------------------------------------------------------
+
+    async def IssueCredential(
+        self, request: pb.IssueCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IssueCredentialResponse:
         kind, principal_id, role = _holder(request)
         expires_at = _future(request.expires_at, "expires_at")
 
-        async def mutate(conn, actor):
-            credential_id, token = await principals.issue_token(
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.IssueCredentialResponse:
+            issued = await principals.issue_token(
                 conn, actor, kind, principal_id, role, request.description, expires_at, request.request_id
             )
-            return pb.IssueCredentialResponse(
-                credential=_credential(await principals.get_credential(conn, credential_id)), token=token
-            )
+            credential = await principals.get_credential(conn, issued.credential_id)
+            return pb.IssueCredentialResponse(credential=_credential(credential), token=issued.token)
 
-        def without_token(response):  # a replay never shows the token again: only its hash is kept
-            kept = pb.IssueCredentialResponse()
+        def without_token(response: pb.IssueCredentialResponse) -> pb.IssueCredentialResponse:
+            kept = pb.IssueCredentialResponse()  # a replay never shows the token again: only its hash is kept
             kept.CopyFrom(response)
             kept.token = ""
             return kept
 
         return await self._mutate("IssueCredential", request, pb.IssueCredentialResponse, mutate, without_token)
 
-    async def ListCredentials(self, request, context):
+    async def ListCredentials(
+        self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialsResponse:
         limit = page_size(request.page_size)
         kind_name = enum_name(pb.PrincipalKind, request.principal_kind)
         if request.principal_id and not kind_name:
@@ -259,9 +318,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 "principal_id needs principal_kind", [FieldViolation("principal_kind", "required with principal_id")]
             )
         filters = {"kind": kind_name, "id": request.principal_id, "revoked": request.include_revoked}
-        after = decode_token(request.page_token, filters, CREATED_KEY)
+        after = CreatedPageKey.from_token(decode_token(request.page_token, filters, CreatedPageKey.PARSERS))
 
-        async def read(conn):
+        async def read(conn: asyncpg.Connection) -> list[principals.Credential]:
             return await principals.list_credentials(
                 conn,
                 PrincipalKind(kind_name) if kind_name else None,
@@ -273,11 +332,17 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
         creds = await in_tx(self._pool, read)
         page = creds[:limit]
-        token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(creds) > limit else ""
+        token = (
+            encode_token(CreatedPageKey.of(page[-1].created_at, page[-1].id).token(), filters)
+            if len(creds) > limit
+            else ""
+        )
         return pb.ListCredentialsResponse(credentials=[_credential(c) for c in page], next_page_token=token)
 
-    async def RevokeCredential(self, request, context):
-        async def mutate(conn, actor):
+    async def RevokeCredential(
+        self, request: pb.RevokeCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeCredentialResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.RevokeCredentialResponse:
             credential = await principals.revoke_credential(
                 conn, actor, request.credential_id, request.reason, request.request_id
             )
@@ -285,48 +350,45 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
         return await self._mutate("RevokeCredential", request, pb.RevokeCredentialResponse, mutate)
 
-    async def RegisterClientCertificate(self, request, context):
+    async def RegisterClientCertificate(
+        self, request: pb.RegisterClientCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterClientCertificateResponse:
         kind, principal_id, role = _holder(request)
-        which = request.WhichOneof("certificate")
-        if which is None:
-            raise InvalidArgument(
-                "a certificate is required",
-                [FieldViolation("certificate_der", "one of certificate_der, certificate_pem, sha256_fingerprint")],
-            )
-        if which == "sha256_fingerprint":
-            fingerprint, expires_at = principals.parse_fingerprint(request.sha256_fingerprint), None
-        else:
-            raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
-            fingerprint, expires_at = principals.parse_client_certificate(raw)
+        fingerprint, expires_at = _client_certificate(request)
 
-        async def mutate(conn, actor):
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.RegisterClientCertificateResponse:
             credential_id = await principals.register_client_certificate(
                 conn, actor, kind, principal_id, role, fingerprint, expires_at, request.description, request.request_id
             )
-            return pb.RegisterClientCertificateResponse(
-                credential=_credential(await principals.get_credential(conn, credential_id))
-            )
+            credential = await principals.get_credential(conn, credential_id)
+            return pb.RegisterClientCertificateResponse(credential=_credential(credential))
 
         return await self._mutate("RegisterClientCertificate", request, pb.RegisterClientCertificateResponse, mutate)
 
-    async def GenerateSigningKey(self, request, context):
+    # --- signing keys ------------------------------------------------------------------------------
+
+    async def GenerateSigningKey(
+        self, request: pb.GenerateSigningKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GenerateSigningKeyResponse:
         algorithm = enum_name(certificate_pb2.SigningAlgorithm, request.algorithm)
         validity = _validity(request)
 
-        async def mutate(conn, actor):
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.GenerateSigningKeyResponse:
             key = await signing_keys.generate(conn, actor, self._pii, algorithm, validity, request.request_id)
             return pb.GenerateSigningKeyResponse(signing_key=_signing_key(key))
 
         return await self._mutate("GenerateSigningKey", request, pb.GenerateSigningKeyResponse, mutate)
 
-    async def ImportSigningKey(self, request, context):
+    async def ImportSigningKey(
+        self, request: pb.ImportSigningKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportSigningKeyResponse:
         if not request.private_key_pem:
             raise InvalidArgument(
                 "private_key_pem is required",
                 [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")],
             )
 
-        async def mutate(conn, actor):
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.ImportSigningKeyResponse:
             key = await signing_keys.import_key(
                 conn,
                 actor,
@@ -340,35 +402,48 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
         return await self._mutate("ImportSigningKey", request, pb.ImportSigningKeyResponse, mutate)
 
-    async def ActivateSigningKey(self, request, context):
-        async def mutate(conn, actor):
-            activated, deactivated = await signing_keys.activate(
-                conn, actor, request.signing_key_id, request.request_id
-            )
+    async def ActivateSigningKey(
+        self, request: pb.ActivateSigningKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ActivateSigningKeyResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.ActivateSigningKeyResponse:
+            rotation = await signing_keys.activate(conn, actor, request.signing_key_id, request.request_id)
             return pb.ActivateSigningKeyResponse(
-                activated=_signing_key(activated), deactivated=_signing_key(deactivated) if deactivated else None
+                activated=_signing_key(rotation.activated),
+                deactivated=_signing_key(rotation.deactivated) if rotation.deactivated else None,
             )
 
         return await self._mutate("ActivateSigningKey", request, pb.ActivateSigningKeyResponse, mutate)
 
-    async def RetireSigningKey(self, request, context):
-        async def mutate(conn, actor):
+    async def RetireSigningKey(
+        self, request: pb.RetireSigningKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetireSigningKeyResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.RetireSigningKeyResponse:
             key = await signing_keys.retire(conn, actor, request.signing_key_id, request.force, request.request_id)
             return pb.RetireSigningKeyResponse(signing_key=_signing_key(key))
 
         return await self._mutate("RetireSigningKey", request, pb.RetireSigningKeyResponse, mutate)
 
-    async def ListSigningKeys(self, request, context):
+    async def ListSigningKeys(
+        self, request: pb.ListSigningKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSigningKeysResponse:
         limit = page_size(request.page_size)
         state = enum_name(pb.SigningKeyState, request.state) or None
         filters = {"state": state}
-        after = decode_token(request.page_token, filters, CREATED_KEY)
+        after = CreatedPageKey.from_token(decode_token(request.page_token, filters, CreatedPageKey.PARSERS))
         keys = await in_tx(self._pool, lambda conn: signing_keys.list_keys(conn, state, limit + 1, after))
         page = keys[:limit]
-        token = encode_token([page[-1].created_at.isoformat(), page[-1].id], filters) if len(keys) > limit else ""
+        token = (
+            encode_token(CreatedPageKey.of(page[-1].created_at, page[-1].id).token(), filters)
+            if len(keys) > limit
+            else ""
+        )
         return pb.ListSigningKeysResponse(signing_keys=[_signing_key(k) for k in page], next_page_token=token)
 
-    async def ImportTrustedCertificate(self, request, context):
+    # --- trusted certificates ----------------------------------------------------------------------
+
+    async def ImportTrustedCertificate(
+        self, request: pb.ImportTrustedCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportTrustedCertificateResponse:
         which = request.WhichOneof("certificate")
         if which is None:
             raise InvalidArgument(
@@ -377,31 +452,30 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             )
         raw = request.certificate_der if which == "certificate_der" else request.certificate_pem.encode()
 
-        async def mutate(conn, actor):
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.ImportTrustedCertificateResponse:
             row = await trusted_certificates.import_trusted(conn, actor, raw, request.country, request.request_id)
             return pb.ImportTrustedCertificateResponse(trusted_certificate=_trusted(row))
 
         return await self._mutate("ImportTrustedCertificate", request, pb.ImportTrustedCertificateResponse, mutate)
 
-    async def ListTrustedCertificates(self, request, context):
+    async def ListTrustedCertificates(
+        self, request: pb.ListTrustedCertificatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTrustedCertificatesResponse:
         limit = page_size(request.page_size)
-        filters = {"country": request.country or None}
-        after = decode_token(request.page_token, filters, (str, datetime.fromisoformat, uuid.UUID))
-        rows = await in_tx(
-            self._pool, lambda conn: trusted_certificates.list_trusted(conn, filters["country"], limit + 1, after)
-        )
+        country = request.country or None
+        filters = {"country": country}
+        after = TrustedPageKey.from_token(decode_token(request.page_token, filters, TrustedPageKey.PARSERS))
+        rows = await in_tx(self._pool, lambda conn: trusted_certificates.list_trusted(conn, country, limit + 1, after))
         page = rows[:limit]
-        token = (
-            encode_token([page[-1]["country"], page[-1]["not_after"].isoformat(), str(page[-1]["id"])], filters)
-            if len(rows) > limit
-            else ""
-        )
+        token = encode_token(TrustedPageKey.of(page[-1]).token(), filters) if len(rows) > limit else ""
         return pb.ListTrustedCertificatesResponse(
             trusted_certificates=[_trusted(r) for r in page], next_page_token=token
         )
 
-    async def RemoveTrustedCertificate(self, request, context):
-        async def mutate(conn, actor):
+    async def RemoveTrustedCertificate(
+        self, request: pb.RemoveTrustedCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveTrustedCertificateResponse:
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.RemoveTrustedCertificateResponse:
             row = await trusted_certificates.remove_trusted(
                 conn, actor, request.trusted_certificate_id, request.request_id
             )
@@ -409,26 +483,32 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
 
         return await self._mutate("RemoveTrustedCertificate", request, pb.RemoveTrustedCertificateResponse, mutate)
 
-    async def SetProvinceRule(self, request, context):
+    # --- province rules ----------------------------------------------------------------------------
+
+    async def SetProvinceRule(
+        self, request: pb.SetProvinceRuleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetProvinceRuleResponse:
         if not request.HasField("rule"):
             raise InvalidArgument("rule is required", [FieldViolation("rule", "the new version", "FIELD_REQUIRED")])
         rule = _rule_input(request.rule)
 
-        async def mutate(conn, actor):
+        async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.SetProvinceRuleResponse:
             row = await province_rules.set_rule(conn, actor, rule, request.request_id)
             return pb.SetProvinceRuleResponse(rule=province_rules.rule_message(province_rules.rule_from_row(row)))
 
         return await self._mutate("SetProvinceRule", request, pb.SetProvinceRuleResponse, mutate)
 
-    async def ListProvinceRules(self, request, context):
+    async def ListProvinceRules(
+        self, request: pb.ListProvinceRulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProvinceRulesResponse:
         limit = page_size(request.page_size)
-        filters = {"province": request.province_code or None, "history": request.include_history}
+        province = request.province_code or None
+        filters = {"province": province, "history": request.include_history}
         after = decode_token(request.page_token, filters, (int,))
+        after_version = after[0] if after else None
         rows = await in_tx(
             self._pool,
-            lambda conn: province_rules.list_rules(
-                conn, filters["province"], request.include_history, limit + 1, after[0] if after else None
-            ),
+            lambda conn: province_rules.list_rules(conn, province, request.include_history, limit + 1, after_version),
         )
         page = rows[:limit]
         token = encode_token([page[-1]["version"]], filters) if len(rows) > limit else ""

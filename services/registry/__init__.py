@@ -2,6 +2,7 @@
 
 Principals and credentials (who may call), the platform's signing keys, trusted foreign document
 signer certificates and the trust list they form, province rules, and certificate statuses in the
-Redis hot cache (written by the publish relay, read by verify_svc). Plain functions and types over an
-asyncpg connection or a Redis client; the SQL lives in `repository`.
+Redis hot cache (written by the publish relay, read by verify_svc). The domain modules hold validation,
+orchestration and audit calls over an asyncpg connection (or a Redis client); their SQL lives in the
+`repository` package, one module per domain module, and the sort keys of their lists in `page_keys`.
 """

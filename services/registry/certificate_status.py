@@ -9,8 +9,9 @@ script), so a delayed writer can never bring a revoked certificate back to VALID
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis.asyncio as redis
 
@@ -36,6 +37,15 @@ end
 return written
 """
 _CHUNK = 500  # keys per script call: keeps each atomic script short
+
+
+class StatusEntry(NamedTuple):
+    """One certificate's status to write to the cache."""
+
+    certificate_id: str  # the UVCI
+    status: str  # VALID or REVOKED
+    version: int  # the certificate's status_version: a write never replaces a higher one
+    expires_at: int  # the certificate's expiry, unix seconds
 
 
 @dataclass(frozen=True)
@@ -64,16 +74,19 @@ class StatusCache:
     def key(self, certificate_id: str) -> str:
         return _key(self._prefix, certificate_id)
 
-    async def put_many(self, entries: list[tuple[str, str, int, int]]) -> int:
-        """entries: (certificate id, status, status_version, expires unix seconds). Raises on Redis errors.
-        Returns how many were newer than what Redis held."""
+    async def put_many(self, entries: Sequence[StatusEntry | tuple[str, str, int, int]]) -> int:
+        """Write each entry whose version is newer than what Redis holds; returns how many were. Raises on
+        Redis errors. Plain (certificate id, status, version, expires) tuples are still accepted: a
+        StatusEntry is one, with names."""
         written = 0
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start : start + _CHUNK]
+            keys: list[str] = []
             args: list = []
-            for _, status, version, expires in chunk:
-                args += [version, f"{version}:{status}:{expires}", (expires + _TTL_PAST_EXPIRY_S) * 1000]
-            written += await self._put(keys=[self.key(c[0]) for c in chunk], args=args)
+            for certificate_id, status, version, expires_at in chunk:
+                keys.append(self.key(certificate_id))
+                args += [version, f"{version}:{status}:{expires_at}", (expires_at + _TTL_PAST_EXPIRY_S) * 1000]
+            written += await self._put(keys=keys, args=args)
         return written
 
     def known(self, certificate_id: str) -> CachedStatus | None:

@@ -1,16 +1,18 @@
 """Who may call the platform: organisations, partners, checkpoint devices, operators, credentials.
 
-Plain functions over an asyncpg connection, shared by the AdminService servicer and the operator CLI,
-each writing its audit row in the caller's transaction. A token is returned exactly once, by
-`issue_token`; only its SHA-256 is stored.
+Validation and orchestration over an asyncpg connection (the SQL is in `repository.principals`),
+shared by the AdminService servicer and the operator CLI, each writing its audit row in the caller's
+transaction. A token is returned exactly once, by `issue_token`; only its SHA-256 is stored.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 from cryptography import x509
@@ -26,19 +28,14 @@ from services.common.auth import (
     token_digest,
 )
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.registry.page_keys import CreatedPageKey, PrincipalPageKey
+from services.registry.repository import principals as repo
 
 PROVINCE = re.compile(r"^[0-9]{2}$")
 OPERATOR_NAME = re.compile(r"^[a-z0-9._-]{1,64}$")
 ORG_KINDS = ("SAMPLING_UNIT", "LAB")
 # Which organisation kind may hold which role: a lab may also take samples (hospital labs do).
 ORG_KIND_ROLES = {"SAMPLING_UNIT": (Role.SAMPLER,), "LAB": (Role.SAMPLER, Role.LAB)}
-
-_TABLE = {
-    PrincipalKind.ORGANISATION: "organisations",
-    PrincipalKind.PARTNER: "partners",
-    PrincipalKind.CHECKPOINT_DEVICE: "checkpoint_devices",
-    PrincipalKind.OPERATOR: "operators",
-}
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,16 @@ class Credential:
     revoked_at: datetime | None
     revocation_reason: str
     fingerprint: bytes | None  # SHA-256 of a client certificate's DER; None for tokens
+
+
+class IssuedToken(NamedTuple):
+    credential_id: str
+    token: str  # shown once: only its SHA-256 is stored
+
+
+class ClientCertificate(NamedTuple):
+    fingerprint: bytes  # SHA-256 of the DER
+    expires_at: datetime | None  # the certificate's notAfter
 
 
 def _check_name(name: str, field: str = "name") -> list[FieldViolation]:
@@ -76,18 +83,30 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise InvalidArgument(f"{field} is not a valid id", [FieldViolation(field, "must be a UUID")]) from None
 
 
-async def _insert_named(conn, sql: str, name: str, *args, reason: str) -> str:
+async def _insert_named(
+    conn: asyncpg.Connection,
+    insert: Callable[..., Awaitable[None]],
+    name: str,
+    *args: object,
+    reason: str,
+) -> str:
+    """Run `insert(conn, new id, stripped name, *args)`; a taken name is ALREADY_EXISTS with `reason`."""
     new_id = uuid.uuid4()
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction survives the conflict
-            await conn.execute(sql, new_id, name.strip(), *args)
+            await insert(conn, new_id, name.strip(), *args)
     except asyncpg.UniqueViolationError:
         raise AlreadyExists(f"the name {name.strip()!r} is already registered", reason=reason) from None
     return str(new_id)
 
 
 async def create_organisation(
-    conn, actor: Principal | None, name: str, kind: str, province_code: str, request_id: str = ""
+    conn: asyncpg.Connection,
+    actor: Principal | None,
+    name: str,
+    kind: str,
+    province_code: str,
+    request_id: str = "",
 ) -> str:
     violations = _check_name(name) + _check_province(province_code)
     if kind not in ORG_KINDS:
@@ -95,47 +114,34 @@ async def create_organisation(
     if violations:
         raise InvalidArgument("invalid organisation", violations)
     org_id = await _insert_named(
-        conn,
-        "INSERT INTO organisations (id, name, kind, province_code) VALUES ($1, $2, $3, $4)",
-        name,
-        kind,
-        province_code,
-        reason="ORGANISATION_EXISTS",
+        conn, repo.insert_organisation, name, kind, province_code, reason="ORGANISATION_EXISTS"
     )
     await audit.record(conn, actor, "CREATE_ORGANISATION", "organisation", org_id, request_id, {"kind": kind})
     return org_id
 
 
 async def create_partner(
-    conn, actor: Principal | None, name: str, personal_data_access: bool = False, request_id: str = ""
+    conn: asyncpg.Connection,
+    actor: Principal | None,
+    name: str,
+    personal_data_access: bool = False,
+    request_id: str = "",
 ) -> str:
     if violations := _check_name(name):
         raise InvalidArgument("invalid partner", violations)
-    partner_id = await _insert_named(
-        conn,
-        "INSERT INTO partners (id, name, personal_data_access) VALUES ($1, $2, $3)",
-        name,
-        personal_data_access,
-        reason="PARTNER_EXISTS",
-    )
-    await conn.execute("INSERT INTO partner_cursors (partner_id) VALUES ($1)", uuid.UUID(partner_id))
+    partner_id = await _insert_named(conn, repo.insert_partner, name, personal_data_access, reason="PARTNER_EXISTS")
+    await repo.insert_partner_cursor(conn, uuid.UUID(partner_id))
     await audit.record(conn, actor, "CREATE_PARTNER", "partner", partner_id, request_id)
     return partner_id
 
 
 async def create_checkpoint_device(
-    conn, actor: Principal | None, name: str, province_code: str, request_id: str = ""
+    conn: asyncpg.Connection, actor: Principal | None, name: str, province_code: str, request_id: str = ""
 ) -> str:
     violations = _check_name(name) + _check_province(province_code)
     if violations:
         raise InvalidArgument("invalid checkpoint device", violations)
-    device_id = await _insert_named(
-        conn,
-        "INSERT INTO checkpoint_devices (id, name, province_code) VALUES ($1, $2, $3)",
-        name,
-        province_code,
-        reason="DEVICE_EXISTS",
-    )
+    device_id = await _insert_named(conn, repo.insert_checkpoint_device, name, province_code, reason="DEVICE_EXISTS")
     await audit.record(
         conn,
         actor,
@@ -148,72 +154,56 @@ async def create_checkpoint_device(
     return device_id
 
 
-async def ensure_operator(conn, name: str) -> uuid.UUID:
+async def ensure_operator(conn: asyncpg.Connection, name: str) -> uuid.UUID:
     """The id of operator `name` (a user name), registering it on first use."""
     if not OPERATOR_NAME.match(name or ""):
         raise InvalidArgument(
             "invalid operator name",
             [FieldViolation("principal.id", "operator user name: 1-64 of a-z, 0-9, '.', '_', '-'")],
         )
-    return await conn.fetchval(
-        """INSERT INTO operators (id, name) VALUES ($1, $2)
-           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
-        uuid.uuid4(),
-        name,
-    )
+    return await repo.upsert_operator(conn, name)
 
 
-# Sort order of each principal list (the last column is the unique tie-breaker).
-_ORDER = {
-    PrincipalKind.ORGANISATION: ("name", "id"),
-    PrincipalKind.PARTNER: ("name", "id"),
-    PrincipalKind.CHECKPOINT_DEVICE: ("province_code", "name", "id"),
-    PrincipalKind.OPERATOR: ("name", "id"),
-}
+async def get_principal(conn: asyncpg.Connection, kind: PrincipalKind, principal_id: uuid.UUID) -> asyncpg.Record:
+    """The row of one organisation, partner, checkpoint device or operator."""
+    row = await repo.principal(conn, kind, principal_id)
+    if row is None:
+        raise NotFound(f"no {kind.value.lower()} with that id", reason="PRINCIPAL_NOT_FOUND")
+    return row
 
 
 async def list_principals(
-    conn,
+    conn: asyncpg.Connection,
     kind: PrincipalKind,
     limit: int,
-    after: list | None = None,
+    after: PrincipalPageKey | None = None,
     *,
     org_kind: str | None = None,
     province_code: str | None = None,
 ) -> list[asyncpg.Record]:
     """Principals of one kind in their documented order; `after` is the previous page's last sort key."""
-    order = _ORDER[kind]
-    where, args = [], []
-    if org_kind:
-        args.append(org_kind)
-        where.append(f"kind = ${len(args)}")
-    if province_code:
-        args.append(province_code)
-        where.append(f"province_code = ${len(args)}")
-    if after is not None:
-        start = len(args)
-        args.extend(after[:-1])
-        args.append(_uuid(after[-1], "page_token"))
-        placeholders = ", ".join(f"${start + i + 1}" for i in range(len(order)))
-        where.append(f"({', '.join(order)}) > ({placeholders})")
-    args.append(limit)
-    sql = (
-        f"SELECT * FROM {_TABLE[kind]}"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {', '.join(order)} LIMIT ${len(args)}"
+    return await repo.list_principals(
+        conn,
+        kind,
+        limit,
+        after.sort_values if after is not None else (),
+        _uuid(after.id, "page_token") if after is not None else None,
+        org_kind=org_kind,
+        province_code=province_code,
     )
-    return await conn.fetch(sql, *args)
 
 
 def sort_columns(kind: PrincipalKind) -> tuple[str, ...]:
-    return _ORDER[kind]
+    return repo.ORDER[kind]
 
 
-def sort_key(kind: PrincipalKind, row) -> list:
-    return [str(row[c]) for c in _ORDER[kind]]
+def sort_key(kind: PrincipalKind, row: asyncpg.Record) -> PrincipalPageKey:
+    """The page key after `row` in a list of `kind`."""
+    values = [str(row[c]) for c in repo.ORDER[kind]]
+    return PrincipalPageKey(sort_values=tuple(values[:-1]), id=values[-1])
 
 
-async def _check_holder(conn, principal_kind: PrincipalKind, principal_id: str, role: Role) -> uuid.UUID:
+def _check_role(principal_kind: PrincipalKind, role: Role) -> None:
     if role not in ROLES_OF_KIND[principal_kind]:
         raise InvalidArgument(
             f"a {principal_kind.value} cannot hold role {role.value}",
@@ -225,12 +215,17 @@ async def _check_holder(conn, principal_kind: PrincipalKind, principal_id: str, 
                 )
             ],
         )
+
+
+async def _check_holder(
+    conn: asyncpg.Connection, principal_kind: PrincipalKind, principal_id: str, role: Role
+) -> uuid.UUID:
+    """The id of the principal that is to hold `role`, once it is known that it may."""
+    _check_role(principal_kind, role)
     if principal_kind is PrincipalKind.OPERATOR:
         return await ensure_operator(conn, principal_id)
     pid = _uuid(principal_id, "principal.id")
-    row = await conn.fetchrow(f"SELECT * FROM {_TABLE[principal_kind]} WHERE id = $1", pid)
-    if row is None:
-        raise NotFound(f"no {principal_kind.value.lower()} with that id", reason="PRINCIPAL_NOT_FOUND")
+    row = await get_principal(conn, principal_kind, pid)
     if principal_kind is PrincipalKind.ORGANISATION and role not in ORG_KIND_ROLES[row["kind"]]:
         raise FailedPrecondition(
             f"a {row['kind']} organisation cannot hold role {role.value}", reason="ROLE_NOT_ALLOWED_FOR_PRINCIPAL"
@@ -238,8 +233,12 @@ async def _check_holder(conn, principal_kind: PrincipalKind, principal_id: str, 
     return pid
 
 
+def _holder_details(principal_kind: PrincipalKind, pid: uuid.UUID, role: Role) -> dict[str, str]:
+    return {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value}
+
+
 async def issue_token(
-    conn,
+    conn: asyncpg.Connection,
     actor: Principal | None,
     principal_kind: PrincipalKind,
     principal_id: str,
@@ -247,37 +246,28 @@ async def issue_token(
     label: str = "",
     expires_at: datetime | None = None,
     request_id: str = "",
-) -> tuple[str, str]:
-    """A new bearer token for a principal: returns (credential id, token). The token is never stored."""
+) -> IssuedToken:
+    """A new bearer token for a principal. The token is never stored."""
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     token = new_token()
     credential_id = uuid.uuid4()
-    await conn.execute(
-        """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
-                                          expires_at)
-           VALUES ($1, 'TOKEN', $2, $3, $4, $5, $6, $7)""",
-        credential_id,
-        token_digest(token),
-        principal_kind.value,
-        pid,
-        role.value,
-        label[:200],
-        expires_at,
-    )
-    await audit.record(
+    await repo.insert_token(
         conn,
-        actor,
-        "ISSUE_CREDENTIAL",
-        "credential",
-        str(credential_id),
-        request_id,
-        {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value},
+        credential_id=credential_id,
+        secret_sha256=token_digest(token),
+        principal_kind=principal_kind.value,
+        principal_id=pid,
+        role=role.value,
+        label=label[:200],
+        expires_at=expires_at,
     )
-    return str(credential_id), token
+    details = _holder_details(principal_kind, pid, role)
+    await audit.record(conn, actor, "ISSUE_CREDENTIAL", "credential", str(credential_id), request_id, details)
+    return IssuedToken(str(credential_id), token)
 
 
-def parse_client_certificate(certificate: bytes) -> tuple[bytes, datetime | None]:
-    """(SHA-256 fingerprint of the DER, notAfter) of a PEM or DER certificate."""
+def parse_client_certificate(certificate: bytes) -> ClientCertificate:
+    """The SHA-256 fingerprint of the DER and the notAfter of a PEM or DER certificate."""
     try:
         if certificate.lstrip().startswith(b"-----BEGIN"):
             cert = x509.load_pem_x509_certificate(certificate)
@@ -289,7 +279,7 @@ def parse_client_certificate(certificate: bytes) -> tuple[bytes, datetime | None
             [FieldViolation("certificate", "one PEM or DER X.509 certificate")],
             reason="CERTIFICATE_INVALID",
         ) from None
-    return certificate_fingerprint(certificate), cert.not_valid_after_utc
+    return ClientCertificate(certificate_fingerprint(certificate), cert.not_valid_after_utc)
 
 
 def parse_fingerprint(text: str) -> bytes:
@@ -305,7 +295,7 @@ def parse_fingerprint(text: str) -> bytes:
 
 
 async def register_client_certificate(
-    conn,
+    conn: asyncpg.Connection,
     actor: Principal | None,
     principal_kind: PrincipalKind,
     principal_id: str,
@@ -319,96 +309,66 @@ async def register_client_certificate(
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     credential_id = uuid.uuid4()
     try:
-        async with conn.transaction():
-            await conn.execute(
-                """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
-                                          expires_at)
-                   VALUES ($1, 'CLIENT_CERTIFICATE', $2, $3, $4, $5, $6, $7)""",
-                credential_id,
-                fingerprint,
-                principal_kind.value,
-                pid,
-                role.value,
-                label[:200],
-                expires_at,
+        async with conn.transaction():  # a savepoint: the caller's transaction survives the conflict
+            await repo.insert_client_certificate(
+                conn,
+                credential_id=credential_id,
+                fingerprint=fingerprint,
+                principal_kind=principal_kind.value,
+                principal_id=pid,
+                role=role.value,
+                label=label[:200],
+                expires_at=expires_at,
             )
     except asyncpg.UniqueViolationError:
         raise AlreadyExists("this certificate is already registered", reason="CERTIFICATE_EXISTS") from None
+    details = _holder_details(principal_kind, pid, role)
     await audit.record(
-        conn,
-        actor,
-        "REGISTER_CLIENT_CERTIFICATE",
-        "credential",
-        str(credential_id),
-        request_id,
-        {"principal_kind": principal_kind.value, "principal_id": str(pid), "role": role.value},
+        conn, actor, "REGISTER_CLIENT_CERTIFICATE", "credential", str(credential_id), request_id, details
     )
     return str(credential_id)
 
 
-_CREDENTIAL_COLUMNS = """
-    c.id::text, c.kind, c.principal_kind, c.principal_id::text, COALESCE(op.name, '') AS principal_name, c.role,
-    c.label, c.created_at, c.expires_at, c.revoked_at, c.revocation_reason,
-    CASE WHEN c.kind = 'CLIENT_CERTIFICATE' THEN c.secret_sha256 END AS fingerprint
-    FROM credentials c LEFT JOIN operators op ON c.principal_kind = 'OPERATOR' AND op.id = c.principal_id"""
-
-
-def _credential(row) -> Credential:
+def _credential(row: asyncpg.Record) -> Credential:
     values = dict(row)
     values["fingerprint"] = bytes(values["fingerprint"]) if values["fingerprint"] is not None else None
     return Credential(**values)
 
 
-async def get_credential(conn, credential_id: str) -> Credential:
-    row = await conn.fetchrow(f"SELECT {_CREDENTIAL_COLUMNS} WHERE c.id = $1", _uuid(credential_id, "credential_id"))
+async def get_credential(conn: asyncpg.Connection, credential_id: str) -> Credential:
+    row = await repo.credential(conn, _uuid(credential_id, "credential_id"))
     if row is None:
         raise NotFound("no credential with that id", reason="CREDENTIAL_NOT_FOUND")
     return _credential(row)
 
 
 async def list_credentials(
-    conn,
+    conn: asyncpg.Connection,
     principal_kind: PrincipalKind | None = None,
     principal_id: str = "",
     include_revoked: bool = False,
     limit: int = 100,
-    after: tuple[datetime, str] | None = None,
+    after: CreatedPageKey | None = None,
 ) -> list[Credential]:
-    """Newest first, then id; `after` is the (created_at, id) of the previous page's last row."""
+    """Newest first, then id; `after` is the previous page's last row."""
     pid = None
     if principal_id:
         if principal_kind is PrincipalKind.OPERATOR:
-            pid = await conn.fetchval("SELECT id FROM operators WHERE name = $1", principal_id) or uuid.UUID(int=0)
+            # An unknown operator name lists nothing (the nil UUID holds no credential).
+            pid = await repo.operator_id(conn, principal_id) or uuid.UUID(int=0)
         else:
             pid = _uuid(principal_id, "principal_id")
-    rows = await conn.fetch(
-        f"""SELECT {_CREDENTIAL_COLUMNS}
-            WHERE ($1::text IS NULL OR c.principal_kind = $1) AND ($2::uuid IS NULL OR c.principal_id = $2)
-              AND ($3 OR c.revoked_at IS NULL)
-              AND ($4::timestamptz IS NULL OR (c.created_at, c.id) < ($4, $5::uuid))
-            ORDER BY c.created_at DESC, c.id DESC LIMIT $6""",
-        principal_kind.value if principal_kind else None,
-        pid,
-        include_revoked,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
+    rows = await repo.list_credentials(
+        conn, principal_kind.value if principal_kind else None, pid, include_revoked, limit, after
     )
     return [_credential(r) for r in rows]
 
 
 async def revoke_credential(
-    conn, actor: Principal | None, credential_id: str, reason: str = "", request_id: str = ""
+    conn: asyncpg.Connection, actor: Principal | None, credential_id: str, reason: str = "", request_id: str = ""
 ) -> Credential:
     """Revoke a credential; revoking twice keeps the first revocation."""
-    cid = _uuid(credential_id, "credential_id")
-    found = await conn.fetchval(
-        """UPDATE credentials SET revoked_at = COALESCE(revoked_at, now()),
-                  revocation_reason = CASE WHEN revoked_at IS NULL THEN $2 ELSE revocation_reason END
-           WHERE id = $1 RETURNING id""",
-        cid,
-        reason[:200],
-    )
+    found = await repo.revoke_credential(conn, _uuid(credential_id, "credential_id"), reason[:200])
     if found is None:
         raise NotFound("no credential with that id", reason="CREDENTIAL_NOT_FOUND")
     await audit.record(conn, actor, "REVOKE_CREDENTIAL", "credential", credential_id, request_id)

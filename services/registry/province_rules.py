@@ -2,15 +2,18 @@
 use, and its protobuf form.
 
 Setting a rule writes a new version (the rule id is kept per province, entry type and test type) and
-NOTIFYs verify_svc, which reloads its rules at once. Shared by AdminService and the operator CLI.
+NOTIFYs verify_svc, which reloads its rules at once. Shared by AdminService and the operator CLI; the
+SQL is in `repository.province_rules`.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from google.protobuf.duration_pb2 import Duration
@@ -20,6 +23,7 @@ from services.common.auth import Principal
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protoconv import enum_name, enum_value, timestamp
 from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2
+from services.registry.repository import province_rules as repo
 
 PROVINCE = re.compile(r"^[0-9]{2}$")
 ENTRY_TYPES = ("TEST", "VACCINATION", "RECOVERY")
@@ -46,7 +50,7 @@ class Rule:
     created_at: datetime
 
 
-def rule_from_row(r) -> Rule:
+def rule_from_row(r: asyncpg.Record | Mapping[str, Any]) -> Rule:
     """A `province_rules` row (or a dict with the same keys) as a Rule."""
     return Rule(
         rule_id=r["rule_id"],
@@ -135,19 +139,35 @@ class RuleInput:
 
 
 def check_rule(r: RuleInput) -> list[FieldViolation]:
+    """Every violation of a new rule version, in field order."""
     v: list[FieldViolation] = []
+    _check_kind(r, v)
+    _check_fields_of_other_kinds(r, v)
+    _check_test_rule(r, v)
+    _check_day_ranges(r, v)
+    if r.effective_from is not None and r.effective_from < datetime.now(UTC) - timedelta(minutes=5):
+        v.append(FieldViolation("rule.effective_from", "now or later", "TIME_TOO_OLD"))
+    if len(r.description) > 500:
+        v.append(FieldViolation("rule.description", "0-500 characters", "FIELD_FORMAT_INVALID"))
+    return v
 
-    def bad(field, description, reason="FIELD_FORMAT_INVALID"):
-        v.append(FieldViolation(f"rule.{field}", description, reason))
 
+def _check_kind(r: RuleInput, v: list[FieldViolation]) -> None:
+    """Province, entry type, and a test type exactly for test rules."""
     if not PROVINCE.match(r.province_code or ""):
-        bad("province_code", '2 digits, "00" for the national default')
+        v.append(
+            FieldViolation("rule.province_code", '2 digits, "00" for the national default', "FIELD_FORMAT_INVALID")
+        )
     if r.entry_type not in ENTRY_TYPES:
-        bad("entry_type", "TEST, VACCINATION or RECOVERY", "FIELD_REQUIRED")
+        v.append(FieldViolation("rule.entry_type", "TEST, VACCINATION or RECOVERY", "FIELD_REQUIRED"))
     if r.entry_type == "TEST" and r.test_type not in TEST_TYPES:
-        bad("test_type", "NAAT or RAPID_ANTIGEN for a test rule", "FIELD_REQUIRED")
+        v.append(FieldViolation("rule.test_type", "NAAT or RAPID_ANTIGEN for a test rule", "FIELD_REQUIRED"))
     if r.entry_type in ("VACCINATION", "RECOVERY") and r.test_type:
-        bad("test_type", "only for test rules", "FIELD_NOT_ALLOWED")
+        v.append(FieldViolation("rule.test_type", "only for test rules", "FIELD_NOT_ALLOWED"))
+
+
+def _check_fields_of_other_kinds(r: RuleInput, v: list[FieldViolation]) -> None:
+    """Each entry type's fields are set only on an enabled rule of that entry type."""
     vaccination = (r.complete_series_required, r.min_days_since_last_dose, r.max_days_since_last_dose)
     recovery = (r.min_days_since_first_positive, r.max_days_since_first_positive)
     test = (r.validity, r.accepted_outcomes)
@@ -157,63 +177,65 @@ def check_rule(r: RuleInput) -> list[FieldViolation]:
         ("min_days_since_first_positive", recovery, "RECOVERY"),
     ):
         if any(values) and (r.entry_type != owner or r.disabled):
-            bad(name, f"only for an enabled {owner.lower()} rule", "FIELD_NOT_ALLOWED")
-    if r.entry_type == "TEST" and not r.disabled:
-        if r.validity is None or not timedelta(hours=1) <= r.validity <= timedelta(days=30) or r.validity.seconds % 60:
-            bad("validity", "whole minutes, 1 h to 30 days", "FIELD_OUT_OF_RANGE")
-        if (
-            not r.accepted_outcomes
-            or len(set(r.accepted_outcomes)) != len(r.accepted_outcomes)
-            or not set(r.accepted_outcomes) <= {"NEGATIVE", "POSITIVE"}
-        ):
-            bad("accepted_outcomes", "a non-empty subset of NEGATIVE, POSITIVE without repeats")
+            v.append(FieldViolation(f"rule.{name}", f"only for an enabled {owner.lower()} rule", "FIELD_NOT_ALLOWED"))
+
+
+def _check_test_rule(r: RuleInput, v: list[FieldViolation]) -> None:
+    """An enabled test rule needs its validity and its accepted outcomes."""
+    if r.entry_type != "TEST" or r.disabled:
+        return
+    if r.validity is None or not timedelta(hours=1) <= r.validity <= timedelta(days=30) or r.validity.seconds % 60:
+        v.append(FieldViolation("rule.validity", "whole minutes, 1 h to 30 days", "FIELD_OUT_OF_RANGE"))
+    if (
+        not r.accepted_outcomes
+        or len(set(r.accepted_outcomes)) != len(r.accepted_outcomes)
+        or not set(r.accepted_outcomes) <= {"NEGATIVE", "POSITIVE"}
+    ):
+        v.append(
+            FieldViolation(
+                "rule.accepted_outcomes",
+                "a non-empty subset of NEGATIVE, POSITIVE without repeats",
+                "FIELD_FORMAT_INVALID",
+            )
+        )
+
+
+def _check_day_ranges(r: RuleInput, v: list[FieldViolation]) -> None:
     for low, high, name in (
         (r.min_days_since_last_dose, r.max_days_since_last_dose, "max_days_since_last_dose"),
         (r.min_days_since_first_positive, r.max_days_since_first_positive, "max_days_since_first_positive"),
     ):
         if low > 365 or high > 3650 or (high and high <= low):
-            bad(name, "min 0-365, max 1-3650 and greater than min", "FIELD_OUT_OF_RANGE")
-    if r.effective_from is not None and r.effective_from < datetime.now(UTC) - timedelta(minutes=5):
-        bad("effective_from", "now or later", "TIME_TOO_OLD")
-    if len(r.description) > 500:
-        bad("description", "0-500 characters")
-    return v
+            v.append(FieldViolation(f"rule.{name}", "min 0-365, max 1-3650 and greater than min", "FIELD_OUT_OF_RANGE"))
 
 
-async def set_rule(conn, actor: Principal | None, r: RuleInput, request_id: str = "") -> asyncpg.Record:
+async def set_rule(
+    conn: asyncpg.Connection, actor: Principal | None, r: RuleInput, request_id: str = ""
+) -> asyncpg.Record:
+    """A new version of the rule for (province, entry type, test type); returns its `province_rules` row."""
     if violations := check_rule(r):
         raise InvalidArgument("invalid province rule", violations)
-    rule_id = await conn.fetchval(
-        """SELECT rule_id FROM province_rules WHERE province_code = $1 AND entry_type = $2
-             AND test_type IS NOT DISTINCT FROM $3 LIMIT 1""",
-        r.province_code,
-        r.entry_type,
-        r.test_type,
+    rule_id = await repo.rule_id_of(conn, r.province_code, r.entry_type, r.test_type)
+    row = await repo.insert_rule(
+        conn,
+        rule_id=rule_id or str(uuid.uuid4()),
+        province_code=r.province_code,
+        entry_type=r.entry_type,
+        test_type=r.test_type,
+        validity_seconds=int(r.validity.total_seconds()) if r.validity else None,
+        accepted_outcomes=list(r.accepted_outcomes),
+        require_complete_series=r.complete_series_required,
+        # 0 means "no bound" in the request, NULL in the table
+        min_days_since_last_dose=r.min_days_since_last_dose or None,
+        max_days_since_last_dose=r.max_days_since_last_dose or None,
+        min_days_since_positive=r.min_days_since_first_positive or None,
+        max_days_since_positive=r.max_days_since_first_positive or None,
+        disabled=r.disabled,
+        effective_from=r.effective_from,
+        description=r.description,
+        created_by=uuid.UUID(actor.id) if actor else None,
     )
-    row = await conn.fetchrow(
-        """INSERT INTO province_rules (rule_id, province_code, entry_type, test_type, validity_seconds,
-                                       accepted_outcomes,
-                                       require_complete_series, min_days_since_last_dose, max_days_since_last_dose,
-                                       min_days_since_positive, max_days_since_positive, disabled, effective_from,
-                                       description, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, now()), $14, $15) RETURNING *""",
-        rule_id or str(uuid.uuid4()),
-        r.province_code,
-        r.entry_type,
-        r.test_type,
-        int(r.validity.total_seconds()) if r.validity else None,
-        list(r.accepted_outcomes),
-        r.complete_series_required,
-        r.min_days_since_last_dose or None,
-        r.max_days_since_last_dose or None,
-        r.min_days_since_first_positive or None,
-        r.max_days_since_first_positive or None,
-        r.disabled,
-        r.effective_from,
-        r.description,
-        uuid.UUID(actor.id) if actor else None,
-    )
-    await conn.execute("NOTIFY province_rules")
+    await repo.notify_province_rules(conn)
     await audit.record(
         conn,
         actor,
@@ -226,15 +248,8 @@ async def set_rule(conn, actor: Principal | None, r: RuleInput, request_id: str 
     return row
 
 
-async def list_rules(conn, province: str | None, history: bool, limit: int, after_version: int | None):
-    return await conn.fetch(
-        """SELECT * FROM province_rules p
-           WHERE ($1::text IS NULL OR province_code = $1)
-             AND ($2 OR version = (SELECT max(version) FROM province_rules q WHERE q.rule_id = p.rule_id))
-             AND ($3::bigint IS NULL OR version < $3)
-           ORDER BY version DESC LIMIT $4""",
-        province,
-        history,
-        after_version,
-        limit,
-    )
+async def list_rules(
+    conn: asyncpg.Connection, province: str | None, history: bool, limit: int, after_version: int | None
+) -> list[asyncpg.Record]:
+    """Newest version first (`province_rules` rows); `after_version` is the previous page's last version."""
+    return await repo.list_rules(conn, province, history, limit, after_version)

@@ -4,7 +4,8 @@ A key's private half is sealed with the personal-data keyring (`private_key_enc`
 mounted Kubernetes Secret that `private_key_ref` names (a file path read by publish_svc). It is never
 returned by any API. Every key enters the trust list when created (PENDING: devices learn it before
 it signs) and leaves it when retired. Exactly one key is ACTIVE; activating another DEACTIVATES the
-previous one, which keeps verifying until its last certificate expires.
+previous one, which keeps verifying until its last certificate expires. The SQL is in
+`repository.signing_keys`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 from cryptography import x509
@@ -22,6 +24,8 @@ from services.common.auth import Principal
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.pii import PiiCipher
 from services.hcert import keys as hkeys
+from services.registry.page_keys import CreatedPageKey
+from services.registry.repository import signing_keys as repo
 from services.registry.trust_list import trust_list_change
 
 ALGORITHMS = ("ES256", "PS256")
@@ -47,15 +51,17 @@ class SigningKeyRow:
     last_certificate_expires_at: datetime | None
 
 
-_SELECT = """
-SELECT k.id::text, k.kid, k.algorithm, k.certificate_der, k.state, k.not_before, k.not_after, k.created_at,
-       k.activated_at, k.deactivated_at, k.retired_at,
-       (SELECT count(*) FROM certificates c WHERE c.signing_key_id = k.id) AS certificates_signed,
-       (SELECT max(expires_at) FROM certificates c WHERE c.signing_key_id = k.id) AS last_certificate_expires_at
-FROM signing_keys k"""
+class Activation(NamedTuple):
+    activated: SigningKeyRow
+    deactivated: SigningKeyRow | None  # the key that was ACTIVE before, if another was
 
 
-def _row(record) -> SigningKeyRow:
+class ActiveSigningKey(NamedTuple):
+    material: hkeys.SigningKeyMaterial
+    key_id: uuid.UUID  # the signing_keys row (certificates record which key signed them)
+
+
+def _row(record: asyncpg.Record) -> SigningKeyRow:
     values = dict(record)
     values["kid"], values["certificate_der"] = bytes(values["kid"]), bytes(values["certificate_der"])
     return SigningKeyRow(**values)
@@ -78,18 +84,27 @@ def check_validity(validity: timedelta | None) -> timedelta:
     return validity
 
 
-async def get(conn, key_id: str) -> SigningKeyRow:
-    record = await conn.fetchrow(_SELECT + " WHERE k.id = $1", _uuid(key_id))
+async def get(conn: asyncpg.Connection, key_id: str) -> SigningKeyRow:
+    record = await repo.key(conn, _uuid(key_id))
     if record is None:
         raise NotFound("no signing key with that id", reason="SIGNING_KEY_NOT_FOUND")
     return _row(record)
 
 
+def _sealed_private_key(pii: PiiCipher | None, key: hkeys.PrivateKey, private_key_ref: str | None) -> bytes | None:
+    """The private half sealed for the database, or None when it stays in the Secret `private_key_ref` names."""
+    if private_key_ref:
+        return None
+    if pii is None:
+        raise ValueError("a private key kept in the database is sealed with the personal-data keyring")
+    return pii.seal(_PURPOSE, hkeys.private_key_pem(key).decode("ascii"))
+
+
 async def _store(
-    conn,
+    conn: asyncpg.Connection,
     actor: Principal | None,
-    pii: PiiCipher,
-    key,
+    pii: PiiCipher | None,
+    key: hkeys.PrivateKey,
     algorithm: str,
     certificate: x509.Certificate,
     private_key_ref: str | None,
@@ -98,21 +113,19 @@ async def _store(
 ) -> SigningKeyRow:
     der = certificate.public_bytes(Encoding.DER)
     key_id = uuid.uuid4()
-    sealed = None if private_key_ref else pii.seal(_PURPOSE, hkeys.private_key_pem(key).decode("ascii"))
+    sealed = _sealed_private_key(pii, key, private_key_ref)
     try:
-        async with conn.transaction():
-            await conn.execute(
-                """INSERT INTO signing_keys (id, kid, algorithm, certificate_der, private_key_enc, private_key_ref,
-                                             not_before, not_after)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                key_id,
-                hkeys.kid_of(der),
-                algorithm,
-                der,
-                sealed,
-                private_key_ref,
-                certificate.not_valid_before_utc,
-                certificate.not_valid_after_utc,
+        async with conn.transaction():  # a savepoint: the caller's transaction survives the conflict
+            await repo.insert_key(
+                conn,
+                key_id=key_id,
+                kid=hkeys.kid_of(der),
+                algorithm=algorithm,
+                certificate_der=der,
+                private_key_enc=sealed,
+                private_key_ref=private_key_ref,
+                not_before=certificate.not_valid_before_utc,
+                not_after=certificate.not_valid_after_utc,
             )
     except asyncpg.UniqueViolationError:
         raise AlreadyExists("this certificate is already registered", reason="CERTIFICATE_EXISTS") from None
@@ -122,7 +135,7 @@ async def _store(
 
 
 async def generate(
-    conn,
+    conn: asyncpg.Connection,
     actor: Principal | None,
     pii: PiiCipher,
     algorithm: str,
@@ -136,7 +149,8 @@ async def generate(
     return await _store(conn, actor, pii, key, algorithm, certificate, None, request_id, "GENERATE_SIGNING_KEY")
 
 
-def parse_private_key(pem: bytes):
+def parse_private_key(pem: bytes) -> tuple[hkeys.PrivateKey, str]:
+    """(key, algorithm) of a PEM private key."""
     try:
         return hkeys.load_private_key_pem(pem)
     except ValueError as exc:
@@ -147,47 +161,52 @@ def parse_private_key(pem: bytes):
         ) from None
 
 
+def _given_certificate(key: hkeys.PrivateKey, certificate_pem: bytes, validity: timedelta | None) -> x509.Certificate:
+    """The certificate imported with a key: it must be the key's and valid now."""
+    if validity is not None:
+        raise InvalidArgument(
+            "validity applies only without a certificate",
+            [FieldViolation("validity", "leave unset when certificate_pem is given", "FIELD_NOT_ALLOWED")],
+        )
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+    except ValueError:
+        raise InvalidArgument(
+            "certificate_pem is not a PEM certificate",
+            [FieldViolation("certificate_pem", "one PEM X.509 certificate", "CERTIFICATE_INVALID")],
+            reason="CERTIFICATE_INVALID",
+        ) from None
+    if not hkeys.certificate_matches_key(certificate, key):
+        raise InvalidArgument(
+            "the certificate is not the key's",
+            reason="KEY_CERTIFICATE_MISMATCH",
+            violations=[FieldViolation("certificate_pem", "must match the private key", "KEY_CERTIFICATE_MISMATCH")],
+        )
+    now = datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise InvalidArgument(
+            "the certificate is not valid now",
+            reason="CERTIFICATE_EXPIRED",
+            violations=[FieldViolation("certificate_pem", "must be valid now", "CERTIFICATE_EXPIRED")],
+        )
+    return certificate
+
+
 async def import_key(
-    conn,
+    conn: asyncpg.Connection,
     actor: Principal | None,
-    pii: PiiCipher,
+    pii: PiiCipher | None,
     private_key_pem: bytes,
     certificate_pem: bytes | None = None,
     validity: timedelta | None = None,
     private_key_ref: str | None = None,
     request_id: str = "",
 ) -> SigningKeyRow:
-    """Import a key; with `private_key_ref` only that path is stored and the key stays in the Secret."""
+    """Import a key; with `private_key_ref` only that path is stored and the key stays in the Secret
+    (then `pii` may be None)."""
     key, algorithm = parse_private_key(private_key_pem)
     if certificate_pem:
-        if validity is not None:
-            raise InvalidArgument(
-                "validity applies only without a certificate",
-                [FieldViolation("validity", "leave unset when certificate_pem is given", "FIELD_NOT_ALLOWED")],
-            )
-        try:
-            certificate = x509.load_pem_x509_certificate(certificate_pem)
-        except ValueError:
-            raise InvalidArgument(
-                "certificate_pem is not a PEM certificate",
-                [FieldViolation("certificate_pem", "one PEM X.509 certificate", "CERTIFICATE_INVALID")],
-                reason="CERTIFICATE_INVALID",
-            ) from None
-        if not hkeys.certificate_matches_key(certificate, key):
-            raise InvalidArgument(
-                "the certificate is not the key's",
-                reason="KEY_CERTIFICATE_MISMATCH",
-                violations=[
-                    FieldViolation("certificate_pem", "must match the private key", "KEY_CERTIFICATE_MISMATCH")
-                ],
-            )
-        now = datetime.now(UTC)
-        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            raise InvalidArgument(
-                "the certificate is not valid now",
-                reason="CERTIFICATE_EXPIRED",
-                violations=[FieldViolation("certificate_pem", "must be valid now", "CERTIFICATE_EXPIRED")],
-            )
+        certificate = _given_certificate(key, certificate_pem, validity)
     else:
         certificate = hkeys.make_certificate(key, algorithm, check_validity(validity))
     return await _store(
@@ -195,23 +214,18 @@ async def import_key(
     )
 
 
-async def activate(
-    conn, actor: Principal | None, key_id: str, request_id: str = ""
-) -> tuple[SigningKeyRow, SigningKeyRow | None]:
+async def activate(conn: asyncpg.Connection, actor: Principal | None, key_id: str, request_id: str = "") -> Activation:
     target = await get(conn, key_id)
     now = datetime.now(UTC)
     if target.state == "ACTIVE":
-        return target, None
+        return Activation(target, None)
     if target.state == "RETIRED" or not target.not_before <= now <= target.not_after:
         raise FailedPrecondition(
             "the key is retired or its certificate is not valid now", reason="SIGNING_KEY_STATE_INVALID"
         )
-    previous = await conn.fetchval(
-        "UPDATE signing_keys SET state = 'DEACTIVATED', deactivated_at = now()"
-        " WHERE state = 'ACTIVE' RETURNING id::text"
-    )
-    await conn.execute("UPDATE signing_keys SET state = 'ACTIVE', activated_at = now() WHERE id = $1", _uuid(key_id))
-    await conn.execute("NOTIFY signing_keys")
+    previous = await repo.deactivate_active(conn)
+    await repo.mark_active(conn, _uuid(key_id))
+    await repo.notify_signing_keys(conn)
     await audit.record(
         conn,
         actor,
@@ -221,11 +235,11 @@ async def activate(
         request_id,
         {"deactivated": previous} if previous else {},
     )
-    return await get(conn, key_id), (await get(conn, previous) if previous else None)
+    return Activation(await get(conn, key_id), (await get(conn, previous) if previous else None))
 
 
 async def retire(
-    conn, actor: Principal | None, key_id: str, force: bool = False, request_id: str = ""
+    conn: asyncpg.Connection, actor: Principal | None, key_id: str, force: bool = False, request_id: str = ""
 ) -> SigningKeyRow:
     target = await get(conn, key_id)
     if target.state == "RETIRED":
@@ -236,36 +250,22 @@ async def retire(
         raise FailedPrecondition(
             "certificates it signed have not expired yet (use force after a compromise)", reason="SIGNING_KEY_IN_USE"
         )
-    await conn.execute(
-        "UPDATE signing_keys SET state = 'RETIRED', retired_at = now(), private_key_enc = NULL, private_key_ref = NULL "
-        "WHERE id = $1",
-        _uuid(key_id),
-    )
+    await repo.mark_retired(conn, _uuid(key_id))
     await trust_list_change(conn, target.certificate_der, "VN", "REMOVED")
     await audit.record(conn, actor, "RETIRE_SIGNING_KEY", "signing_key", key_id, request_id, {"force": force})
     return await get(conn, key_id)
 
 
-async def list_keys(conn, state: str | None, limit: int, after: tuple[datetime, str] | None) -> list[SigningKeyRow]:
-    rows = await conn.fetch(
-        _SELECT
-        + """ WHERE ($1::text IS NULL OR k.state = $1)
-                      AND ($2::timestamptz IS NULL OR (k.created_at, k.id) < ($2, $3::uuid))
-                      ORDER BY k.created_at DESC, k.id DESC LIMIT $4""",
-        state,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
-    )
-    return [_row(r) for r in rows]
+async def list_keys(
+    conn: asyncpg.Connection, state: str | None, limit: int, after: CreatedPageKey | None
+) -> list[SigningKeyRow]:
+    """Newest first, then id; `after` is the previous page's last row."""
+    return [_row(r) for r in await repo.list_keys(conn, state, limit, after)]
 
 
-async def load_active(conn, pii: PiiCipher) -> tuple[hkeys.SigningKeyMaterial, uuid.UUID] | None:
+async def load_active(conn: asyncpg.Connection, pii: PiiCipher) -> ActiveSigningKey | None:
     """The ACTIVE key with its private half and its row id, or None when no key is active."""
-    row = await conn.fetchrow(
-        "SELECT id, algorithm, certificate_der, private_key_enc, private_key_ref"
-        " FROM signing_keys WHERE state = 'ACTIVE'"
-    )
+    row = await repo.active_key_material(conn)
     if row is None:
         return None
     if row["private_key_enc"] is not None:
@@ -274,6 +274,7 @@ async def load_active(conn, pii: PiiCipher) -> tuple[hkeys.SigningKeyMaterial, u
         with open(row["private_key_ref"], "rb") as f:  # a mounted Kubernetes Secret
             pem = f.read()
     key, _ = hkeys.load_private_key_pem(pem)
-    return hkeys.SigningKeyMaterial(
+    material = hkeys.SigningKeyMaterial(
         key=key, certificate=x509.load_der_x509_certificate(bytes(row["certificate_der"])), algorithm=row["algorithm"]
-    ), row["id"]
+    )
+    return ActiveSigningKey(material, row["id"])

@@ -2,32 +2,33 @@
 
 Our own signing keys (from creation until retired) and imported foreign certificates both enter it.
 Every entry and exit is appended to `trust_list_changes` (devices fetch changes by version) and
-NOTIFYs verify_svc, which reloads its in-memory list at once.
+NOTIFYs verify_svc, which reloads its in-memory list at once. The SQL is in `repository.trust_list`.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+import asyncpg
 from cryptography import x509
 
 from services.common.protoconv import enum_value, timestamp
 from services.gen.covidtest.type.v1 import certificate_pb2
 from services.hcert import keys as hkeys
+from services.registry.repository import trust_list as repo
 
 
-async def trust_list_change(conn, certificate_der: bytes, country: str, change: str) -> None:
+async def trust_list_change(conn: asyncpg.Connection, certificate_der: bytes, country: str, change: str) -> None:
     """Record that a certificate entered or left the trust list (devices fetch changes by version)."""
-    await conn.execute(
-        """INSERT INTO trust_list_changes (sha256_fingerprint, kid, certificate_der, country, change)
-           VALUES ($1, $2, $3, $4, $5)""",
-        hashlib.sha256(certificate_der).digest(),
-        hkeys.kid_of(certificate_der),
-        certificate_der,
-        country,
-        change,
+    await repo.insert_change(
+        conn,
+        sha256_fingerprint=hashlib.sha256(certificate_der).digest(),
+        kid=hkeys.kid_of(certificate_der),
+        certificate_der=certificate_der,
+        country=country,
+        change=change,
     )
-    await conn.execute("NOTIFY trust_list")
+    await repo.notify_trust_list(conn)
 
 
 def signing_certificate(der: bytes, country: str) -> certificate_pb2.SigningCertificate:
