@@ -3,111 +3,40 @@
 Plain parameterised statements over an asyncpg connection that the caller holds inside a
 transaction. Batch writes use `unnest` so a batch of hundreds of items costs a handful of round trips.
 Rows are locked (`FOR UPDATE`, in id order to avoid deadlocks) before any state change.
+
+Callers hand in named rows (`NewSample`, `NewResult`, `OutboxEvent`, ...) and typed criteria
+(`SampleCriteria`, `ResultCriteria`); this module alone turns them into SQL and bound parameters.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from enum import Enum
+from typing import Any, NamedTuple
 
 import asyncpg
 
-# --- reads --------------------------------------------------------------------------------------------
+# --- rows written -------------------------------------------------------------------------------------
 
 
-async def lab_ids(conn, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    rows = await conn.fetch("SELECT id FROM organisations WHERE id = ANY($1::uuid[]) AND kind = 'LAB'", ids)
-    return {r["id"] for r in rows}
+@dataclass(frozen=True, slots=True)
+class NewPool:
+    """A pool tube registered with its first member sample."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    barcode: str
+    lab_org_id: uuid.UUID
+    test_type: str
 
 
-async def samples_of_org_by_barcode(conn, org_id: uuid.UUID, barcodes: list[str], *, lock: bool = False):
-    """The organisation's samples with these barcodes, with their person's key hash."""
-    return await conn.fetch(
-        f"""SELECT s.id, s.barcode, s.state, s.registration_hash, s.person_id, p.person_key_hash
-            FROM samples s JOIN persons p ON p.id = s.person_id
-            WHERE s.org_id = $1 AND s.barcode = ANY($2::text[]) ORDER BY s.id {"FOR UPDATE OF s" if lock else ""}""",
-        org_id,
-        barcodes,
-    )
-
-
-async def pools_of_org_by_barcode(conn, org_id: uuid.UUID, barcodes: list[str]):
-    """The organisation's pools with these barcodes, locked, with their member counts."""
-    return await conn.fetch(
-        """SELECT p.id, p.barcode, p.lab_org_id, p.test_type, p.state,
-                  (SELECT count(*) FROM samples s WHERE s.pool_id = p.id) AS members
-           FROM pools p WHERE p.org_id = $1 AND p.barcode = ANY($2::text[]) ORDER BY p.id FOR UPDATE OF p""",
-        org_id,
-        barcodes,
-    )
-
-
-_SAMPLE_COLUMNS = """s.id, s.org_id, s.barcode, s.lab_org_id, s.pool_id, s.state, s.test_type, s.rat_device_id,
-                     s.collected_at, s.sampling_site"""
-
-
-async def lab_samples_by_barcode(conn, lab_id: uuid.UUID, barcodes: list[str]):
-    """Samples sent to the lab with these barcodes, locked for a result change."""
-    return await conn.fetch(
-        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.lab_org_id = $1 AND s.barcode = ANY($2::text[]) "
-        "ORDER BY s.id FOR UPDATE",
-        lab_id,
-        barcodes,
-    )
-
-
-async def barcodes_at_other_labs(conn, lab_id: uuid.UUID, barcodes: list[str], table: str) -> set[str]:
-    rows = await conn.fetch(
-        f"SELECT DISTINCT barcode FROM {table} WHERE barcode = ANY($1::text[]) AND lab_org_id <> $2", barcodes, lab_id
-    )
-    return {r["barcode"] for r in rows}
-
-
-async def lab_pools_by_barcode(conn, lab_id: uuid.UUID, barcodes: list[str]):
-    return await conn.fetch(
-        """SELECT id, org_id, barcode, lab_org_id, test_type, state, outcome, tested_at, method, ct_value, lab_reference
-           FROM pools WHERE lab_org_id = $1 AND barcode = ANY($2::text[]) ORDER BY id FOR UPDATE""",
-        lab_id,
-        barcodes,
-    )
-
-
-async def pool_members(conn, pool_ids: list[uuid.UUID]):
-    return await conn.fetch(
-        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pool_id = ANY($1::uuid[]) ORDER BY s.id FOR UPDATE",
-        pool_ids,
-    )
-
-
-async def current_results(conn, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
-    rows = await conn.fetch(
-        "SELECT * FROM results WHERE sample_id = ANY($1::uuid[]) AND state <> 'SUPERSEDED'", sample_ids
-    )
-    return {r["sample_id"]: r for r in rows}
-
-
-# --- writes -------------------------------------------------------------------------------------------
-
-
-async def lock_pool_barcodes(conn, org_id: uuid.UUID, barcodes: list[str]) -> None:
-    """Serialise concurrent registrations into the same pools (sorted: no deadlock)."""
-    for barcode in sorted(set(barcodes)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"pool|{org_id}|{barcode}")
-
-
-async def insert_pools(conn, rows: list[tuple]) -> None:
-    """rows: (id, org_id, barcode, lab_org_id, test_type)."""
-    if rows:
-        await conn.execute(
-            """INSERT INTO pools (id, org_id, barcode, lab_org_id, test_type)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[])""",
-            *zip(*rows),
-        )
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PersonRow:
+    """A person's row: keyed hashes to find them again, sealed personal data, plain area codes."""
+
     id: uuid.UUID
     person_key_hash: bytes
     identity_hash: bytes | None
@@ -123,57 +52,28 @@ class PersonRow:
     district_code: str
 
 
-async def upsert_persons(conn, persons: list[PersonRow]) -> dict[bytes, uuid.UUID]:
-    """Insert or refresh persons by person_key_hash; returns key hash → person id."""
-    if not persons:
-        return {}
-    columns = list(PersonRow.__dataclass_fields__)
-    values = [[getattr(p, c) for p in persons] for c in columns]
-    types = [
-        "uuid",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "bytea",
-        "text",
-        "text",
-    ]
-    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
-    rows = await conn.fetch(
-        f"""INSERT INTO persons ({", ".join(columns)}) SELECT * FROM unnest({unnest})
-            ON CONFLICT (person_key_hash) DO UPDATE SET {updates}, updated_at = now()
-            RETURNING id, person_key_hash""",
-        *values,
-    )
-    return {bytes(r["person_key_hash"]): r["id"] for r in rows}
+@dataclass(frozen=True, slots=True)
+class NewSample:
+    """A sample to register (fields in the column order of `samples`)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    barcode: str
+    person_id: uuid.UUID
+    pool_id: uuid.UUID | None
+    lab_org_id: uuid.UUID
+    test_type: str
+    rat_device_id: str | None
+    collected_at: datetime
+    sampling_site: str
+    retest_of: uuid.UUID | None
+    registration_hash: bytes
 
 
-async def insert_samples(conn, rows: list[tuple]) -> set[uuid.UUID]:
-    """rows: (id, org_id, barcode, person_id, pool_id, lab_org_id, test_type, rat_device_id, collected_at,
-    sampling_site, retest_of, registration_hash). Returns the ids inserted (a barcode registered
-    concurrently by another call is skipped, not an error)."""
-    if not rows:
-        return set()
-    inserted = await conn.fetch(
-        """INSERT INTO samples (id, org_id, barcode, person_id, pool_id, lab_org_id, test_type, rat_device_id,
-                                collected_at, sampling_site, retest_of, registration_hash)
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[],
-                                $8::text[], $9::timestamptz[], $10::text[], $11::uuid[], $12::bytea[])
-           ON CONFLICT (org_id, barcode) DO NOTHING RETURNING id""",
-        *zip(*rows),
-    )
-    return {r["id"] for r in inserted}
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class NewResult:
+    """A result version to insert (fields in the column order of `results`)."""
+
     id: uuid.UUID
     sample_id: uuid.UUID
     version: int
@@ -188,20 +88,249 @@ class NewResult:
     amendment_reason: str = ""
 
 
-async def insert_results(conn, results: list[NewResult]) -> None:
-    """Insert result versions in one statement."""
-    if not results:
-        return
-    columns = list(NewResult.__dataclass_fields__)
-    types = ["uuid", "uuid", "int4", "text", "text", "uuid", "uuid", "timestamptz", "text", "float4", "text", "text"]
-    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    await conn.execute(
-        f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
-        *[[getattr(r, c) for r in results] for c in columns],
+class SampleStateChange(NamedTuple):
+    sample_id: uuid.UUID
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolResult:
+    """The result recorded for a whole pool, and the pool's state after it."""
+
+    pool_id: uuid.UUID
+    state: str
+    outcome: str
+    tested_at: datetime
+    method: str
+    ct_value: float | None
+    lab_reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A result change for the publish relay; the payload holds ids and codes only, never personal data."""
+
+    kind: str
+    result_id: uuid.UUID
+    sample_id: uuid.UUID
+    payload: dict[str, Any]
+
+
+def _columns(row_type: type) -> list[str]:
+    return [f.name for f in fields(row_type)]
+
+
+def _column_values(rows: Sequence[object], columns: list[str]) -> list[list[Any]]:
+    """One list per column, for `unnest($1::type[], ...)`."""
+    return [[getattr(row, column) for row in rows] for column in columns]
+
+
+# --- criteria of the queries --------------------------------------------------------------------------
+
+
+class Viewer(Enum):
+    """Which side of a sample the caller is on: the sampling unit that took it or the lab it was sent to."""
+
+    SAMPLING_ORG = "sampling_org"
+    LAB = "lab"
+
+
+@dataclass(frozen=True, slots=True)
+class SampleCriteria:
+    """One sample the viewer may see: by id, or by barcode (of one sampling unit when given)."""
+
+    viewer: Viewer
+    viewer_org_id: uuid.UUID
+    sample_id: uuid.UUID | None = None
+    barcode: str | None = None
+    sampling_org_id: uuid.UUID | None = None
+
+
+class ResultKey(NamedTuple):
+    """Where a ListResults page ends: results are listed in (recorded_at, id) order."""
+
+    recorded_at: datetime
+    id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ResultCriteria:
+    """A page of result versions the viewer may see, filtered by recording time, outcome and state."""
+
+    viewer: Viewer
+    viewer_org_id: uuid.UUID
+    recorded_from: datetime | None
+    recorded_before: datetime | None
+    outcomes: list[str]  # empty: any outcome
+    states: list[str]
+    after: ResultKey | None
+    limit: int
+
+
+# --- reads --------------------------------------------------------------------------------------------
+
+
+async def lab_ids(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await conn.fetch("SELECT id FROM organisations WHERE id = ANY($1::uuid[]) AND kind = 'LAB'", ids)
+    return {r["id"] for r in rows}
+
+
+async def samples_of_org_by_barcode(
+    conn: asyncpg.Connection, org_id: uuid.UUID, barcodes: list[str], *, lock: bool = False
+) -> list[asyncpg.Record]:
+    """The organisation's samples with these barcodes, with their person's key hash."""
+    return await conn.fetch(
+        f"""SELECT s.id, s.barcode, s.state, s.registration_hash, s.person_id, p.person_key_hash
+            FROM samples s JOIN persons p ON p.id = s.person_id
+            WHERE s.org_id = $1 AND s.barcode = ANY($2::text[]) ORDER BY s.id {"FOR UPDATE OF s" if lock else ""}""",
+        org_id,
+        barcodes,
     )
 
 
-async def set_sample_states(conn, states: list[tuple[uuid.UUID, str]]) -> None:
+async def pools_of_org_by_barcode(
+    conn: asyncpg.Connection, org_id: uuid.UUID, barcodes: list[str]
+) -> list[asyncpg.Record]:
+    """The organisation's pools with these barcodes, locked, with their member counts."""
+    return await conn.fetch(
+        """SELECT p.id, p.barcode, p.lab_org_id, p.test_type, p.state,
+                  (SELECT count(*) FROM samples s WHERE s.pool_id = p.id) AS members
+           FROM pools p WHERE p.org_id = $1 AND p.barcode = ANY($2::text[]) ORDER BY p.id FOR UPDATE OF p""",
+        org_id,
+        barcodes,
+    )
+
+
+_SAMPLE_COLUMNS = """s.id, s.org_id, s.barcode, s.lab_org_id, s.pool_id, s.state, s.test_type, s.rat_device_id,
+                     s.collected_at, s.sampling_site"""
+
+
+async def lab_samples_by_barcode(
+    conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str]
+) -> list[asyncpg.Record]:
+    """Samples sent to the lab with these barcodes, locked for a result change."""
+    return await conn.fetch(
+        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.lab_org_id = $1 AND s.barcode = ANY($2::text[]) "
+        "ORDER BY s.id FOR UPDATE",
+        lab_id,
+        barcodes,
+    )
+
+
+async def sample_barcodes_at_other_labs(conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str]) -> set[str]:
+    """Which of these barcodes name samples sent to another lab (to tell 'not yours' from 'not found')."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT barcode FROM samples WHERE barcode = ANY($1::text[]) AND lab_org_id <> $2", barcodes, lab_id
+    )
+    return {r["barcode"] for r in rows}
+
+
+async def lab_pools_by_barcode(
+    conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, org_id, barcode, lab_org_id, test_type, state, outcome, tested_at, method, ct_value, lab_reference
+           FROM pools WHERE lab_org_id = $1 AND barcode = ANY($2::text[]) ORDER BY id FOR UPDATE""",
+        lab_id,
+        barcodes,
+    )
+
+
+async def pool_members(conn: asyncpg.Connection, pool_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pool_id = ANY($1::uuid[]) ORDER BY s.id FOR UPDATE",
+        pool_ids,
+    )
+
+
+async def current_results(conn: asyncpg.Connection, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM results WHERE sample_id = ANY($1::uuid[]) AND state <> 'SUPERSEDED'", sample_ids
+    )
+    return {r["sample_id"]: r for r in rows}
+
+
+# --- writes -------------------------------------------------------------------------------------------
+
+
+async def lock_pool_barcodes(conn: asyncpg.Connection, org_id: uuid.UUID, barcodes: list[str]) -> None:
+    """Serialise concurrent registrations into the same pools (sorted: no deadlock)."""
+    for barcode in sorted(set(barcodes)):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"pool|{org_id}|{barcode}")
+
+
+async def insert_pools(conn: asyncpg.Connection, pools: list[NewPool]) -> None:
+    if pools:
+        await conn.execute(
+            """INSERT INTO pools (id, org_id, barcode, lab_org_id, test_type)
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[])""",
+            *_column_values(pools, _columns(NewPool)),
+        )
+
+
+_PERSON_TYPES = ["uuid", *["bytea"] * 10, "text", "text"]  # PersonRow's fields: id, hashes and sealed data, codes
+
+
+async def upsert_persons(conn: asyncpg.Connection, persons: list[PersonRow]) -> dict[bytes, uuid.UUID]:
+    """Insert or refresh persons by person_key_hash; returns key hash → person id."""
+    if not persons:
+        return {}
+    columns = _columns(PersonRow)
+    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_PERSON_TYPES))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
+    rows = await conn.fetch(
+        f"""INSERT INTO persons ({", ".join(columns)}) SELECT * FROM unnest({unnest})
+            ON CONFLICT (person_key_hash) DO UPDATE SET {updates}, updated_at = now()
+            RETURNING id, person_key_hash""",
+        *_column_values(persons, columns),
+    )
+    return {bytes(r["person_key_hash"]): r["id"] for r in rows}
+
+
+async def insert_samples(conn: asyncpg.Connection, samples: list[NewSample]) -> set[uuid.UUID]:
+    """Returns the ids inserted (a barcode registered concurrently by another call is skipped, not an error)."""
+    if not samples:
+        return set()
+    inserted = await conn.fetch(
+        """INSERT INTO samples (id, org_id, barcode, person_id, pool_id, lab_org_id, test_type, rat_device_id,
+                                collected_at, sampling_site, retest_of, registration_hash)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[],
+                                $8::text[], $9::timestamptz[], $10::text[], $11::uuid[], $12::bytea[])
+           ON CONFLICT (org_id, barcode) DO NOTHING RETURNING id""",
+        *_column_values(samples, _columns(NewSample)),
+    )
+    return {r["id"] for r in inserted}
+
+
+_RESULT_TYPES = [
+    "uuid",
+    "uuid",
+    "int4",
+    "text",
+    "text",
+    "uuid",
+    "uuid",
+    "timestamptz",
+    "text",
+    "float4",
+    "text",
+    "text",
+]
+
+
+async def insert_results(conn: asyncpg.Connection, results: list[NewResult]) -> None:
+    """Insert result versions in one statement."""
+    if not results:
+        return
+    columns = _columns(NewResult)
+    unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_RESULT_TYPES))
+    await conn.execute(
+        f"INSERT INTO results ({', '.join(columns)}) SELECT * FROM unnest({unnest})",
+        *_column_values(results, columns),
+    )
+
+
+async def set_sample_states(conn: asyncpg.Connection, states: list[SampleStateChange]) -> None:
     if states:
         await conn.execute(
             """UPDATE samples s SET state = u.state, updated_at = now()
@@ -210,24 +339,23 @@ async def set_sample_states(conn, states: list[tuple[uuid.UUID, str]]) -> None:
         )
 
 
-async def set_pool_results(conn, rows: list[tuple]) -> None:
-    """rows: (pool_id, state, outcome, tested_at, method, ct_value, lab_reference)."""
-    if rows:
+async def set_pool_results(conn: asyncpg.Connection, pools: list[PoolResult]) -> None:
+    if pools:
         await conn.execute(
             """UPDATE pools p SET state = u.state, outcome = u.outcome, tested_at = u.tested_at, method = u.method,
                       ct_value = u.ct_value, lab_reference = u.lab_reference, resulted_at = now()
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::float4[], $7::text[])
                     AS u(id, state, outcome, tested_at, method, ct_value, lab_reference)
                WHERE p.id = u.id""",
-            *zip(*rows),
+            *_column_values(pools, _columns(PoolResult)),
         )
 
 
-async def supersede(conn, result_id: uuid.UUID) -> None:
+async def supersede(conn: asyncpg.Connection, result_id: uuid.UUID) -> None:
     await conn.execute("UPDATE results SET state = 'SUPERSEDED', superseded_at = now() WHERE id = $1", result_id)
 
 
-async def withdraw(conn, result_id: uuid.UUID, reason: str, text: str) -> asyncpg.Record:
+async def withdraw(conn: asyncpg.Connection, result_id: uuid.UUID, reason: str, text: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """UPDATE results SET state = 'WITHDRAWN', withdrawal_reason = $2, withdrawal_reason_text = $3,
                   withdrawn_at = now() WHERE id = $1 RETURNING *""",
@@ -237,17 +365,12 @@ async def withdraw(conn, result_id: uuid.UUID, reason: str, text: str) -> asyncp
     )
 
 
-async def append_outbox(conn, events: list[tuple[str, uuid.UUID, uuid.UUID, dict]]) -> None:
-    """events: (kind, result_id, sample_id, payload with ids and codes only)."""
+async def append_outbox(conn: asyncpg.Connection, events: list[OutboxEvent]) -> None:
     if events:
-        kinds, result_ids, sample_ids, payloads = zip(*events)
         await conn.execute(
             """INSERT INTO outbox (kind, result_id, sample_id, payload)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::jsonb[])""",
-            kinds,
-            result_ids,
-            sample_ids,
-            payloads,
+            *_column_values(events, _columns(OutboxEvent)),
         )
         # Delivered at COMMIT: wakes the publish relay at once instead of at its next poll.
         await conn.execute("NOTIFY outbox")
@@ -261,8 +384,25 @@ SELECT r.*, s.barcode AS sample_barcode, s.org_id AS sampling_org_id, s.test_typ
 FROM results r JOIN samples s ON s.id = r.sample_id LEFT JOIN pools p ON p.id = s.pool_id
 """
 
+# The column that scopes each query to what the viewer may see.
+_SAMPLE_SCOPE = {Viewer.SAMPLING_ORG: "s.org_id", Viewer.LAB: "s.lab_org_id"}
+_RESULT_SCOPE = {Viewer.SAMPLING_ORG: "s.org_id", Viewer.LAB: "r.lab_org_id"}
 
-async def sample_with_person(conn, where: str, *args):
+
+def _sample_where(criteria: SampleCriteria) -> tuple[str, list[object]]:
+    scope = f"{_SAMPLE_SCOPE[criteria.viewer]} = $1"
+    if criteria.sample_id is not None:
+        return f"{scope} AND s.id = $2", [criteria.viewer_org_id, criteria.sample_id]
+    return (
+        f"{scope} AND s.barcode = $2 AND ($3::uuid IS NULL OR s.org_id = $3)",
+        [criteria.viewer_org_id, criteria.barcode, criteria.sampling_org_id],
+    )
+
+
+async def sample_with_person(conn: asyncpg.Connection, criteria: SampleCriteria) -> list[asyncpg.Record]:
+    """The samples matching `criteria` (several only for a barcode used by several sampling units), with
+    the sealed person columns, the pool and retest-of barcodes and the ids of the retests."""
+    where, args = _sample_where(criteria)
     return await conn.fetch(
         f"""SELECT s.*, COALESCE(pl.barcode, '') AS pool_barcode, COALESCE(o.barcode, '') AS retest_of_barcode,
                    pe.identity_enc, pe.full_name_enc, pe.family_name_enc, pe.given_name_enc, pe.date_of_birth_enc,
@@ -276,37 +416,27 @@ async def sample_with_person(conn, where: str, *args):
     )
 
 
-async def results_of_sample(conn, sample_id: uuid.UUID):
+async def results_of_sample(conn: asyncpg.Connection, sample_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(_RESULT_VIEW + " WHERE r.sample_id = $1 ORDER BY r.version DESC", sample_id)
 
 
-async def list_results(
-    conn,
-    scope_column: str,
-    org_id: uuid.UUID,
-    start,
-    end,
-    outcomes: list[str],
-    states: list[str],
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-):
-    """Result versions in (recorded_at, id) order within the caller's scope (keyset paging)."""
-    assert scope_column in ("s.org_id", "r.lab_org_id")
+async def list_results(conn: asyncpg.Connection, criteria: ResultCriteria) -> list[asyncpg.Record]:
+    """Result versions in (recorded_at, id) order within the viewer's scope (keyset paging)."""
+    after = criteria.after
     return await conn.fetch(
         _RESULT_VIEW
         + f"""
-        WHERE {scope_column} = $1
+        WHERE {_RESULT_SCOPE[criteria.viewer]} = $1
           AND ($2::timestamptz IS NULL OR r.recorded_at >= $2) AND ($3::timestamptz IS NULL OR r.recorded_at < $3)
           AND (cardinality($4::text[]) = 0 OR r.outcome = ANY($4)) AND r.state = ANY($5::text[])
           AND ($6::timestamptz IS NULL OR (r.recorded_at, r.id) > ($6, $7::uuid))
         ORDER BY r.recorded_at, r.id LIMIT $8""",
-        org_id,
-        start,
-        end,
-        outcomes,
-        states,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit,
+        criteria.viewer_org_id,
+        criteria.recorded_from,
+        criteria.recorded_before,
+        criteria.outcomes,
+        criteria.states,
+        after.recorded_at if after else None,
+        after.id if after else None,
+        criteria.limit,
     )

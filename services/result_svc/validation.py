@@ -3,19 +3,26 @@
 Each `check_*` turns one request item into a normalised value object plus the list of its field
 violations (full paths such as `samples[3].person.phone`, with a covidtest.type.v1.ErrorReason name),
 so a batch can report every bad field of every item at once. Rules are the ones documented in
-protos/covidtest/{type,result}/v1/*.proto.
+protos/covidtest/{type,result}/v1/*.proto. The helpers at the end build the violations and errors
+that intake reports after its database checks, in the same form, and turn an item's violations into
+the google.rpc messages of a batch reply.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sized
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.fields import check_date_of_birth, normalise_phone
 from services.common.protoconv import enum_name, to_datetime
+from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
 from services.hcert.payload import transliterate
 from services.hcert.valuesets import RAT_DEVICES
@@ -36,6 +43,8 @@ LAB_REFERENCE = re.compile(r"^[\x20-\x7e]{0,64}$")
 
 @dataclass(frozen=True)
 class PersonData:
+    """A registration's person, normalised (names trimmed, phone in E.164)."""
+
     identity: str | None  # "TYPE|COUNTRY|NUMBER"
     full_name: str
     family_name: str
@@ -48,6 +57,8 @@ class PersonData:
 
 @dataclass(frozen=True)
 class Registration:
+    """One valid RegisterSamples item."""
+
     barcode: str
     person: PersonData
     test_type: str
@@ -61,6 +72,8 @@ class Registration:
 
 @dataclass(frozen=True)
 class Submission:
+    """One valid RecordResults item (or an AmendResult's new result): for a sample or for a pool."""
+
     sample_barcode: str | None
     pool_barcode: str | None
     sampling_org_id: uuid.UUID | None
@@ -72,9 +85,15 @@ class Submission:
 
     @property
     def target(self) -> tuple[str, str]:
-        return ("pool", self.pool_barcode) if self.pool_barcode else ("sample", self.sample_barcode)
+        """("pool" or "sample", barcode): what the result is for (check_submission requires one of them)."""
+        if self.pool_barcode:
+            return "pool", self.pool_barcode
+        assert self.sample_barcode is not None
+        return "sample", self.sample_barcode
 
-    def same_result(self, outcome, tested_at, method, ct_value, lab_reference) -> bool:
+    def same_result(
+        self, outcome: str, tested_at: datetime, method: str | None, ct_value: float | None, lab_reference: str | None
+    ) -> bool:
         return (self.outcome, self.tested_at, self.method, _ct(self.ct_value), self.lab_reference) == (
             outcome,
             tested_at,
@@ -89,7 +108,7 @@ def _ct(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-def _v(violations: list, field: str, reason: str, description: str) -> None:
+def _v(violations: list[FieldViolation], field: str, reason: str, description: str) -> None:
     violations.append(FieldViolation(field, description, reason))
 
 
@@ -101,7 +120,7 @@ def _has_control(value: str) -> bool:
     return any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value)
 
 
-def parse_uuid(value: str, field: str, violations: list, required: bool = True) -> uuid.UUID | None:
+def parse_uuid(value: str, field: str, violations: list[FieldViolation], required: bool = True) -> uuid.UUID | None:
     if not value:
         if required:
             _v(violations, field, "FIELD_REQUIRED", "required: a UUID")
@@ -113,7 +132,7 @@ def parse_uuid(value: str, field: str, violations: list, required: bool = True) 
         return None
 
 
-def check_barcode(value: str, field: str, violations: list, required: bool = True) -> str | None:
+def check_barcode(value: str, field: str, violations: list[FieldViolation], required: bool = True) -> str | None:
     if not value:
         if required:
             _v(violations, field, "FIELD_REQUIRED", "required")
@@ -124,7 +143,9 @@ def check_barcode(value: str, field: str, violations: list, required: bool = Tru
     return value
 
 
-def check_time(ts, field: str, violations: list, now: datetime, *, oldest: timedelta | None = None) -> datetime | None:
+def check_time(
+    ts: Timestamp, field: str, violations: list[FieldViolation], now: datetime, *, oldest: timedelta | None = None
+) -> datetime | None:
     if not ts.ByteSize():
         _v(violations, field, "FIELD_REQUIRED", "required")
         return None
@@ -142,41 +163,34 @@ def check_time(ts, field: str, violations: list, now: datetime, *, oldest: timed
     return value
 
 
-def check_person(person: person_pb2.Person, path: str, violations: list, today: date) -> PersonData | None:
-    start = len(violations)
-    identity = None
-    has_identity = person.HasField("identity") and (person.identity.type or person.identity.number)
-    if has_identity:
-        doc = person.identity
-        doc_type = enum_name(person_pb2.IdentityDocumentType, doc.type)
-        country = doc.country
-        if not doc_type:
-            _v(violations, f"{path}.identity.type", "FIELD_REQUIRED", "CITIZEN_ID, OLD_ID or PASSPORT")
-        elif doc_type in ("CITIZEN_ID", "OLD_ID"):
-            pattern, digits = (CITIZEN_ID, 12) if doc_type == "CITIZEN_ID" else (OLD_ID, 9)
-            if not pattern.match(doc.number):
-                _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", f"exactly {digits} digits")
-            if country not in ("", "VN"):
-                _v(violations, f"{path}.identity.country", "FIELD_NOT_ALLOWED", "empty or VN for Vietnamese documents")
-            country = "VN"
-        else:
-            if not PASSPORT.match(doc.number):
-                _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", "1-20 of A-Z and 0-9, upper case")
-            if not COUNTRY.match(country):
-                _v(
-                    violations,
-                    f"{path}.identity.country",
-                    "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
-                    "ISO 3166-1 alpha-2 country, upper case",
-                )
-        identity = f"{doc_type}|{country}|{doc.number}"
-    phone = None
-    if person.phone:
-        phone = normalise_phone(person.phone)
-        if phone is None:
-            _v(violations, f"{path}.phone", "FIELD_FORMAT_INVALID", "'0' + 9 digits or '+84' + 9 digits")
-    elif not has_identity:
-        _v(violations, f"{path}.identity", "FIELD_REQUIRED", "an identity document or a phone number is required")
+def _check_identity(doc: person_pb2.PersonIdentity, path: str, violations: list[FieldViolation]) -> str:
+    """The document as "TYPE|COUNTRY|NUMBER" (Vietnamese documents are always VN's)."""
+    doc_type = enum_name(person_pb2.IdentityDocumentType, doc.type)
+    country = doc.country
+    if not doc_type:
+        _v(violations, f"{path}.identity.type", "FIELD_REQUIRED", "CITIZEN_ID, OLD_ID or PASSPORT")
+    elif doc_type in ("CITIZEN_ID", "OLD_ID"):
+        pattern, digits = (CITIZEN_ID, 12) if doc_type == "CITIZEN_ID" else (OLD_ID, 9)
+        if not pattern.match(doc.number):
+            _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", f"exactly {digits} digits")
+        if country not in ("", "VN"):
+            _v(violations, f"{path}.identity.country", "FIELD_NOT_ALLOWED", "empty or VN for Vietnamese documents")
+        country = "VN"
+    else:
+        if not PASSPORT.match(doc.number):
+            _v(violations, f"{path}.identity.number", "FIELD_FORMAT_INVALID", "1-20 of A-Z and 0-9, upper case")
+        if not COUNTRY.match(country):
+            _v(
+                violations,
+                f"{path}.identity.country",
+                "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
+                "ISO 3166-1 alpha-2 country, upper case",
+            )
+    return f"{doc_type}|{country}|{doc.number}"
+
+
+def _check_names(person: person_pb2.Person, path: str, violations: list[FieldViolation]) -> tuple[str, str, str]:
+    """(full name, family name, given name), trimmed; the parts come from the full name when not given."""
     full_name = _text(person.full_name)
     if not full_name or len(full_name) > 200 or _has_control(person.full_name):
         _v(
@@ -201,6 +215,23 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
             "FIELD_FORMAT_INVALID",
             "the name needs Latin letters: give family_name and given_name as in the passport's machine-readable zone",
         )
+    return full_name, family, given
+
+
+def check_person(
+    person: person_pb2.Person, path: str, violations: list[FieldViolation], today: date
+) -> PersonData | None:
+    start = len(violations)
+    has_identity = person.HasField("identity") and (person.identity.type or person.identity.number)
+    identity = _check_identity(person.identity, path, violations) if has_identity else None
+    phone = None
+    if person.phone:
+        phone = normalise_phone(person.phone)
+        if phone is None:
+            _v(violations, f"{path}.phone", "FIELD_FORMAT_INVALID", "'0' + 9 digits or '+84' + 9 digits")
+    elif not has_identity:
+        _v(violations, f"{path}.identity", "FIELD_REQUIRED", "an identity document or a phone number is required")
+    full_name, family, given = _check_names(person, path, violations)
     dob = check_date_of_birth(person.date_of_birth, f"{path}.date_of_birth", violations, today)
     if not PROVINCE.match(person.province_code):
         _v(
@@ -213,17 +244,12 @@ def check_person(person: person_pb2.Person, path: str, violations: list, today: 
         _v(violations, f"{path}.district_code", "FIELD_FORMAT_INVALID", "3-digit district code")
     if len(violations) > start:
         return None
+    assert dob is not None  # a date of birth that did not parse added its violation
     return PersonData(identity, full_name, family, given, dob, phone, person.province_code, person.district_code)
 
 
-def check_registration(item, path: str, now: datetime) -> tuple[Registration | None, list[FieldViolation]]:
-    violations: list[FieldViolation] = []
-    barcode = check_barcode(item.sample_barcode, f"{path}.sample_barcode", violations)
-    if not item.HasField("person"):
-        _v(violations, f"{path}.person", "FIELD_REQUIRED", "required")
-        person = None
-    else:
-        person = check_person(item.person, f"{path}.person", violations, now.date())
+def _check_test(item: pb.SampleRegistration, path: str, violations: list[FieldViolation]) -> tuple[str, str | None]:
+    """The test type's name and the rapid antigen device (required for, and only for, rapid antigen tests)."""
     test_type = enum_name(testing_pb2.TestType, item.test_type)
     rat_device = item.rat_device_id or None
     if not test_type:
@@ -235,6 +261,20 @@ def check_registration(item, path: str, now: datetime) -> tuple[Registration | N
             _v(violations, f"{path}.rat_device_id", "VALUE_NOT_IN_VALUE_SET", "not in the DCC test-manf value set")
     elif rat_device:
         _v(violations, f"{path}.rat_device_id", "FIELD_NOT_ALLOWED", "only for rapid antigen tests")
+    return test_type, rat_device
+
+
+def check_registration(
+    item: pb.SampleRegistration, path: str, now: datetime
+) -> tuple[Registration | None, list[FieldViolation]]:
+    violations: list[FieldViolation] = []
+    barcode = check_barcode(item.sample_barcode, f"{path}.sample_barcode", violations)
+    if not item.HasField("person"):
+        _v(violations, f"{path}.person", "FIELD_REQUIRED", "required")
+        person = None
+    else:
+        person = check_person(item.person, f"{path}.person", violations, now.date())
+    test_type, rat_device = _check_test(item, path, violations)
     collected_at = check_time(item.collected_at, f"{path}.collected_at", violations, now, oldest=MAX_SAMPLE_AGE)
     site = _text(item.sampling_site)
     if not site or len(site) > 200 or _has_control(item.sampling_site):
@@ -253,19 +293,22 @@ def check_registration(item, path: str, now: datetime) -> tuple[Registration | N
         _v(violations, f"{path}.pool_barcode", "POOL_NOT_ALLOWED", "rapid antigen tests and retests are tested alone")
     if violations:
         return None, violations
+    # Each of these is None only when it added its violation.
+    assert barcode is not None and person is not None and collected_at is not None and lab is not None
     return Registration(barcode, person, test_type, rat_device, collected_at, site, lab, pool, retest_of), []
 
 
 def check_result_fields(
     outcome_value: int,
-    tested_at_ts,
+    tested_at_ts: Timestamp,
     method: str,
     ct_value: float | None,
     lab_reference: str,
     path: str,
-    violations: list,
+    violations: list[FieldViolation],
     now: datetime,
-):
+) -> tuple[str, datetime | None]:
+    """The outcome's name ("" if missing) and tested_at (None if invalid); every problem is in `violations`."""
     outcome = enum_name(testing_pb2.Outcome, outcome_value)
     if not outcome:
         _v(violations, f"{path}.outcome", "FIELD_REQUIRED", "NEGATIVE, POSITIVE, INCONCLUSIVE or INVALID_SAMPLE")
@@ -279,7 +322,9 @@ def check_result_fields(
     return outcome, tested_at
 
 
-def check_submission(item, path: str, now: datetime) -> tuple[Submission | None, list[FieldViolation]]:
+def check_submission(
+    item: pb.ResultSubmission, path: str, now: datetime
+) -> tuple[Submission | None, list[FieldViolation]]:
     violations: list[FieldViolation] = []
     which = item.WhichOneof("target")
     sample = pool = None
@@ -296,4 +341,36 @@ def check_submission(item, path: str, now: datetime) -> tuple[Submission | None,
     )
     if violations:
         return None, violations
+    assert tested_at is not None  # a missing or invalid tested_at added its violation
     return Submission(sample, pool, org, outcome, tested_at, item.method, ct, item.lab_reference), []
+
+
+# --- violations and errors reported by intake -----------------------------------------------------------
+
+
+def violation(field: str, reason: str, description: str) -> FieldViolation:
+    return FieldViolation(field, description, reason)
+
+
+def check_batch(items: Sized, field: str) -> None:
+    """A batch holds 1 to MAX_BATCH items; otherwise the whole call is INVALID_ARGUMENT."""
+    if not items:
+        raise InvalidArgument(f"{field} is empty", [violation(field, "FIELD_REQUIRED", "1-1000 items")])
+    if len(items) > MAX_BATCH:
+        raise InvalidArgument(f"too many {field}", [violation(field, "TOO_MANY_ITEMS", f"at most {MAX_BATCH} items")])
+
+
+def ambiguous_barcode() -> InvalidArgument:
+    return InvalidArgument(
+        "several sampling units used this barcode; give sampling_org_id",
+        [violation("sampling_org_id", "SAMPLE_BARCODE_AMBIGUOUS", "required for this barcode")],
+        reason="SAMPLE_BARCODE_AMBIGUOUS",
+    )
+
+
+def rpc_violations(violations: list[FieldViolation]) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    """An item's violations as the google.rpc messages of its per-item answer in a batch reply."""
+    return [
+        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+        for v in violations
+    ]
