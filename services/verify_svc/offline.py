@@ -18,6 +18,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -26,25 +27,35 @@ from google.protobuf import json_format
 
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.hcert import decode as hdecode
-from services.registry.province_rules import rule_from_message
+from services.registry.province_rules import Rule, rule_from_message
 from services.verify_svc.status import UNCHECKED, Status
-from services.verify_svc.trust import Snapshot, trusted_key
+from services.verify_svc.trust import Snapshot, TrustedKey, trusted_key
 from services.verify_svc.verifier import Verifier
 
 
 class _Offline:
-    """No live status offline: every lookup is UNCHECKED (and only own keys would ask)."""
+    """No live status offline (a LiveStatus): every lookup is UNCHECKED (and only own keys would ask)."""
 
     async def status(self, certificate_id: str) -> Status:
         return Status(None, UNCHECKED)
 
 
 class _Trust:
+    """A TrustView of one fixed snapshot: the command line's certificates and rules."""
+
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
 
 
-def load_certificates(paths: list[str]) -> list:
+def _country(cert: x509.Certificate) -> str:
+    """The subject's C ("" without one); a country name is always text."""
+    countries = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    value = countries[0].value if countries else ""
+    return value if isinstance(value, str) else value.decode()
+
+
+def load_certificates(paths: list[str]) -> list[TrustedKey]:
+    """Every certificate in `paths` (files, or the files of folders) as a trusted key of another country."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -53,7 +64,7 @@ def load_certificates(paths: list[str]) -> list:
             files.append(path)
         else:
             raise SystemExit(f"error: no such file or folder: {path}")
-    keys = []
+    keys: list[TrustedKey] = []
     for file in files:
         raw = file.read_bytes()
         try:
@@ -64,12 +75,11 @@ def load_certificates(paths: list[str]) -> list:
             )
         except ValueError:
             raise SystemExit(f"error: not an X.509 certificate: {file}") from None
-        countries = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-        keys.append(trusted_key(cert.public_bytes(Encoding.DER), countries[0].value if countries else "", own=False))
+        keys.append(trusted_key(cert.public_bytes(Encoding.DER), _country(cert), own=False))
     return keys
 
 
-def load_rules(path: str | None) -> list:
+def load_rules(path: str | None) -> list[Rule]:
     if not path:
         return []
     try:
@@ -93,9 +103,10 @@ def read_qr(argument: str) -> str:
     return argument
 
 
-async def check(verifier: Verifier, keys: list, text: str, at: datetime, province: str) -> dict:
+async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datetime, province: str) -> dict[str, Any]:
+    """The verdict of one QR, and what the QR itself says: its payload, whether any key verifies it."""
     result = await verifier.verify(text, at, province)
-    out = {
+    out: dict[str, Any] = {
         "verdict": result.verdict,
         "reason": result.reason,
         "stage": result.stage or None,
@@ -112,7 +123,7 @@ async def check(verifier: Verifier, keys: list, text: str, at: datetime, provinc
         decoded = hdecode.decode(text)
     except hdecode.MalformedError:
         return out
-    out["kid"] = decoded.kid.hex()
+    out["kid"] = (decoded.kid or b"").hex()  # never None after decode
     out["entry_type"] = decoded.entry_type
     out["payload"] = decoded.dcc
     out["cwt_valid_at"] = hdecode.cwt_valid_at(decoded, int(at.timestamp()))

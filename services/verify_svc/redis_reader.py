@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -53,16 +55,25 @@ _PING = _encode("PING")
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, on_message=None, on_lost=None):
-        self.transport: asyncio.Transport | None = None
+    """One Redis connection: replies handed to the futures waiting for them, in the order sent."""
+
+    # Set by connection_made, which asyncio calls before create_connection hands the connection out.
+    transport: asyncio.Transport
+
+    def __init__(
+        self,
+        on_message: Callable[[list], None] | None = None,
+        on_lost: Callable[[_Connection], None] | None = None,
+    ):
         self.reader = hiredis.Reader()
-        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.closed = False
         self._on_message = on_message  # pub/sub messages (never the answer to a command)
         self._on_lost = on_lost
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP connection's transport is read-write (uvloop's is, without asyncio.Transport as a base class).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -82,7 +93,7 @@ class _Connection(asyncio.Protocol):
                 else:
                     future.set_result(reply)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         while self.waiting:
             future = self.waiting.popleft()
@@ -92,8 +103,7 @@ class _Connection(asyncio.Protocol):
             self._on_lost(self)
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
 
 
 class RedisReader:
@@ -250,7 +260,8 @@ class RedisReader:
                 self._lost(invalidations)
                 return
 
-    async def _send(self, conn: _Connection, command) -> object:
+    async def _send(self, conn: _Connection, command: tuple[str | bytes, ...]) -> Any:
+        """The reply to `command` (hiredis's parse: bytes, int, list, …); ConnectionError on any failure."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         conn.waiting.append(future)

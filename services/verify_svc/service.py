@@ -2,7 +2,8 @@
 
 The servicer checks the request (size, scan time, the device's rate limit), asks the Verifier, counts
 the verdict per checkpoint (Prometheus, and an hourly aggregate table — never a per-person log) and
-converts the answer. The trust list and rules come from in-memory snapshots (services.verify_svc.trust).
+converts the answer. The trust list and rules come from in-memory snapshots (services.verify_svc.trust);
+the SQL (verdict counts, trust-list changes for GetTrustList) is in services.verify_svc.repository.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import asyncio
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from services.common.auth import Role, current_principal
+import asyncpg
+import grpc
+
+from services.common.auth import Principal, Role, current_principal
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.metrics import LoopCounter
@@ -26,7 +31,10 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.registry.certificate_status import StatusCache
 from services.registry.province_rules import rule_message
 from services.registry.trust_list import signing_certificate
+from services.verify_svc import repository
+from services.verify_svc.config import VerifyConfig
 from services.verify_svc.redis_reader import RedisReader
+from services.verify_svc.repository import CountKey
 from services.verify_svc.status import StatusLookup
 from services.verify_svc.trust import TrustStore
 from services.verify_svc.verifier import Verdict, Verifier
@@ -58,6 +66,7 @@ _RESPONSE_TEMPLATE_LIMIT = 10_000
 
 
 def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
+    """The answer to a scan: a copy of the template of its content, stamped with `checked_at`."""
     rule = result.rule
     rule_id, rule_version = (rule.rule_id, rule.version) if rule else ("", 0)
     # Every field of the Verdict that reaches the answer is part of the key.
@@ -81,35 +90,45 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
     if template is None:
         if len(_RESPONSE_TEMPLATES) >= _RESPONSE_TEMPLATE_LIMIT:
             _RESPONSE_TEMPLATES.clear()
-        template = _RESPONSE_TEMPLATES[key] = pb.VerifyResponse(
-            verdict=enum_value(verdict_pb2.Verdict, result.verdict),
-            reason=result.reason,
-            status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
-            kid=result.kid,
-            certificate_id=result.certificate_id,
-            issuer_country=result.issuer_country,
-            malformed_stage=enum_value(verdict_pb2.MalformedStage, result.stage.upper()) if result.stage else 0,
-            entry_type=enum_value(certificate_pb2.EntryType, result.entry_type) if result.entry_type else 0,
-            test_type=enum_value(testing_pb2.TestType, result.test_type) if result.test_type else 0,
-            sample_collected_at=timestamp(result.sample_collected_at),
-            valid_until=timestamp(result.valid_until),
-            rule_id=rule_id,
-            rule_version=rule_version,
-            **result.holder,
-        )
+        template = _RESPONSE_TEMPLATES[key] = _template(result, rule_id, rule_version)
     response = pb.VerifyResponse()
     response.CopyFrom(template)
     set_timestamp(response.checked_at, checked_at)
     return response
 
 
+def _template(result: Verdict, rule_id: str, rule_version: int) -> pb.VerifyResponse:
+    """The answer for `result` without its checked_at: built once per distinct content."""
+    stage, entry_type, test_type = result.stage, result.entry_type, result.test_type
+    return pb.VerifyResponse(
+        verdict=enum_value(verdict_pb2.Verdict, result.verdict),
+        reason=result.reason,
+        status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
+        kid=result.kid,
+        certificate_id=result.certificate_id,
+        issuer_country=result.issuer_country,
+        malformed_stage=(
+            enum_value(verdict_pb2.MalformedStage, stage.upper()) if stage else verdict_pb2.MALFORMED_STAGE_UNSPECIFIED
+        ),
+        entry_type=(
+            enum_value(certificate_pb2.EntryType, entry_type) if entry_type else certificate_pb2.ENTRY_TYPE_UNSPECIFIED
+        ),
+        test_type=enum_value(testing_pb2.TestType, test_type) if test_type else testing_pb2.TEST_TYPE_UNSPECIFIED,
+        sample_collected_at=timestamp(result.sample_collected_at),
+        valid_until=timestamp(result.valid_until),
+        rule_id=rule_id,
+        rule_version=rule_version,
+        **result.holder,
+    )
+
+
 class HourlyCounts:
     """Verdict counts per (hour, checkpoint, verdict), added to `verification_counts` every few seconds;
     each scan also counts in the process totals behind covidtest_verifications_total."""
 
-    def __init__(self, pool):
+    def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
-        self._counts: Counter = Counter()
+        self._counts: Counter[CountKey] = Counter()
         self._stopping = asyncio.Event()
         self._hour = self._hour_end = datetime.min.replace(tzinfo=UTC)
 
@@ -125,13 +144,7 @@ class HourlyCounts:
             return
         counts, self._counts = self._counts, Counter()
         try:
-            await self._pool.execute(
-                """INSERT INTO verification_counts (hour, checkpoint_id, verdict, count)
-                   SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::int8[])
-                   ON CONFLICT (hour, checkpoint_id, verdict)
-                   DO UPDATE SET count = verification_counts.count + EXCLUDED.count""",
-                *zip(*[(h, c, v, n) for (h, c, v), n in counts.items()]),
-            )
+            await repository.add_verification_counts(self._pool, counts)
         except BACKGROUND_ERRORS as exc:
             self._counts.update(counts)  # Postgres down or refusing: keep them for the next flush
             log.warning(
@@ -151,16 +164,19 @@ class HourlyCounts:
 
 
 class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
+    """VerifyService. Every method is for checkpoint devices only (VERIFY_ROLES), so a caller is always set."""
+
     def __init__(self, deps: Deps, trust: TrustStore, verifier: Verifier, counts: HourlyCounts):
+        config = cast(VerifyConfig, deps.config)  # build() is only ever given a VerifyConfig
         self._trust = trust
         self._verifier = verifier
         self._counts = counts
         self._pool = deps.pool
-        self._limits = RateLimiter(
-            deps.redis, deps.config.redis_prefix, "scan", deps.config.scans_per_minute, shared=False
-        )
+        self._limits = RateLimiter(deps.redis, config.redis_prefix, "scan", config.scans_per_minute, shared=False)
 
-    def _scan_time(self, request, path: str, now: datetime, violations: list) -> datetime:
+    def _scan_time(
+        self, request: pb.VerifyRequest, path: str, now: datetime, violations: list[FieldViolation]
+    ) -> datetime:
         if not request.qr:
             violations.append(FieldViolation(f"{path}qr", "the scanned text is required", "FIELD_REQUIRED"))
         elif len(request.qr.encode("utf-8")) > MAX_QR_BYTES:
@@ -178,8 +194,9 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             violations.append(FieldViolation(f"{path}scanned_at", "at most 7 days in the past", "TIME_TOO_OLD"))
         return at
 
-    async def _verify(self, request, at: datetime, now: datetime) -> pb.VerifyResponse:
-        caller = current_principal.get()
+    async def _verify(
+        self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime
+    ) -> pb.VerifyResponse:
         if not self._trust.loaded.is_set():  # just started: the trust list is not in memory yet
             try:
                 await asyncio.wait_for(self._trust.loaded.wait(), 5)
@@ -189,18 +206,22 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         self._counts.add(caller.id, result.verdict, now)
         return response_of(result, at)
 
-    async def Verify(self, request, context):
+    async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
         caller = current_principal.get()
+        assert caller is not None
         now = datetime.now(UTC)
         violations: list[FieldViolation] = []
         at = self._scan_time(request, "", now, violations)
         if violations:
             raise InvalidArgument("invalid scan", violations)
         await self._limits.check(caller.id)
-        return await self._verify(request, at, now)
+        return await self._verify(request, caller, at, now)
 
-    async def VerifyBatch(self, request, context):
+    async def VerifyBatch(
+        self, request: pb.VerifyBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VerifyBatchResponse:
         caller = current_principal.get()
+        assert caller is not None
         now = datetime.now(UTC)
         if not 1 <= len(request.scans) <= MAX_BATCH:
             raise InvalidArgument(
@@ -217,11 +238,13 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             raise InvalidArgument("invalid scans", violations)
         for _ in request.scans:
             await self._limits.check(caller.id)
-        results = await asyncio.gather(*(self._verify(scan, at, now) for scan, at in zip(request.scans, times)))
+        results = await asyncio.gather(*(self._verify(scan, caller, at, now) for scan, at in zip(request.scans, times)))
         return pb.VerifyBatchResponse(results=results)
 
-    async def GetRules(self, request, context):
-        province = current_principal.get().province_code
+    async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:
+        caller = current_principal.get()
+        assert caller is not None
+        province = caller.province_code
         snapshot = self._trust.snapshot
         rules = snapshot.province_rules(province)
         return pb.GetRulesResponse(
@@ -230,7 +253,9 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             rules=[rule_message(r) for r in sorted(rules, key=lambda r: r.version)],
         )
 
-    async def GetTrustList(self, request, context):
+    async def GetTrustList(
+        self, request: pb.GetTrustListRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTrustListResponse:
         snapshot = self._trust.snapshot
         since = request.since_version
         full = since == 0 or since > snapshot.trust_version
@@ -238,24 +263,18 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         if full:
             response.added.extend(signing_certificate(k.certificate_der, k.country) for k in snapshot.keys)
             return response
-        changes = await self._pool.fetch(
-            """SELECT DISTINCT ON (sha256_fingerprint) sha256_fingerprint, change FROM trust_list_changes
-               WHERE version > $1 ORDER BY sha256_fingerprint, version DESC""",
-            since,
-        )
         current = {k.fingerprint: k for k in snapshot.keys}
-        for row in changes:
-            fingerprint = bytes(row["sha256_fingerprint"]).hex()
-            if row["change"] == "ADDED" and fingerprint in current:
-                key = current[fingerprint]
+        for change in await repository.trust_list_changes_since(self._pool, since):
+            if change.change == "ADDED" and change.fingerprint in current:
+                key = current[change.fingerprint]
                 response.added.append(signing_certificate(key.certificate_der, key.country))
-            elif row["change"] == "REMOVED":
-                response.removed_sha256_fingerprints.append(fingerprint)
+            elif change.change == "REMOVED":
+                response.removed_sha256_fingerprints.append(change.fingerprint)
         return response
 
 
 def build(deps: Deps) -> list[GrpcService]:
-    config = deps.config
+    config = cast(VerifyConfig, deps.config)  # run_module and the tests start verify_svc with a VerifyConfig
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
     reader = RedisReader(config.redis_url, track=True) if config.redis_url.startswith("redis://") else None

@@ -4,13 +4,14 @@
   not changed since comes from the reader's local mirror, which Redis keeps fresh by invalidation
   messages (services.verify_svc.redis_reader): no round trip. Otherwise the lookups of one event-loop
   tick share one MGET: under load, one Redis round trip serves many concurrent scans.
-- Miss: Postgres (READ_DATABASE_URL, a read replica in production). Misses of one event-loop tick are
-  batched into one `uvci = ANY($1)` query, and concurrent misses of one certificate share that single
-  read (single flight). What Postgres returns is written back to Redis with the same version check; a
-  certificate Postgres does not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
+- Miss: Postgres (READ_DATABASE_URL, a read replica in production; the query is in
+  services.verify_svc.repository). Misses of one event-loop tick are batched into one `uvci = ANY($1)`
+  query, and concurrent misses of one certificate share that single read (single flight). What
+  Postgres returns is written back to Redis with the same version check; a certificate Postgres does
+  not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
 - Redis down: straight to Postgres (source DATABASE). Postgres down or slower than
   STATUS_DB_TIMEOUT_SECONDS too: no status (source UNCHECKED); the verdict then rests on signature and
-  rules, and health reports degraded.
+  rules. Either dependency down shows as 0 in the covidtest_dependency_up gauge.
 """
 
 from __future__ import annotations
@@ -18,20 +19,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import asyncpg
-import redis.exceptions
+from redis.exceptions import RedisError
 
 from services.common.db import CONNECTION_ERRORS, create_pool
 from services.common.errors import Unavailable
 from services.common.metrics import DEPENDENCY_UP
-from services.registry.certificate_status import StatusCache
+from services.registry.certificate_status import CachedStatus, StatusCache, StatusEntry
+from services.verify_svc import repository
+from services.verify_svc.repository import StoredStatus
 
 log = logging.getLogger("covidtest.status")
 
 CACHE, DATABASE, UNCHECKED = "CACHE", "DATABASE", "UNCHECKED"
 _NEGATIVE_LIMIT = 100_000
+# What means "no status from Postgres now" (the verdict is then given UNCHECKED): too slow, or not reachable.
+_DATABASE_DOWN: tuple[type[BaseException], ...] = (TimeoutError, Unavailable, *CONNECTION_ERRORS)
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -40,15 +49,15 @@ class Status:
     source: str  # CACHE, DATABASE or UNCHECKED
 
 
-class TickBatch:
+class TickBatch(Generic[V]):
     """Lookups of one event-loop tick in one call of `fetch_many(keys) -> {key: value}`; concurrent
     lookups of one key share its future (single flight). A failure reaches every waiter."""
 
-    def __init__(self, fetch_many):
+    def __init__(self, fetch_many: Callable[[list[str]], Awaitable[Mapping[str, V | None]]]):
         self._fetch_many = fetch_many
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, asyncio.Future[V | None]] = {}
 
-    def get(self, key: str) -> asyncio.Future:
+    def get(self, key: str) -> asyncio.Future[V | None]:
         future = self._pending.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
@@ -80,8 +89,8 @@ class StatusLookup:
         self._db_timeout = db_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._cached = TickBatch(self._cache_many)  # one MGET per tick
-        self._read = TickBatch(self._read_many)  # one `= ANY($1)` query per tick
+        self._cached: TickBatch[CachedStatus] = TickBatch(self._cache_many)  # one MGET per tick
+        self._read: TickBatch[StoredStatus] = TickBatch(self._read_many)  # one `= ANY($1)` query per tick
         self._unknown: dict[str, float] = {}
         self.redis_up = True
         self.database_up = True
@@ -96,13 +105,13 @@ class StatusLookup:
             self._mark("redis", True)
             if cached is not None:
                 return Status(cached.status, CACHE)
-        except (redis.exceptions.RedisError, OSError):
+        except (RedisError, OSError):
             self._mark("redis", False)
         if self._unknown.get(certificate_id, 0) > time.monotonic():
             return Status(None, DATABASE)
         try:
             row = await asyncio.wait_for(asyncio.shield(self._read.get(certificate_id)), self._db_timeout)
-        except (TimeoutError, Unavailable, *CONNECTION_ERRORS):
+        except _DATABASE_DOWN:
             self._mark("postgres", False)
             return Status(None, UNCHECKED)
         self._mark("postgres", True)
@@ -111,29 +120,23 @@ class StatusLookup:
                 self._unknown.clear()
             self._unknown[certificate_id] = time.monotonic() + self._negative_ttl
             return Status(None, DATABASE)
-        return Status(row["status"], DATABASE)
+        return Status(row.status, DATABASE)
 
-    async def _cache_many(self, certificate_ids: list[str]) -> dict:
+    async def _cache_many(self, certificate_ids: list[str]) -> dict[str, CachedStatus | None]:
         return dict(zip(certificate_ids, await self._cache.get_many(certificate_ids)))
 
-    async def _read_many(self, certificate_ids: list[str]) -> dict:
+    async def _read_many(self, certificate_ids: list[str]) -> dict[str, StoredStatus]:
         pool = await self._ensure_pool()
-        rows = {
-            r["uvci"]: r
-            for r in await pool.fetch(
-                "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
-                certificate_ids,
-            )
-        }
+        rows = {r.certificate_id: r for r in await repository.certificate_statuses(pool, certificate_ids)}
         if rows and self.redis_up:
             try:  # refill the cache; the version check keeps a newer status the relay wrote meanwhile
                 await self._cache.put_many(
                     [
-                        (r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp()))
+                        StatusEntry(r.certificate_id, r.status, r.status_version, int(r.expires_at.timestamp()))
                         for r in rows.values()
                     ]
                 )
-            except (redis.exceptions.RedisError, OSError):
+            except (RedisError, OSError):
                 self._mark("redis", False)
         return rows
 

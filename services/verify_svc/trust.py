@@ -1,8 +1,8 @@
 """The trust list and the province rules, held in memory and refreshed in the background.
 
-Neither is read from Postgres per request: a refresher task reloads both every TRUST_REFRESH_SECONDS
-and at once on a NOTIFY (trust_list, signing_keys, province_rules), swapping in new immutable
-snapshots. If Postgres is down, the last snapshots stay in use.
+Neither is read from Postgres per request: a refresher task reloads both (services.verify_svc.repository)
+every TRUST_REFRESH_SECONDS and at once on a NOTIFY (trust_list, signing_keys, province_rules), swapping
+in a new immutable snapshot. If Postgres is down or refuses the reads, the last snapshot stays in use.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from datetime import datetime
 
 import asyncpg
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from services.common.db import BACKGROUND_ERRORS, connect
 from services.hcert import keys as hkeys
-from services.registry.province_rules import Rule, rule_from_row
+from services.registry.province_rules import Rule
+from services.verify_svc import repository
 
 log = logging.getLogger("covidtest.trust")
 
@@ -27,7 +29,7 @@ log = logging.getLogger("covidtest.trust")
 class TrustedKey:
     kid: bytes
     certificate_der: bytes
-    public_key: object
+    public_key: CertificatePublicKeyTypes
     country: str
     not_before: datetime
     not_after: datetime
@@ -64,8 +66,8 @@ class Snapshot:
         self.trust_version = trust_version
         self.rules: dict[tuple[str, str, str | None], tuple[Rule, ...]] = {}
         for rule in sorted(rules, key=lambda r: (r.effective_from, r.version), reverse=True):
-            key = (rule.province_code, rule.entry_type, rule.test_type)
-            self.rules[key] = self.rules.get(key, ()) + (rule,)
+            scope = (rule.province_code, rule.entry_type, rule.test_type)
+            self.rules[scope] = self.rules.get(scope, ()) + (rule,)
         self.ruleset_version = max((r.version for r in rules), default=0)
 
     def rule_for(self, province: str, entry_type: str, test_type: str | None, at: datetime) -> Rule | None:
@@ -96,16 +98,11 @@ class Snapshot:
 
 
 async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
-    keys = [
-        trusted_key(bytes(r["certificate_der"]), "VN", True)
-        for r in await conn.fetch("SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")
-    ]
-    keys += [
-        trusted_key(bytes(r["certificate_der"]), r["country"], False)
-        for r in await conn.fetch("SELECT certificate_der, country FROM trusted_certificates WHERE removed_at IS NULL")
-    ]
-    rules = [rule_from_row(r) for r in await conn.fetch("SELECT * FROM province_rules")]
-    version = await conn.fetchval("SELECT COALESCE(max(version), 0) FROM trust_list_changes")
+    """Our signing keys (country VN, live status) and the imported certificates, the rules, the trust-list version."""
+    keys = [trusted_key(der, "VN", True) for der in await repository.own_signing_certificates(conn)]
+    keys += [trusted_key(c.certificate_der, c.country, False) for c in await repository.imported_certificates(conn)]
+    rules = await repository.province_rules(conn)
+    version = await repository.trust_list_version(conn)
     return Snapshot(keys, rules, version)
 
 

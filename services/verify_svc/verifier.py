@@ -3,17 +3,19 @@
 The order of checks is the verdict precedence of covidtest.type.v1.Verdict: MALFORMED,
 UNKNOWN_ISSUER, SIGNATURE_INVALID, REVOKED, EXPIRED / NOT_YET_VALID by the certificate's own
 `exp` / `iat`, TEST_POSITIVE, RULE_NOT_MET, EXPIRED / NOT_YET_VALID by the rule's window, VALID.
-Nothing here reads Postgres except the live status of the platform's own certificates (through
-StatusLookup, Redis first); the trust list and rules are in-memory snapshots.
+The Verifier reads no database itself: the live status of the platform's own certificates comes from
+a LiveStatus (in the service, StatusLookup: Redis first, Postgres on a miss), and the trust list and
+rules from an in-memory snapshot (a TrustView).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from services.hcert import decode as hdecode
-from services.verify_svc.status import UNCHECKED, StatusLookup
+from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Rule, Snapshot, TrustedKey
 
 TEST_TYPES = {"LP6464-4": "NAAT", "LP217198-3": "RAPID_ANTIGEN"}
@@ -23,6 +25,19 @@ OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
 # same QR again and again (every crossing, every day), and decoding plus the signature check is most of
 # a scan's cost. Held in memory only, like the request itself; at the limit the cache starts afresh.
 _GENUINE_CACHE_LIMIT = 10_000  # about 5 KB each: some 50 MB per process
+
+
+class TrustView(Protocol):
+    """Where the Verifier finds the current trust snapshot, read afresh on every scan (a TrustStore)."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+class LiveStatus(Protocol):
+    """The live status of one of the platform's own certificates (StatusLookup; offline, always UNCHECKED)."""
+
+    async def status(self, certificate_id: str) -> Status: ...
 
 
 @dataclass
@@ -73,6 +88,7 @@ class _Genuine:
     reused by every repeat scan. `holder` is shared by the verdicts and never changed."""
 
     decoded: hdecode.DecodedHcert
+    kid: bytes  # decoded.kid, which decode never leaves None
     fingerprint: str  # the trusted key whose signature verified
     issued: datetime | None
     expires: datetime | None
@@ -100,6 +116,7 @@ class _Genuine:
             test_type, event_at = "", _parse_date(entry.get("dt" if decoded.entry_type == "VACCINATION" else "fr"))
         return cls(
             decoded,
+            decoded.kid or b"",
             fingerprint,
             _utc(decoded.issued_at),
             _utc(decoded.expires_at),
@@ -130,8 +147,8 @@ class _Answer:
 
 
 class Verifier:
-    def __init__(self, trust, status: StatusLookup):
-        self._trust = trust  # anything with a `.snapshot` (TrustStore)
+    def __init__(self, trust: TrustView, status: LiveStatus):
+        self._trust = trust
         self._status = status
         # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
         # every scan, so a certificate removed from the trust list stops verifying at once.
@@ -148,12 +165,13 @@ class Verifier:
         return None
 
     def _known_signer(self, genuine: _Genuine, snapshot: Snapshot) -> TrustedKey | None:
-        for key in snapshot.by_kid.get(genuine.decoded.kid, ()):
+        for key in snapshot.by_kid.get(genuine.kid, ()):
             if key.fingerprint == genuine.fingerprint:
                 return key
         return None
 
     async def verify(self, qr: str, at: datetime, province: str) -> Verdict:
+        """The verdict for `qr` scanned at `at` under `province`'s rules; a repeat scan reuses what it can."""
         snapshot: Snapshot = self._trust.snapshot
         answer = self._answers.get((qr, province))
         if answer is not None and answer.snapshot is snapshot and answer.holds_at(at):
@@ -164,33 +182,21 @@ class Verifier:
             if status.status != "REVOKED" and status.source == verdict.status_source:
                 return verdict
         genuine = self._genuine.get(qr)
-        signer = self._known_signer(genuine, snapshot) if genuine is not None else None
-        if signer is None:
-            try:
-                decoded = hdecode.decode(qr)
-            except hdecode.MalformedError as exc:
-                return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
-            candidates = snapshot.by_kid.get(decoded.kid or b"", ())
-            if not candidates:
-                return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=decoded.kid or b"")
-            signer = self._signer(decoded, candidates)
-            if signer is None:
-                return Verdict(
-                    "SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature", kid=decoded.kid
-                )
-            if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
-                self._genuine.clear()
-            genuine = self._genuine[qr] = _Genuine.of(decoded, signer.fingerprint)
+        if genuine is None or (signer := self._known_signer(genuine, snapshot)) is None:
+            found = self._genuine_or_verdict(qr, snapshot)
+            if isinstance(found, Verdict):
+                return found
+            genuine, signer = found
         decoded = genuine.decoded
         if signer.allowed_entry_types and decoded.entry_type not in signer.allowed_entry_types:
             return Verdict(
                 "SIGNATURE_INVALID",
                 f"the signing key may not sign {decoded.entry_type.lower()} entries",
-                kid=decoded.kid,
+                kid=genuine.kid,
             )
         issued = genuine.issued
         if issued is None or not signer.not_before <= issued <= signer.not_after:
-            return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=decoded.kid)
+            return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=genuine.kid)
 
         result = Verdict(
             "VALID",
@@ -198,7 +204,7 @@ class Verifier:
             entry_type=decoded.entry_type,
             certificate_id=genuine.certificate_id,
             issuer_country=signer.country,
-            kid=decoded.kid,
+            kid=genuine.kid,
             valid_until=genuine.expires,
         )
         if signer.own and genuine.certificate_id:
@@ -213,19 +219,30 @@ class Verifier:
         if decoded.entry_type == "TEST":
             result = self._test(result, genuine, at, province, snapshot)
             if result.verdict == "VALID":
-                self._remember(
-                    qr,
-                    province,
-                    snapshot,
-                    result,
-                    signer.own and bool(genuine.certificate_id),
-                    max(issued, genuine.event_at, result.rule.effective_from),
-                    at,
-                )
+                self._remember(qr, province, snapshot, result, genuine, signer.own and bool(genuine.certificate_id), at)
             return result
         if decoded.entry_type == "VACCINATION":
             return self._vaccination(result, genuine, at, province, snapshot)
         return self._recovery(result, genuine, at, province, snapshot)
+
+    def _genuine_or_verdict(self, qr: str, snapshot: Snapshot) -> tuple[_Genuine, TrustedKey] | Verdict:
+        """A QR not (or no longer) known genuine: decoded and its signature checked against the trusted
+        keys of its kid. Genuine, it is remembered with the key that verified it; else its verdict."""
+        try:
+            decoded = hdecode.decode(qr)
+        except hdecode.MalformedError as exc:
+            return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
+        kid = decoded.kid or b""  # never None after decode
+        candidates = snapshot.by_kid.get(kid, ())
+        if not candidates:
+            return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=kid)
+        signer = self._signer(decoded, candidates)
+        if signer is None:
+            return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature", kid=kid)
+        if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
+            self._genuine.clear()
+        genuine = self._genuine[qr] = _Genuine.of(decoded, signer.fingerprint)
+        return genuine, signer
 
     def _remember(
         self,
@@ -233,18 +250,23 @@ class Verifier:
         province: str,
         snapshot: Snapshot,
         result: Verdict,
+        genuine: _Genuine,
         live_status: bool,
-        earliest: datetime,
         at: datetime,
     ) -> None:
+        """Keeps a VALID test verdict for repeat scans (see _Answer)."""
         rule = result.rule
+        # A VALID test verdict has all three: _test checked the rule and the sample time, and the
+        # verdict's window ends at the sample time plus the rule's validity at the latest.
+        assert rule is not None and genuine.event_at is not None and result.valid_until is not None
+        assert genuine.issued is not None  # checked against the signing key's validity before
         if len(self._answers) >= _GENUINE_CACHE_LIMIT:
             self._answers.clear()
         self._answers[(qr, province)] = _Answer(
             snapshot,
             result,
             live_status,
-            earliest,
+            max(genuine.issued, genuine.event_at, rule.effective_from),
             result.valid_until,
             snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at),
         )
