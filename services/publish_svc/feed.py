@@ -16,6 +16,7 @@ import hmac
 import logging
 import uuid
 from collections import Counter as Tally
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -24,6 +25,7 @@ from services.common.errors import FieldViolation, InvalidArgument, NotFound, Ou
 from services.common.pii import PiiCipher
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.publish_svc import repository as repo
+from services.publish_svc.repository import Partner
 
 log = logging.getLogger("covidtest.feed")
 
@@ -39,7 +41,8 @@ class FeedSignal:
         self._event = asyncio.Event()
         self._stopping = False
 
-    def notify(self, *_args) -> None:
+    def notify(self, *_args: object) -> None:
+        """Wake the waiting streams (also a LISTEN callback, hence any arguments)."""
         self._event.set()
         self._event = asyncio.Event()  # waiters hold the old event, which stays set
 
@@ -69,6 +72,8 @@ class FeedSignal:
 
 
 class Feed:
+    """The feed as partners read it: streams, per-partner views, cursors, open streams per partner."""
+
     def __init__(self, pool: asyncpg.Pool, pii: PiiCipher, signal: FeedSignal, heartbeat_s: float, max_streams: int):
         self._pool = pool
         self._pii = pii
@@ -86,20 +91,21 @@ class Feed:
             partner_key = self._partner_keys[partner_id] = self._pii.keyed_hash("partner.person_key", str(partner_id))
         return hmac.new(partner_key, person_id.bytes, hashlib.sha256).hexdigest()
 
-    def view(self, partner, person_id: uuid.UUID, sealed: bytes) -> pb.ResultEvent:
+    def view(self, partner: Partner, person_id: uuid.UUID, sealed: bytes) -> pb.ResultEvent:
+        """A stored event as `partner` sees it."""
         event = pb.ResultEvent.FromString(self._pii.open_bytes("feed.event", sealed))
-        event.person_key = self.person_key(partner["id"], person_id)
-        if not partner["personal_data_access"]:
+        event.person_key = self.person_key(partner.id, person_id)
+        if not partner.personal_data_access:
             event.ClearField("person")
         return event
 
-    async def partner(self, partner_id: str):
-        row = await repo.partner(self._pool, uuid.UUID(partner_id))
-        if row is None:
+    async def partner(self, partner_id: str) -> Partner:
+        partner = await repo.partner(self._pool, uuid.UUID(partner_id))
+        if partner is None:
             raise NotFound("no such partner", reason="PARTNER_NOT_FOUND")
-        return row
+        return partner
 
-    async def stream(self, partner_id: str, from_position: int):
+    async def stream(self, partner_id: str, from_position: int) -> AsyncIterator[pb.StreamResultEventsResponse]:
         """Yield StreamResultEventsResponse messages from `from_position` (0: after the cursor), forever."""
         # Check and take the slot with no await in between, so concurrent starts cannot both pass.
         if self.open_streams[partner_id] >= self._max_streams:
@@ -110,13 +116,13 @@ class Feed:
         try:
             partner = await self.partner(partner_id)
             head = await repo.head_position(self._pool)
-            cursor = from_position or partner["acked_position"] + 1
+            cursor = from_position or partner.acked_position + 1
             if not 1 <= cursor <= head + 1:
                 raise OutOfRange(f"from_position must be between 1 and {head + 1}", reason="POSITION_OUT_OF_RANGE")
             silent_since = asyncio.get_running_loop().time()
             while True:
                 rows = await repo.feed_page(self._pool, cursor, PAGE)
-                contiguous = []
+                contiguous: list[asyncpg.Record] = []
                 for row in rows:  # never skip: stop at a position not yet visible
                     if row["position"] != cursor + len(contiguous):
                         break
@@ -138,7 +144,8 @@ class Feed:
         finally:
             self.open_streams[partner_id] -= 1
 
-    async def acknowledge(self, conn, partner_id: str, position: int) -> pb.AckResultEventsResponse:
+    async def acknowledge(self, conn: asyncpg.Connection, partner_id: str, position: int) -> pb.AckResultEventsResponse:
+        """Move the partner's cursor to `position` (never back, never beyond the head)."""
         if position < 1:
             raise InvalidArgument("position is required", [FieldViolation("position", "at least 1", "FIELD_REQUIRED")])
         head = await repo.head_position(conn)

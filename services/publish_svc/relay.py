@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -33,10 +34,11 @@ from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
 from services.common.protoconv import enum_value, timestamp
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
-from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2
+from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, testing_pb2
 from services.publish_svc import repository as repo
 from services.publish_svc.config import PublishConfig
-from services.publish_svc.signing import CertificateRequest, CertificateSigner
+from services.publish_svc.repository import CertificateState, FeedEntry, IssuedCertificate, Revocation
+from services.publish_svc.signing import CertificateRequest, CertificateSigner, Refused, SigningOutcome
 from services.registry import signing_keys
 from services.registry.certificate_status import StatusCache
 
@@ -50,38 +52,77 @@ STANDBY_RETRY_S = 1.0
 CACHE_SYNC_BATCH = 1000
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ActiveSigner:
+    """The ACTIVE signing key: its id (recorded on each certificate) and the signer holding it."""
+
+    key_id: uuid.UUID
+    signer: CertificateSigner
+
+
+@dataclass(slots=True)
 class _Pending:
-    row: asyncpg.Record
+    """An event with its feed position, before its certificate (if it gets one) is signed."""
+
+    row: asyncpg.Record  # a row of repository.PENDING_EVENTS
     event: pb.ResultEvent
-    request: CertificateRequest | None
+    request: CertificateRequest | None  # None: this event issues no certificate
 
 
-@dataclass
+@dataclass(slots=True)
 class _Batch:
-    certificates: list[tuple] = field(default_factory=list)
-    revocations: list[tuple[uuid.UUID, str]] = field(default_factory=list)
-    statuses: list[dict] = field(default_factory=list)  # what Redis must learn: id, uvci, status, version, exp
-    feed: list[tuple] = field(default_factory=list)
+    """What one batch writes, built event by event in feed order."""
+
+    now: datetime
+    # The certificate of each result this batch touches, kept current as the batch issues and revokes,
+    # so a later event of the same result sees what an earlier one did.
+    certificate_of: dict[uuid.UUID, CertificateState]
+    certificates: list[IssuedCertificate] = field(default_factory=list)
+    revocations: list[Revocation] = field(default_factory=list)
+    statuses: list[CertificateState] = field(default_factory=list)  # what Redis must learn after the commit
+    feed: list[FeedEntry] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
 
 
+def _issues_certificate(row: asyncpg.Record) -> bool:
+    """A released result gets a certificate, and so does an amendment that is itself released."""
+    return row["kind"] == "RELEASED" or (row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED")
+
+
+def _results_touched(rows: list[asyncpg.Record]) -> list[uuid.UUID]:
+    """The results whose certificates the batch may read: its own, and those its amendments replace."""
+    previous_ids = [
+        uuid.UUID(r["payload"]["previous_result_id"])
+        for r in rows
+        if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")
+    ]
+    return previous_ids + [r["result_id"] for r in rows]
+
+
 class Relay:
-    def __init__(self, config: PublishConfig, pii: PiiCipher, status_cache: StatusCache, on_published=None):
+    """This process's relay: competes for leadership and, while leader, relays batch after batch."""
+
+    def __init__(
+        self,
+        config: PublishConfig,
+        pii: PiiCipher,
+        status_cache: StatusCache,
+        on_published: Callable[[int], object] | None = None,
+    ):
         self._config = config
         self._pii = pii
         self._cache = status_cache
-        self._on_published = on_published or (lambda head: None)
+        self._on_published: Callable[[int], object] = on_published or (lambda head: None)
         self._wake = asyncio.Event()
         self._stopping = False
-        self._signer: tuple[uuid.UUID, CertificateSigner] | None = None
+        self._signer: ActiveSigner | None = None
         self.is_leader = False
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         if self._signer is not None:
-            self._signer[1].close()
+            self._signer.signer.close()
 
     # --- leadership ------------------------------------------------------------------------------
 
@@ -91,7 +132,7 @@ class Relay:
             conn = None
             try:
                 conn = await connect(self._config.database_url)
-                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", repo.RELAY_LOCK):
+                if not await repo.try_relay_lock(conn):
                     await conn.close()
                     conn = None
                     await self._sleep(STANDBY_RETRY_S)
@@ -135,16 +176,16 @@ class Relay:
 
     def _forget_signer(self) -> None:
         if self._signer is not None:
-            self._signer[1].close()
+            self._signer.signer.close()
         self._signer = None
         self._wake.set()
 
-    async def _active_signer(self, conn) -> tuple[uuid.UUID, CertificateSigner] | None:
+    async def _active_signer(self, conn: asyncpg.Connection) -> ActiveSigner | None:
         if self._signer is None:
             loaded = await signing_keys.load_active(conn, self._pii)
             if loaded is not None:
                 material, key_id = loaded
-                self._signer = (key_id, CertificateSigner(material, self._config.relay_signing_processes))
+                self._signer = ActiveSigner(key_id, CertificateSigner(material, self._config.relay_signing_processes))
         return self._signer
 
     # --- one batch -------------------------------------------------------------------------------
@@ -156,51 +197,50 @@ class Relay:
             if not rows:
                 return 0
             head = await repo.head_position(conn)
-            previous_ids = [
-                uuid.UUID(r["payload"]["previous_result_id"])
-                for r in rows
-                if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")
-            ]
-            certificate_of = dict(
-                await repo.certificates_of_results(conn, previous_ids + [r["result_id"] for r in rows])
-            )
+            certificate_of = await repo.certificates_of_results(conn, _results_touched(rows))
             now = datetime.now(UTC).replace(microsecond=0)
-            pending: list[_Pending] = []
-            signer = None
-            for row in rows:
-                issues = row["kind"] == "RELEASED" or (
-                    row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED"
-                )
-                if issues and signer is None:
-                    signer = await self._active_signer(conn)
-                    if signer is None:
-                        log.error("no ACTIVE signing key: the feed waits until an operator activates one")
-                        break  # keep order: nothing after this event may be published before it
-                head += 1
-                pending.append(self._prepare(row, head, now, issues and row["result_id"] not in certificate_of))
+            pending, signer = await self._prepare_events(conn, rows, head, certificate_of, now)
             if not pending:
                 return 0
-            requests = [p.request for p in pending if p.request is not None]
-            issued = iter(await signer[1].issue(requests)) if requests else iter(())
-            batch = _Batch()
-            for item in pending:
-                self._assemble(
-                    item, next(issued) if item.request is not None else None, signer, now, certificate_of, batch
-                )
+            head = pending[-1].event.position
+            batch = await self._assemble_batch(pending, signer, _Batch(now, certificate_of))
             await repo.insert_certificates(conn, batch.certificates)
             await repo.revoke_certificates(conn, batch.revocations)
             await repo.insert_feed_events(conn, batch.feed)
             await repo.mark_relayed(conn, batch.outbox_ids)
-            await conn.execute("SELECT pg_notify('feed', $1)", str(head))
-        for kind in (f[2] for f in batch.feed):
-            RELAYED.labels(kind).inc()
+            await repo.notify_feed(conn, head)
+        for entry in batch.feed:
+            RELAYED.labels(entry.kind).inc()
         CERTIFICATES.labels("issued").inc(len(batch.certificates))
         CERTIFICATES.labels("revoked").inc(len(batch.revocations))
         self._on_published(head)
         await self._put(conn, batch.statuses, new_marked_cached=True)
         return len(batch.outbox_ids)
 
-    def _prepare(self, row, position: int, now: datetime, issue: bool) -> _Pending:
+    async def _prepare_events(
+        self,
+        conn: asyncpg.Connection,
+        rows: list[asyncpg.Record],
+        head: int,
+        certificate_of: dict[uuid.UUID, CertificateState],
+        now: datetime,
+    ) -> tuple[list[_Pending], ActiveSigner | None]:
+        """Give the events the next positions, in outbox order, up to the first one that needs a
+        certificate while no key is ACTIVE; the signer is loaded once the first certificate is needed."""
+        pending: list[_Pending] = []
+        signer = None
+        for row in rows:
+            issues = _issues_certificate(row)
+            if issues and signer is None:
+                signer = await self._active_signer(conn)
+                if signer is None:
+                    log.error("no ACTIVE signing key: the feed waits until an operator activates one")
+                    break  # keep order: nothing after this event may be published before it
+            head += 1
+            pending.append(self._prepare(row, head, now, issues and row["result_id"] not in certificate_of))
+        return pending, signer
+
+    def _prepare(self, row: asyncpg.Record, position: int, now: datetime, issue: bool) -> _Pending:
         """The event without its certificate, and what its certificate needs (if it gets one)."""
         result = result_message(row, id_column="result_id")
         result.state = enum_value(testing_pb2.ResultState, row["payload"].get("state", row["state"]))
@@ -213,145 +253,151 @@ class Relay:
             person=person,
             result=result,
         )
-        request = None
-        if issue:
-            # Valid for a time counted from the sample; a result recorded after that window still gets
-            # its certificate, one that expires at once (verifiers answer EXPIRED).
-            expires = max(
-                row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
-                now + timedelta(seconds=1),
-            )
-            request = CertificateRequest(
-                family_name=person.family_name or person.full_name,
-                given_name=person.given_name,
-                date_of_birth=person.date_of_birth,
-                test_type=row["test_type"],
-                rat_device_id=row["rat_device_id"],
-                method=row["method"],
-                sample_collected_at=row["collected_at"],
-                outcome=row["outcome"],
-                testing_centre=row["lab_name"],
-                issuer=self._config.hcert_issuer,
-                issued_at=int(now.timestamp()),
-                expires_at=int(expires.timestamp()),
-            )
-        return _Pending(row, event, request)
+        return _Pending(row, event, self._certificate_request(row, person, now) if issue else None)
 
-    def _assemble(self, item: _Pending, issued, signer, now: datetime, certificate_of: dict, batch: _Batch) -> None:
-        row, event = item.row, item.event
-        revoked_id = None
-        old_result = None
+    def _certificate_request(self, row: asyncpg.Record, person: person_pb2.Person, now: datetime) -> CertificateRequest:
+        # Valid for a time counted from the sample; a result recorded after that window still gets its
+        # certificate, one that expires at once (verifiers answer EXPIRED).
+        expires = max(
+            row["collected_at"] + timedelta(hours=self._config.certificate_validity_hours),
+            now + timedelta(seconds=1),
+        )
+        return CertificateRequest(
+            family_name=person.family_name or person.full_name,
+            given_name=person.given_name,
+            date_of_birth=person.date_of_birth,
+            test_type=row["test_type"],
+            rat_device_id=row["rat_device_id"],
+            method=row["method"],
+            sample_collected_at=row["collected_at"],
+            outcome=row["outcome"],
+            testing_centre=row["lab_name"],
+            issuer=self._config.hcert_issuer,
+            issued_at=int(now.timestamp()),
+            expires_at=int(expires.timestamp()),
+        )
+
+    async def _assemble_batch(self, pending: list[_Pending], signer: ActiveSigner | None, batch: _Batch) -> _Batch:
+        """Sign the batch's certificates at once, then complete each event in feed order."""
+        requests = [p.request for p in pending if p.request is not None]
+        outcomes: Iterator[SigningOutcome] = iter(())
+        if requests and signer is not None:  # a request is made only once a signer is found
+            outcomes = iter(await signer.signer.issue(requests))
+        for item in pending:
+            revoked_id = self._revoke_previous(item, batch)
+            certificate_id = None
+            if item.request is not None and signer is not None:
+                certificate_id = self._certify(item, item.request, next(outcomes), signer, batch)
+            batch.feed.append(self._feed_entry(item, certificate_id, revoked_id))
+            batch.outbox_ids.append(item.row["outbox_id"])
+        return batch
+
+    def _revoke_previous(self, item: _Pending, batch: _Batch) -> uuid.UUID | None:
+        """An amendment or withdrawal revokes the VALID certificate of the version it replaces."""
+        row = item.row
         if row["kind"] == "AMENDED":
             old_result = uuid.UUID(row["payload"]["previous_result_id"])
         elif row["kind"] == "WITHDRAWN":
             old_result = row["result_id"]
-        old = certificate_of.get(old_result) if old_result else None
-        if old is not None and old["status"] == "VALID":
-            revoked_id = old["id"]
-            batch.revocations.append((old["id"], row["kind"]))
-            certificate_of[old_result] = {**dict(old), "status": "REVOKED", "status_version": old["status_version"] + 1}
-            batch.statuses.append(
-                {
-                    "id": old["id"],
-                    "uvci": old["uvci"],
-                    "status": "REVOKED",
-                    "status_version": old["status_version"] + 1,
-                    "expires_at": old["expires_at"],
-                }
-            )
-            event.revoked_certificate_id = old["uvci"]
-        certificate_id = None
-        if isinstance(issued, str):
+        else:
+            return None
+        old = batch.certificate_of.get(old_result)
+        if old is None or old.status != "VALID":
+            return None
+        revoked = old._replace(status="REVOKED", status_version=old.status_version + 1)
+        batch.revocations.append(Revocation(old.id, row["kind"]))
+        batch.certificate_of[old_result] = revoked
+        batch.statuses.append(revoked)
+        item.event.revoked_certificate_id = old.uvci
+        return old.id
+
+    def _certify(
+        self, item: _Pending, request: CertificateRequest, outcome: SigningOutcome, signer: ActiveSigner, batch: _Batch
+    ) -> uuid.UUID | None:
+        """Put a signed certificate on the event and in the batch; returns its id (None if refused)."""
+        row = item.row
+        if isinstance(outcome, Refused):
             # Intake let through data that cannot make a valid DCC: publish the event without a
             # certificate rather than stop the feed for everyone; operators see the error and metric.
             CERTIFICATES.labels("failed").inc()
-            log.error("certificate not issued", extra={"fields": {"result_id": str(row["result_id"]), "error": issued}})
-        elif issued is not None:
-            certificate_id, (uvci_text, qr) = uuid.uuid4(), issued
-            expires_at = datetime.fromtimestamp(item.request.expires_at, UTC)
-            material = signer[1].material
-            event.certificate.CopyFrom(
-                certificate_pb2.Certificate(
-                    certificate_id=uvci_text,
-                    qr=qr,
-                    status=certificate_pb2.CERTIFICATE_STATUS_VALID,
-                    issued_at=timestamp(now),
-                    expires_at=timestamp(expires_at),
-                    result_id=str(row["result_id"]),
-                    kid=material.kid,
-                )
+            log.error(
+                "certificate not issued",
+                extra={"fields": {"result_id": str(row["result_id"]), "error": outcome.reason}},
             )
-            batch.certificates.append(
-                (
-                    certificate_id,
-                    uvci_text,
-                    row["result_id"],
-                    row["person_id"],
-                    signer[0],
-                    self._pii.seal("certificate.qr", qr),
-                    now,
-                    expires_at,
-                )
-            )
-            certificate_of[row["result_id"]] = {
-                "id": certificate_id,
-                "uvci": uvci_text,
-                "status": "VALID",
-                "status_version": 1,
-                "expires_at": expires_at,
-            }
-            batch.statuses.append(
-                {
-                    "id": certificate_id,
-                    "uvci": uvci_text,
-                    "status": "VALID",
-                    "status_version": 1,
-                    "expires_at": expires_at,
-                }
-            )
-        batch.feed.append(
-            (
-                event.position,
-                row["outbox_id"],
-                row["kind"],
-                row["person_id"],
-                row["result_id"],
-                certificate_id,
-                revoked_id,
-                self._pii.seal_bytes("feed.event", event.SerializeToString()),
-                row["committed_at"],
+            return None
+        certificate_id = uuid.uuid4()
+        expires_at = datetime.fromtimestamp(request.expires_at, UTC)
+        item.event.certificate.CopyFrom(
+            certificate_pb2.Certificate(
+                certificate_id=outcome.uvci,
+                qr=outcome.qr,
+                status=certificate_pb2.CERTIFICATE_STATUS_VALID,
+                issued_at=timestamp(batch.now),
+                expires_at=timestamp(expires_at),
+                result_id=str(row["result_id"]),
+                kid=signer.signer.material.kid,
             )
         )
-        batch.outbox_ids.append(row["outbox_id"])
+        batch.certificates.append(
+            IssuedCertificate(
+                id=certificate_id,
+                uvci=outcome.uvci,
+                result_id=row["result_id"],
+                person_id=row["person_id"],
+                signing_key_id=signer.key_id,
+                qr_enc=self._pii.seal("certificate.qr", outcome.qr),
+                issued_at=batch.now,
+                expires_at=expires_at,
+            )
+        )
+        state = CertificateState(certificate_id, outcome.uvci, "VALID", 1, expires_at)
+        batch.certificate_of[row["result_id"]] = state
+        batch.statuses.append(state)
+        return certificate_id
+
+    def _feed_entry(self, item: _Pending, certificate_id: uuid.UUID | None, revoked_id: uuid.UUID | None) -> FeedEntry:
+        row = item.row
+        return FeedEntry(
+            position=item.event.position,
+            outbox_id=row["outbox_id"],
+            kind=row["kind"],
+            person_id=row["person_id"],
+            result_id=row["result_id"],
+            certificate_id=certificate_id,
+            revoked_certificate_id=revoked_id,
+            payload_enc=self._pii.seal_bytes("feed.event", item.event.SerializeToString()),
+            committed_at=row["committed_at"],
+        )
 
     # --- Redis ---------------------------------------------------------------------------------------
 
-    async def sync_cache(self, conn) -> None:
+    async def sync_cache(self, conn: asyncpg.Connection) -> None:
         """Write the statuses Redis is behind on (after a Redis outage)."""
         behind = await repo.statuses_behind_cache(conn, CACHE_SYNC_BATCH)
         if behind:
             await self._put(conn, behind, new_marked_cached=False)
 
-    async def _put(self, conn, rows, *, new_marked_cached: bool) -> None:
+    async def _put(self, conn: asyncpg.Connection, states: list[CertificateState], *, new_marked_cached: bool) -> None:
         """Write statuses to Redis. New certificates are inserted already marked cached: if this write is
         lost, a verifier's cache miss reads Postgres, which is correct. Revocations stay marked behind
         until Redis confirms them, since a stale VALID in Redis would be wrong. On a Redis error every
-        status of `rows` is marked behind, so the catch-up writes it once Redis is back."""
-        if not rows:
+        status of `states` is marked behind, so the catch-up writes it once Redis is back."""
+        if not states:
             return
         try:
+            # StatusCache.put_many takes (uvci, status, status version, expiry in epoch seconds).
             await self._cache.put_many(
-                [(r["uvci"], r["status"], r["status_version"], int(r["expires_at"].timestamp())) for r in rows]
+                [(s.uvci, s.status, s.status_version, int(s.expires_at.timestamp())) for s in states]
             )
         except (redis.exceptions.RedisError, OSError) as exc:
             DEPENDENCY_UP.labels("publish_svc", "redis").set(0)
             log.warning(
                 "Redis missed certificate statuses; will retry",
-                extra={"fields": {"count": len(rows), "error": type(exc).__name__}},
+                extra={"fields": {"count": len(states), "error": type(exc).__name__}},
             )
-            await repo.mark_behind(conn, [r["id"] for r in rows])
+            await repo.mark_behind(conn, [s.id for s in states])
             return
         DEPENDENCY_UP.labels("publish_svc", "redis").set(1)
         await repo.mark_cached(
-            conn, [(r["id"], r["status_version"]) for r in rows if not (new_marked_cached and r["status_version"] == 1)]
+            conn, [(s.id, s.status_version) for s in states if not (new_marked_cached and s.status_version == 1)]
         )

@@ -1,10 +1,23 @@
-"""SQL of publish_svc: pending outbox events, certificates, the feed and partner cursors."""
+"""SQL of publish_svc: the relay's lock, pending outbox events, certificates, the feed, partner cursors
+and citizen lookups.
+
+What the relay writes in bulk (`IssuedCertificate`, `Revocation`, `FeedEntry`) are NamedTuples whose
+field order is the column order of the `unnest(...)` they are written through, so a batch goes to
+Postgres as columns without being copied into other tuples. What the service logic reads comes back
+as named rows; wide rows that only feed the shared message builders (services.common.messages) stay
+asyncpg Records.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, NamedTuple
 
 import asyncpg
+
+from services.common.db import fetch
 
 # The relay leader's session-level advisory lock (any constant shared by all replicas; "relay").
 RELAY_LOCK = 0x72656C6179
@@ -30,38 +43,137 @@ LIMIT $1
 FOR UPDATE OF o SKIP LOCKED
 """
 
+# Reads that run as well on the pool (a stream, outside a transaction) as on a transaction's connection.
+Executor = asyncpg.Pool | asyncpg.Connection
 
-async def pending_events(conn, limit: int) -> list[asyncpg.Record]:
+
+class CertificateState(NamedTuple):
+    """A certificate's status at a version: what the relay tracks within a batch and Redis caches."""
+
+    id: uuid.UUID
+    uvci: str
+    status: str  # VALID or REVOKED
+    status_version: int
+    expires_at: datetime
+
+
+class IssuedCertificate(NamedTuple):
+    """A new certificate row (inserted already marked cached at version 1)."""
+
+    id: uuid.UUID
+    uvci: str
+    result_id: uuid.UUID
+    person_id: uuid.UUID
+    signing_key_id: uuid.UUID
+    qr_enc: bytes
+    issued_at: datetime
+    expires_at: datetime
+
+
+class Revocation(NamedTuple):
+    certificate_id: uuid.UUID
+    reason: str  # the event kind that revoked it: AMENDED or WITHDRAWN
+
+
+class FeedEntry(NamedTuple):
+    """One feed event: its gapless position and the sealed, serialised ResultEvent."""
+
+    position: int
+    outbox_id: int
+    kind: str
+    person_id: uuid.UUID
+    result_id: uuid.UUID
+    certificate_id: uuid.UUID | None
+    revoked_certificate_id: uuid.UUID | None
+    payload_enc: bytes
+    committed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: uuid.UUID
+    name: str
+    personal_data_access: bool
+    acked_position: int  # 0 before its first acknowledgement
+    acked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerLag:
+    id: uuid.UUID
+    name: str
+    acked_position: int
+    acked_at: datetime | None
+    oldest_unacked_committed_at: datetime | None  # None when the partner is at the head
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    head_position: int  # 0 while the feed is empty
+    head_committed_at: datetime | None
+    pending_events: int  # committed outbox events not yet relayed
+    oldest_pending_at: datetime | None
+    partners: list[PartnerLag]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    uvci: str
+    status: str
+    qr_enc: bytes
+    expires_at: datetime
+
+
+# --- the relay ------------------------------------------------------------------------------------------
+
+
+async def try_relay_lock(conn: asyncpg.Connection) -> bool:
+    """Take the relay leader's session-level lock if it is free; it lasts as long as `conn`."""
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK)
+
+
+async def notify_feed(conn: asyncpg.Connection, head: int) -> None:
+    """Wake the feed's listeners when the transaction commits."""
+    await conn.execute("SELECT pg_notify('feed', $1)", str(head))
+
+
+async def pending_events(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """The oldest unrelayed outbox rows, locked, with the result, sample and sealed person columns."""
     return await conn.fetch(PENDING_EVENTS, limit)
 
 
-async def head_position(conn) -> int:
+async def head_position(conn: Executor) -> int:
     return await conn.fetchval("SELECT COALESCE(max(position), 0) FROM feed_events")
 
 
-async def certificates_of_results(conn, result_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+async def certificates_of_results(
+    conn: asyncpg.Connection, result_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, CertificateState]:
     rows = await conn.fetch(
         "SELECT id, uvci, result_id, status, status_version, expires_at FROM certificates "
         "WHERE result_id = ANY($1::uuid[])",
         result_ids,
     )
-    return {r["result_id"]: r for r in rows}
+    return {r["result_id"]: _certificate_state(r) for r in rows}
 
 
-async def insert_certificates(conn, rows: list[tuple]) -> None:
-    """rows: (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at)."""
+def _certificate_state(row: asyncpg.Record) -> CertificateState:
+    return CertificateState(row["id"], row["uvci"], row["status"], row["status_version"], row["expires_at"])
+
+
+async def insert_certificates(conn: asyncpg.Connection, rows: list[IssuedCertificate]) -> None:
     if rows:
         await conn.execute(
             """INSERT INTO certificates (id, uvci, result_id, person_id, signing_key_id, qr_enc, issued_at, expires_at,
                                          cached_version)
                SELECT *, 1 FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bytea[],
                                        $7::timestamptz[], $8::timestamptz[])""",
-            *zip(*rows),
+            *zip(*rows),  # one array per field, in IssuedCertificate's field order
         )
 
 
-async def revoke_certificates(conn, revocations: list[tuple[uuid.UUID, str]]) -> None:
-    """revocations: (certificate id, reason). Each bumps status_version once."""
+async def revoke_certificates(conn: asyncpg.Connection, revocations: list[Revocation]) -> None:
+    """Each revocation of a VALID certificate bumps its status_version once."""
     if revocations:
         await conn.execute(
             """UPDATE certificates c SET status = 'REVOKED', status_version = c.status_version + 1,
@@ -72,37 +184,37 @@ async def revoke_certificates(conn, revocations: list[tuple[uuid.UUID, str]]) ->
         )
 
 
-async def insert_feed_events(conn, rows: list[tuple]) -> None:
-    """rows: (position, outbox_id, kind, person_id, result_id, certificate_id, revoked_certificate_id,
-    payload_enc, committed_at)."""
+async def insert_feed_events(conn: asyncpg.Connection, rows: list[FeedEntry]) -> None:
     if rows:
         await conn.execute(
             """INSERT INTO feed_events (position, outbox_id, kind, person_id, result_id, certificate_id,
                                         revoked_certificate_id, payload_enc, committed_at)
                SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[],
                                     $7::uuid[], $8::bytea[], $9::timestamptz[])""",
-            *zip(*rows),
+            *zip(*rows),  # one array per field, in FeedEntry's field order
         )
 
 
-async def mark_relayed(conn, outbox_ids: list[int]) -> None:
+async def mark_relayed(conn: asyncpg.Connection, outbox_ids: list[int]) -> None:
     await conn.execute("UPDATE outbox SET relayed_at = clock_timestamp() WHERE id = ANY($1::int8[])", outbox_ids)
 
 
-async def statuses_behind_cache(conn, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def statuses_behind_cache(conn: asyncpg.Connection, limit: int) -> list[CertificateState]:
+    rows = await conn.fetch(
         "SELECT id, uvci, status, status_version, expires_at FROM certificates "
         "WHERE cached_version < status_version ORDER BY id LIMIT $1",
         limit,
     )
+    return [_certificate_state(r) for r in rows]
 
 
-async def mark_behind(conn, certificate_ids: list[uuid.UUID]) -> None:
+async def mark_behind(conn: asyncpg.Connection, certificate_ids: list[uuid.UUID]) -> None:
     """Redis did not take these statuses: let the catch-up write them again."""
     await conn.execute("UPDATE certificates SET cached_version = 0 WHERE id = ANY($1::uuid[])", certificate_ids)
 
 
-async def mark_cached(conn, entries: list[tuple[uuid.UUID, int]]) -> None:
+async def mark_cached(conn: asyncpg.Connection, entries: list[tuple[uuid.UUID, int]]) -> None:
+    """entries: (certificate id, status version Redis now holds)."""
     if entries:
         await conn.execute(
             """UPDATE certificates c SET cached_version = GREATEST(c.cached_version, u.version)
@@ -114,7 +226,8 @@ async def mark_cached(conn, entries: list[tuple[uuid.UUID, int]]) -> None:
 # --- feed reads ---------------------------------------------------------------------------------------
 
 
-async def feed_page(pool, from_position: int, limit: int) -> list[asyncpg.Record]:
+async def feed_page(pool: Executor, from_position: int, limit: int) -> list[asyncpg.Record]:
+    """Rows of (position, person_id, payload_enc) from `from_position` on; a gap means not yet visible."""
     return await pool.fetch(
         "SELECT position, person_id, payload_enc FROM feed_events WHERE position >= $1 ORDER BY position LIMIT $2",
         from_position,
@@ -122,16 +235,20 @@ async def feed_page(pool, from_position: int, limit: int) -> list[asyncpg.Record
     )
 
 
-async def partner(pool, partner_id: uuid.UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow(
+async def partner(pool: Executor, partner_id: uuid.UUID) -> Partner | None:
+    row = await pool.fetchrow(
         """SELECT p.id, p.name, p.personal_data_access, COALESCE(c.acked_position, 0) AS acked_position,
                   c.updated_at AS acked_at
            FROM partners p LEFT JOIN partner_cursors c ON c.partner_id = p.id WHERE p.id = $1""",
         partner_id,
     )
+    if row is None:
+        return None
+    return Partner(row["id"], row["name"], row["personal_data_access"], row["acked_position"], row["acked_at"])
 
 
-async def advance_cursor(conn, partner_id: uuid.UUID, position: int) -> int:
+async def advance_cursor(conn: asyncpg.Connection, partner_id: uuid.UUID, position: int) -> int:
+    """Move the partner's cursor forward (never back); returns the cursor."""
     return await conn.fetchval(
         """INSERT INTO partner_cursors (partner_id, acked_position) VALUES ($1, $2)
            ON CONFLICT (partner_id) DO UPDATE
@@ -144,12 +261,13 @@ async def advance_cursor(conn, partner_id: uuid.UUID, position: int) -> int:
     )
 
 
-async def feed_status(pool, partner_id: uuid.UUID | None):
-    head = await pool.fetchrow("SELECT position, committed_at FROM feed_events ORDER BY position DESC LIMIT 1")
-    pending = await pool.fetchrow(
+async def feed_status(conn: asyncpg.Connection, partner_id: uuid.UUID | None) -> FeedStatus:
+    """The head, the relay's backlog, and the cursor of every partner (or of `partner_id` only)."""
+    head = await conn.fetchrow("SELECT position, committed_at FROM feed_events ORDER BY position DESC LIMIT 1")
+    pending = await conn.fetchrow(
         "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE relayed_at IS NULL"
     )
-    partners = await pool.fetch(
+    partners = await conn.fetch(
         """SELECT p.id, p.name, COALESCE(c.acked_position, 0) AS acked_position, c.updated_at AS acked_at,
                   (SELECT f.committed_at FROM feed_events f WHERE f.position = COALESCE(c.acked_position, 0) + 1)
                       AS oldest_unacked_committed_at
@@ -157,11 +275,24 @@ async def feed_status(pool, partner_id: uuid.UUID | None):
            WHERE $1::uuid IS NULL OR p.id = $1 ORDER BY p.name, p.id""",
         partner_id,
     )
-    return head, pending, partners
+    return FeedStatus(
+        head_position=head["position"] if head else 0,
+        head_committed_at=head["committed_at"] if head else None,
+        # An aggregate without GROUP BY always returns its one row.
+        pending_events=pending["n"] if pending else 0,
+        oldest_pending_at=pending["oldest"] if pending else None,
+        partners=[
+            PartnerLag(p["id"], p["name"], p["acked_position"], p["acked_at"], p["oldest_unacked_committed_at"])
+            for p in partners
+        ],
+    )
 
 
-async def certificate_by_uvci(pool, uvci: str) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT id, uvci, status, qr_enc, expires_at FROM certificates WHERE uvci = $1", uvci)
+async def certificate_by_uvci(conn: asyncpg.Connection, uvci: str) -> StoredCertificate | None:
+    row = await conn.fetchrow("SELECT uvci, status, qr_enc, expires_at FROM certificates WHERE uvci = $1", uvci)
+    if row is None:
+        return None
+    return StoredCertificate(row["uvci"], row["status"], row["qr_enc"], row["expires_at"])
 
 
 # Current result versions of the persons matching a keyed hash ({column}: identity_hash or phone_hash)
@@ -182,3 +313,15 @@ LEFT JOIN signing_keys k ON k.id = c.signing_key_id
 WHERE pe.{column} = $1 AND pe.dob_hash = $2
 ORDER BY s.collected_at DESC, r.id LIMIT $3
 """
+
+# What a citizen is looked up by: the keyed hash of an identity document or of a phone number.
+LookupColumn = Literal["identity_hash", "phone_hash"]
+
+
+async def citizen_results(
+    pool: asyncpg.Pool, column: LookupColumn, key_hash: bytes, dob_hash: bytes, limit: int
+) -> list[asyncpg.Record]:
+    """Rows for services.common.messages, plus the certificate's columns (uvci NULL: no certificate)."""
+    if column not in ("identity_hash", "phone_hash"):  # it becomes part of the SQL text
+        raise ValueError(f"not a lookup column: {column}")
+    return await fetch(pool, CITIZEN_RESULTS.format(column=column), key_hash, dob_hash, limit)

@@ -6,13 +6,19 @@ Every replica serves the feed; one replica at a time is the relay leader (servic
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from services.common.auth import Principal, Role, current_principal
-from services.common.db import fetch, in_tx
-from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from services.common.db import in_tx
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.common.fields import check_date_of_birth, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.messages import person_message, result_message
+from services.common.pii import PiiCipher
 from services.common.protoconv import timestamp
 from services.common.ratelimit import RateLimiter
 from services.common.runtime import Deps
@@ -22,6 +28,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
 from services.hcert import qr
 from services.publish_svc import repository as repo
+from services.publish_svc.config import PublishConfig
 from services.publish_svc.feed import Feed, FeedSignal
 from services.publish_svc.relay import Relay
 from services.registry.certificate_status import StatusCache
@@ -38,32 +45,41 @@ PUBLISH_ROLES = {
 
 QR_FORMATS = {1: ("png", "image/png"), 2: ("svg", "image/svg+xml")}
 STATUS = {"VALID": certificate_pb2.CERTIFICATE_STATUS_VALID, "REVOKED": certificate_pb2.CERTIFICATE_STATUS_REVOKED}
+CITIZEN_RESULTS_LIMIT = 100
 
 
-def _duration(seconds: float):
-    from google.protobuf.duration_pb2 import Duration
-
+def _duration(seconds: float) -> Duration:
     out = Duration()
     out.FromMilliseconds(max(0, int(seconds * 1000)))
     return out
 
 
+def _caller() -> Principal:
+    """The caller the call guard admitted (it admits no call to this service without one)."""
+    caller = current_principal.get()
+    if caller is None:
+        raise Unauthenticated("no authenticated caller")
+    return caller
+
+
 class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
-    def __init__(self, deps: Deps, feed: Feed):
+    def __init__(self, deps: Deps, config: PublishConfig, feed: Feed):
         self._pool = deps.pool
         self._pii = deps.pii
         self._feed = feed
-        self._lookups = RateLimiter(
-            deps.redis, deps.config.redis_prefix, "citizen", deps.config.citizen_lookups_per_minute
-        )
+        self._lookups = RateLimiter(deps.redis, config.redis_prefix, "citizen", config.citizen_lookups_per_minute)
 
-    async def StreamResultEvents(self, request, context):
-        caller = current_principal.get()
+    async def StreamResultEvents(
+        self, request: pb.StreamResultEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamResultEventsResponse]:
+        caller = _caller()
         async for message in self._feed.stream(caller.id, request.from_position):
             yield message
 
-    async def AckResultEvents(self, request, context):
-        caller = current_principal.get()
+    async def AckResultEvents(
+        self, request: pb.AckResultEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AckResultEventsResponse:
+        caller = _caller()
         return await run_idempotent(
             self._pool,
             caller.id,
@@ -73,141 +89,168 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             lambda conn: self._feed.acknowledge(conn, caller.id, request.position),
         )
 
-    async def GetFeedStatus(self, request, context):
-        caller: Principal = current_principal.get()
-        partner_id = None
-        if request.partner_id:
-            try:
-                partner_id = uuid.UUID(request.partner_id)
-            except ValueError:
-                raise InvalidArgument(
-                    "partner_id is not a UUID", [FieldViolation("partner_id", "a UUID", "FIELD_FORMAT_INVALID")]
-                ) from None
-        if caller.role is Role.PARTNER:
-            if partner_id is not None and str(partner_id) != caller.id:
-                raise PermissionDenied("a partner sees only its own feed status", reason="SCOPE_NOT_ALLOWED")
-            partner_id = uuid.UUID(caller.id)
-        head, pending, partners = await in_tx(self._pool, lambda conn: repo.feed_status(conn, partner_id))
-        if partner_id is not None and not partners:
+    async def GetFeedStatus(
+        self, request: pb.GetFeedStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetFeedStatusResponse:
+        partner_id = _status_scope(_caller(), request.partner_id)
+        status = await in_tx(self._pool, lambda conn: repo.feed_status(conn, partner_id))
+        if partner_id is not None and not status.partners:
             raise NotFound("no such partner", reason="PARTNER_NOT_FOUND")
         now = utcnow()
-        head_position = head["position"] if head else 0
         response = pb.GetFeedStatusResponse(
-            head_position=head_position,
-            head_committed_at=timestamp(head["committed_at"]) if head else None,
-            pending_events=pending["n"],
-            oldest_pending_age=_duration((now - pending["oldest"]).total_seconds() if pending["oldest"] else 0),
+            head_position=status.head_position,
+            head_committed_at=timestamp(status.head_committed_at) if status.head_committed_at else None,
+            pending_events=status.pending_events,
+            oldest_pending_age=_duration(
+                (now - status.oldest_pending_at).total_seconds() if status.oldest_pending_at else 0
+            ),
         )
-        for p in partners:
-            oldest = p["oldest_unacked_committed_at"]
+        for p in status.partners:
+            oldest = p.oldest_unacked_committed_at
             response.partners.append(
                 pb.PartnerFeedStatus(
-                    partner_id=str(p["id"]),
-                    partner_name=p["name"],
-                    acknowledged_position=p["acked_position"],
-                    acknowledged_at=timestamp(p["acked_at"]) if p["acked_at"] else None,
-                    lag_events=max(0, head_position - p["acked_position"]),
+                    partner_id=str(p.id),
+                    partner_name=p.name,
+                    acknowledged_position=p.acked_position,
+                    acknowledged_at=timestamp(p.acked_at) if p.acked_at else None,
+                    lag_events=max(0, status.head_position - p.acked_position),
                     lag=_duration((now - oldest).total_seconds() if oldest else 0),
-                    open_streams=self._feed.open_streams[str(p["id"])],
+                    open_streams=self._feed.open_streams[str(p.id)],
                 )
             )
         return response
 
-    async def GetCitizenResults(self, request, context):
-        caller = current_principal.get()
+    async def GetCitizenResults(
+        self, request: pb.GetCitizenResultsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCitizenResultsResponse:
+        caller = _caller()
         violations: list[FieldViolation] = []
-        which = request.WhichOneof("key")
         dob = check_date_of_birth(request.date_of_birth, "date_of_birth", violations, utcnow().date())
-        column = lookup = None
-        if which == "identity":
-            doc = request.identity
-            doc_type = (
-                person_pb2.IdentityDocumentType.Name(doc.type).removeprefix("IDENTITY_DOCUMENT_TYPE_")
-                if doc.type in person_pb2.IdentityDocumentType.values()
-                else ""
-            )
-            if doc_type in ("", "UNSPECIFIED") or not doc.number:
-                violations.append(FieldViolation("identity", "type and number are required", "FIELD_REQUIRED"))
-            else:
-                country = "VN" if doc_type in ("CITIZEN_ID", "OLD_ID") else doc.country
-                column, lookup = (
-                    "identity_hash",
-                    self._pii.keyed_hash("person.identity", f"{doc_type}|{country}|{doc.number}"),
-                )
-        elif which == "phone":
-            phone = normalise_phone(request.phone)
-            if phone is None:
-                violations.append(FieldViolation("phone", "'0' + 9 digits or '+84' + 9 digits", "FIELD_FORMAT_INVALID"))
-            else:
-                column, lookup = "phone_hash", self._pii.keyed_hash("person.phone", phone)
-        else:
-            violations.append(FieldViolation("identity", "identity or phone is required", "FIELD_REQUIRED"))
-        if violations:
+        key = _lookup_key(self._pii, request, violations)
+        if violations or dob is None or key is None:  # None comes with a violation
             raise InvalidArgument("invalid lookup", violations)
         await self._lookups.check(caller.id)
         partner = await self._feed.partner(caller.id)
-        rows = await fetch(
+        column, key_hash = key
+        rows = await repo.citizen_results(
             self._pool,
-            repo.CITIZEN_RESULTS.format(column=column),
-            lookup,
+            column,
+            key_hash,
             self._pii.keyed_hash("person.date_of_birth", dob),
-            100,
+            CITIZEN_RESULTS_LIMIT,
         )
-        response = pb.GetCitizenResultsResponse()
-        for row in rows:
-            item = pb.CitizenResult(
-                person_key=self._feed.person_key(uuid.UUID(caller.id), row["person_id"]), result=result_message(row)
-            )
-            if partner["personal_data_access"]:
-                item.person.CopyFrom(person_message(self._pii, row))
-            if row["uvci"]:
-                item.certificate.CopyFrom(
-                    certificate_pb2.Certificate(
-                        certificate_id=row["uvci"],
-                        qr=self._pii.open("certificate.qr", row["qr_enc"]),
-                        status=STATUS[row["certificate_status"]],
-                        issued_at=timestamp(row["issued_at"]),
-                        expires_at=timestamp(row["certificate_expires_at"]),
-                        revoked_at=timestamp(row["revoked_at"]) if row["revoked_at"] else None,
-                        result_id=str(row["id"]),
-                        kid=bytes(row["kid"]),
-                    )
-                )
-            response.results.append(item)
-        return response
+        partner_id = uuid.UUID(caller.id)
+        return pb.GetCitizenResultsResponse(
+            results=[self._citizen_result(row, partner_id, partner.personal_data_access) for row in rows]
+        )
 
-    async def GetCertificateQr(self, request, context):
-        violations = []
-        if not request.certificate_id or len(request.certificate_id) > 80:
-            violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
-        if request.format not in QR_FORMATS:
-            violations.append(FieldViolation("format", "PNG or SVG", "FIELD_REQUIRED"))
-        if not 0 <= request.scale <= 20:
-            violations.append(FieldViolation("scale", "0-20", "FIELD_OUT_OF_RANGE"))
-        if violations:
-            raise InvalidArgument("invalid request", violations)
-        row = await in_tx(self._pool, lambda conn: repo.certificate_by_uvci(conn, request.certificate_id))
-        if row is None:
+    def _citizen_result(self, row: Any, partner_id: uuid.UUID, personal_data_access: bool) -> pb.CitizenResult:
+        item = pb.CitizenResult(
+            person_key=self._feed.person_key(partner_id, row["person_id"]), result=result_message(row)
+        )
+        if personal_data_access:
+            item.person.CopyFrom(person_message(self._pii, row))
+        if row["uvci"]:
+            item.certificate.CopyFrom(
+                certificate_pb2.Certificate(
+                    certificate_id=row["uvci"],
+                    qr=self._pii.open("certificate.qr", row["qr_enc"]),
+                    status=STATUS[row["certificate_status"]],
+                    issued_at=timestamp(row["issued_at"]),
+                    expires_at=timestamp(row["certificate_expires_at"]),
+                    revoked_at=timestamp(row["revoked_at"]) if row["revoked_at"] else None,
+                    result_id=str(row["id"]),
+                    kid=bytes(row["kid"]),
+                )
+            )
+        return item
+
+    async def GetCertificateQr(
+        self, request: pb.GetCertificateQrRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCertificateQrResponse:
+        _check_qr_request(request)
+        certificate = await in_tx(self._pool, lambda conn: repo.certificate_by_uvci(conn, request.certificate_id))
+        if certificate is None:
             raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
         fmt, content_type = QR_FORMATS[request.format]
-        image = qr.render(self._pii.open("certificate.qr", row["qr_enc"]), fmt, request.scale or 4)
+        image = qr.render(self._pii.open("certificate.qr", certificate.qr_enc), fmt, request.scale or 4)
         return pb.GetCertificateQrResponse(
             image=image,
             content_type=content_type,
-            status=STATUS[row["status"]],
-            expires_at=timestamp(row["expires_at"]),
+            status=STATUS[certificate.status],
+            expires_at=timestamp(certificate.expires_at),
         )
 
 
+def _status_scope(caller: Principal, requested: str) -> uuid.UUID | None:
+    """Whose feed status the caller sees: a partner only its own; an operator everyone's or one partner's."""
+    partner_id = None
+    if requested:
+        try:
+            partner_id = uuid.UUID(requested)
+        except ValueError:
+            raise InvalidArgument(
+                "partner_id is not a UUID", [FieldViolation("partner_id", "a UUID", "FIELD_FORMAT_INVALID")]
+            ) from None
+    if caller.role is Role.PARTNER:
+        if partner_id is not None and str(partner_id) != caller.id:
+            raise PermissionDenied("a partner sees only its own feed status", reason="SCOPE_NOT_ALLOWED")
+        partner_id = uuid.UUID(caller.id)
+    return partner_id
+
+
+def _lookup_key(
+    pii: PiiCipher, request: pb.GetCitizenResultsRequest, violations: list[FieldViolation]
+) -> tuple[repo.LookupColumn, bytes] | None:
+    """The column and keyed hash a citizen is looked up by, or None (with a violation noted)."""
+    which = request.WhichOneof("key")
+    if which == "identity":
+        doc = request.identity
+        doc_type = (
+            person_pb2.IdentityDocumentType.Name(doc.type).removeprefix("IDENTITY_DOCUMENT_TYPE_")
+            if doc.type in person_pb2.IdentityDocumentType.values()
+            else ""
+        )
+        if doc_type in ("", "UNSPECIFIED") or not doc.number:
+            violations.append(FieldViolation("identity", "type and number are required", "FIELD_REQUIRED"))
+            return None
+        # The same normalisation as intake's, so a lookup matches what intake stored.
+        country = "VN" if doc_type in ("CITIZEN_ID", "OLD_ID") else doc.country
+        return "identity_hash", pii.keyed_hash("person.identity", f"{doc_type}|{country}|{doc.number}")
+    if which == "phone":
+        phone = normalise_phone(request.phone)
+        if phone is None:
+            violations.append(FieldViolation("phone", "'0' + 9 digits or '+84' + 9 digits", "FIELD_FORMAT_INVALID"))
+            return None
+        return "phone_hash", pii.keyed_hash("person.phone", phone)
+    violations.append(FieldViolation("identity", "identity or phone is required", "FIELD_REQUIRED"))
+    return None
+
+
+def _check_qr_request(request: pb.GetCertificateQrRequest) -> None:
+    violations = []
+    if not request.certificate_id or len(request.certificate_id) > 80:
+        violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
+    if request.format not in QR_FORMATS:
+        violations.append(FieldViolation("format", "PNG or SVG", "FIELD_REQUIRED"))
+    if not 0 <= request.scale <= 20:
+        violations.append(FieldViolation("scale", "0-20", "FIELD_OUT_OF_RANGE"))
+    if violations:
+        raise InvalidArgument("invalid request", violations)
+
+
 def build(deps: Deps) -> list[GrpcService]:
+    """PublishService on every replica; the feed's LISTEN connection; the relay where it is enabled."""
     config = deps.config
+    if not isinstance(config, PublishConfig):
+        raise TypeError(f"publish_svc needs a PublishConfig, not {type(config).__name__}")
     signal = FeedSignal(config.database_url)
     feed = Feed(deps.pool, deps.pii, signal, config.feed_heartbeat_seconds, config.max_streams_per_partner)
     deps.background(signal.run(), signal.stop)
     if config.relay_enabled:
         relay = Relay(config, deps.pii, StatusCache(deps.redis, config.redis_prefix), on_published=signal.notify)
         deps.background(relay.run(), relay.stop)
-    servicer = PublishServicer(deps, feed)
+    servicer = PublishServicer(deps, config, feed)
     return [
         GrpcService(
             "covidtest.publish.v1.PublishService",

@@ -6,6 +6,10 @@ CPU cost. With RELAY_SIGNING_PROCESSES > 0 it runs in that many worker processes
 relay process builds feed events; with 0 it runs in the relay process. Both paths call the same
 `issue_batch`, so they produce the same certificates.
 
+Each request comes back as one `SigningOutcome`: `Issued` (the UVCI and the HC1 text) or `Refused`
+(why the data cannot make a valid DCC). Both are NamedTuples, so a worker's answer pickles about as
+cheaply as plain tuples.
+
 A worker holds the private key only in memory, handed over at start through the pool initializer.
 """
 
@@ -16,6 +20,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from services.hcert import codec, keys, payload, uvci
 
@@ -38,9 +43,25 @@ class CertificateRequest:
     expires_at: int
 
 
-def issue_batch(signer: codec.Signer, requests: list[CertificateRequest]) -> list[tuple[str, str] | str]:
-    """(UVCI, HC1 text) per request, or an error message for a request that cannot make a valid DCC."""
-    out: list[tuple[str, str] | str] = []
+class Issued(NamedTuple):
+    """A signed certificate."""
+
+    uvci: str
+    qr: str  # the HC1 text the QR code holds
+
+
+class Refused(NamedTuple):
+    """A request that cannot make a valid DCC (intake let through data the DCC schema rejects)."""
+
+    reason: str
+
+
+SigningOutcome = Issued | Refused
+
+
+def issue_batch(signer: codec.Signer, requests: list[CertificateRequest]) -> list[SigningOutcome]:
+    """One outcome per request, in the order of `requests`."""
+    out: list[SigningOutcome] = []
     for r in requests:
         certificate_id = uvci.new_uvci()
         try:
@@ -57,11 +78,10 @@ def issue_batch(signer: codec.Signer, requests: list[CertificateRequest]) -> lis
                 issuer=r.issuer,
                 uvci=certificate_id,
             )
-            out.append(
-                (certificate_id, codec.encode_hcert(dcc, signer=signer, issued_at=r.issued_at, expires_at=r.expires_at))
-            )
+            qr = codec.encode_hcert(dcc, signer=signer, issued_at=r.issued_at, expires_at=r.expires_at)
+            out.append(Issued(certificate_id, qr))
         except ValueError as exc:
-            out.append(str(exc))
+            out.append(Refused(str(exc)))
     return out
 
 
@@ -81,7 +101,7 @@ def _init_worker(private_key_pem: bytes, certificate_der: bytes, algorithm: str)
     _worker_signer = codec.Signer(material)
 
 
-def _issue_in_worker(requests: list[CertificateRequest]) -> list[tuple[str, str] | str]:
+def _issue_in_worker(requests: list[CertificateRequest]) -> list[SigningOutcome]:
     assert _worker_signer is not None
     return issue_batch(_worker_signer, requests)
 
@@ -105,7 +125,8 @@ class CertificateSigner:
                 initargs=(keys.private_key_pem(material.key), material.certificate_der, material.algorithm),
             )
 
-    async def issue(self, requests: list[CertificateRequest]) -> list[tuple[str, str] | str]:
+    async def issue(self, requests: list[CertificateRequest]) -> list[SigningOutcome]:
+        """One outcome per request, in the order of `requests`."""
         if not requests:
             return []
         if self._pool is None:
