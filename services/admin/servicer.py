@@ -18,9 +18,10 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.auth import Principal, PrincipalKind, Role, current_principal
+from services.common.auth import Principal, PrincipalKind, Role, current_caller
+from services.common.config import ServiceConfig
 from services.common.db import in_tx
-from services.common.errors import FieldViolation, InvalidArgument, Unauthenticated
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.idempotency import IdempotentRequest, run_idempotent
 from services.common.paging import decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
@@ -172,16 +173,8 @@ def _client_certificate(request: pb.RegisterClientCertificateRequest) -> princip
     return principals.parse_client_certificate(raw)
 
 
-def _operator() -> Principal:
-    """The calling operator (the call guard authenticates every AdminService call before it runs)."""
-    actor = current_principal.get()
-    if actor is None:
-        raise Unauthenticated("no authenticated caller")
-    return actor
-
-
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, deps: Deps):
+    def __init__(self, deps: Deps[ServiceConfig]):
         self._pool = deps.pool
         self._pii = deps.pii
 
@@ -194,7 +187,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         stored: Callable[[R], R] | None = None,
     ) -> R:
         """Run `mutate(conn, operator)` once per request id, in one transaction."""
-        actor = _operator()
+        actor = current_caller()
         return await run_idempotent(
             self._pool, actor.id, method, request, response_type, lambda conn: mutate(conn, actor), stored=stored
         )
@@ -517,7 +510,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         )
 
 
-def admin_service(deps: Deps) -> GrpcService:
+def admin_service(deps: Deps[ServiceConfig]) -> GrpcService:
     servicer = AdminServicer(deps)
     methods = pb.DESCRIPTOR.services_by_name["AdminService"].methods
     return GrpcService(

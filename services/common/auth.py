@@ -75,6 +75,15 @@ class Principal:
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal_obj", default=None)
 
 
+def current_caller() -> Principal:
+    """The principal of the call being served. The call guard sets it before any handler runs, so it is
+    missing only in code run outside a guarded call, which is refused rather than served."""
+    principal = current_principal.get()
+    if principal is None:
+        raise Unauthenticated("no authenticated caller")
+    return principal
+
+
 def new_token() -> str:
     """A fresh 256-bit bearer token. Show it once; store only `token_digest(token)`."""
     return TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")

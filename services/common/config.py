@@ -14,7 +14,10 @@ import binascii
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _REQUIRED = object()
 
@@ -122,8 +125,19 @@ def parse_redis_url(raw: str) -> str:
 
 # --- loading ------------------------------------------------------------------------------------------
 
+C = TypeVar("C", bound="DataclassInstance")  # a config dataclass
 
-def load(cls, environ: Mapping[str, str] | None = None):
+
+class Setting(NamedTuple):
+    """One environment variable a config class reads, as the README's configuration table shows it."""
+
+    name: str
+    default: str  # "required" when it has none
+    doc: str
+    secret: bool
+
+
+def load(cls: type[C], environ: Mapping[str, str] | None = None) -> C:
     """Build `cls` from the environment, raising ConfigError listing every bad or missing value."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -143,12 +157,11 @@ def load(cls, environ: Mapping[str, str] | None = None):
             # A secret's raw value is never echoed back.
             shown = "" if meta["secret"] else f" (got {raw!r})"
             problems.append(f"{meta['env']}: {exc}{shown}")
-    config = None
-    if not problems:
-        config = cls(**values)
-        check = getattr(config, "validate", None)
-        problems.extend(check() if check else [])
     if problems:
+        raise ConfigError(problems)
+    config = cls(**values)
+    check = getattr(config, "validate", None)
+    if problems := check() if check else []:  # checks across settings, once each parses
         raise ConfigError(problems)
     return config
 
@@ -158,14 +171,14 @@ def env_names(cls) -> list[str]:
     return [f.metadata["env"] for f in dataclasses.fields(cls) if "env" in f.metadata]
 
 
-def describe(cls) -> list[tuple[str, str, str, bool]]:
-    """(name, default, doc, secret) per variable, for the README's configuration table."""
+def describe(cls) -> list[Setting]:
+    """Every variable `cls` reads, for the README's configuration table."""
     rows = []
     for f in dataclasses.fields(cls):
         if "env" not in f.metadata:
             continue
         default = "required" if f.metadata["required"] else repr(f.default)
-        rows.append((f.metadata["env"], default, f.metadata["doc"], f.metadata["secret"]))
+        rows.append(Setting(f.metadata["env"], default, f.metadata["doc"], f.metadata["secret"]))
     return rows
 
 

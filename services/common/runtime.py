@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import asyncpg
 import redis.asyncio as redis
@@ -33,11 +34,17 @@ from services.common.threads import batch_helper_threads
 log = logging.getLogger("covidtest.runtime")
 
 
-@dataclass
-class Deps:
+# A service's build is given its own config class: Deps[VerifyConfig] for verify_svc. Covariant, so a
+# part that needs only the common settings (AdminService) takes Deps[ServiceConfig].
+ConfigT = TypeVar("ConfigT", bound=ServiceConfig, covariant=True)
+C = TypeVar("C", bound=ServiceConfig)
+
+
+@dataclass(frozen=True)
+class Deps(Generic[ConfigT]):
     """Shared clients handed to a service's `build`, which may also add background tasks."""
 
-    config: ServiceConfig
+    config: ConfigT
     pool: asyncpg.Pool
     redis: redis.Redis
     pii: PiiCipher
@@ -78,10 +85,10 @@ def _report_unexpected_end(task: asyncio.Task) -> None:
         )
 
 
-Build = Callable[[Deps], list[GrpcService]]
+Build = Callable[[Deps[C]], list[GrpcService]]
 
 
-async def start_service(label: str, config: ServiceConfig, build: Build, *, serve_metrics_port: bool = True) -> Running:
+async def start_service(label: str, config: C, build: Build[C], *, serve_metrics_port: bool = True) -> Running:
     pool = await create_pool(config.database_url, config.db_pool_min, config.db_pool_max)
     cache = create_client(config.redis_url)
     deps = Deps(config=config, pool=pool, redis=cache, pii=PiiCipher(config.pii_keys, config.pii_pepper))
@@ -133,7 +140,7 @@ def _stop_workers(workers: list[subprocess.Popen], grace: float) -> None:
             worker.kill()
 
 
-def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
+def main(label: str, config_cls: type[C], build: Build[C]) -> int:
     try:
         config = load(config_cls)
     except ConfigError as exc:
@@ -167,7 +174,7 @@ def main(label: str, config_cls: type[ServiceConfig], build: Build) -> int:
     return 0
 
 
-def run_module(label: str, config_cls: type[ServiceConfig], build: Build) -> None:
+def run_module(label: str, config_cls: type[C], build: Build[C]) -> None:
     sys.exit(main(label, config_cls, build))
 
 

@@ -40,7 +40,7 @@ from services.publish_svc.config import PublishConfig
 from services.publish_svc.repository import CertificateState, FeedEntry, IssuedCertificate, Revocation
 from services.publish_svc.signing import CertificateRequest, CertificateSigner, Refused, SigningOutcome
 from services.registry import signing_keys
-from services.registry.certificate_status import StatusCache
+from services.registry.certificate_status import StatusCache, StatusEntry
 
 log = logging.getLogger("covidtest.relay")
 
@@ -385,9 +385,8 @@ class Relay:
         if not states:
             return
         try:
-            # StatusCache.put_many takes (uvci, status, status version, expiry in epoch seconds).
             await self._cache.put_many(
-                [(s.uvci, s.status, s.status_version, int(s.expires_at.timestamp())) for s in states]
+                [StatusEntry(s.uvci, s.status, s.status_version, int(s.expires_at.timestamp())) for s in states]
             )
         except (redis.exceptions.RedisError, OSError) as exc:
             DEPENDENCY_UP.labels("publish_svc", "redis").set(0)

@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from services.common.auth import Principal, Role, current_principal
+from services.common.auth import Principal, Role, current_caller
 from services.common.db import in_tx
-from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.common.fields import check_date_of_birth, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.messages import person_message, result_message
@@ -54,14 +54,6 @@ def _duration(seconds: float) -> Duration:
     return out
 
 
-def _caller() -> Principal:
-    """The caller the call guard admitted (it admits no call to this service without one)."""
-    caller = current_principal.get()
-    if caller is None:
-        raise Unauthenticated("no authenticated caller")
-    return caller
-
-
 class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
     def __init__(self, deps: Deps, config: PublishConfig, feed: Feed):
         self._pool = deps.pool
@@ -72,14 +64,14 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
     async def StreamResultEvents(
         self, request: pb.StreamResultEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamResultEventsResponse]:
-        caller = _caller()
+        caller = current_caller()
         async for message in self._feed.stream(caller.id, request.from_position):
             yield message
 
     async def AckResultEvents(
         self, request: pb.AckResultEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.AckResultEventsResponse:
-        caller = _caller()
+        caller = current_caller()
         return await run_idempotent(
             self._pool,
             caller.id,
@@ -92,7 +84,7 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
     async def GetFeedStatus(
         self, request: pb.GetFeedStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFeedStatusResponse:
-        partner_id = _status_scope(_caller(), request.partner_id)
+        partner_id = _status_scope(current_caller(), request.partner_id)
         status = await in_tx(self._pool, lambda conn: repo.feed_status(conn, partner_id))
         if partner_id is not None and not status.partners:
             raise NotFound("no such partner", reason="PARTNER_NOT_FOUND")
@@ -123,7 +115,7 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
     async def GetCitizenResults(
         self, request: pb.GetCitizenResultsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCitizenResultsResponse:
-        caller = _caller()
+        caller = current_caller()
         violations: list[FieldViolation] = []
         dob = check_date_of_birth(request.date_of_birth, "date_of_birth", violations, utcnow().date())
         key = _lookup_key(self._pii, request, violations)
@@ -239,11 +231,9 @@ def _check_qr_request(request: pb.GetCertificateQrRequest) -> None:
         raise InvalidArgument("invalid request", violations)
 
 
-def build(deps: Deps) -> list[GrpcService]:
+def build(deps: Deps[PublishConfig]) -> list[GrpcService]:
     """PublishService on every replica; the feed's LISTEN connection; the relay where it is enabled."""
     config = deps.config
-    if not isinstance(config, PublishConfig):
-        raise TypeError(f"publish_svc needs a PublishConfig, not {type(config).__name__}")
     signal = FeedSignal(config.database_url)
     feed = Feed(deps.pool, deps.pii, signal, config.feed_heartbeat_seconds, config.max_streams_per_partner)
     deps.background(signal.run(), signal.stop)

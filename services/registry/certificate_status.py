@@ -74,10 +74,9 @@ class StatusCache:
     def key(self, certificate_id: str) -> str:
         return _key(self._prefix, certificate_id)
 
-    async def put_many(self, entries: Sequence[StatusEntry | tuple[str, str, int, int]]) -> int:
+    async def put_many(self, entries: Sequence[StatusEntry]) -> int:
         """Write each entry whose version is newer than what Redis holds; returns how many were. Raises on
-        Redis errors. Plain (certificate id, status, version, expires) tuples are still accepted: a
-        StatusEntry is one, with names."""
+        Redis errors."""
         written = 0
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start : start + _CHUNK]

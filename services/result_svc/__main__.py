@@ -12,7 +12,7 @@ from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 
 
-def build(deps: Deps) -> list[GrpcService]:
+def build(deps: Deps[ResultConfig]) -> list[GrpcService]:
     """Everything a result_svc process serves (tests start the very same composition)."""
     return [*result_service.build(deps), admin_service(deps)]
 

@@ -16,7 +16,7 @@ import asyncpg
 import grpc
 from google.protobuf.message import Message
 
-from services.common.auth import Principal, Role, current_principal
+from services.common.auth import Principal, Role, current_caller
 from services.common.db import in_tx
 from services.common.idempotency import IdempotentRequest, Pruner, run_idempotent
 from services.common.messages import result_message
@@ -45,24 +45,10 @@ Request = TypeVar("Request", bound=IdempotentRequest)
 Response = TypeVar("Response", bound=Message)
 
 
-def _caller() -> Principal:
-    caller = current_principal.get()
-    if caller is None:  # the call guard authenticates every call before its handler runs
-        raise RuntimeError("no principal: the call did not pass the call guard")
-    return caller
-
-
-def _config(deps: Deps) -> ResultConfig:
-    # The process loads ResultConfig (see __main__); anything else is a wiring mistake.
-    if not isinstance(deps.config, ResultConfig):
-        raise TypeError(f"result_svc needs a ResultConfig, got {type(deps.config).__name__}")
-    return deps.config
-
-
 class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
-    def __init__(self, deps: Deps):
+    def __init__(self, deps: Deps[ResultConfig]):
         self._pool = deps.pool
-        self._intake = Intake(deps.pii, _config(deps).pool_max_size)
+        self._intake = Intake(deps.pii, deps.config.pool_max_size)
 
     async def _mutate(
         self,
@@ -71,7 +57,7 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
         response_type: type[Response],
         operation: Callable[[asyncpg.Connection, Principal, Request], Awaitable[Response]],
     ) -> Response:
-        caller = _caller()
+        caller = current_caller()
         return await run_idempotent(
             self._pool, caller.id, method, request, response_type, lambda conn: operation(conn, caller, request)
         )
@@ -97,13 +83,13 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
         return await self._mutate("WithdrawResult", request, pb.WithdrawResultResponse, self._intake.withdraw_result)
 
     async def GetSample(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> pb.GetSampleResponse:
-        caller = _caller()
+        caller = current_caller()
         return await in_tx(self._pool, lambda conn: self._intake.get_sample(conn, caller, request))
 
     async def ListResults(
         self, request: pb.ListResultsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListResultsResponse:
-        caller = _caller()
+        caller = current_caller()
         limit = page_size(request.page_size)
         filters = result_filters(request)
         token_scope = filters.token_scope(caller.role)
@@ -118,9 +104,9 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
         return pb.ListResultsResponse(results=[result_message(r) for r in page], next_page_token=token)
 
 
-def build(deps: Deps) -> list[GrpcService]:
+def build(deps: Deps[ResultConfig]) -> list[GrpcService]:
     servicer = ResultServicer(deps)
-    pruner = Pruner(deps.pool, timedelta(hours=_config(deps).idempotency_retention_hours))
+    pruner = Pruner(deps.pool, timedelta(hours=deps.config.idempotency_retention_hours))
     deps.background(pruner.run(), pruner.stop)
     return [
         GrpcService(

@@ -12,12 +12,11 @@ import asyncio
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import asyncpg
 import grpc
 
-from services.common.auth import Principal, Role, current_principal
+from services.common.auth import Principal, Role, current_caller
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
 from services.common.metrics import LoopCounter
@@ -166,8 +165,8 @@ class HourlyCounts:
 class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
     """VerifyService. Every method is for checkpoint devices only (VERIFY_ROLES), so a caller is always set."""
 
-    def __init__(self, deps: Deps, trust: TrustStore, verifier: Verifier, counts: HourlyCounts):
-        config = cast(VerifyConfig, deps.config)  # build() is only ever given a VerifyConfig
+    def __init__(self, deps: Deps[VerifyConfig], trust: TrustStore, verifier: Verifier, counts: HourlyCounts):
+        config = deps.config
         self._trust = trust
         self._verifier = verifier
         self._counts = counts
@@ -207,8 +206,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         return response_of(result, at)
 
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
-        caller = current_principal.get()
-        assert caller is not None
+        caller = current_caller()
         now = datetime.now(UTC)
         violations: list[FieldViolation] = []
         at = self._scan_time(request, "", now, violations)
@@ -220,8 +218,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
     async def VerifyBatch(
         self, request: pb.VerifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyBatchResponse:
-        caller = current_principal.get()
-        assert caller is not None
+        caller = current_caller()
         now = datetime.now(UTC)
         if not 1 <= len(request.scans) <= MAX_BATCH:
             raise InvalidArgument(
@@ -242,8 +239,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         return pb.VerifyBatchResponse(results=results)
 
     async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:
-        caller = current_principal.get()
-        assert caller is not None
+        caller = current_caller()
         province = caller.province_code
         snapshot = self._trust.snapshot
         rules = snapshot.province_rules(province)
@@ -273,8 +269,8 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         return response
 
 
-def build(deps: Deps) -> list[GrpcService]:
-    config = cast(VerifyConfig, deps.config)  # run_module and the tests start verify_svc with a VerifyConfig
+def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
+    config = deps.config
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
     reader = RedisReader(config.redis_url, track=True) if config.redis_url.startswith("redis://") else None
