@@ -18,7 +18,7 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
 from tests.conftest import bearer, make_principal
-from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform
+from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform, until_status_cached
 
 
 def dependency_up(name: str) -> float | None:
@@ -44,6 +44,7 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
         )
         await platform.release(1, start=1)
         event = (await platform.collect(partner["token"], 1, 1))[0]
+        await until_status_cached(private_redis.url(), prefix, event.certificate.certificate_id)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
             stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
 

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from services.common.auth import Role
+from services.common.cache import create_client
 from services.common.config import load, parse_keyring, parse_secret_bytes
 from services.common.db import connect
 from services.common.pii import PiiCipher
@@ -22,6 +23,7 @@ from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.registry import signing_keys
+from services.registry.certificate_status import StatusCache
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from tests.conftest import REDIS_URL, bearer, make_principal, service_env
@@ -139,6 +141,19 @@ async def running_platform(database_url: str):
 async def platform(database_url):
     async with running_platform(database_url) as running:
         yield running
+
+
+async def until_status_cached(redis_url: str, prefix: str, certificate_id: str, timeout_s: float = 10) -> None:
+    """Wait until Redis holds the certificate's status. The relay writes it just after the commit that
+    delivers the event, so a consumer may hold the event a moment before Redis holds the status."""
+    client = create_client(redis_url)
+    try:
+        cache, deadline = StatusCache(client, prefix), time.monotonic() + timeout_s
+        while await cache.get(certificate_id) is None:
+            assert time.monotonic() < deadline, "the relay never wrote the status to Redis"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
 
 
 async def new_partner(database_url: str, personal_data_access: bool) -> dict:

@@ -9,8 +9,8 @@ from services.common.runtime import start_service
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
-from tests.conftest import bearer, make_principal
-from tests.publish_svc.conftest import running_platform
+from tests.conftest import REDIS_URL, bearer, make_principal
+from tests.publish_svc.conftest import running_platform, until_status_cached
 
 
 @pytest.fixture(scope="module")
@@ -34,4 +34,6 @@ async def released_certificate(platform, n: int, **release_kw):
     barcodes = await platform.release(1, start=n, **release_kw)
     event = (await platform.collect(platform.partner["token"], start, 1))[0]
     assert event.result.sample_barcode == barcodes[0]
+    if event.certificate.certificate_id:  # verified from the cache from the first scan on
+        await until_status_cached(REDIS_URL, platform.redis_prefix, event.certificate.certificate_id)
     return event
