@@ -251,9 +251,10 @@ async def issue_token(
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     token = new_token()
     credential_id = uuid.uuid4()
-    await repo.insert_token(
+    await repo.insert_credential(
         conn,
         credential_id=credential_id,
+        kind="TOKEN",
         secret_sha256=token_digest(token),
         principal_kind=principal_kind.value,
         principal_id=pid,
@@ -310,10 +311,11 @@ async def register_client_certificate(
     credential_id = uuid.uuid4()
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction survives the conflict
-            await repo.insert_client_certificate(
+            await repo.insert_credential(
                 conn,
                 credential_id=credential_id,
-                fingerprint=fingerprint,
+                kind="CLIENT_CERTIFICATE",
+                secret_sha256=fingerprint,
                 principal_kind=principal_kind.value,
                 principal_id=pid,
                 role=role.value,

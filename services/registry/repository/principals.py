@@ -123,10 +123,11 @@ async def list_principals(
 # --- credentials -----------------------------------------------------------------------------------
 
 
-async def insert_token(
+async def insert_credential(
     conn: asyncpg.Connection,
     *,
     credential_id: uuid.UUID,
+    kind: str,
     secret_sha256: bytes,
     principal_kind: str,
     principal_id: uuid.UUID,
@@ -134,37 +135,14 @@ async def insert_token(
     label: str,
     expires_at: datetime | None,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
-                                          expires_at)
-           VALUES ($1, 'TOKEN', $2, $3, $4, $5, $6, $7)""",
-        credential_id,
-        secret_sha256,
-        principal_kind,
-        principal_id,
-        role,
-        label,
-        expires_at,
-    )
-
-
-async def insert_client_certificate(
-    conn: asyncpg.Connection,
-    *,
-    credential_id: uuid.UUID,
-    fingerprint: bytes,
-    principal_kind: str,
-    principal_id: uuid.UUID,
-    role: str,
-    label: str,
-    expires_at: datetime | None,
-) -> None:
+    """A TOKEN (`secret_sha256` of the token) or a CLIENT_CERTIFICATE (the SHA-256 of its DER)."""
     await conn.execute(
         """INSERT INTO credentials (id, kind, secret_sha256, principal_kind, principal_id, role, label,
                                   expires_at)
-           VALUES ($1, 'CLIENT_CERTIFICATE', $2, $3, $4, $5, $6, $7)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         credential_id,
-        fingerprint,
+        kind,
+        secret_sha256,
         principal_kind,
         principal_id,
         role,
