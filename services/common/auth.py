@@ -3,15 +3,20 @@
 Tokens are 256-bit random values shown once when issued; only SHA-256 of the token text is stored.
 A client certificate is registered by its SHA-256 fingerprint (of the DER) to a principal the same
 way. Resolution results are cached briefly in memory (AUTH_CACHE_SECONDS), so revocation takes effect
-within that time; when Postgres is down, an entry already cached keeps working (stale) so checkpoints
-keep verifying, while an unknown credential gets UNAVAILABLE rather than a false UNAUTHENTICATED.
+within that time. A lookup waits at most AUTH_DB_TIMEOUT_SECONDS, and concurrent calls presenting the
+same credential share one lookup. When Postgres is slow (the lookup times out) or down, a credential
+resolved before is answered from its last resolution (stale, so checkpoints keep verifying): a
+principal until its expiry, a refusal stays a refusal; a credential never resolved gets UNAVAILABLE
+rather than a false UNAUTHENTICATED. A credential's expiry is checked on every call, cached or not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import hashlib
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -61,6 +66,9 @@ class Principal:
     id: str
     role: Role
     province_code: str = ""  # organisations and checkpoint devices
+    # When the credential stops working (Unix time; inf: never). Carried with the principal so a cached
+    # resolution is refused at this instant, not when the cache entry ends.
+    expires_at: float = field(default=math.inf, compare=False)
     _label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +124,7 @@ def bearer_token(metadata) -> str | None:
 _LOOKUP = """
 SELECT c.id::text AS credential_id, c.principal_kind, c.principal_id::text AS principal_id, c.role,
        (c.revoked_at IS NOT NULL OR c.expires_at <= now()) AS revoked,
+       EXTRACT(EPOCH FROM c.expires_at)::float8 AS expires_at,
        COALESCE(o.province_code, d.province_code, '') AS province_code,
        (d.disabled_at IS NOT NULL) AS disabled
 FROM credentials c
@@ -125,57 +134,113 @@ WHERE c.secret_sha256 = $1
 """
 
 
-class CredentialResolver:
-    """Looks credentials up in Postgres with a short in-memory cache."""
+class _Unreachable:
+    """What a lookup that could not reach Postgres in time answers for a credential never resolved before."""
 
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 10.0):
+
+_UNREACHABLE = _Unreachable()
+
+
+class CredentialResolver:
+    """Looks credentials up in Postgres with a short in-memory cache, one lookup per credential at a time.
+
+    A cache entry is (fresh until, on the monotonic clock; the principal, or None for a credential found
+    unknown, revoked or disabled). It outlives its freshness on purpose: it is the last good resolution
+    a slow or unreachable Postgres falls back on."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 10.0, db_timeout_seconds: float = 0.5):
         self._pool = pool
         self._ttl = ttl_seconds
+        self._db_timeout = db_timeout_seconds
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        # The one lookup in flight per digest, which concurrent calls presenting it all await.
+        self._lookups: dict[bytes, asyncio.Task[Principal | None | _Unreachable]] = {}
 
     def fresh(self, digest: bytes) -> Principal | None:
-        """The principal of a digest resolved within the cache time; None when it must be looked up
-        (or was found unknown or revoked: the lookup path gives that answer)."""
+        """The principal of a digest resolved within the cache time and not expired; None when it must
+        be looked up (or was found unknown, revoked or expired: `resolve_digest` gives that answer)."""
         hit = self._cache.get(digest)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        principal = hit[1]
+        return principal if principal is not None and principal.expires_at > time.time() else None
 
     async def resolve_digest(self, digest: bytes) -> Principal:
-        """The principal for a token digest or certificate fingerprint; Unauthenticated if none."""
-        now = time.monotonic()
+        """The principal for a token digest or certificate fingerprint; Unauthenticated if none or
+        expired, Unavailable if it was never resolved and Postgres cannot answer in time."""
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             principal = hit[1]
         else:
-            try:
-                row = await self._pool.fetchrow(_LOOKUP, digest)
-            except CONNECTION_ERRORS as exc:
-                if hit is not None:  # stale but known: keep serving through a database outage
-                    principal = hit[1]
-                    if principal is None:
-                        raise Unauthenticated("unknown or revoked credential", reason="CREDENTIAL_INVALID") from exc
-                    return principal
-                raise Unavailable("cannot check the credential right now; retry") from exc
-            principal = _principal_from(row)
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()  # bounded memory: random tokens must not grow the cache forever
-            self._cache[digest] = (now + self._ttl, principal)
+            lookup = self._lookups.get(digest)
+            if lookup is None:
+                lookup = self._lookups[digest] = asyncio.create_task(self._look_up(digest))
+                lookup.add_done_callback(lambda task: self._lookup_done(digest, task))
+            # Shielded: a caller giving up (its deadline) must not cancel the lookup others share.
+            outcome = await asyncio.shield(lookup)
+            if isinstance(outcome, _Unreachable):
+                raise Unavailable("cannot check the credential right now; retry")
+            principal = outcome
         if principal is None:
             raise Unauthenticated("unknown or revoked credential", reason="CREDENTIAL_INVALID")
+        if principal.expires_at <= time.time():
+            raise Unauthenticated("the credential has expired", reason="CREDENTIAL_INVALID")
         return principal
+
+    async def _look_up(self, digest: bytes) -> Principal | None | _Unreachable:
+        """One database read for `digest`, stored in the cache for every caller waiting on it."""
+        fetch = asyncio.ensure_future(self._pool.fetchrow(_LOOKUP, digest))
+        try:
+            # Not asyncio.timeout: a fetch cancelled there still releases (resets) its connection before
+            # the cancellation ends, one more round trip to the slow database. This waits for the read
+            # only; an abandoned read cleans up in the background.
+            await asyncio.wait((fetch,), timeout=self._db_timeout)
+            if not fetch.done():
+                fetch.cancel()
+                fetch.add_done_callback(_retrieve)
+                raise TimeoutError
+            row = fetch.result()
+        except CONNECTION_ERRORS:  # includes TimeoutError: slow is treated like down
+            stale = self._cache.get(digest)
+            if stale is None:
+                return _UNREACHABLE
+            # Known: keep its last resolution for another cache period, so the calls that follow are
+            # admitted at once (on the hot path) instead of each waiting out the timeout again. Expiry
+            # is still checked on every call; a refusal stays a refusal.
+            self._cache[digest] = (time.monotonic() + self._ttl, stale[1])
+            return stale[1]
+        principal = _principal_from(row)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()  # bounded memory: random tokens must not grow the cache forever
+        self._cache[digest] = (time.monotonic() + self._ttl, principal)
+        return principal
+
+    def _lookup_done(self, digest: bytes, task: asyncio.Task) -> None:
+        if self._lookups.get(digest) is task:
+            del self._lookups[digest]
+        _retrieve(task)  # every caller waiting on it may have gone (their deadlines)
 
     def forget(self) -> None:
         self._cache.clear()
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """Collects an abandoned task's outcome, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _principal_from(row) -> Principal | None:
     if row is None or row["revoked"] or row["disabled"]:
         return None
+    expires_at = row["expires_at"]
     return Principal(
         credential_id=row["credential_id"],
         kind=PrincipalKind(row["principal_kind"]),
         id=row["principal_id"],
         role=Role(row["role"]),
         province_code=row["province_code"],
+        expires_at=math.inf if expires_at is None else expires_at,
     )
 
 

@@ -228,6 +228,12 @@ class ServiceConfig:
         default=10.0,
         doc="how long a resolved credential is cached (revocation delay)",
     )
+    auth_db_timeout_seconds: float = setting(
+        "AUTH_DB_TIMEOUT_SECONDS",
+        positive_float,
+        default=0.5,
+        doc="longest wait for a credential lookup; past it a known credential is served from its last resolution",
+    )
     redis_prefix: str = setting("REDIS_PREFIX", default="ct", doc="namespace in front of every Redis key")
     db_pool_min: int = setting("DB_POOL_MIN", positive_int, default=2, doc="Postgres pool minimum connections")
     db_pool_max: int = setting("DB_POOL_MAX", positive_int, default=10, doc="Postgres pool maximum connections")

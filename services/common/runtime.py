@@ -92,7 +92,7 @@ async def start_service(label: str, config: C, build: Build[C], *, serve_metrics
     pool = await create_pool(config.database_url, config.db_pool_min, config.db_pool_max)
     cache = create_client(config.redis_url)
     deps = Deps(config=config, pool=pool, redis=cache, pii=PiiCipher(config.pii_keys, config.pii_pepper))
-    resolver = CredentialResolver(pool, config.auth_cache_seconds)
+    resolver = CredentialResolver(pool, config.auth_cache_seconds, config.auth_db_timeout_seconds)
     try:
         services = build(deps)
         return await start(
