@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import asyncpg
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -22,8 +23,9 @@ from services.common.auth import Principal, PrincipalKind, Role, current_caller
 from services.common.config import ServiceConfig
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.fields import check_text
 from services.common.idempotency import IdempotentRequest, run_idempotent
-from services.common.paging import decode_token, encode_token, page_size
+from services.common.paging import bigint, decode_token, encode_token, page_size
 from services.common.protoconv import enum_name, enum_value, timestamp, to_datetime
 from services.common.runtime import Deps
 from services.common.server import GrpcService
@@ -141,7 +143,7 @@ def _rule_input(rule: province_rule_pb2.ProvinceRule) -> province_rules.RuleInpu
         entry_type=enum_name(certificate_pb2.EntryType, rule.entry_type),
         test_type=enum_name(testing_pb2.TestType, rule.test_type) or None,
         disabled=rule.disabled,
-        validity=rule.validity.ToTimedelta() if rule.HasField("validity") else None,
+        validity=_timedelta(rule.validity, "rule.validity") if rule.HasField("validity") else None,
         accepted_outcomes=tuple(enum_name(testing_pb2.Outcome, o) for o in rule.accepted_outcomes),
         complete_series_required=rule.complete_series_required,
         min_days_since_last_dose=rule.min_days_since_last_dose,
@@ -155,8 +157,36 @@ def _rule_input(rule: province_rule_pb2.ProvinceRule) -> province_rules.RuleInpu
     )
 
 
+# The range google.protobuf.Duration documents (about 10,000 years). protobuf's ToTimedelta does not
+# check it, and a larger `seconds` overflows timedelta (OverflowError, an INTERNAL).
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _timedelta(value: Duration, field: str) -> timedelta:
+    """A Duration as a timedelta; one outside the Duration range, or with bad nanos, is INVALID_ARGUMENT."""
+    seconds, nanos = value.seconds, value.nanos
+    if (
+        abs(seconds) > MAX_DURATION_SECONDS
+        or abs(nanos) >= 1_000_000_000
+        or (seconds > 0 and nanos < 0)
+        or (seconds < 0 and nanos > 0)
+    ):
+        raise InvalidArgument(
+            f"{field} is not a valid duration",
+            [FieldViolation(field, "a duration within ±10,000 years, nanos of the same sign", "FIELD_OUT_OF_RANGE")],
+        )
+    return value.ToTimedelta()
+
+
 def _validity(request: pb.GenerateSigningKeyRequest | pb.ImportSigningKeyRequest) -> timedelta | None:
-    return request.validity.ToTimedelta() if request.HasField("validity") else None
+    return _timedelta(request.validity, "validity") if request.HasField("validity") else None
+
+
+def _filter_text(value: str, field: str) -> list[FieldViolation]:
+    """The violation of a free-text list filter that is no single-line text (e.g. holds a NUL), if any."""
+    violations: list[FieldViolation] = []
+    check_text(value, field, None, violations)
+    return violations
 
 
 def _client_certificate(request: pb.RegisterClientCertificateRequest) -> principals.ClientCertificate:
@@ -380,6 +410,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 "private_key_pem is required",
                 [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")],
             )
+        validity = _validity(request)
 
         async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.ImportSigningKeyResponse:
             key = await signing_keys.import_key(
@@ -388,7 +419,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 self._pii,
                 request.private_key_pem.encode(),
                 request.certificate_pem.encode() or None,
-                _validity(request),
+                validity,
                 request_id=request.request_id,
             )
             return pb.ImportSigningKeyResponse(signing_key=_signing_key(key))
@@ -455,6 +486,9 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.ListTrustedCertificatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTrustedCertificatesResponse:
         limit = page_size(request.page_size)
+        # A filter reaches Postgres as text: a NUL in it would be a database error, not "no rows".
+        if violations := _filter_text(request.country, "country"):
+            raise InvalidArgument("invalid filter", violations)
         country = request.country or None
         filters = {"country": country}
         after = TrustedPageKey.from_token(decode_token(request.page_token, filters, TrustedPageKey.PARSERS))
@@ -495,9 +529,11 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self, request: pb.ListProvinceRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListProvinceRulesResponse:
         limit = page_size(request.page_size)
+        if violations := _filter_text(request.province_code, "province_code"):
+            raise InvalidArgument("invalid filter", violations)
         province = request.province_code or None
         filters = {"province": province, "history": request.include_history}
-        after = decode_token(request.page_token, filters, (int,))
+        after = decode_token(request.page_token, filters, (bigint,))
         after_version = after[0] if after else None
         rows = await in_tx(
             self._pool,

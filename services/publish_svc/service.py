@@ -15,7 +15,7 @@ from google.protobuf.duration_pb2 import Duration
 from services.common.auth import Principal, Role, current_caller
 from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from services.common.fields import check_date_of_birth, normalise_phone, utcnow
+from services.common.fields import check_date_of_birth, check_text, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.messages import person_message, result_message
 from services.common.pii import PiiCipher
@@ -220,9 +220,12 @@ def _lookup_key(
 
 
 def _check_qr_request(request: pb.GetCertificateQrRequest) -> None:
-    violations = []
+    violations: list[FieldViolation] = []
     if not request.certificate_id or len(request.certificate_id) > 80:
         violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
+    else:
+        # An id is one line of text: a control character (a NUL would be a Postgres error) is never a UVCI.
+        check_text(request.certificate_id, "certificate_id", None, violations)
     if request.format not in QR_FORMATS:
         violations.append(FieldViolation("format", "PNG or SVG", "FIELD_REQUIRED"))
     if not 0 <= request.scale <= 20:

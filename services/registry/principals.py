@@ -28,6 +28,7 @@ from services.common.auth import (
     token_digest,
 )
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.common.fields import check_text
 from services.registry.page_keys import CreatedPageKey, PrincipalPageKey
 from services.registry.repository import principals as repo
 
@@ -67,7 +68,19 @@ class ClientCertificate(NamedTuple):
 def _check_name(name: str, field: str = "name") -> list[FieldViolation]:
     if not name or not name.strip() or len(name) > 200:
         return [FieldViolation(field, "required, 1-200 characters")]
-    return []
+    violations: list[FieldViolation] = []
+    check_text(name, field, None, violations)  # a name is one line: no control character at all
+    return violations
+
+
+def _check_label(value: str, field: str) -> None:
+    """A credential's description or revocation reason: free text, tab and line breaks allowed.
+
+    Longer than 200 characters is cut to 200 where it is stored, as before; a control character
+    (NUL above all, which Postgres refuses) is INVALID_ARGUMENT."""
+    violations: list[FieldViolation] = []
+    if check_text(value, field, None, violations, multiline=True) is None:
+        raise InvalidArgument(f"invalid {field}", violations)
 
 
 def _check_province(code: str, field: str = "province_code") -> list[FieldViolation]:
@@ -81,6 +94,18 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         raise InvalidArgument(f"{field} is not a valid id", [FieldViolation(field, "must be a UUID")]) from None
+
+
+def _page_token_id(value: str) -> uuid.UUID:
+    """The row id in a page token: not a UUID is the same PAGE_TOKEN_INVALID as any other crafted token."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidArgument(
+            "page_token is not valid",
+            [FieldViolation("page_token", "use the next_page_token of the previous page", "PAGE_TOKEN_INVALID")],
+            reason="PAGE_TOKEN_INVALID",
+        ) from None
 
 
 async def _insert_named(
@@ -187,7 +212,7 @@ async def list_principals(
         kind,
         limit,
         after.sort_values if after is not None else (),
-        _uuid(after.id, "page_token") if after is not None else None,
+        _page_token_id(after.id) if after is not None else None,
         org_kind=org_kind,
         province_code=province_code,
     )
@@ -248,6 +273,7 @@ async def issue_token(
     request_id: str = "",
 ) -> IssuedToken:
     """A new bearer token for a principal. The token is never stored."""
+    _check_label(label, "description")
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     token = new_token()
     credential_id = uuid.uuid4()
@@ -307,6 +333,7 @@ async def register_client_certificate(
     request_id: str = "",
 ) -> str:
     """Register an mTLS client certificate by its SHA-256 fingerprint; returns the credential id."""
+    _check_label(label, "description")
     pid = await _check_holder(conn, principal_kind, principal_id, role)
     credential_id = uuid.uuid4()
     try:
@@ -356,8 +383,10 @@ async def list_credentials(
     pid = None
     if principal_id:
         if principal_kind is PrincipalKind.OPERATOR:
-            # An unknown operator name lists nothing (the nil UUID holds no credential).
-            pid = await repo.operator_id(conn, principal_id) or uuid.UUID(int=0)
+            # An unknown operator name lists nothing (the nil UUID holds no credential); a string that
+            # cannot be an operator name (e.g. with a NUL, which Postgres refuses) is not looked up.
+            known = await repo.operator_id(conn, principal_id) if OPERATOR_NAME.match(principal_id) else None
+            pid = known or uuid.UUID(int=0)
         else:
             pid = _uuid(principal_id, "principal_id")
     rows = await repo.list_credentials(
@@ -370,6 +399,7 @@ async def revoke_credential(
     conn: asyncpg.Connection, actor: Principal | None, credential_id: str, reason: str = "", request_id: str = ""
 ) -> Credential:
     """Revoke a credential; revoking twice keeps the first revocation."""
+    _check_label(reason, "reason")
     found = await repo.revoke_credential(conn, _uuid(credential_id, "credential_id"), reason[:200])
     if found is None:
         raise NotFound("no credential with that id", reason="CREDENTIAL_NOT_FOUND")

@@ -21,6 +21,7 @@ from google.protobuf.duration_pb2 import Duration
 from services.common import audit
 from services.common.auth import Principal
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.fields import check_text
 from services.common.protoconv import enum_name, enum_value, timestamp
 from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, testing_pb2
 from services.registry.repository import province_rules as repo
@@ -147,8 +148,8 @@ def check_rule(r: RuleInput) -> list[FieldViolation]:
     _check_day_ranges(r, v)
     if r.effective_from is not None and r.effective_from < datetime.now(UTC) - timedelta(minutes=5):
         v.append(FieldViolation("rule.effective_from", "now or later", "TIME_TOO_OLD"))
-    if len(r.description) > 500:
-        v.append(FieldViolation("rule.description", "0-500 characters", "FIELD_FORMAT_INVALID"))
+    # Multi-line free text: tab and line breaks are fine, other control characters (NUL) are not.
+    check_text(r.description, "rule.description", 500, v, multiline=True)
     return v
 
 

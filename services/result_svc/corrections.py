@@ -17,7 +17,7 @@ import asyncpg
 from services.common import audit
 from services.common.auth import Principal
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from services.common.fields import utcnow
+from services.common.fields import check_text, utcnow
 from services.common.messages import result_message
 from services.common.protoconv import enum_value
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
@@ -103,7 +103,10 @@ def _check_amendment(request: pb.AmendResultRequest, now: datetime) -> _Amendmen
         request.outcome, request.tested_at, request.method, ct, request.lab_reference, "", violations, now
     )
     reason = " ".join(request.reason.split())
-    if not reason or len(reason) > 500:
+    # Free text, so tab and line breaks may come (they fold into spaces); any other control
+    # character, NUL above all (Postgres refuses it), is refused before the length rules.
+    plain = check_text(request.reason, "reason", None, violations, multiline=True) is not None
+    if plain and (not reason or len(reason) > 500):
         violations.append(
             violation(
                 "reason",
@@ -233,7 +236,9 @@ def _check_withdrawal(request: pb.WithdrawResultRequest) -> _Withdrawal:
     text = " ".join(request.reason_text.split())
     if reason == "UNSPECIFIED":
         violations.append(violation("reason", "FIELD_REQUIRED", "SAMPLE_MIX_UP, LAB_ERROR or OTHER"))
-    if len(text) > 500 or (reason == "OTHER" and not text):
+    # As AmendResult's reason: tab and line breaks fold into spaces, other control characters are refused.
+    plain = check_text(request.reason_text, "reason_text", None, violations, multiline=True) is not None
+    if plain and (len(text) > 500 or (reason == "OTHER" and not text)):
         violations.append(
             violation(
                 "reason_text",

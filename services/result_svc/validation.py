@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.fields import check_date_of_birth, normalise_phone
+from services.common.fields import check_date_of_birth, has_control, normalise_phone
 from services.common.protoconv import enum_name, to_datetime
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
@@ -117,7 +117,8 @@ def _text(value: str) -> str:
 
 
 def _has_control(value: str) -> bool:
-    return any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value)
+    # One rule for every service's single-line text (services.common.fields): C0, DEL and C1 refused.
+    return has_control(value)
 
 
 def parse_uuid(value: str, field: str, violations: list[FieldViolation], required: bool = True) -> uuid.UUID | None:
