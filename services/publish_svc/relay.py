@@ -249,7 +249,9 @@ class Relay:
             position=position,
             kind=enum_value(testing_pb2.ResultEventKind, row["kind"]),
             committed_at=timestamp(row["committed_at"]),
-            published_at=timestamp(now),
+            # Not the batch's `now`, which is cut to whole seconds for the certificate: the event's own
+            # moment, and never before its commit (the contract), even with a clock behind Postgres's.
+            published_at=timestamp(max(datetime.now(UTC), row["committed_at"])),
             person=person,
             result=result,
         )

@@ -3,6 +3,7 @@
 import asyncio
 import random
 import time
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -65,6 +66,17 @@ async def test_partner_without_personal_data_gets_only_a_pseudonymous_key(platfo
     theirs = (await platform.collect(other["token"], start, 1))[0]
     assert not mine.HasField("person") and mine.certificate.qr
     assert mine.person_key != theirs.person_key  # keys are per partner: not linkable across partners
+
+
+async def test_an_event_is_published_at_or_after_its_commit(platform, database_url):
+    partner = await new_partner(database_url, personal_data_access=False)
+    start = await platform.head() + 1
+    await platform.release(5, start=250)  # one commit; the relay takes them within milliseconds
+    events = await platform.collect(partner["token"], start, 5)
+    for event in events:
+        committed, published = event.committed_at.ToDatetime(), event.published_at.ToDatetime()
+        assert published >= committed, (event.position, committed, published)
+        assert published - committed < timedelta(seconds=30)  # its own moment, not a placeholder
 
 
 async def test_pool_positive_gives_events_without_certificates(platform, database_url):
