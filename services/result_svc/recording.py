@@ -63,6 +63,7 @@ class _Call:
     recorded: dict[int, list[_Recorded]] = field(default_factory=dict)
     new_results: list[repo.NewResult] = field(default_factory=list)
     pool_results: list[repo.PoolResult] = field(default_factory=list)
+    targets: set[uuid.UUID] = field(default_factory=set)  # ids of the samples and pools items resolved to
 
 
 async def record_results(
@@ -90,19 +91,17 @@ def _check_fields(results: Sequence[pb.ResultSubmission], lab_id: uuid.UUID, now
     for i, item in enumerate(results):
         sub, violations = check_submission(item, f"results[{i}]", now)
         if sub is not None and (sub.target, sub.sampling_org_id) in seen:
-            violations = [
-                violation(
-                    f"results[{i}].{sub.target[0]}_barcode",
-                    "DUPLICATE_IN_REQUEST",
-                    "this sample or pool appears earlier in this request",
-                )
-            ]
+            violations = [_duplicate(f"results[{i}].{sub.target[0]}_barcode")]
         if sub is None or violations:
             call.problems[i] = violations
         else:
             seen.add((sub.target, sub.sampling_org_id))
             call.valid[i] = sub
     return call
+
+
+def _duplicate(field: str) -> FieldViolation:
+    return violation(field, "DUPLICATE_IN_REQUEST", "this sample or pool appears earlier in this request")
 
 
 # --- look up: the lab's samples and pools, the pools' members, current results -------------------------
@@ -152,6 +151,12 @@ def _judge(call: _Call, known: _Known, i: int, sub: Submission) -> None:
         call.problems[i] = [problem]
         return
     target = candidates[0]
+    # The same sample or pool named twice, e.g. once with sampling_org_id and once without: the
+    # spellings differ, so only the resolved target shows it (two results for one sample would collide).
+    if target["id"] in call.targets:
+        call.problems[i] = [_duplicate(f"{path}.{kind}_barcode")]
+        return
+    call.targets.add(target["id"])
     targets = [target] if kind == "sample" else known.members_of.get(target["id"], [])
     violations = _check_recordable(sub, kind, target, targets, known.current, path)
     if violations is None:  # exactly this result is already recorded: a replay

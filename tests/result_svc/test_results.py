@@ -141,6 +141,33 @@ async def test_the_same_result_sent_again_is_already_recorded_not_duplicated(stu
     assert len(await outbox(db, [first.results[0].samples[0].sample_id])) == 1
 
 
+async def test_the_same_target_twice_in_one_call_in_any_spelling_is_refused_once(stub, sampler, lab, db):
+    mine = sample(unique("S"), lab.id, 4150)
+    await register(stub, sampler, [mine])
+    pool, _, _ = await register_pool(stub, sampler, lab, size=3, start=4160)
+    reply = await record(
+        stub,
+        lab,
+        result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode),
+        result(t.OUTCOME_NEGATIVE, sample_barcode=mine.sample_barcode, sampling_org_id=sampler.id),
+        result(t.OUTCOME_NEGATIVE, pool_barcode=pool, sampling_org_id=sampler.id),
+        result(t.OUTCOME_NEGATIVE, pool_barcode=pool),
+    )
+    assert [r.status for r in reply.results] == [
+        pb.RECORDING_STATUS_RECORDED,
+        pb.RECORDING_STATUS_REJECTED,
+        pb.RECORDING_STATUS_RECORDED,
+        pb.RECORDING_STATUS_REJECTED,
+    ]
+    assert [(v.field, v.reason) for v in reply.results[1].violations] == [
+        ("results[1].sample_barcode", "DUPLICATE_IN_REQUEST")
+    ]
+    assert [(v.field, v.reason) for v in reply.results[3].violations] == [
+        ("results[3].pool_barcode", "DUPLICATE_IN_REQUEST")
+    ]
+    assert len(await outbox(db, [reply.results[0].samples[0].sample_id])) == 1
+
+
 async def test_result_before_collection_and_ct_on_antigen_are_refused(stub, sampler, lab):
     naat = sample(unique("S"), lab.id, 4200)
     rat = sample(unique("S"), lab.id, 4201, test_type=t.TEST_TYPE_RAPID_ANTIGEN, rat_device_id="1232")
