@@ -8,9 +8,10 @@ registered on the server directly and need no credential. For each RPC of our ow
 2. resolves the caller (services.common.auth) and checks the RPC's declared roles — an RPC with no
    declaration is refused (fail closed); the standard health and reflection services need none;
 3. runs the handler and maps a `DomainError` to its gRPC code with `google.rpc.Status` details, a
-   `NotImplementedError` (an RPC whose issue has not landed) to UNIMPLEMENTED, and anything else to
-   INTERNAL with a generic message: the traceback goes to the log with the request id, never to the
-   client;
+   `NotImplementedError` (an RPC whose issue has not landed) to UNIMPLEMENTED, an error that means
+   Postgres or Redis is not reachable now (wherever it was raised, streams included) to UNAVAILABLE
+   with a one-line warning, and anything else to INTERNAL with a generic message: the traceback goes
+   to the log with the request id, never to the client;
 4. counts the call and its latency by method and code.
 """
 
@@ -24,14 +25,36 @@ import time
 from collections.abc import Coroutine, Mapping
 
 import grpc
+import redis.exceptions
 from grpc_status import rpc_status
 
-from services.common import logs
+from services.common import db, logs
 from services.common.auth import Authenticator, Role, current_principal
-from services.common.errors import DomainError, Internal, PermissionDenied, Unimplemented
+from services.common.errors import DomainError, Internal, PermissionDenied, Unavailable, Unimplemented
 from services.common.metrics import AUTH_DENIED, RPC_HANDLED, RPC_LATENCY
 
 log = logging.getLogger("covidtest.rpc")
+
+# Redis errors that mean "not reachable or not serving now" (down, loading its data, a replica during a
+# failover, a cluster re-sharding). Authentication and authorisation failures derive from ConnectionError
+# too, but they are a configuration fault that no retry by the client fixes, so they stay INTERNAL.
+_REDIS_UNREACHABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+_REDIS_MISCONFIGURED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def dependency_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means Postgres or Redis cannot be reached now: the client is told UNAVAILABLE and
+    retries. One rule for every RPC, streams included, wherever the dependency was read (inside `in_tx` or
+    not); errors that mean bad input or a bug are excluded and stay INTERNAL."""
+    if isinstance(exc, _REDIS_UNREACHABLE):
+        return not isinstance(exc, _REDIS_MISCONFIGURED)
+    return db.unreachable(exc)
 
 
 # A fresh request id is this process's random prefix and a counter: unique, and far cheaper per call
@@ -170,6 +193,10 @@ class CallGuard:
             return exc
         if isinstance(exc, NotImplementedError):
             return Unimplemented(f"{method} is not implemented yet")
+        if dependency_unreachable(exc):
+            # An outage is expected and said to the client; a traceback per call would flood the log.
+            log.warning("dependency unreachable", extra={"fields": {"method": method, "error": type(exc).__name__}})
+            return Unavailable("the database or the cache is not reachable now; retry with backoff")
         log.error("unexpected error", exc_info=exc, extra={"fields": {"method": method}})
         return Internal("internal error; quote the request id to the operator", logs.request_id_var.get())
 
