@@ -86,20 +86,22 @@ async def test_lookups_are_rate_limited_per_partner(database_url):
         database_url, f"t{uuid.uuid4().hex[:12]}", CITIZEN_LOOKUPS_PER_MINUTE="5", RELAY_ENABLED="false"
     )
     try:
-        greedy = await make_principal(database_url, Role.PARTNER)
         other = await make_principal(database_url, Role.PARTNER)
-        codes = []
-        window = int(time.time() // 60)
-        for _ in range(8):
-            try:
-                await platform.publish.GetCitizenResults(by_identity(1), metadata=bearer(greedy["token"]))
-                codes.append("OK")
-            except grpc.aio.AioRpcError as err:
-                codes.append(error_reason(err))
-        if int(time.time() // 60) == window:  # the fixed window did not roll over during the loop
-            assert codes == ["OK"] * 5 + ["RATE_LIMITED"] * 3
+        for _ in range(3):  # an attempt that crossed a window boundary proves nothing: run it again
+            greedy = await make_principal(database_url, Role.PARTNER)
+            codes = []
+            window = int(time.time() // 60)
+            for _ in range(8):
+                try:
+                    await platform.publish.GetCitizenResults(by_identity(1), metadata=bearer(greedy["token"]))
+                    codes.append("OK")
+                except grpc.aio.AioRpcError as err:
+                    codes.append(error_reason(err))
+            if int(time.time() // 60) == window:  # the fixed window did not roll over during the loop
+                break
         else:
-            assert "RATE_LIMITED" in codes or codes.count("OK") == 8
+            pytest.fail("every attempt crossed a rate-limit window boundary")
+        assert codes == ["OK"] * 5 + ["RATE_LIMITED"] * 3
         await platform.publish.GetCitizenResults(by_identity(1), metadata=bearer(other["token"]))  # its own budget
     finally:
         await stop_platform(platform)
