@@ -865,6 +865,17 @@ def test_prod_redis_has_replication_and_sentinel_failover_behind_a_stable_servic
     )
 
 
+def test_redis_never_evicts_certificate_statuses():
+    # A status key evicted under memory pressure is a revocation the cache no longer holds; with
+    # noeviction a full Redis refuses writes (retried, and reads fall back to Postgres) instead.
+    dev = rendered("dev")
+    [server] = [s for s in dev.of_kind("Deployment") + dev.of_kind("StatefulSet") if s["metadata"]["name"] == "redis"]
+    args = containers(server)[0]["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    scripts = [c for c in rendered("prod").of_kind("ConfigMap") if "redis-bootstrap.sh" in c.get("data", {})]
+    assert re.findall(r"maxmemory-policy ([a-z-]+)", scripts[0]["data"]["redis-bootstrap.sh"]) == ["noeviction"]
+
+
 def test_prod_serves_mutual_tls_and_dev_plaintext():
     for overlay, tls in (("prod", True), ("dev", False)):
         m = rendered(overlay)

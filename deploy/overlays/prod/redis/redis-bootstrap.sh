@@ -38,7 +38,10 @@ umask 077
     echo 'save ""'
     echo "appendonly no"
     echo "maxmemory ${MAXMEMORY}"
-    echo "maxmemory-policy allkeys-lru"
+    # Never evict: an evicted REVOKED status would send verification to Postgres, and a slow read there
+    # answers without a status. Full, Redis refuses writes instead: the relay retries them (marked
+    # behind in Postgres) and verification reads Postgres. Size MAXMEMORY for the live certificates.
+    echo "maxmemory-policy noeviction"
     echo "requirepass ${REDIS_PASSWORD}"
     echo "masterauth ${REDIS_PASSWORD}"
     echo "replica-announce-ip ${self}"
