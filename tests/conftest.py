@@ -154,3 +154,20 @@ async def make_principal(database_url: str, role: Role, province: str = "24") ->
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
+
+
+@pytest.fixture
+def lookups(monkeypatch) -> list[bytes]:
+    """The digests of the credential lookups services in this process send to Postgres, in order."""
+    from services.common import auth
+
+    seen: list[bytes] = []
+    fetchrow = asyncpg.Pool.fetchrow
+
+    async def counting(self, query, *args, **kwargs):
+        if query == auth._LOOKUP:
+            seen.append(args[0])
+        return await fetchrow(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Pool, "fetchrow", counting)
+    return seen

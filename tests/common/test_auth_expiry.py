@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import asyncpg
 import grpc
 import pytest
 
-from services.common import auth
 from services.common.auth import Role
 from services.common.config import load
 from services.common.db import connect
@@ -35,21 +33,6 @@ async def stub(database_url):
             yield result_service_pb2_grpc.ResultServiceStub(channel)
     finally:
         await running.stop(0)
-
-
-@pytest.fixture
-def lookups(monkeypatch) -> list[bytes]:
-    """The digests of credential lookups sent to Postgres, in order."""
-    seen: list[bytes] = []
-    fetchrow = asyncpg.Pool.fetchrow
-
-    async def counting(self, query, *args, **kwargs):
-        if query == auth._LOOKUP:
-            seen.append(args[0])
-        return await fetchrow(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Pool, "fetchrow", counting)
-    return seen
 
 
 async def _record_empty(stub, token: str) -> grpc.aio.AioRpcError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
 import pytest
 
@@ -33,21 +32,6 @@ async def channel(database_url):
             yield channel
     finally:
         await running.stop(0)
-
-
-@pytest.fixture
-def lookups(monkeypatch) -> list[bytes]:
-    """The digests of credential lookups sent to Postgres, in order."""
-    seen: list[bytes] = []
-    fetchrow = asyncpg.Pool.fetchrow
-
-    async def counting(self, query, *args, **kwargs):
-        if query == auth._LOOKUP:
-            seen.append(args[0])
-        return await fetchrow(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Pool, "fetchrow", counting)
-    return seen
 
 
 async def _refused(call, request, token: str) -> grpc.aio.AioRpcError:

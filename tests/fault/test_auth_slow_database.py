@@ -11,11 +11,9 @@ import asyncio
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 import pytest
 
-from services.common import auth
 from services.common.auth import Role, new_token
 from services.common.config import load
 from services.common.runtime import start_service
@@ -50,21 +48,6 @@ async def stub(database_url, proxy):
     finally:
         proxy.delay = 0  # let the pool close promptly
         await running.stop(0)
-
-
-@pytest.fixture
-def lookups(monkeypatch) -> list[bytes]:
-    """The digests of credential lookups sent to Postgres, in order."""
-    seen: list[bytes] = []
-    fetchrow = asyncpg.Pool.fetchrow
-
-    async def counting(self, query, *args, **kwargs):
-        if query == auth._LOOKUP:
-            seen.append(args[0])
-        return await fetchrow(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Pool, "fetchrow", counting)
-    return seen
 
 
 async def _code(stub, token: str, timeout: float) -> grpc.StatusCode:

@@ -1,7 +1,7 @@
 """verify_signature refuses a certificate whose kid is not the message's kid, even for a genuine signature."""
 
 import zlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import cbor2
 import pytest
@@ -12,26 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from services.hcert import codec
 from services.hcert import decode as hdecode
 from services.hcert import keys as hkeys
+from tests.dcc_samples import negative_naat_dcc
 
 ISSUED_AT = 1_700_000_000
 EXPIRES_AT = ISSUED_AT + 72 * 3600
-DCC = {
-    "ver": "1.3.0",
-    "nam": {"fn": "Nguyen", "fnt": "NGUYEN"},
-    "dob": "1990-01-01",
-    "t": [
-        {
-            "tg": "840539006",
-            "tt": "LP6464-4",
-            "sc": "2023-11-14T20:00:00Z",
-            "tr": "260415000",
-            "tc": "Bac Giang CDC",
-            "co": "VN",
-            "is": "MOH",
-            "ci": "URN:UVCI:01:VN:KIDCHECK#1",
-        }
-    ],
-}
+DCC = negative_naat_dcc(datetime(2023, 11, 14, 20, tzinfo=UTC), "URN:UVCI:01:VN:KIDCHECK#1")
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "PS256"])

@@ -14,10 +14,10 @@ import pytest
 from services.hcert import codec
 from services.hcert import decode as hdecode
 from services.hcert import keys as hkeys
-from services.registry.province_rules import rule_from_row
 from services.verify_svc.status import CACHE, Status
 from services.verify_svc.trust import Rule, Snapshot, trusted_key
 from services.verify_svc.verifier import Verifier
+from tests.dcc_samples import naat_rule, negative_naat_dcc
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # the sample collection time
 PROVINCE = "24"
@@ -37,27 +37,7 @@ class _FixedStatus:
 
 
 def _naat_rule(validity_hours: int = 72) -> Rule:
-    effective_from = T0 - timedelta(days=30)
-    return rule_from_row(
-        {
-            "rule_id": f"naat-{PROVINCE}",
-            "version": 1,
-            "province_code": PROVINCE,
-            "entry_type": "TEST",
-            "test_type": "NAAT",
-            "disabled": False,
-            "validity_seconds": validity_hours * 3600,
-            "accepted_outcomes": ["NEGATIVE"],
-            "require_complete_series": False,
-            "min_days_since_last_dose": None,
-            "max_days_since_last_dose": None,
-            "min_days_since_positive": None,
-            "max_days_since_positive": None,
-            "effective_from": effective_from,
-            "description": "",
-            "created_at": effective_from,
-        }
-    )
+    return naat_rule(PROVINCE, T0 - timedelta(days=30), validity_hours=validity_hours)
 
 
 def _signing_key() -> hkeys.SigningKeyMaterial:
@@ -65,23 +45,7 @@ def _signing_key() -> hkeys.SigningKeyMaterial:
 
 
 def _own_qr(material, *, issued: datetime, expires: datetime) -> str:
-    dcc = {
-        "ver": "1.3.0",
-        "nam": {"fn": "Nguyen", "fnt": "NGUYEN"},
-        "dob": "1990-01-01",
-        "t": [
-            {
-                "tg": "840539006",
-                "tt": "LP6464-4",
-                "sc": T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "tr": "260415000",
-                "tc": "Bac Giang CDC",
-                "co": "VN",
-                "is": "MOH",
-                "ci": "URN:UVCI:01:VN:INVARIANT#1",
-            }
-        ],
-    }
+    dcc = negative_naat_dcc(T0, "URN:UVCI:01:VN:INVARIANT#1")
     return codec.encode_hcert(
         dcc, signer=codec.Signer(material), issued_at=int(issued.timestamp()), expires_at=int(expires.timestamp())
     )

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from services.hcert import codec
 from services.hcert import decode as hdecode
 from services.hcert import keys as hkeys
-from services.registry.province_rules import rule_from_row
 from services.verify_svc.status import CACHE, DATABASE, UNCHECKED, Status
-from services.verify_svc.trust import Rule, Snapshot, trusted_key
+from services.verify_svc.trust import Snapshot, trusted_key
 from services.verify_svc.verifier import Verifier
+from tests.dcc_samples import naat_rule, negative_naat_dcc
 
 
 class _Trust:
@@ -94,48 +94,9 @@ class _LiveStatus:
         return self.now
 
 
-def _naat_rule(province: str, effective_from: datetime, *, disabled: bool = False, version: int = 1) -> Rule:
-    return rule_from_row(
-        {
-            "rule_id": f"naat-{province}",
-            "version": version,
-            "province_code": province,
-            "entry_type": "TEST",
-            "test_type": "NAAT",
-            "disabled": disabled,
-            "validity_seconds": 72 * 3600,
-            "accepted_outcomes": ["NEGATIVE"],
-            "require_complete_series": False,
-            "min_days_since_last_dose": None,
-            "max_days_since_last_dose": None,
-            "min_days_since_positive": None,
-            "max_days_since_positive": None,
-            "effective_from": effective_from,
-            "description": "",
-            "created_at": effective_from,
-        }
-    )
-
-
 def _own_test_qr(material, sample: datetime) -> str:
     now = int(time.time())
-    dcc = {
-        "ver": "1.3.0",
-        "nam": {"fn": "Nguyen", "fnt": "NGUYEN"},
-        "dob": "1990-01-01",
-        "t": [
-            {
-                "tg": "840539006",
-                "tt": "LP6464-4",
-                "sc": sample.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "tr": "260415000",
-                "tc": "Bac Giang CDC",
-                "co": "VN",
-                "is": "MOH",
-                "ci": "URN:UVCI:01:VN:ANSWER#1",
-            }
-        ],
-    }
+    dcc = negative_naat_dcc(sample, "URN:UVCI:01:VN:ANSWER#1")
     return codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 5 * 86400)
 
 
@@ -148,7 +109,7 @@ def _own_setup(rules):
 
 def test_a_valid_answer_is_reused_only_where_every_check_comes_out_the_same():
     now = datetime.now(UTC)
-    vietnam, trust, status, verifier = _own_setup([_naat_rule("00", now - timedelta(days=30))])
+    vietnam, trust, status, verifier = _own_setup([naat_rule("00", now - timedelta(days=30))])
     sample = now - timedelta(hours=1)
     qr = _own_test_qr(vietnam, sample)
     scan = lambda at: asyncio.run(verifier.verify(qr, at, "24"))  # noqa: E731
@@ -168,7 +129,7 @@ def test_a_valid_answer_is_reused_only_where_every_check_comes_out_the_same():
     assert from_database.verdict == "VALID" and from_database.status_source == DATABASE
 
     trust.snapshot = Snapshot(
-        trust.snapshot.keys, [_naat_rule("00", now - timedelta(days=30), disabled=True, version=2)], 2
+        trust.snapshot.keys, [naat_rule("00", now - timedelta(days=30), disabled=True, version=2)], 2
     )
     assert scan(now).verdict == "RULE_NOT_MET"  # a new trust snapshot: verified in full
 
@@ -176,8 +137,8 @@ def test_a_valid_answer_is_reused_only_where_every_check_comes_out_the_same():
 def test_a_rule_version_taking_effect_later_ends_the_reuse_at_that_time():
     now = datetime.now(UTC)
     rules = [
-        _naat_rule("00", now - timedelta(days=30)),
-        _naat_rule("24", now + timedelta(hours=1), disabled=True),
+        naat_rule("00", now - timedelta(days=30)),
+        naat_rule("24", now + timedelta(hours=1), disabled=True),
     ]  # the province suspends NAAT in an hour
     vietnam, trust, status, verifier = _own_setup(rules)
     qr = _own_test_qr(vietnam, now - timedelta(hours=1))
