@@ -67,6 +67,19 @@ async def database_url(template_db):
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+async def own_database(template_db):
+    """(url, pool) of a database for one test alone: for tests whose processes seal data with keys of
+    their own, or that count every row."""
+    name = await clone_database(template_db)
+    pool = await create_pool(dsn_for(name), min_size=1, max_size=4)
+    try:
+        yield dsn_for(name), pool
+    finally:
+        await pool.close()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 async def result_server(database_url):
     """A real result_svc (which also hosts AdminService) on a free port, on this module's database."""

@@ -61,13 +61,22 @@ def _ensure_active_signing_key(admin, op, say) -> None:
     say(f"operator generated and activated ES256 signing key kid={key.certificate.kid.hex()}")
 
 
+# A feed stream is long-lived: keepalive pings detect a replica that froze or lost its network, so the
+# client reconnects elsewhere instead of waiting on a silent stream (the server accepts a ping every 10 s).
+FEED_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
 def run(
     result_address: str, publish_address: str, verify_address: str, operator_token: str, say=print, show_qr: bool = True
 ) -> dict:
     suffix = uuid.uuid4().hex[:6]
     with (
         grpc.insecure_channel(result_address) as channel,
-        grpc.insecure_channel(publish_address) as feed_channel,
+        grpc.insecure_channel(publish_address, options=FEED_KEEPALIVE) as feed_channel,
         grpc.insecure_channel(verify_address) as verify_channel,
     ):
         admin = admin_service_pb2_grpc.AdminServiceStub(channel)

@@ -73,14 +73,14 @@ def unreachable(exc: BaseException) -> bool:
 BACKGROUND_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """A single connection configured like the pool's (for the CLI and tools)."""
     conn = await asyncpg.connect(dsn)
-    await _init_connection(conn)
+    await init_connection(conn)
     return conn
 
 
@@ -88,7 +88,7 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, **kw) -> 
     """A pool whose connections decode jsonb to Python objects. Raises Unavailable if unreachable."""
     try:
         return await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30, **kw
+            dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30, **kw
         )
     except CONNECTION_ERRORS as exc:
         raise Unavailable("the database is not reachable") from exc

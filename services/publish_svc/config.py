@@ -24,6 +24,13 @@ class PublishConfig(ServiceConfig):
         default=True,
         doc="take part in the relay leader election (one replica relays at a time)",
     )
+    relay_lease_seconds: float = setting(
+        "RELAY_LEASE_SECONDS",
+        positive_float,
+        default=3.0,
+        doc="relay leader lease: a leader that makes no progress for this long (frozen, cut off) is replaced "
+        "by a standby; also the longest pause allowed inside a batch transaction",
+    )
     relay_batch_size: int = setting(
         "RELAY_BATCH_SIZE", positive_int, default=500, doc="outbox events relayed per transaction"
     )

@@ -1,10 +1,14 @@
 """The publish relay: committed outbox events → certificates, revocations and the gapless feed.
 
-Exactly one relay is active among the publish_svc replicas: the one holding a session-level Postgres
-advisory lock on its own connection. Standbys try for the lock every second, so when the leader's
-process or connection dies (Postgres then frees the lock at once) a standby takes over within about a
-second. The leader does all its work on that same connection: if it loses the connection it loses
-the lock and can no longer write, so two relays can never write at once.
+Exactly one relay is active among the publish_svc replicas: the one holding the lease in `relay_lease`
+(see docs/design.md, "Relay leadership"). The lease lasts RELAY_LEASE_SECONDS by Postgres's clock; a
+standby takes it once it has expired, which adds one to its epoch. Every batch transaction renews the
+lease for its own epoch first and again before COMMIT, holding the lease row locked in between, so:
+
+- a leader that stops making progress (dead, frozen, cut off from Postgres) is replaced within about one
+  lease: nothing renews its lease, and a transaction it left open is ended by Postgres after the same
+  time (`idle_in_transaction_session_timeout` on the relay's connection), releasing the row;
+- a deposed leader can never commit a batch: its renewal finds another epoch and the batch rolls back.
 
 One batch is one transaction: lock the oldest unrelayed outbox rows, issue a certificate for each
 released individual result (HCERT, signed with the active key), revoke the certificate of an amended
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +34,7 @@ import asyncpg
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
-from services.common.db import CONNECTION_ERRORS, connect
+from services.common.db import BACKGROUND_ERRORS, CONNECTION_ERRORS, init_connection
 from services.common.messages import person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
@@ -46,10 +52,27 @@ log = logging.getLogger("covidtest.relay")
 
 RELAYED = Counter("covidtest_relay_events_total", "Outbox events given a feed position", ["kind"])
 CERTIFICATES = Counter("covidtest_certificates_total", "Certificates issued and revoked", ["action"])
-LEADER = Gauge("covidtest_relay_leader", "1 while this process holds the relay lock")
+LEADER = Gauge("covidtest_relay_leader", "1 while this process holds the relay lease")
+EPOCH = Gauge("covidtest_relay_epoch", "The relay lease epoch this process last led with")
 
-STANDBY_RETRY_S = 1.0
+RETRY_S = 1.0  # after a lost connection or a failed batch
 CACHE_SYNC_BATCH = 1000
+
+
+class LeadershipLost(Exception):
+    """Another replica took the lease: this relay's batch rolled back and it stands by again."""
+
+
+async def connect_relay(dsn: str, lease_seconds: float) -> asyncpg.Connection:
+    """The relay's own connection. Postgres ends it if it idles inside a transaction for longer than a
+    lease (its process frozen mid-batch, or cut off), which rolls the batch back and frees the lease row."""
+    conn = await asyncpg.connect(
+        dsn,
+        command_timeout=max(30.0, 4 * lease_seconds),
+        server_settings={"idle_in_transaction_session_timeout": str(max(1, round(lease_seconds * 1000)))},
+    )
+    await init_connection(conn)
+    return conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +139,10 @@ class Relay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._signer: ActiveSigner | None = None
+        self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._standby_poll_s = min(0.5, config.relay_lease_seconds / 4)
         self.is_leader = False
+        self.epoch = 0  # the lease epoch this relay took last (0: never led)
 
     def stop(self) -> None:
         self._stopping = True
@@ -127,37 +153,62 @@ class Relay:
     # --- leadership ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Compete for leadership and relay while leader, until stop()."""
+        """Stand by for the lease and relay while leading, until stop()."""
         while not self._stopping:
             conn = None
             try:
-                conn = await connect(self._config.database_url)
-                if not await repo.try_relay_lock(conn):
-                    await conn.close()
-                    conn = None
-                    await self._sleep(STANDBY_RETRY_S)
+                conn = await connect_relay(self._config.database_url, self._config.relay_lease_seconds)
+                if not await self._await_lease(conn):
                     continue
                 self.is_leader = True
                 LEADER.set(1)
-                log.info("relay leader: relaying")
+                EPOCH.set(self.epoch)
+                log.info("relay leader: relaying", extra={"fields": {"epoch": self.epoch}})
                 await conn.add_listener("outbox", lambda *_: self._wake.set())
                 await conn.add_listener("signing_keys", lambda *_: self._forget_signer())
                 await self._lead(conn)
+            except LeadershipLost:
+                log.warning("relay deposed: another replica took the lease", extra={"fields": {"epoch": self.epoch}})
             except CONNECTION_ERRORS as exc:
                 log.warning("relay lost the database", extra={"fields": {"error": type(exc).__name__}})
-                await self._sleep(STANDBY_RETRY_S)
+                await self._sleep(RETRY_S)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a bad batch must not kill the relay for good
                 log.exception("relay batch failed; retrying")
-                await self._sleep(STANDBY_RETRY_S)
+                await self._sleep(RETRY_S)
             finally:
-                if self.is_leader:
-                    log.info("relay leadership released")
-                self.is_leader = False
-                LEADER.set(0)
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()  # also frees the lock
+                await self._step_down(conn)
+
+    async def take_lease(self, conn: asyncpg.Connection) -> bool:
+        """One attempt to become the leader; on success `epoch` is this relay's."""
+        epoch = await repo.take_lease(conn, self._holder, self._config.relay_lease_seconds)
+        if epoch is None:
+            return False
+        self.epoch = epoch
+        return True
+
+    async def _await_lease(self, conn: asyncpg.Connection) -> bool:
+        """Stand by until this relay holds the lease (True) or stops (False)."""
+        while not self._stopping:
+            if await self.take_lease(conn):
+                return True
+            await self._sleep(self._standby_poll_s)
+        return False
+
+    async def _step_down(self, conn: asyncpg.Connection | None) -> None:
+        was_leader, self.is_leader = self.is_leader, False
+        LEADER.set(0)
+        if was_leader:
+            log.info("relay leadership released", extra={"fields": {"epoch": self.epoch}})
+        if conn is None or conn.is_closed():
+            return
+        if was_leader and self._stopping:
+            try:  # a clean shutdown hands over at once instead of after the lease
+                await asyncio.wait_for(repo.release_lease(conn, self.epoch), self._config.relay_lease_seconds)
+            except BACKGROUND_ERRORS:
+                pass  # the lease expires by itself
+        conn.terminate()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -167,12 +218,14 @@ class Relay:
         self._wake.clear()
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
+        # Every batch renews the lease, an empty one too: an idle leader polls well within its lease.
+        idle_s = min(self._config.relay_poll_seconds, self._config.relay_lease_seconds / 3)
         while not self._stopping:
             self._wake.clear()
             relayed = await self.relay_batch(conn)
             await self.sync_cache(conn)
             if relayed < self._config.relay_batch_size:
-                await self._sleep(self._config.relay_poll_seconds)
+                await self._sleep(idle_s)
 
     def _forget_signer(self) -> None:
         if self._signer is not None:
@@ -193,6 +246,7 @@ class Relay:
     async def relay_batch(self, conn: asyncpg.Connection) -> int:
         """Relay up to RELAY_BATCH_SIZE events in one transaction; returns how many."""
         async with conn.transaction():
+            await self._fence(conn)
             rows = await repo.pending_events(conn, self._config.relay_batch_size)
             if not rows:
                 return 0
@@ -209,6 +263,7 @@ class Relay:
             await repo.insert_feed_events(conn, batch.feed)
             await repo.mark_relayed(conn, batch.outbox_ids)
             await repo.notify_feed(conn, head)
+            await self._fence(conn)  # the lease runs from the commit, however long the batch took
         for entry in batch.feed:
             RELAYED.labels(entry.kind).inc()
         CERTIFICATES.labels("issued").inc(len(batch.certificates))
@@ -216,6 +271,11 @@ class Relay:
         self._on_published(head)
         await self._put(conn, batch.statuses, new_marked_cached=True)
         return len(batch.outbox_ids)
+
+    async def _fence(self, conn: asyncpg.Connection) -> None:
+        """Renew this relay's lease inside the batch transaction, or roll the batch back if deposed."""
+        if not await repo.renew_lease(conn, self.epoch, self._config.relay_lease_seconds):
+            raise LeadershipLost
 
     async def _prepare_events(
         self,
@@ -369,6 +429,7 @@ class Relay:
             revoked_certificate_id=revoked_id,
             payload_enc=self._pii.seal_bytes("feed.event", item.event.SerializeToString()),
             committed_at=row["committed_at"],
+            relay_epoch=self.epoch,
         )
 
     # --- Redis ---------------------------------------------------------------------------------------

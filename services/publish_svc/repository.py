@@ -1,4 +1,4 @@
-"""SQL of publish_svc: the relay's lock, pending outbox events, certificates, the feed, partner cursors
+"""SQL of publish_svc: the relay's lease, pending outbox events, certificates, the feed, partner cursors
 and citizen lookups.
 
 What the relay writes in bulk (`IssuedCertificate`, `Revocation`, `FeedEntry`) are NamedTuples whose
@@ -18,9 +18,6 @@ from typing import Literal, NamedTuple
 import asyncpg
 
 from services.common.db import fetch
-
-# The relay leader's session-level advisory lock (any constant shared by all replicas; "relay").
-RELAY_LOCK = 0x72656C6179
 
 PENDING_EVENTS = """
 SELECT o.id AS outbox_id, o.kind, o.payload, o.created_at AS committed_at,
@@ -87,6 +84,7 @@ class FeedEntry(NamedTuple):
     revoked_certificate_id: uuid.UUID | None
     payload_enc: bytes
     committed_at: datetime
+    relay_epoch: int  # the lease epoch of the leader that wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +125,36 @@ class StoredCertificate:
 # --- the relay ------------------------------------------------------------------------------------------
 
 
-async def try_relay_lock(conn: asyncpg.Connection) -> bool:
-    """Take the relay leader's session-level lock if it is free; it lasts as long as `conn`."""
-    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK)
+async def take_lease(conn: asyncpg.Connection, holder: str, seconds: float) -> int | None:
+    """Take the relay lease if it has expired; returns the new epoch, or None while another replica holds
+    it. A lease row locked by the leader's open batch is skipped, not waited for: a batch in progress
+    renews the lease before it commits."""
+    return await conn.fetchval(
+        """UPDATE relay_lease SET epoch = epoch + 1, holder = $1, acquired_at = clock_timestamp(),
+                  expires_at = clock_timestamp() + make_interval(secs => $2)
+           WHERE singleton = (SELECT singleton FROM relay_lease WHERE expires_at < clock_timestamp()
+                              FOR UPDATE SKIP LOCKED)
+           RETURNING epoch""",
+        holder,
+        seconds,
+    )
+
+
+async def renew_lease(conn: asyncpg.Connection, epoch: int, seconds: float) -> bool:
+    """Extend the lease of `epoch` (inside a batch transaction: the row stays locked until it ends, so no
+    replica can take over meanwhile). False: another replica took over, this one is deposed."""
+    renewed = await conn.fetchval(
+        """UPDATE relay_lease SET expires_at = clock_timestamp() + make_interval(secs => $2)
+           WHERE epoch = $1 RETURNING epoch""",
+        epoch,
+        seconds,
+    )
+    return renewed is not None
+
+
+async def release_lease(conn: asyncpg.Connection, epoch: int) -> None:
+    """Let a standby take over at once (a clean shutdown), if `epoch` still leads."""
+    await conn.execute("UPDATE relay_lease SET expires_at = '-infinity' WHERE epoch = $1", epoch)
 
 
 async def notify_feed(conn: asyncpg.Connection, head: int) -> None:
@@ -188,9 +213,9 @@ async def insert_feed_events(conn: asyncpg.Connection, rows: list[FeedEntry]) ->
     if rows:
         await conn.execute(
             """INSERT INTO feed_events (position, outbox_id, kind, person_id, result_id, certificate_id,
-                                        revoked_certificate_id, payload_enc, committed_at)
+                                        revoked_certificate_id, payload_enc, committed_at, relay_epoch)
                SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[],
-                                    $7::uuid[], $8::bytea[], $9::timestamptz[])""",
+                                    $7::uuid[], $8::bytea[], $9::timestamptz[], $10::int8[])""",
             *zip(*rows),  # one array per field, in FeedEntry's field order
         )
 

@@ -1,12 +1,15 @@
-"""Kill the relay leader: a standby publish_svc takes over within 5 s; the feed has no gap and no duplicate."""
+"""Kill or freeze the relay leader: a standby publish_svc takes over within 5 s; the feed has no gap and no
+duplicate, and a frozen leader that wakes up commits nothing (its batches are fenced by the lease epoch)."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from typing import NamedTuple
 
 import grpc
 
@@ -37,65 +40,80 @@ def is_leader(metrics_port: int) -> bool:
     return "covidtest_relay_leader 1.0" in body
 
 
-async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
-    env = service_env(database_url, RELAY_POLL_SECONDS="0.05", LOG_LEVEL="WARNING")
-    await activate_new_key(
-        database_url, PiiCipher(parse_keyring(env["PII_KEYS"]), parse_secret_bytes(env["PII_PEPPER"]))
-    )
-    unit, lab = await make_principal(database_url, Role.SAMPLER), await make_principal(database_url, Role.LAB)
-    partner = await make_principal(database_url, Role.PARTNER)
-    processes = []
-    for _ in range(2):
-        grpc_port, metrics_port = free_port(), free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.publish_svc"],
-            cwd=ROOT,
-            env={**os.environ, **env, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)},
-        )
-        processes.append((proc, grpc_port, metrics_port))
-    intake = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
+def answers_metrics(metrics_port: int) -> bool:
     try:
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read()
+    except OSError:
+        return False
+    return True
+
+
+class Replica(NamedTuple):
+    process: subprocess.Popen
+    grpc_port: int
+    metrics_port: int
+
+
+class Cluster:
+    """Two publish_svc processes (real replicas competing for the relay lease), an in-process result_svc,
+    a sampling unit, a lab and a partner."""
+
+    def __init__(self, env: dict[str, str], results, unit: dict, lab: dict, partner: dict):
+        self.env, self.results, self.unit, self.lab, self.partner = env, results, unit, lab, partner
+        self.processes: list[Replica] = []
+
+    def start_replicas(self, count: int = 2) -> None:
+        for _ in range(count):
+            grpc_port, metrics_port = free_port(), free_port()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.publish_svc"],
+                cwd=ROOT,
+                env={**os.environ, **self.env, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)},
+            )
+            self.processes.append(Replica(proc, grpc_port, metrics_port))
+
+    async def leader(self) -> Replica:
         deadline = time.monotonic() + 30
-        leaders = []
-        while not leaders:
-            leaders = [p for p in processes if await asyncio.to_thread(is_leader, p[2])]
+        while True:
+            leaders = [p for p in self.processes if await asyncio.to_thread(is_leader, p.metrics_port)]
+            if leaders:
+                assert len(leaders) == 1
+                return leaders[0]
             assert time.monotonic() < deadline, "no relay leader elected"
             await asyncio.sleep(0.1)
-        assert len(leaders) == 1
-        leader = leaders[0]
-        standby = next(p for p in processes if p is not leader)
 
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{intake.port}") as channel:
-            results = result_service_pb2_grpc.ResultServiceStub(channel)
+    async def release(self, n: int, tag: int) -> None:
+        items = [sample(unique("FO"), self.lab["id"], tag * 1000 + i) for i in range(n)]
+        await self.results.RegisterSamples(
+            rpb.RegisterSamplesRequest(request_id=rid(), samples=items), metadata=bearer(self.unit["token"])
+        )
+        await self.results.RecordResults(
+            rpb.RecordResultsRequest(
+                request_id=rid(), results=[result(t.OUTCOME_NEGATIVE, sample_barcode=i.sample_barcode) for i in items]
+            ),
+            metadata=bearer(self.lab["token"]),
+        )
 
-            async def release(n: int, tag: int) -> None:
-                items = [sample(unique("FO"), lab["id"], tag * 1000 + i) for i in range(n)]
-                await results.RegisterSamples(
-                    rpb.RegisterSamplesRequest(request_id=rid(), samples=items), metadata=bearer(unit["token"])
-                )
-                await results.RecordResults(
-                    rpb.RecordResultsRequest(
-                        request_id=rid(),
-                        results=[result(t.OUTCOME_NEGATIVE, sample_barcode=i.sample_barcode) for i in items],
-                    ),
-                    metadata=bearer(lab["token"]),
-                )
+    async def hit_leader_mid_work(self, signum: int) -> tuple[Replica, Replica, float]:
+        """Send `signum` to the leader while it relays 200 results; returns (old leader, new leader, the
+        moment of the signal) once the standby leads, asserting that took under 5 s."""
+        leader = await self.leader()
+        standby = next(p for p in self.processes if p is not leader)
+        writers = asyncio.gather(*(self.release(20, tag) for tag in range(10)))
+        await asyncio.sleep(0.3)  # the leader is relaying
+        leader.process.send_signal(signum)
+        hit_at = time.monotonic()
+        await writers
+        while not await asyncio.to_thread(is_leader, standby.metrics_port):
+            assert time.monotonic() - hit_at < 5, "the standby did not take over within 5 s"
+            await asyncio.sleep(0.05)
+        return leader, standby, hit_at
 
-            writers = asyncio.gather(*(release(20, tag) for tag in range(10)))
-            await asyncio.sleep(0.3)  # the leader is relaying: kill it mid-work
-            leader[0].send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            await writers
-            while not await asyncio.to_thread(is_leader, standby[2]):
-                assert time.monotonic() - killed_at < 5, "the standby did not take over within 5 s"
-                await asyncio.sleep(0.05)
-            await release(20, 99)  # and new work is relayed by the new leader
-
-        expected = 220
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{standby[1]}") as channel:
+    async def read_feed(self, replica: Replica, expected: int) -> list:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.grpc_port}") as channel:
             feed = publish_service_pb2_grpc.PublishServiceStub(channel)
             call = feed.StreamResultEvents(
-                ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(partner["token"])
+                ppb.StreamResultEventsRequest(from_position=1), metadata=bearer(self.partner["token"])
             )
             events = []
             try:
@@ -103,14 +121,76 @@ async def test_standby_takes_over_when_the_leader_is_killed(database_url, db):
                     events += list((await asyncio.wait_for(call.read(), 20)).events)
             finally:
                 call.cancel()
-        assert [e.position for e in events] == list(range(1, expected + 1))
-        assert len({e.result.result_id for e in events}) == expected
-        assert len({e.certificate.certificate_id for e in events}) == expected
-        assert await db.fetchval("SELECT count(*) FROM certificates") == expected
-        assert await db.fetchval("SELECT count(*) FROM outbox WHERE relayed_at IS NULL") == 0
+        return events
+
+
+@contextlib.asynccontextmanager
+async def cluster_on(database_url: str):
+    env = service_env(database_url, RELAY_POLL_SECONDS="0.05", RELAY_LEASE_SECONDS="3", LOG_LEVEL="WARNING")
+    await activate_new_key(
+        database_url, PiiCipher(parse_keyring(env["PII_KEYS"]), parse_secret_bytes(env["PII_PEPPER"]))
+    )
+    unit, lab = await make_principal(database_url, Role.SAMPLER), await make_principal(database_url, Role.LAB)
+    partner = await make_principal(database_url, Role.PARTNER)
+    intake = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{intake.port}")
+    cluster = Cluster(env, result_service_pb2_grpc.ResultServiceStub(channel), unit, lab, partner)
+    try:
+        cluster.start_replicas()
+        yield cluster
     finally:
+        await channel.close()
         await intake.stop(0)
-        for proc, _, _ in processes:
-            if proc.poll() is None:
-                proc.terminate()
-            proc.wait(30)
+        for replica in cluster.processes:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGCONT)
+                replica.process.terminate()
+            replica.process.wait(30)
+
+
+async def assert_feed_complete(db, events: list, expected: int) -> None:
+    """Every result once, gapless, one certificate each, nothing left in the outbox."""
+    assert [e.position for e in events] == list(range(1, expected + 1))
+    assert len({e.result.result_id for e in events}) == expected
+    assert len({e.certificate.certificate_id for e in events}) == expected
+    assert await db.fetchval("SELECT count(*) FROM certificates") == expected
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE relayed_at IS NULL") == 0
+
+
+async def test_standby_takes_over_when_the_leader_is_killed(own_database):
+    database_url, db = own_database
+    async with cluster_on(database_url) as cluster:
+        _, new_leader, _ = await cluster.hit_leader_mid_work(signal.SIGKILL)
+        await cluster.release(20, 99)  # and new work is relayed by the new leader
+        await assert_feed_complete(db, await cluster.read_feed(new_leader, 220), 220)
+
+
+async def test_a_frozen_leader_is_replaced_and_commits_nothing_when_it_wakes(own_database):
+    database_url, db = own_database
+    async with cluster_on(database_url) as cluster:
+        # A long pause, or a host cut off from the network, looks like this to everyone else.
+        frozen, new_leader, frozen_at = await cluster.hit_leader_mid_work(signal.SIGSTOP)
+        while await db.fetchval("SELECT count(*) FROM outbox WHERE relayed_at IS NULL"):
+            assert time.monotonic() - frozen_at < 10, "the new leader did not relay the backlog"
+            await asyncio.sleep(0.05)
+
+        # The old leader wakes up believing it leads; its next batch finds another epoch and rolls back.
+        frozen.process.send_signal(signal.SIGCONT)
+        await cluster.release(20, 99)
+        deadline = time.monotonic() + 10
+        while await asyncio.to_thread(is_leader, frozen.metrics_port) or not await asyncio.to_thread(
+            answers_metrics, frozen.metrics_port
+        ):
+            assert time.monotonic() < deadline, "the woken leader never stood down"
+            await asyncio.sleep(0.05)
+        await cluster.release(20, 98)
+        await assert_feed_complete(db, await cluster.read_feed(new_leader, 240), 240)
+        # Each leader's events form one run of positions, in epoch order: the deposed leader wrote nothing
+        # after its successor's first event.
+        runs = await db.fetch(
+            "SELECT relay_epoch, min(position) AS first, max(position) AS last FROM feed_events "
+            "GROUP BY relay_epoch ORDER BY first"
+        )
+        assert [r["relay_epoch"] for r in runs] == sorted(r["relay_epoch"] for r in runs)
+        assert all(earlier["last"] < later["first"] for earlier, later in zip(runs, runs[1:]))
+        assert len(runs) >= 2, "the standby never relayed"

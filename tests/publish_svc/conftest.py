@@ -116,11 +116,11 @@ async def stop_platform(platform: Platform) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_platform(database_url: str):
+async def running_platform(database_url: str, **publish_env: str):
     """result_svc + publish_svc with an active key, a sampling unit, a lab and an operator; Redis keys
     of its own prefix are deleted afterwards."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    running = await start_platform(database_url, prefix)
+    running = await start_platform(database_url, prefix, **publish_env)
     try:
         running.redis_prefix = prefix
         running.key = await activate_new_key(database_url, running.pii)
