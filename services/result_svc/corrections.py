@@ -43,7 +43,7 @@ async def _resolve_for_change(
     conn: asyncpg.Connection, lab_id: uuid.UUID, barcode: str, org: uuid.UUID | None
 ) -> _Resulted:
     """The lab's sample with this barcode (of sampling unit `org` if given) and its current result."""
-    rows = [r for r in await repo.lab_samples_by_barcode(conn, lab_id, [barcode]) if org is None or r["org_id"] == org]
+    rows = [r for r in await repo.lock_lab_samples(conn, lab_id, [barcode]) if org is None or r["org_id"] == org]
     if not rows:
         if await repo.sample_barcodes_at_other_labs(conn, lab_id, [barcode]):
             raise PermissionDenied("the sample was sent to another lab", reason="SAMPLE_ASSIGNED_TO_OTHER_LAB")

@@ -117,12 +117,17 @@ def _grouped(rows: list[Any], column: str) -> dict[Any, list[Any]]:
 
 async def _look_up(conn: asyncpg.Connection, call: _Call) -> _Known:
     # Grouped by barcode once, so that judging a batch of hundreds looks at each item's rows only.
+    # In the lock order of the repository: the pools first, then in one statement every sample the call
+    # may change, the items' samples and the pools' members together (a member may be both).
     sample_barcodes = [s.sample_barcode for s in call.valid.values() if s.sample_barcode]
     pool_barcodes = [s.pool_barcode for s in call.valid.values() if s.pool_barcode]
-    samples = await repo.lab_samples_by_barcode(conn, call.lab_id, sample_barcodes)
     pools = await repo.lab_pools_by_barcode(conn, call.lab_id, pool_barcodes)
-    members = await repo.pool_members(conn, [p["id"] for p in pools])
-    current = await repo.current_results(conn, [s["id"] for s in samples] + [m["id"] for m in members])
+    pool_ids = {p["id"] for p in pools}
+    locked = await repo.lock_lab_samples(conn, call.lab_id, sample_barcodes, list(pool_ids))
+    wanted = set(sample_barcodes)
+    samples = [s for s in locked if s["lab_org_id"] == call.lab_id and s["barcode"] in wanted]
+    members = [s for s in locked if s["pool_id"] in pool_ids]
+    current = await repo.current_results(conn, [s["id"] for s in locked])
     found = {s["barcode"] for s in samples}
     elsewhere = await repo.sample_barcodes_at_other_labs(
         conn, call.lab_id, [b for b in sample_barcodes if b not in found]

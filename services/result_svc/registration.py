@@ -210,15 +210,18 @@ async def _look_up(conn: asyncpg.Connection, call: _Call) -> _Known:
     valid = call.valid.values()
     labs = await repo.lab_ids(conn, list({r.lab_org_id for r in valid}))
     existing = await repo.samples_of_org_by_barcode(conn, call.org_id, [r.barcode for r in valid])
-    originals = await repo.samples_of_org_by_barcode(
-        conn, call.org_id, [r.retest_of_barcode for r in valid if r.retest_of_barcode], lock=True
-    )
+    # In the lock order of the repository: pool-creation locks, then the pools, then the samples.
+    # (The pool-creation lock also makes the pools' member counts current: every call adding members
+    # to a pool holds it, so the pools' lock below never waits for one.)
     pool_barcodes = [r.pool_barcode for r in valid if r.pool_barcode]
     await repo.lock_pool_barcodes(conn, call.org_id, pool_barcodes)
     pools = {
         r["barcode"]: _PoolSlot(r["id"], r["lab_org_id"], r["test_type"], r["state"], r["members"])
         for r in await repo.pools_of_org_by_barcode(conn, call.org_id, pool_barcodes)
     }
+    originals = await repo.samples_of_org_by_barcode(
+        conn, call.org_id, [r.retest_of_barcode for r in valid if r.retest_of_barcode], lock=True
+    )
     return _Known(labs, _by_barcode(existing), _by_barcode(originals), pools)
 
 

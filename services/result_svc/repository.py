@@ -2,7 +2,21 @@
 
 Plain parameterised statements over an asyncpg connection that the caller holds inside a
 transaction. Batch writes use `unnest` so a batch of hundreds of items costs a handful of round trips.
-Rows are locked (`FOR UPDATE`, in id order to avoid deadlocks) before any state change.
+Rows are locked (`FOR UPDATE`) before any state change, always in this one order, so that concurrent
+calls on the same pools and samples wait for each other but never deadlock:
+
+1. the idempotency advisory lock of the call (services.common.idempotency; one per call);
+2. pool-creation advisory locks `pool|org|barcode`, in sorted key order (`lock_pool_barcodes`);
+3. pool rows, in one statement, in id order (`pools_of_org_by_barcode`, `lab_pools_by_barcode`);
+4. sample rows, in one statement, in id order: the call's targets, the members of the pools locked
+   in 3 and retest originals together (`lock_lab_samples`, `samples_of_org_by_barcode(lock=True)`);
+   with the pools already locked no sample can join them meanwhile, so the members read are all;
+5. person rows upserted, in person_key_hash order (`upsert_persons`);
+6. new sample rows (their unique barcode), in (org_id, barcode) order (`insert_samples`);
+7. then only rows of what 3-4 locked (results, pool and sample states) and new rows (outbox, audit).
+
+A call never takes a lock of an earlier step after one of a later step, and never locks two sets of
+one step in two statements.
 
 Callers hand in named rows (`NewSample`, `NewResult`, `OutboxEvent`, ...) and typed criteria
 (`SampleCriteria`, `ResultCriteria`); this module alone turns them into SQL and bound parameters.
@@ -205,15 +219,18 @@ _SAMPLE_COLUMNS = """s.id, s.org_id, s.barcode, s.lab_org_id, s.pool_id, s.state
                      s.collected_at, s.sampling_site"""
 
 
-async def lab_samples_by_barcode(
-    conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str]
+async def lock_lab_samples(
+    conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str], pool_ids: Sequence[uuid.UUID] = ()
 ) -> list[asyncpg.Record]:
-    """Samples sent to the lab with these barcodes, locked for a result change."""
+    """Samples sent to the lab with these barcodes and the members of these pools (locked by the caller
+    before: step 3 of the lock order), all locked in one statement in id order for a result change."""
     return await conn.fetch(
-        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.lab_org_id = $1 AND s.barcode = ANY($2::text[]) "
-        "ORDER BY s.id FOR UPDATE",
+        f"""SELECT {_SAMPLE_COLUMNS} FROM samples s
+            WHERE (s.lab_org_id = $1 AND s.barcode = ANY($2::text[])) OR s.pool_id = ANY($3::uuid[])
+            ORDER BY s.id FOR UPDATE""",
         lab_id,
         barcodes,
+        list(pool_ids),
     )
 
 
@@ -228,18 +245,12 @@ async def sample_barcodes_at_other_labs(conn: asyncpg.Connection, lab_id: uuid.U
 async def lab_pools_by_barcode(
     conn: asyncpg.Connection, lab_id: uuid.UUID, barcodes: list[str]
 ) -> list[asyncpg.Record]:
+    """Pools sent to the lab with these barcodes, locked (before any of their samples)."""
     return await conn.fetch(
         """SELECT id, org_id, barcode, lab_org_id, test_type, state, outcome, tested_at, method, ct_value, lab_reference
            FROM pools WHERE lab_org_id = $1 AND barcode = ANY($2::text[]) ORDER BY id FOR UPDATE""",
         lab_id,
         barcodes,
-    )
-
-
-async def pool_members(conn: asyncpg.Connection, pool_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pool_id = ANY($1::uuid[]) ORDER BY s.id FOR UPDATE",
-        pool_ids,
     )
 
 
@@ -272,9 +283,11 @@ _PERSON_TYPES = ["uuid", *["bytea"] * 10, "text", "text"]  # PersonRow's fields:
 
 
 async def upsert_persons(conn: asyncpg.Connection, persons: list[PersonRow]) -> dict[bytes, uuid.UUID]:
-    """Insert or refresh persons by person_key_hash; returns key hash → person id."""
+    """Insert or refresh persons by person_key_hash; returns key hash → person id. Rows are written (and
+    so locked) in key hash order: two calls sharing persons wait for each other instead of deadlocking."""
     if not persons:
         return {}
+    persons = sorted(persons, key=lambda p: p.person_key_hash)
     columns = _columns(PersonRow)
     unnest = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_PERSON_TYPES))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
@@ -288,9 +301,12 @@ async def upsert_persons(conn: asyncpg.Connection, persons: list[PersonRow]) -> 
 
 
 async def insert_samples(conn: asyncpg.Connection, samples: list[NewSample]) -> set[uuid.UUID]:
-    """Returns the ids inserted (a barcode registered concurrently by another call is skipped, not an error)."""
+    """Returns the ids inserted (a barcode registered concurrently by another call is skipped, not an error).
+    Rows are inserted in (org_id, barcode) order: a call inserting a barcode another uncommitted call
+    holds waits for it, and the same order on both sides keeps that wait from becoming a deadlock."""
     if not samples:
         return set()
+    samples = sorted(samples, key=lambda s: (s.org_id, s.barcode))
     inserted = await conn.fetch(
         """INSERT INTO samples (id, org_id, barcode, person_id, pool_id, lab_org_id, test_type, rat_device_id,
                                 collected_at, sampling_site, retest_of, registration_hash)
