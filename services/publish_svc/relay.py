@@ -269,7 +269,7 @@ class Relay:
         CERTIFICATES.labels("issued").inc(len(batch.certificates))
         CERTIFICATES.labels("revoked").inc(len(batch.revocations))
         self._on_published(head)
-        await self._put(conn, batch.statuses, new_marked_cached=True)
+        await self._put(conn, batch.statuses, head, new_marked_cached=True)
         return len(batch.outbox_ids)
 
     async def _fence(self, conn: asyncpg.Connection) -> None:
@@ -435,29 +435,34 @@ class Relay:
     # --- Redis ---------------------------------------------------------------------------------------
 
     async def sync_cache(self, conn: asyncpg.Connection) -> None:
-        """Write the statuses Redis is behind on (after a Redis outage)."""
+        """Write the statuses Redis is behind on (after a Redis outage), and raise the refill floor to the
+        feed head: a floor that a flush or failover removed is back within one relay loop."""
         behind = await repo.statuses_behind_cache(conn, CACHE_SYNC_BATCH)
-        if behind:
-            await self._put(conn, behind, new_marked_cached=False)
+        head = await repo.head_position(conn)  # after the read: every status read is current as of it
+        await self._put(conn, behind, head, new_marked_cached=False)
 
-    async def _put(self, conn: asyncpg.Connection, states: list[CertificateState], *, new_marked_cached: bool) -> None:
-        """Write statuses to Redis. New certificates are inserted already marked cached: if this write is
-        lost, a verifier's cache miss reads Postgres, which is correct. Revocations stay marked behind
-        until Redis confirms them, since a stale VALID in Redis would be wrong. On a Redis error every
-        status of `states` is marked behind, so the catch-up writes it once Redis is back."""
-        if not states:
-            return
+    async def _put(
+        self, conn: asyncpg.Connection, states: list[CertificateState], feed_head: int, *, new_marked_cached: bool
+    ) -> None:
+        """Write statuses to Redis, with the refill floor raised to `feed_head` (the feed head they are
+        current as of; see services.registry.certificate_status). New certificates are inserted already
+        marked cached: if this write is lost, a verifier's cache miss reads Postgres, which is correct.
+        Revocations stay marked behind until Redis confirms them, since a stale VALID in Redis would be
+        wrong. On a Redis error every status of `states` is marked behind, so the catch-up writes it once
+        Redis is back."""
         try:
             await self._cache.put_many(
-                [StatusEntry(s.uvci, s.status, s.status_version, int(s.expires_at.timestamp())) for s in states]
+                [StatusEntry(s.uvci, s.status, s.status_version, int(s.expires_at.timestamp())) for s in states],
+                feed_head=feed_head,
             )
         except (redis.exceptions.RedisError, OSError) as exc:
             DEPENDENCY_UP.labels("publish_svc", "redis").set(0)
-            log.warning(
-                "Redis missed certificate statuses; will retry",
-                extra={"fields": {"count": len(states), "error": type(exc).__name__}},
-            )
-            await repo.mark_behind(conn, [s.id for s in states])
+            if states:
+                log.warning(
+                    "Redis missed certificate statuses; will retry",
+                    extra={"fields": {"count": len(states), "error": type(exc).__name__}},
+                )
+                await repo.mark_behind(conn, [s.id for s in states])
             return
         DEPENDENCY_UP.labels("publish_svc", "redis").set(1)
         await repo.mark_cached(

@@ -3,6 +3,16 @@
 import dataclasses
 
 from services.common.config import ServiceConfig, parse_dsn, positive_float, positive_int, setting
+from services.registry.province_rules import PROVINCE
+
+
+def parse_province_codes(raw: str) -> frozenset[str]:
+    """A comma-separated list of two-digit province codes ("24,26"); empty: none."""
+    codes = frozenset(code.strip() for code in raw.split(",") if code.strip())
+    wrong = sorted(code for code in codes if not PROVINCE.match(code))
+    if wrong:
+        raise ValueError(f"not two-digit province codes: {', '.join(wrong)}")
+    return codes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,4 +45,11 @@ class VerifyConfig(ServiceConfig):
         positive_float,
         default=0.5,
         doc="longest wait for a status from Postgres before answering without it (UNCHECKED)",
+    )
+    status_unknown_accept_provinces: frozenset[str] = setting(
+        "STATUS_UNKNOWN_ACCEPT_PROVINCES",
+        parse_province_codes,
+        default=frozenset(),
+        doc="provinces whose checkpoints let a STATUS_UNKNOWN holder through with a warning "
+        "(accept_with_warning); every other province refuses",
     )

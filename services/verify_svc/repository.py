@@ -40,6 +40,14 @@ class StoredStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusRead:
+    """Statuses read from Postgres, with the feed head of the same snapshot: the refill's fence."""
+
+    statuses: list[StoredStatus]  # those of the asked ids that Postgres knows
+    feed_head: int  # the highest feed position this snapshot saw (0: an empty feed)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustListChange:
     """The latest change of one certificate on the trust list."""
 
@@ -83,13 +91,20 @@ async def trust_list_changes_since(pool: asyncpg.Pool, version: int) -> list[Tru
 # --- statuses (a Redis miss) ------------------------------------------------------------------------
 
 
-async def certificate_statuses(pool: asyncpg.Pool, certificate_ids: list[str]) -> list[StoredStatus]:
-    """The statuses of those of `certificate_ids` that Postgres knows."""
+async def certificate_statuses(pool: asyncpg.Pool, certificate_ids: list[str]) -> StatusRead:
+    """The statuses of those of `certificate_ids` that Postgres knows, and the feed head, in one statement
+    (one snapshot, also on a read replica): every revocation is a feed event, so the head tells how
+    current these statuses are."""
     rows = await pool.fetch(
-        "SELECT uvci, status, status_version, expires_at FROM certificates WHERE uvci = ANY($1::text[])",
+        """SELECT h.head, c.uvci, c.status, c.status_version, c.expires_at
+           FROM (SELECT COALESCE(max(position), 0) AS head FROM feed_events) h
+           LEFT JOIN certificates c ON c.uvci = ANY($1::text[])""",
         certificate_ids,
     )
-    return [StoredStatus(r["uvci"], r["status"], r["status_version"], r["expires_at"]) for r in rows]
+    return StatusRead(
+        [StoredStatus(r["uvci"], r["status"], r["status_version"], r["expires_at"]) for r in rows if r["uvci"]],
+        rows[0]["head"],
+    )
 
 
 # --- verdict counts --------------------------------------------------------------------------------

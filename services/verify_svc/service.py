@@ -83,6 +83,7 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
         result.kid,
         rule_id,
         rule_version,
+        result.accept_with_warning,
         *result.holder.items(),
     )
     template = _RESPONSE_TEMPLATES.get(key)
@@ -117,6 +118,7 @@ def _template(result: Verdict, rule_id: str, rule_version: int) -> pb.VerifyResp
         valid_until=timestamp(result.valid_until),
         rule_id=rule_id,
         rule_version=rule_version,
+        accept_with_warning=result.accept_with_warning,
         **result.holder,
     )
 
@@ -285,7 +287,7 @@ def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
         deps.on_stop.append(reader.aclose)
     counts = HourlyCounts(deps.pool)
     deps.background(counts.run(), counts.stop)
-    servicer = VerifyServicer(deps, trust, Verifier(trust, status), counts)
+    servicer = VerifyServicer(deps, trust, Verifier(trust, status, config.status_unknown_accept_provinces), counts)
     return [
         GrpcService(
             "covidtest.verify.v1.VerifyService",

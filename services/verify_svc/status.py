@@ -7,8 +7,9 @@
 - Miss: Postgres (READ_DATABASE_URL, a read replica in production; the query is in
   services.verify_svc.repository). Misses of one event-loop tick are batched into one `uvci = ANY($1)`
   query, and concurrent misses of one certificate share that single read (single flight). What
-  Postgres returns is written back to Redis with the same version check; a certificate Postgres does
-  not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
+  Postgres returns is written back to Redis with the same version check, and only if the read is not
+  older than the refill floor (a late or lagging read never writes an old status into a lost key); a
+  certificate Postgres does not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
 - Redis down: straight to Postgres (source DATABASE). Postgres down or slower than
   STATUS_DB_TIMEOUT_SECONDS too: no status (source UNCHECKED); the verdict then rests on signature and
   rules. Either dependency down shows as 0 in the covidtest_dependency_up gauge.
@@ -127,14 +128,19 @@ class StatusLookup:
 
     async def _read_many(self, certificate_ids: list[str]) -> dict[str, StoredStatus]:
         pool = await self._ensure_pool()
-        rows = {r.certificate_id: r for r in await repository.certificate_statuses(pool, certificate_ids)}
+        read = await repository.certificate_statuses(pool, certificate_ids)
+        rows = {r.certificate_id: r for r in read.statuses}
         if rows and self.redis_up:
-            try:  # refill the cache; the version check keeps a newer status the relay wrote meanwhile
-                await self._cache.put_many(
+            try:
+                # Refill the cache, fenced: the version check keeps a newer status the relay wrote meanwhile,
+                # and the floor refuses a read older than any status the relay wrote, even one whose key
+                # is gone (services.registry.certificate_status).
+                await self._cache.refill_many(
                     [
                         StatusEntry(r.certificate_id, r.status, r.status_version, int(r.expires_at.timestamp()))
                         for r in rows.values()
-                    ]
+                    ],
+                    read_at_feed_head=read.feed_head,
                 )
             except (RedisError, OSError):
                 self._mark("redis", False)

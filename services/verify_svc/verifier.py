@@ -2,7 +2,8 @@
 
 The order of checks is the verdict precedence of covidtest.type.v1.Verdict: MALFORMED,
 UNKNOWN_ISSUER, SIGNATURE_INVALID, REVOKED, EXPIRED / NOT_YET_VALID by the certificate's own
-`exp` / `iat`, TEST_POSITIVE, RULE_NOT_MET, EXPIRED / NOT_YET_VALID by the rule's window, VALID.
+`exp` / `iat`, TEST_POSITIVE, RULE_NOT_MET, EXPIRED / NOT_YET_VALID by the rule's window,
+STATUS_UNKNOWN (one of our own certificates whose status could not be established: never VALID), VALID.
 The Verifier reads no database itself: the live status of the platform's own certificates comes from
 a LiveStatus (in the service, StatusLookup: Redis first, Postgres on a miss), and the trust list and
 rules from an in-memory snapshot (a TrustView).
@@ -58,6 +59,7 @@ class Verdict:
     status_source: str = UNCHECKED
     rule: Rule | None = None
     kid: bytes = b""
+    accept_with_warning: bool = False  # STATUS_UNKNOWN only: the province lets the holder through
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -147,9 +149,12 @@ class _Answer:
 
 
 class Verifier:
-    def __init__(self, trust: TrustView, status: LiveStatus):
+    def __init__(self, trust: TrustView, status: LiveStatus, accept_unknown_status_in: frozenset[str] = frozenset()):
+        """`accept_unknown_status_in`: the provinces whose policy lets a STATUS_UNKNOWN holder through with a
+        warning (STATUS_UNKNOWN_ACCEPT_PROVINCES); every other province refuses."""
         self._trust = trust
         self._status = status
+        self._accept_unknown_status_in = accept_unknown_status_in
         # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
         # every scan, so a certificate removed from the trust list stops verifying at once.
         self._genuine: dict[str, _Genuine] = {}
@@ -207,10 +212,12 @@ class Verifier:
             kid=genuine.kid,
             valid_until=genuine.expires,
         )
-        if signer.own and genuine.certificate_id:
-            status = await self._status.status(genuine.certificate_id)
-            result.status_source = status.source
-            if status.status == "REVOKED":
+        live_status = signer.own and bool(genuine.certificate_id)
+        own_status: Status | None = None
+        if live_status:
+            own_status = await self._status.status(genuine.certificate_id)
+            result.status_source = own_status.source
+            if own_status.status == "REVOKED":
                 return self._final(result, "REVOKED", "the issuer revoked this certificate (result corrected)")
         if genuine.expires is None or genuine.expires < at:
             return self._final(result, "EXPIRED", "the certificate has expired")
@@ -218,12 +225,29 @@ class Verifier:
             return self._final(result, "NOT_YET_VALID", "the certificate was issued after the scan time")
         if decoded.entry_type == "TEST":
             result = self._test(result, genuine, at, province, snapshot)
-            if result.verdict == "VALID":
-                self._remember(qr, province, snapshot, result, genuine, signer.own and bool(genuine.certificate_id), at)
+        elif decoded.entry_type == "VACCINATION":
+            result = self._vaccination(result, genuine, at, province, snapshot)
+        else:
+            result = self._recovery(result, genuine, at, province, snapshot)
+        if result.verdict != "VALID":
             return result
-        if decoded.entry_type == "VACCINATION":
-            return self._vaccination(result, genuine, at, province, snapshot)
-        return self._recovery(result, genuine, at, province, snapshot)
+        if own_status is not None and own_status.status is None:
+            return self._status_unknown(result, own_status, province)
+        if decoded.entry_type == "TEST":
+            self._remember(qr, province, snapshot, result, genuine, live_status, at)
+        return result
+
+    def _status_unknown(self, result: Verdict, status: Status, province: str) -> Verdict:
+        """Our own certificate passed every other check, but nothing says it is not revoked: the cache and
+        the database gave no answer (UNCHECKED), or the database does not hold it (a lagging replica, or a
+        certificate signed with our key that we never issued). Never VALID; the province decides."""
+        reason = (
+            "the revocation status could not be checked now"
+            if status.source == UNCHECKED
+            else "the issuer's records do not hold this certificate"
+        )
+        result.accept_with_warning = province in self._accept_unknown_status_in
+        return self._final(result, "STATUS_UNKNOWN", reason)
 
     def _genuine_or_verdict(self, qr: str, snapshot: Snapshot) -> tuple[_Genuine, TrustedKey] | Verdict:
         """A QR not (or no longer) known genuine: decoded and its signature checked against the trusted

@@ -3,6 +3,10 @@
 It makes a server slow, not down: every chunk read from either side is held `delay` seconds before it
 is passed on (in order, per direction), so each round trip to Postgres takes about twice the delay.
 Connections made before the delay is switched on are delayed too, which is what a pool sees.
+
+`response_delay` holds only what the server sends back: the query runs at once (its snapshot is taken
+now) and its answer arrives late, like a read replica's answer crossing a slow link. `holding` is set
+once such an answer is being held, so a test can act between the read and its arrival.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ class DelayingProxy:
     def __init__(self, upstream_host: str, upstream_port: int):
         self._upstream = (upstream_host, upstream_port)
         self.delay = 0.0  # seconds each chunk is held; 0 forwards at once
+        self.response_delay = 0.0  # seconds each chunk from the server is held, on top of `delay`
+        self.holding = asyncio.Event()
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -43,15 +49,21 @@ class DelayingProxy:
             except OSError:
                 client_writer.close()
                 return
-            await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer, response=False),
+                self._pipe(server_reader, client_writer, response=True),
+            )
         finally:
             self._tasks.discard(task)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, response: bool) -> None:
         try:
             while chunk := await reader.read(65536):
-                if self.delay > 0:
-                    await asyncio.sleep(self.delay)  # the fault itself, not synchronisation
+                delay = self.delay + (self.response_delay if response else 0.0)
+                if response and self.response_delay > 0:
+                    self.holding.set()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the fault itself, not synchronisation
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):

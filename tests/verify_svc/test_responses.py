@@ -68,6 +68,7 @@ OTHER = {
     "status_source": "DATABASE",
     "rule": _rule("r1", 2),
     "kid": b"kid-0002",
+    "accept_with_warning": True,
     "holder": {**BASE.holder, "given_name": "Văn Bình"},
 }
 

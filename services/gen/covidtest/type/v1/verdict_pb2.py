@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ovidtest/type/v1/verdict.proto\x12\x11\x63ovidtest.type.v1*\x81\x02\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x13\n\x0fVERDICT_EXPIRED\x10\x02\x12\x19\n\x15VERDICT_NOT_YET_VALID\x10\x03\x12\x19\n\x15VERDICT_TEST_POSITIVE\x10\x04\x12\x13\n\x0fVERDICT_REVOKED\x10\x05\x12\x18\n\x14VERDICT_RULE_NOT_MET\x10\x06\x12\x1d\n\x19VERDICT_SIGNATURE_INVALID\x10\x07\x12\x1a\n\x16VERDICT_UNKNOWN_ISSUER\x10\x08\x12\x15\n\x11VERDICT_MALFORMED\x10\t*\xd3\x01\n\x0eMalformedStage\x12\x1f\n\x1bMALFORMED_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MALFORMED_STAGE_PREFIX\x10\x01\x12\x1a\n\x16MALFORMED_STAGE_BASE45\x10\x02\x12\x18\n\x14MALFORMED_STAGE_ZLIB\x10\x03\x12\x18\n\x14MALFORMED_STAGE_COSE\x10\x04\x12\x18\n\x14MALFORMED_STAGE_CBOR\x10\x05\x12\x1a\n\x16MALFORMED_STAGE_SCHEMA\x10\x06*\x7f\n\x0cStatusSource\x12\x1d\n\x19STATUS_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13STATUS_SOURCE_CACHE\x10\x01\x12\x1a\n\x16STATUS_SOURCE_DATABASE\x10\x02\x12\x1b\n\x17STATUS_SOURCE_UNCHECKED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ovidtest/type/v1/verdict.proto\x12\x11\x63ovidtest.type.v1*\x9d\x02\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x13\n\x0fVERDICT_EXPIRED\x10\x02\x12\x19\n\x15VERDICT_NOT_YET_VALID\x10\x03\x12\x19\n\x15VERDICT_TEST_POSITIVE\x10\x04\x12\x13\n\x0fVERDICT_REVOKED\x10\x05\x12\x18\n\x14VERDICT_RULE_NOT_MET\x10\x06\x12\x1d\n\x19VERDICT_SIGNATURE_INVALID\x10\x07\x12\x1a\n\x16VERDICT_UNKNOWN_ISSUER\x10\x08\x12\x15\n\x11VERDICT_MALFORMED\x10\t\x12\x1a\n\x16VERDICT_STATUS_UNKNOWN\x10\n*\xd3\x01\n\x0eMalformedStage\x12\x1f\n\x1bMALFORMED_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MALFORMED_STAGE_PREFIX\x10\x01\x12\x1a\n\x16MALFORMED_STAGE_BASE45\x10\x02\x12\x18\n\x14MALFORMED_STAGE_ZLIB\x10\x03\x12\x18\n\x14MALFORMED_STAGE_COSE\x10\x04\x12\x18\n\x14MALFORMED_STAGE_CBOR\x10\x05\x12\x1a\n\x16MALFORMED_STAGE_SCHEMA\x10\x06*\x7f\n\x0cStatusSource\x12\x1d\n\x19STATUS_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13STATUS_SOURCE_CACHE\x10\x01\x12\x1a\n\x16STATUS_SOURCE_DATABASE\x10\x02\x12\x1b\n\x17STATUS_SOURCE_UNCHECKED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.type
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VERDICT']._serialized_start=55
-  _globals['_VERDICT']._serialized_end=312
-  _globals['_MALFORMEDSTAGE']._serialized_start=315
-  _globals['_MALFORMEDSTAGE']._serialized_end=526
-  _globals['_STATUSSOURCE']._serialized_start=528
-  _globals['_STATUSSOURCE']._serialized_end=655
+  _globals['_VERDICT']._serialized_end=340
+  _globals['_MALFORMEDSTAGE']._serialized_start=343
+  _globals['_MALFORMEDSTAGE']._serialized_end=554
+  _globals['_STATUSSOURCE']._serialized_start=556
+  _globals['_STATUSSOURCE']._serialized_end=683
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,7 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERDICT_SIGNATURE_INVALID: _ClassVar[Verdict]
     VERDICT_UNKNOWN_ISSUER: _ClassVar[Verdict]
     VERDICT_MALFORMED: _ClassVar[Verdict]
+    VERDICT_STATUS_UNKNOWN: _ClassVar[Verdict]
 
 class MalformedStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -43,6 +44,7 @@ VERDICT_RULE_NOT_MET: Verdict
 VERDICT_SIGNATURE_INVALID: Verdict
 VERDICT_UNKNOWN_ISSUER: Verdict
 VERDICT_MALFORMED: Verdict
+VERDICT_STATUS_UNKNOWN: Verdict
 MALFORMED_STAGE_UNSPECIFIED: MalformedStage
 MALFORMED_STAGE_PREFIX: MalformedStage
 MALFORMED_STAGE_BASE45: MalformedStage
