@@ -7,6 +7,8 @@ registered on the server directly and need no credential. For each RPC of our ow
 1. gives the call a request id (the client's `x-request-id` metadata, or a fresh one) for the logs;
 2. resolves the caller (services.common.auth) and checks the RPC's declared roles — an RPC with no
    declaration is refused (fail closed); the standard health and reflection services need none;
+   then parses the request bytes: bytes that are no valid request message are INVALID_ARGUMENT (left to
+   grpc.aio, its deserializer's failure would be UNKNOWN, and come before the caller is checked);
 3. runs the handler and maps a `DomainError` to its gRPC code with `google.rpc.Status` details, a
    `NotImplementedError` (an RPC whose issue has not landed) to UNIMPLEMENTED, an error that means
    Postgres or Redis is not reachable now (wherever it was raised, streams included) to UNAVAILABLE
@@ -26,11 +28,19 @@ from collections.abc import Coroutine, Mapping
 
 import grpc
 import redis.exceptions
+from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
 from services.common import db, logs
 from services.common.auth import Authenticator, Role, current_principal
-from services.common.errors import DomainError, Internal, PermissionDenied, Unavailable, Unimplemented
+from services.common.errors import (
+    DomainError,
+    Internal,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+    Unimplemented,
+)
 from services.common.metrics import AUTH_DENIED, RPC_HANDLED, RPC_LATENCY
 
 log = logging.getLogger("covidtest.rpc")
@@ -85,9 +95,12 @@ class CallGuard:
         # Metric children are kept: labels() costs several microseconds per call on the verify hot path.
         metrics = _CallMetrics(self._service, method)
         if handler.unary_unary:
+            # A unary request arrives as bytes and is parsed inside the guard (after the caller is
+            # admitted): grpc.aio answers UNKNOWN when its own deserializer fails on bytes that are no
+            # valid message, where the client must hear INVALID_ARGUMENT.
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, roles, metrics),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, method, roles, metrics, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
@@ -98,8 +111,8 @@ class CallGuard:
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, roles, metrics),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, method, roles, metrics, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
@@ -139,7 +152,7 @@ class CallGuard:
             raise PermissionDenied(f"role {principal.role.value} may not call {method}", reason="ROLE_NOT_ALLOWED")
         current_principal.set(principal)
 
-    def _wrap_unary(self, inner, method, roles, metrics):
+    def _wrap_unary(self, inner, method, roles, metrics, parse=None):
         is_coroutine = inspect.iscoroutinefunction(inner)  # decided once, not per call
 
         async def behaviour(request, context):
@@ -149,6 +162,8 @@ class CallGuard:
                 pending = self._admit(method, roles, context)
                 if pending is not None:
                     await pending
+                if parse is not None:
+                    request = _parsed(parse, request, method)
                 if is_coroutine:
                     return await inner(request, context)
                 result = inner(request, context)
@@ -165,7 +180,7 @@ class CallGuard:
 
         return behaviour
 
-    def _wrap_stream(self, inner, method, roles, metrics):
+    def _wrap_stream(self, inner, method, roles, metrics, parse=None):
         async def behaviour(request, context):
             started = time.perf_counter()
             code = "OK"
@@ -173,6 +188,8 @@ class CallGuard:
                 pending = self._admit(method, roles, context)
                 if pending is not None:
                     await pending
+                if parse is not None:
+                    request = _parsed(parse, request, method)
                 async for item in inner(request, context):
                     yield item
             except Exception as exc:  # noqa: BLE001 - every failure becomes a clean status
@@ -199,6 +216,14 @@ class CallGuard:
             return Unavailable("the database or the cache is not reachable now; retry with backoff")
         log.error("unexpected error", exc_info=exc, extra={"fields": {"method": method}})
         return Internal("internal error; quote the request id to the operator", logs.request_id_var.get())
+
+
+def _parsed(parse, data: bytes, method: str):
+    """The request message of `data`; INVALID_ARGUMENT when the bytes are no valid message of its type."""
+    try:
+        return parse(data)
+    except DecodeError:
+        raise InvalidArgument(f"the request bytes are no valid {method} request message") from None
 
 
 class _CallMetrics:

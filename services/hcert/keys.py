@@ -243,6 +243,42 @@ def _spki(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def load_certificate(raw: bytes, *, pem_only: bool = False) -> x509.Certificate:
+    """A PEM (or, unless `pem_only`, DER) X.509 certificate; ValueError when it is none.
+
+    cryptography refuses an unknown version with x509.InvalidVersion (not a ValueError) and reads the
+    names and validity only when they are first used, so a certificate broken inside would fail later,
+    wherever it is used; a name attribute of BIT STRING type other than x500UniqueIdentifier is a
+    TypeError there. All of these happen here, once, as ValueError, and so does an extension present twice
+    (x509.DuplicateExtension, which RFC 5280 forbids). Extensions cryptography cannot parse are let through:
+    real DCC signer certificates carry some (see `allowed_entry_types`), and their readers fall back."""
+    try:
+        if pem_only or raw.lstrip().startswith(b"-----BEGIN"):
+            cert = x509.load_pem_x509_certificate(raw)
+        else:
+            cert = x509.load_der_x509_certificate(raw)
+        cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018 - parses them
+    except (x509.InvalidVersion, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        cert.extensions  # noqa: B018 - parses them
+    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError:
+        pass
+    return cert
+
+
+def signing_key_algorithm(cert: x509.Certificate) -> str:
+    """ "ES256" or "PS256" for a certificate whose public key may sign DCCs; ValueError otherwise (a key of
+    another type or size, or one cryptography cannot read)."""
+    try:
+        public_key = cert.public_key()
+    except UnsupportedAlgorithm as exc:
+        raise ValueError(f"unsupported public key: {exc}") from None
+    return key_algorithm(public_key)
+
+
 def certificate_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
     """Whether the certificate's public key is the public half of `key`."""
     try:

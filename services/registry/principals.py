@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
-from cryptography import x509
 
 from services.common import audit
 from services.common.auth import (
@@ -29,6 +28,7 @@ from services.common.auth import (
 )
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.fields import check_text
+from services.hcert import keys as hkeys
 from services.registry.page_keys import CreatedPageKey, PrincipalPageKey
 from services.registry.repository import principals as repo
 
@@ -296,10 +296,7 @@ async def issue_token(
 def parse_client_certificate(certificate: bytes) -> ClientCertificate:
     """The SHA-256 fingerprint of the DER and the notAfter of a PEM or DER certificate."""
     try:
-        if certificate.lstrip().startswith(b"-----BEGIN"):
-            cert = x509.load_pem_x509_certificate(certificate)
-        else:
-            cert = x509.load_der_x509_certificate(certificate)
+        cert = hkeys.load_certificate(certificate)
     except ValueError:
         raise InvalidArgument(
             "not an X.509 certificate",

@@ -169,7 +169,7 @@ def _given_certificate(key: hkeys.PrivateKey, certificate_pem: bytes, validity: 
             [FieldViolation("validity", "leave unset when certificate_pem is given", "FIELD_NOT_ALLOWED")],
         )
     try:
-        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        certificate = hkeys.load_certificate(certificate_pem, pem_only=True)
     except ValueError:
         raise InvalidArgument(
             "certificate_pem is not a PEM certificate",

@@ -32,12 +32,19 @@ def _bad(message: str, field: str, reason: str, description: str = "") -> Invali
 
 
 def parse_certificate(raw: bytes) -> x509.Certificate:
+    """A document signer certificate: readable throughout, with a public key that may sign DCCs (the
+    trust list states every certificate's algorithm, so one without cannot be listed)."""
     try:
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(raw)
-        return x509.load_der_x509_certificate(raw)
+        cert = hkeys.load_certificate(raw)
     except ValueError:
         raise _bad("not an X.509 certificate", "certificate_der", "CERTIFICATE_INVALID") from None
+    try:
+        hkeys.signing_key_algorithm(cert)
+    except ValueError as exc:
+        raise _bad(
+            "the certificate's key cannot sign DCCs", "certificate_der", "CERTIFICATE_INVALID", str(exc)
+        ) from None
+    return cert
 
 
 def _check_importable(raw: bytes, country: str) -> x509.Certificate:
