@@ -126,14 +126,18 @@ class StoredCertificate:
 
 
 async def take_lease(conn: asyncpg.Connection, holder: str, seconds: float) -> int | None:
-    """Take the relay lease if it has expired; returns the new epoch, or None while another replica holds
-    it. A lease row locked by the leader's open batch is skipped, not waited for: a batch in progress
-    renews the lease before it commits."""
+    """Take the relay lease if it has expired or its holder's session has ended (a killed process, a dead
+    host: no need to wait out the lease); returns the new epoch, or None while another replica holds it.
+    A lease row locked by the leader's open batch is skipped, not waited for: a batch in progress renews
+    the lease before it commits."""
     return await conn.fetchval(
-        """UPDATE relay_lease SET epoch = epoch + 1, holder = $1, acquired_at = clock_timestamp(),
-                  expires_at = clock_timestamp() + make_interval(secs => $2)
-           WHERE singleton = (SELECT singleton FROM relay_lease WHERE expires_at < clock_timestamp()
-                              FOR UPDATE SKIP LOCKED)
+        """UPDATE relay_lease SET epoch = epoch + 1, holder = $1, holder_backend = pg_backend_pid(),
+                  acquired_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => $2)
+           WHERE singleton = (
+               SELECT singleton FROM relay_lease l
+               WHERE l.expires_at < clock_timestamp()
+                  OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_backend)
+               FOR UPDATE OF l SKIP LOCKED)
            RETURNING epoch""",
         holder,
         seconds,

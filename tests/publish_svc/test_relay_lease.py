@@ -116,3 +116,23 @@ async def test_a_leader_that_stops_cleanly_hands_the_lease_over_at_once(quiet_pl
         relay.stop()
         task.cancel()
         await redis.aclose()
+
+
+async def test_a_leader_whose_session_ended_is_replaced_without_waiting_out_its_lease(quiet_platform, database_url, db):
+    await db.execute("UPDATE relay_lease SET expires_at = '-infinity'")
+    config = load(PublishConfig, {**quiet_platform.env, "RELAY_LEASE_SECONDS": "600"})
+    redis = create_client(REDIS_URL)
+    a, b = (Relay(config, quiet_platform.pii, StatusCache(redis, quiet_platform.env["REDIS_PREFIX"])) for _ in "ab")
+    a_conn, b_conn = await connect_relay(database_url, 600), await connect_relay(database_url, 600)
+    try:
+        assert await a.take_lease(a_conn)
+        assert not await b.take_lease(b_conn)
+        a_conn.terminate()  # A's process died: its connection, and so its backend, is gone
+        deadline = time.monotonic() + 5
+        while not await b.take_lease(b_conn):  # the backend exits a moment after its socket closes
+            assert time.monotonic() < deadline, "the standby waited for a dead leader's 600 s lease"
+            await asyncio.sleep(0.05)
+        assert b.epoch == a.epoch + 1
+    finally:
+        b_conn.terminate()
+        await redis.aclose()
