@@ -116,7 +116,7 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
         await signing_keys.activate(conn, None, key.id)
     await conn.close()
     unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
-    partner = await make_principal(dsn, Role.PARTNER)
+    partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)  # receives the QR codes
     intake_channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.start('result_svc')}")
     intake = result_service_pb2_grpc.ResultServiceStub(intake_channel)
     unit_auth, lab_auth = bearer(unit["token"]), bearer(lab["token"])

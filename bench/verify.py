@@ -290,7 +290,7 @@ async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict
     pii = PiiCipher(parse_keyring(secrets["PII_KEYS"]), parse_secret_bytes(secrets["PII_PEPPER"]))
     await activate_new_key(dsn, pii, "ES256")
     unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
-    partner = await make_principal(dsn, Role.PARTNER)
+    partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)  # receives the QR codes
     device = await make_principal(dsn, Role.CHECKPOINT, province="24")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{services.start('result_svc')}") as channel:
         intake = result_service_pb2_grpc.ResultServiceStub(channel)

@@ -23,8 +23,12 @@ from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.db import connect, create_pool
 from services.registry import principals
+from tools.servers import dsn_with_user
 
 SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# verify_svc's own database role (migrations/0009_verify_role.sql): tests run verify_svc as it, as production does.
+VERIFY_DB_ROLE = "covidtest_verify"
+PERSONAL_DATA_KEYS = ("PII_KEYS", "PII_PEPPER")  # result_svc and publish_svc hold them, verify_svc does not
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -65,6 +69,15 @@ async def database_url(template_db):
         yield dsn_for(name)
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_db():
+    """A database with no migration applied (for migration tests)."""
+    name = f"ct_mig_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    yield dsn_for(name)
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -141,8 +154,11 @@ def service_env(database_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-async def make_principal(database_url: str, role: Role, province: str = "24") -> dict:
-    """Create a principal able to hold `role` and issue it a token: {'id', 'token', 'credential_id'}."""
+async def make_principal(
+    database_url: str, role: Role, province: str = "24", *, personal_data_access: bool = False
+) -> dict:
+    """Create a principal able to hold `role` and issue it a token: {'id', 'token', 'credential_id'}.
+    `personal_data_access`: a partner entitled to personal data (names, birth dates, QR codes)."""
     conn = await connect(database_url)
     try:
         async with conn.transaction():
@@ -153,7 +169,8 @@ async def make_principal(database_url: str, role: Role, province: str = "24") ->
                     conn, None, f"org-{label}", "SAMPLING_UNIT" if role is Role.SAMPLER else "LAB", province
                 )
             elif role is Role.PARTNER:
-                kind, pid = PrincipalKind.PARTNER, await principals.create_partner(conn, None, f"partner-{label}")
+                kind = PrincipalKind.PARTNER
+                pid = await principals.create_partner(conn, None, f"partner-{label}", personal_data_access)
             elif role is Role.CHECKPOINT:
                 kind = PrincipalKind.CHECKPOINT_DEVICE
                 pid = await principals.create_checkpoint_device(conn, None, f"device-{label}", province)
@@ -163,6 +180,27 @@ async def make_principal(database_url: str, role: Role, province: str = "24") ->
     finally:
         await conn.close()
     return {"id": pid, "kind": kind, "token": token, "credential_id": credential_id}
+
+
+def verify_svc_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """verify_svc's environment from a platform's, as in production: its own database role for DATABASE_URL
+    and READ_DATABASE_URL (the latter when set), and no personal-data keys."""
+    own = {name: value for name, value in {**env, **overrides}.items() if name not in PERSONAL_DATA_KEYS}
+    for name in ("DATABASE_URL", "READ_DATABASE_URL"):
+        if own.get(name):
+            own[name] = dsn_with_user(own[name], VERIFY_DB_ROLE)
+    return own
+
+
+async def start_verify_svc(env: dict[str, str], **overrides: str):
+    """A real verify_svc on a free port, with verify_svc_env(env, **overrides)."""
+    from services.common.config import load
+    from services.common.runtime import start_service
+    from services.verify_svc import service as verify_service
+    from services.verify_svc.config import VerifyConfig
+
+    config = load(VerifyConfig, verify_svc_env(env, **overrides))
+    return await start_service("verify_svc", config, verify_service.build, serve_metrics_port=False)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -10,9 +10,7 @@ from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import make_principal, service_env
+from tests.conftest import make_principal, service_env, start_verify_svc
 from tools import demo
 
 
@@ -22,9 +20,7 @@ async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database
     publishing = await start_service(
         "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
     )
-    verifying = await start_service(
-        "verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False
-    )
+    verifying = await start_verify_svc(env)
     try:
         operator = await make_principal(database_url, Role.OPERATOR)
         lines: list[str] = []

@@ -12,17 +12,13 @@ import pytest
 
 from services.common import logs
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import REDIS_URL, bearer, make_principal
+from tests.conftest import REDIS_URL, bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform, until_status_cached
 from tests.result_svc.helpers import person, result, rid, sample, unique
 
@@ -61,9 +57,7 @@ async def test_a_full_flow_logs_no_personal_data_and_no_token(database_url, capt
     try:
         platform.key = await activate_new_key(database_url, platform.pii)
         # Started after the key is active, so its first trust list holds the key.
-        verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, platform.env), verify_service.build, serve_metrics_port=False
-        )
+        verify_server = await start_verify_svc(platform.env)
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         platform.operator = await make_principal(database_url, Role.OPERATOR)

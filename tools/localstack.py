@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools import demo  # noqa: E402
-from tools.servers import PostgresServer, RedisServer, free_port, postgres_bindir  # noqa: E402
+from tools.servers import PostgresServer, RedisServer, dsn_with_user, free_port, postgres_bindir  # noqa: E402
 
 RUN = ROOT / ".run"
 PIDS = RUN / "pids"
@@ -116,14 +116,32 @@ def local_secrets() -> dict[str, str]:
     return dict(line.split("=", 1) for line in SECRETS.read_text().splitlines() if "=" in line)
 
 
+# verify_svc's own database role (migrations/0009_verify_role.sql), as in production: it cannot read
+# personal data or keys. The local Postgres trusts local connections, so it needs no password.
+VERIFY_DB_ROLE = "covidtest_verify"
+
+
+def own_settings(name: str, env_base: dict[str, str]) -> dict[str, str]:
+    """What one service gets instead of the shared settings: verify_svc logs in as its own role."""
+    if name == "verify_svc":
+        return {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], VERIFY_DB_ROLE)}
+    return {}
+
+
+def withheld(name: str) -> tuple[str, ...]:
+    """Shared settings a service must not get: verify_svc holds no personal-data keys."""
+    return ("PII_KEYS", "PII_PEPPER") if name == "verify_svc" else ()
+
+
 def start_services(env_base: dict[str, str]) -> dict[str, int]:
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     ports = {}
     for name, (grpc_port, metrics_port) in SERVICES.items():
+        shared = {k: v for k, v in {**os.environ, **env_base}.items() if k not in withheld(name)}
         env = {
-            **os.environ,
-            **env_base,
+            **shared,
+            **own_settings(name, env_base),
             "GRPC_HOST": "127.0.0.1",
             "GRPC_PORT": str(grpc_port),
             "METRICS_PORT": str(metrics_port),

@@ -16,6 +16,15 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+def dsn_with_user(dsn: str, user: str) -> str:
+    """`dsn` (a postgresql:// URL) connecting as `user` instead, without a password (local trust auth)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or "127.0.0.1"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}{port}"))
 
 
 def free_port(preferred: int = 0) -> int:

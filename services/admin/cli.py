@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
@@ -22,6 +23,7 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from services.admin import reads
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
@@ -35,7 +37,15 @@ Command = Callable[[str, argparse.Namespace], Awaitable[object]]  # (database UR
 Areas: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # the parser's top-level commands
 
 
+class JsonLines(list):
+    """A command's answer printed as one JSON object per line (none when empty), not as one document."""
+
+
 def _emit(obj: object) -> None:
+    if isinstance(obj, JsonLines):
+        for item in obj:
+            print(json.dumps(item, default=str, ensure_ascii=False))
+        return
     print(json.dumps(obj, default=str, ensure_ascii=False))
 
 
@@ -254,6 +264,37 @@ async def _signing_key(dsn: str, args: argparse.Namespace) -> object:
     ]
 
 
+def _pepper_from_environment() -> PiiCipher:
+    """A cipher that only hashes: PII_PEPPER as for the services. The command never seals or opens
+    personal data, so it needs no PII_KEYS; the key it is given is random and never used."""
+    problems: list[str] = []
+    pepper = _environment_value("PII_PEPPER", parse_secret_bytes, problems)
+    if problems or pepper is None:
+        raise InvalidArgument("an identity number is looked up by its keyed hash: " + "; ".join(problems))
+    return PiiCipher({"unused": os.urandom(32)}, pepper)
+
+
+async def _reads(dsn: str, args: argparse.Namespace) -> object:
+    """Who read a person's results: one JSON line per audited read (when, who, purpose, which results)."""
+    document = (
+        reads.IdentityDocument(args.identity_type, args.country, args.identity_number) if args.identity_number else None
+    )
+    pii = _pepper_from_environment() if document is not None else None
+    rows = await _with_tx(dsn, lambda c: reads.reads_of_person(c, pii, document, args.person_id, args.limit))
+    return JsonLines(
+        {
+            "at": r.at.isoformat(),
+            "principal_kind": r.principal_kind,
+            "principal_id": str(r.principal_id),
+            "principal_name": r.principal_name,
+            "purpose": r.purpose,
+            "result_ids": [str(x) for x in r.result_ids],
+            "detail": r.detail,
+        }
+        for r in rows
+    )
+
+
 _KINDS = {
     "org": PrincipalKind.ORGANISATION,
     "partner": PrincipalKind.PARTNER,
@@ -273,6 +314,7 @@ _COMMANDS: dict[str, Command] = {
     "signing-key": _signing_key,
     "trusted-cert": _trusted_cert,
     "rule": _rule,
+    "reads": _reads,
 }
 
 
@@ -292,6 +334,7 @@ def parser() -> argparse.ArgumentParser:
     _add_signing_key_commands(areas)
     _add_trusted_cert_commands(areas)
     _add_rule_commands(areas)
+    _add_reads_command(areas)
     return p
 
 
@@ -407,6 +450,18 @@ def _add_rule_commands(areas: Areas) -> None:
     c.add_argument("--province")
     c.add_argument("--history", action="store_true")
     c.add_argument("--limit", type=int, default=100)
+
+
+def _add_reads_command(areas: Areas) -> None:
+    c = areas.add_parser(
+        "reads", help="who read a person's results (the read audit), one JSON line per read; needs PII_PEPPER"
+    )
+    who = c.add_mutually_exclusive_group(required=True)
+    who.add_argument("--identity-number", help="the person's identity document number (hashed as intake does)")
+    who.add_argument("--person-id", type=uuid.UUID, help="the person's internal id")
+    c.add_argument("--identity-type", default="CITIZEN_ID", choices=["CITIZEN_ID", "OLD_ID", "PASSPORT"])
+    c.add_argument("--country", default="", help="ISO 3166-1 alpha-2 issuer of a passport")
+    c.add_argument("--limit", type=int, default=1000)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,14 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def parse_request_bytes(raw: str) -> int:
+    """A request size limit in bytes: 1 KiB to 64 MiB."""
+    value = int(raw)
+    if not 1024 <= value <= 64 * 1024 * 1024:
+        raise ValueError(f"must be 1024..67108864 bytes, got {value}")
+    return value
+
+
 def positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -184,22 +192,10 @@ def describe(cls) -> list[Setting]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
-    """What every service needs: listening, storage, identity, personal-data keys, logs and metrics."""
+    """What every service needs: listening, storage, identity, logs and metrics."""
 
     database_url: str = setting("DATABASE_URL", parse_dsn, doc="Postgres primary (system of record)")
     redis_url: str = setting("REDIS_URL", parse_redis_url, doc="Redis hot cache")
-    pii_keys: dict = setting(
-        "PII_KEYS",
-        parse_keyring,
-        secret=True,
-        doc="AES-256 keys for personal data, `id:base64,...`; the first encrypts, all decrypt",
-    )
-    pii_pepper: bytes = setting(
-        "PII_PEPPER",
-        parse_secret_bytes,
-        secret=True,
-        doc="HMAC-SHA-256 pepper (base64, >= 32 bytes) for lookups",
-    )
     grpc_host: str = setting("GRPC_HOST", default="0.0.0.0", doc="address the gRPC server binds")
     grpc_port: int = setting("GRPC_PORT", parse_port, default=50051, doc="gRPC port (0 = any free port)")
     metrics_port: int = setting("METRICS_PORT", parse_port, default=9100, doc="Prometheus /metrics HTTP port")
@@ -233,6 +229,26 @@ class ServiceConfig:
         positive_float,
         default=0.5,
         doc="longest wait for a credential lookup; past it a known credential is served from its last resolution",
+    )
+    auth_unknown_lookups_per_second: float = setting(
+        "AUTH_UNKNOWN_LOOKUPS_PER_SECOND",
+        positive_float,
+        default=20.0,
+        doc="database lookups of credentials not known to the process, per client address per second; "
+        "beyond (and the burst) RESOURCE_EXHAUSTED without a lookup. Known credentials are never limited",
+    )
+    auth_unknown_lookup_burst: int = setting(
+        "AUTH_UNKNOWN_LOOKUP_BURST",
+        positive_int,
+        default=40,
+        doc="unknown-credential lookups one client address may make at once before the per-second rate applies",
+    )
+    max_request_bytes: int = setting(
+        "MAX_REQUEST_BYTES",
+        parse_request_bytes,
+        default=64 * 1024,
+        doc="largest request message accepted; a larger one is refused RESOURCE_EXHAUSTED by grpc before it "
+        "is parsed or its caller checked (default per service)",
     )
     redis_prefix: str = setting("REDIS_PREFIX", default="ct", doc="namespace in front of every Redis key")
     db_pool_min: int = setting("DB_POOL_MIN", positive_int, default=2, doc="Postgres pool minimum connections")
@@ -276,3 +292,22 @@ class ServiceConfig:
         if self.db_pool_min > self.db_pool_max:
             problems.append("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PersonalDataConfig(ServiceConfig):
+    """A service that reads or writes personal data (result_svc, publish_svc) and so holds its keys;
+    verify_svc, exposed to every checkpoint, does not: a compromise there yields no key."""
+
+    pii_keys: dict = setting(
+        "PII_KEYS",
+        parse_keyring,
+        secret=True,
+        doc="AES-256 keys for personal data, `id:base64,...`; the first encrypts, all decrypt",
+    )
+    pii_pepper: bytes = setting(
+        "PII_PEPPER",
+        parse_secret_bytes,
+        secret=True,
+        doc="HMAC-SHA-256 pepper (base64, >= 32 bytes) for lookups",
+    )

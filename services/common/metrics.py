@@ -83,6 +83,14 @@ RPC_LATENCY = LoopHistogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 AUTH_DENIED = Counter("covidtest_auth_denied_total", "Calls refused by caller identity checks", ["service", "code"])
+# Per process (the scrape target names the service): found, refused (unknown, revoked or disabled),
+# unreachable (Postgres slow or down), throttled (not looked up: the address's unknown-credential budget
+# was spent). Cache hits are not counted.
+CREDENTIAL_LOOKUPS = Counter(
+    "covidtest_credential_lookups_total",
+    "Credential lookups in Postgres by outcome, and lookups refused by the per-address limit (throttled)",
+    ["outcome"],
+)
 DEPENDENCY_UP = Gauge(
     "covidtest_dependency_up", "1 when a dependency answers, 0 when degraded", ["service", "dependency"]
 )

@@ -24,7 +24,7 @@ import redis.asyncio as redis
 from services.common import logs
 from services.common.auth import CredentialResolver
 from services.common.cache import create_client
-from services.common.config import ConfigError, ServiceConfig, load
+from services.common.config import ConfigError, PersonalDataConfig, ServiceConfig, load
 from services.common.db import create_pool
 from services.common.errors import Unavailable
 from services.common.pii import PiiCipher
@@ -47,8 +47,15 @@ class Deps(Generic[ConfigT]):
     config: ConfigT
     pool: asyncpg.Pool
     redis: redis.Redis
-    pii: PiiCipher
+    personal_data: PiiCipher | None  # None in a service that holds no personal-data keys (verify_svc)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def pii(self) -> PiiCipher:
+        """The personal-data keyring; only a service configured with PersonalDataConfig has one."""
+        if self.personal_data is None:
+            raise RuntimeError(f"{type(self.config).__name__} holds no personal-data keys (PII_KEYS)")
+        return self.personal_data
 
     def background(self, coroutine, stop: Callable[[], None] | None = None) -> asyncio.Task:
         """Run `coroutine` for the life of the server; on shutdown call `stop` and wait, or cancel."""
@@ -91,7 +98,8 @@ Build = Callable[[Deps[C]], list[GrpcService]]
 async def start_service(label: str, config: C, build: Build[C], *, serve_metrics_port: bool = True) -> Running:
     pool = await create_pool(config.database_url, config.db_pool_min, config.db_pool_max)
     cache = create_client(config.redis_url)
-    deps = Deps(config=config, pool=pool, redis=cache, pii=PiiCipher(config.pii_keys, config.pii_pepper))
+    pii = PiiCipher(config.pii_keys, config.pii_pepper) if isinstance(config, PersonalDataConfig) else None
+    deps = Deps(config=config, pool=pool, redis=cache, personal_data=pii)
     resolver = CredentialResolver(pool, config.auth_cache_seconds, config.auth_db_timeout_seconds)
     try:
         services = build(deps)

@@ -3,6 +3,9 @@
 `start(...)` builds a grpc.aio server with the call guard (identity, roles, error mapping, metrics)
 around every method of our services, the standard health service and reflection, binds TLS, mutual
 TLS or — only when configured explicitly — plaintext, and starts the Prometheus /metrics port.
+Requests larger than the service's `MAX_REQUEST_BYTES` are refused by grpc itself (RESOURCE_EXHAUSTED)
+from the message's length prefix, before it is parsed or its caller checked; lookups of credentials the
+process does not know are rate limited per client address (services.common.auth).
 `Running.stop()` is the graceful shutdown: health flips to NOT_SERVING first so load balancers stop
 sending, then in-flight calls drain within the grace period. `run_until_signal` does that on SIGTERM or SIGINT.
 """
@@ -21,7 +24,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.auth import Authenticator, CredentialResolver, Role
+from services.common.auth import Authenticator, CredentialResolver, PeerRateLimiter, Role
 from services.common.config import ServiceConfig
 from services.common.guard import CallGuard, GuardedServer
 from services.common.metrics import serve_metrics
@@ -106,10 +109,15 @@ async def start(
     policy: dict[str, frozenset[Role]] = {}
     for service in services:
         policy.update(service.policy())
-    authenticator = Authenticator(resolver, mutual_tls=bool(config.tls_client_ca_file))
+    authenticator = Authenticator(
+        resolver,
+        mutual_tls=bool(config.tls_client_ca_file),
+        unknown_limiter=PeerRateLimiter(config.auth_unknown_lookups_per_second, config.auth_unknown_lookup_burst),
+    )
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            # grpc refuses a larger message (RESOURCE_EXHAUSTED) before our handler or its parser runs.
+            ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.so_reuseport", 1),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -134,7 +142,7 @@ async def start(
     if config.health_port:
         # Kubelet gRPC probes cannot present a client certificate: under mutual TLS they ask this
         # plaintext port, which serves nothing but the same health status.
-        running.health_server = grpc.aio.server()
+        running.health_server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
         running.health_server.add_insecure_port(f"{config.grpc_host}:{config.health_port}")
         await running.health_server.start()

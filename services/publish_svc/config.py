@@ -2,11 +2,11 @@
 
 import dataclasses
 
-from services.common.config import ServiceConfig, parse_bool, positive_float, positive_int, setting
+from services.common.config import PersonalDataConfig, parse_bool, positive_float, positive_int, setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PublishConfig(ServiceConfig):
+class PublishConfig(PersonalDataConfig):
     """Settings of publish_svc."""
 
     hcert_issuer: str = setting(

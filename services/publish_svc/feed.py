@@ -1,7 +1,12 @@
 """The partner feed: streaming events from a position, per-partner views, cursors and status.
 
 Events are stored once, sealed, as the serialised ResultEvent with the person; a partner's view adds
-its own pseudonymous person key and drops the person unless the partner is granted personal data.
+its own pseudonymous person key. A partner not granted personal data (`partners.personal_data_access`)
+gets neither the person nor the certificate's QR text: the HC1 payload holds names and the birth date
+in plain CBOR, so only the certificate's id, status, validity, key id and result id remain.
+Every page delivered to an entitled partner leaves one `personal_data_reads` row (FEED_DELIVERY: the
+result ids and the position range), written before the page is yielded: an audit row for a page the
+client then failed to receive is acceptable, personal data delivered without a row is not.
 A stream reads the feed in pages of at most 500 from Postgres and writes each page only when the
 client has taken the previous one (grpc.aio's write waits on HTTP/2 flow control), so a slow client
 never makes the server buffer more than one page. New events wake waiting streams through one
@@ -20,6 +25,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from services.common.auth import PrincipalKind
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from services.common.pii import PiiCipher
@@ -97,7 +103,24 @@ class Feed:
         event.person_key = self.person_key(partner.id, person_id)
         if not partner.personal_data_access:
             event.ClearField("person")
+            if event.HasField("certificate"):
+                event.certificate.ClearField("qr")  # names and birth date inside the HC1 payload
         return event
+
+    async def _audit_delivery(self, partner: Partner, events: list[pb.ResultEvent]) -> None:
+        """One FEED_DELIVERY row for a page of events carrying personal data (entitled partners only)."""
+        if not partner.personal_data_access or not events:
+            return
+        await repo.record_read(
+            self._pool,
+            repo.PersonalDataRead(
+                principal_kind=PrincipalKind.PARTNER.value,
+                principal_id=partner.id,
+                purpose="FEED_DELIVERY",
+                result_ids=[uuid.UUID(e.result.result_id) for e in events],
+                detail={"from_position": events[0].position, "to_position": events[-1].position, "events": len(events)},
+            ),
+        )
 
     async def partner(self, partner_id: str) -> Partner:
         partner = await repo.partner(self._pool, uuid.UUID(partner_id))
@@ -130,10 +153,9 @@ class Feed:
                 if contiguous:
                     cursor += len(contiguous)
                     head = max(head, cursor - 1)
-                    yield pb.StreamResultEventsResponse(
-                        events=[self.view(partner, r["person_id"], r["payload_enc"]) for r in contiguous],
-                        head_position=head,
-                    )
+                    events = [self.view(partner, r["person_id"], r["payload_enc"]) for r in contiguous]
+                    await self._audit_delivery(partner, events)  # before the page leaves: never unaudited
+                    yield pb.StreamResultEventsResponse(events=events, head_position=head)
                     silent_since = asyncio.get_running_loop().time()
                     continue
                 now = asyncio.get_running_loop().time()

@@ -317,15 +317,11 @@ async def feed_status(conn: asyncpg.Connection, partner_id: uuid.UUID | None) ->
     )
 
 
-async def certificate_by_uvci(conn: asyncpg.Connection, uvci: str) -> StoredCertificate | None:
-    row = await conn.fetchrow("SELECT uvci, status, qr_enc, expires_at FROM certificates WHERE uvci = $1", uvci)
-    if row is None:
-        return None
-    return StoredCertificate(row["uvci"], row["status"], row["qr_enc"], row["expires_at"])
-
-
-# Current result versions of the persons matching a keyed hash ({column}: identity_hash or phone_hash)
-# and birth date, newest sample first. Superseded versions are left out.
+# Current result versions of the samples whose OWN registration carried the keyed hash ({column}:
+# identity_hash or phone_hash, matched as samples.lookup_{column}) and the birth date, newest sample
+# first. Superseded versions are left out. Never the person's hashes: those are the latest registration's,
+# and a later registration of the same identity number (any sampling unit, any phone or birth date) must
+# not change which earlier results a lookup finds (migrations/0007_registration_lookups.sql).
 CITIZEN_RESULTS = """
 SELECT r.*, s.barcode AS sample_barcode, s.org_id AS sampling_org_id, s.test_type, s.rat_device_id,
        s.collected_at, s.sampling_site, s.person_id, COALESCE(pl.barcode, '') AS pool_barcode,
@@ -333,13 +329,13 @@ SELECT r.*, s.barcode AS sample_barcode, s.org_id AS sampling_org_id, s.test_typ
        pe.phone_enc, pe.province_code AS person_province_code, pe.district_code AS person_district_code,
        c.uvci, c.qr_enc, c.status AS certificate_status, c.issued_at, c.expires_at AS certificate_expires_at,
        c.revoked_at, k.kid
-FROM persons pe
-JOIN samples s ON s.person_id = pe.id
+FROM samples s
+JOIN persons pe ON pe.id = s.person_id
 JOIN results r ON r.sample_id = s.id AND r.state <> 'SUPERSEDED'
 LEFT JOIN pools pl ON pl.id = s.pool_id
 LEFT JOIN certificates c ON c.result_id = r.id
 LEFT JOIN signing_keys k ON k.id = c.signing_key_id
-WHERE pe.{column} = $1 AND pe.dob_hash = $2
+WHERE s.lookup_{column} = $1 AND s.lookup_dob_hash = $2
 ORDER BY s.collected_at DESC, r.id LIMIT $3
 """
 
@@ -354,3 +350,52 @@ async def citizen_results(
     if column not in ("identity_hash", "phone_hash"):  # it becomes part of the SQL text
         raise ValueError(f"not a lookup column: {column}")
     return await fetch(pool, CITIZEN_RESULTS.format(column=column), key_hash, dob_hash, limit)
+
+
+# --- the read audit (migrations/0008_read_audit.sql) ----------------------------------------------------
+
+# Why personal data was read: a citizen lookup, a QR image, or a feed batch with persons in it.
+ReadPurpose = Literal["CITIZEN_LOOKUP", "QR_RENDER", "FEED_DELIVERY"]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalDataRead:
+    """One audit row. Ids, counts and positions only: never a name, a birth date, a number or a lookup hash."""
+
+    principal_kind: str
+    principal_id: uuid.UUID
+    purpose: ReadPurpose
+    result_ids: list[uuid.UUID]
+    detail: dict[str, object]
+
+
+async def record_read(conn: Executor, read: PersonalDataRead) -> None:
+    """One INSERT (a feed batch of up to a page of events is one row, not one per event)."""
+    await conn.execute(
+        """INSERT INTO personal_data_reads (principal_kind, principal_id, purpose, result_ids, detail)
+           VALUES ($1, $2, $3, $4::uuid[], $5)""",
+        read.principal_kind,
+        read.principal_id,
+        read.purpose,
+        read.result_ids,
+        read.detail,  # jsonb: the pool's codec encodes it
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RenderableCertificate:
+    """A certificate to render as a QR image, with the result it certifies (for the read audit)."""
+
+    certificate: StoredCertificate
+    result_id: uuid.UUID
+
+
+async def certificate_for_render(conn: asyncpg.Connection, uvci: str) -> RenderableCertificate | None:
+    row = await conn.fetchrow(
+        "SELECT uvci, status, qr_enc, expires_at, result_id FROM certificates WHERE uvci = $1", uvci
+    )
+    if row is None:
+        return None
+    return RenderableCertificate(
+        StoredCertificate(row["uvci"], row["status"], row["qr_enc"], row["expires_at"]), row["result_id"]
+    )

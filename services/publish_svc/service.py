@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
@@ -17,6 +18,7 @@ from services.common.db import in_tx
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.common.fields import check_date_of_birth, check_text, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
+from services.common.identity import identity_hash
 from services.common.messages import person_message, result_message
 from services.common.pii import PiiCipher
 from services.common.protoconv import timestamp
@@ -116,13 +118,13 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         self, request: pb.GetCitizenResultsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCitizenResultsResponse:
         caller = current_caller()
+        partner = await self._entitled_partner(caller, "citizen lookups")
         violations: list[FieldViolation] = []
         dob = check_date_of_birth(request.date_of_birth, "date_of_birth", violations, utcnow().date())
         key = _lookup_key(self._pii, request, violations)
         if violations or dob is None or key is None:  # None comes with a violation
             raise InvalidArgument("invalid lookup", violations)
         await self._lookups.check(caller.id)
-        partner = await self._feed.partner(caller.id)
         column, key_hash = key
         rows = await repo.citizen_results(
             self._pool,
@@ -131,17 +133,42 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             self._pii.keyed_hash("person.date_of_birth", dob),
             CITIZEN_RESULTS_LIMIT,
         )
-        partner_id = uuid.UUID(caller.id)
-        return pb.GetCitizenResultsResponse(
-            results=[self._citizen_result(row, partner_id, partner.personal_data_access) for row in rows]
+        # The audit row is not in the read's transaction (the lookup is one statement on the pool) but
+        # commits before the answer leaves: a failed INSERT fails the call, so no answer goes out
+        # unaudited; a row for an answer the client then did not receive is acceptable. An empty lookup is
+        # recorded too, with no result ids: who looked stays answerable, and the row holds neither the
+        # lookup factors nor their hashes, only which kind of key was used.
+        await in_tx(
+            self._pool,
+            lambda conn: repo.record_read(
+                conn,
+                repo.PersonalDataRead(
+                    principal_kind=caller.kind.value,
+                    principal_id=partner.id,
+                    purpose="CITIZEN_LOOKUP",
+                    result_ids=[row["id"] for row in rows],
+                    detail={"by": request.WhichOneof("key"), "results": len(rows)},
+                ),
+            ),
         )
+        return pb.GetCitizenResultsResponse(results=[self._citizen_result(row, partner.id) for row in rows])
 
-    def _citizen_result(self, row: Any, partner_id: uuid.UUID, personal_data_access: bool) -> pb.CitizenResult:
+    async def _entitled_partner(self, caller: Principal, what: str) -> repo.Partner:
+        """The calling partner, if it is granted personal data; else PERMISSION_DENIED."""
+        partner = await self._feed.partner(caller.id)
+        if not partner.personal_data_access:
+            raise PermissionDenied(
+                f"{what} are for partners granted personal-data access", reason="PERSONAL_DATA_NOT_ENTITLED"
+            )
+        return partner
+
+    def _citizen_result(self, row: Any, partner_id: uuid.UUID) -> pb.CitizenResult:
+        """Only entitled partners get here: the person and the QR text are included."""
         item = pb.CitizenResult(
-            person_key=self._feed.person_key(partner_id, row["person_id"]), result=result_message(row)
+            person_key=self._feed.person_key(partner_id, row["person_id"]),
+            result=result_message(row),
+            person=person_message(self._pii, row),
         )
-        if personal_data_access:
-            item.person.CopyFrom(person_message(self._pii, row))
         if row["uvci"]:
             item.certificate.CopyFrom(
                 certificate_pb2.Certificate(
@@ -160,11 +187,30 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
     async def GetCertificateQr(
         self, request: pb.GetCertificateQrRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCertificateQrResponse:
+        caller = current_caller()
+        partner = await self._entitled_partner(caller, "certificate QR images")
         _check_qr_request(request)
-        certificate = await in_tx(self._pool, lambda conn: repo.certificate_by_uvci(conn, request.certificate_id))
+        fmt, content_type = QR_FORMATS[request.format]
+
+        async def read_and_audit(conn: asyncpg.Connection) -> repo.StoredCertificate | None:
+            # The read and its audit row in one transaction: the QR is rendered only once both committed.
+            found = await repo.certificate_for_render(conn, request.certificate_id)
+            if found is not None:
+                await repo.record_read(
+                    conn,
+                    repo.PersonalDataRead(
+                        principal_kind=caller.kind.value,
+                        principal_id=partner.id,
+                        purpose="QR_RENDER",
+                        result_ids=[found.result_id],
+                        detail={"format": fmt},
+                    ),
+                )
+            return found.certificate if found is not None else None
+
+        certificate = await in_tx(self._pool, read_and_audit)
         if certificate is None:
             raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
-        fmt, content_type = QR_FORMATS[request.format]
         image = qr.render(self._pii.open("certificate.qr", certificate.qr_enc), fmt, request.scale or 4)
         return pb.GetCertificateQrResponse(
             image=image,
@@ -206,9 +252,8 @@ def _lookup_key(
         if doc_type in ("", "UNSPECIFIED") or not doc.number:
             violations.append(FieldViolation("identity", "type and number are required", "FIELD_REQUIRED"))
             return None
-        # The same normalisation as intake's, so a lookup matches what intake stored.
-        country = "VN" if doc_type in ("CITIZEN_ID", "OLD_ID") else doc.country
-        return "identity_hash", pii.keyed_hash("person.identity", f"{doc_type}|{country}|{doc.number}")
+        # The same normalisation as intake's (services.common.identity), so a lookup matches what intake stored.
+        return "identity_hash", identity_hash(pii, doc_type, doc.country, doc.number)
     if which == "phone":
         phone = normalise_phone(request.phone)
         if phone is None:

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import NamedTuple
 
 from services.common.pii import PiiCipher
 from services.result_svc.repository import PersonRow
 from services.result_svc.validation import PersonData, Registration
+
+
+class LookupFactors(NamedTuple):
+    """The keyed hashes a citizen lookup matches, as one registration carried them (kept on its sample)."""
+
+    identity_hash: bytes | None
+    phone_hash: bytes | None
+    dob_hash: bytes
 
 
 class PersonSealer:
@@ -48,14 +57,24 @@ class PersonSealer:
         )
         return self._pii.keyed_hash("sample.registration", canonical)
 
-    def person_row(self, key: bytes, person: PersonData) -> PersonRow:
-        seal, hashed = self._pii.seal, self._pii.keyed_hash
-        return PersonRow(
-            id=uuid.uuid4(),
-            person_key_hash=key,
+    def lookup_factors(self, person: PersonData) -> LookupFactors:
+        """The hashes GetCitizenResults looks this registration up by (the purposes publish_svc hashes with)."""
+        hashed = self._pii.keyed_hash
+        return LookupFactors(
             identity_hash=hashed("person.identity", person.identity) if person.identity else None,
             phone_hash=hashed("person.phone", person.phone) if person.phone else None,
             dob_hash=hashed("person.date_of_birth", person.date_of_birth),
+        )
+
+    def person_row(self, key: bytes, person: PersonData) -> PersonRow:
+        seal = self._pii.seal
+        factors = self.lookup_factors(person)
+        return PersonRow(
+            id=uuid.uuid4(),
+            person_key_hash=key,
+            identity_hash=factors.identity_hash,
+            phone_hash=factors.phone_hash,
+            dob_hash=factors.dob_hash,
             identity_enc=seal("person.identity", person.identity) if person.identity else None,
             full_name_enc=seal("person.full_name", person.full_name),
             family_name_enc=seal("person.family_name", person.family_name),

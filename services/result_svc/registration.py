@@ -24,7 +24,7 @@ from services.common.fields import utcnow
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.result_svc import repository as repo
 from services.result_svc.lifecycle import RETESTABLE
-from services.result_svc.persons import PersonSealer
+from services.result_svc.persons import LookupFactors, PersonSealer
 from services.result_svc.validation import Registration, check_batch, check_registration, rpc_violations, violation
 
 
@@ -171,8 +171,15 @@ class Registrar:
         await repo.insert_pools(conn, [p for p in call.new_pools if p.id in used_pools])
         person_rows = {a.person_key: self._sealer.person_row(a.person_key, a.reg.person) for a in call.accepted}
         person_ids = await repo.upsert_persons(conn, list(person_rows.values()))
+        # Each sample keeps the lookup factors of its own registration: registering the same identity
+        # number again (by any sampling unit, with any phone or birth date) refreshes the person's row
+        # but never changes which earlier samples a citizen lookup finds.
         return await repo.insert_samples(
-            conn, [_new_sample(a, call.org_id, person_ids[a.person_key]) for a in call.accepted]
+            conn,
+            [
+                _new_sample(a, call.org_id, person_ids[a.person_key], self._sealer.lookup_factors(a.reg.person))
+                for a in call.accepted
+            ],
         )
 
 
@@ -251,7 +258,7 @@ def _check_retest(original: Any, key: bytes, path: str, violations: list[FieldVi
 # --- apply -----------------------------------------------------------------------------------------------
 
 
-def _new_sample(a: _Accepted, org_id: uuid.UUID, person_id: uuid.UUID) -> repo.NewSample:
+def _new_sample(a: _Accepted, org_id: uuid.UUID, person_id: uuid.UUID, lookup: LookupFactors) -> repo.NewSample:
     reg = a.reg
     return repo.NewSample(
         id=a.sample_id,
@@ -266,6 +273,9 @@ def _new_sample(a: _Accepted, org_id: uuid.UUID, person_id: uuid.UUID) -> repo.N
         sampling_site=reg.sampling_site,
         retest_of=a.retest_of,
         registration_hash=a.registration_hash,
+        lookup_identity_hash=lookup.identity_hash,
+        lookup_phone_hash=lookup.phone_hash,
+        lookup_dob_hash=lookup.dob_hash,
     )
 
 

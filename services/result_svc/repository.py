@@ -68,7 +68,7 @@ class PersonRow:
 
 @dataclass(frozen=True, slots=True)
 class NewSample:
-    """A sample to register (fields in the column order of `samples`)."""
+    """A sample to register (fields named and ordered as the columns of `samples` it writes)."""
 
     id: uuid.UUID
     org_id: uuid.UUID
@@ -82,6 +82,11 @@ class NewSample:
     sampling_site: str
     retest_of: uuid.UUID | None
     registration_hash: bytes
+    # The citizen lookup factors this registration carried (keyed hashes, never the person's current
+    # ones): a lookup finds a sample by its own registration's identity or phone and birth date.
+    lookup_identity_hash: bytes | None
+    lookup_phone_hash: bytes | None
+    lookup_dob_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +289,8 @@ _PERSON_TYPES = ["uuid", *["bytea"] * 10, "text", "text"]  # PersonRow's fields:
 
 async def upsert_persons(conn: asyncpg.Connection, persons: list[PersonRow]) -> dict[bytes, uuid.UUID]:
     """Insert or refresh persons by person_key_hash; returns key hash → person id. Rows are written (and
-    so locked) in key hash order: two calls sharing persons wait for each other instead of deadlocking."""
+    so locked) in key hash order: two calls sharing persons wait for each other instead of deadlocking.
+    The person's hashes are the latest registration's; citizen lookups match each sample's own instead."""
     if not persons:
         return {}
     persons = sorted(persons, key=lambda p: p.person_key_hash)
@@ -307,13 +313,14 @@ async def insert_samples(conn: asyncpg.Connection, samples: list[NewSample]) -> 
     if not samples:
         return set()
     samples = sorted(samples, key=lambda s: (s.org_id, s.barcode))
+    columns = _columns(NewSample)
     inserted = await conn.fetch(
-        """INSERT INTO samples (id, org_id, barcode, person_id, pool_id, lab_org_id, test_type, rat_device_id,
-                                collected_at, sampling_site, retest_of, registration_hash)
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[],
-                                $8::text[], $9::timestamptz[], $10::text[], $11::uuid[], $12::bytea[])
-           ON CONFLICT (org_id, barcode) DO NOTHING RETURNING id""",
-        *_column_values(samples, _columns(NewSample)),
+        f"""INSERT INTO samples ({", ".join(columns)})
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[],
+                                 $8::text[], $9::timestamptz[], $10::text[], $11::uuid[], $12::bytea[],
+                                 $13::bytea[], $14::bytea[], $15::bytea[])
+            ON CONFLICT (org_id, barcode) DO NOTHING RETURNING id""",
+        *_column_values(samples, columns),
     )
     return {r["id"] for r in inserted}
 

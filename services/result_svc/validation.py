@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2
 
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.fields import check_date_of_birth, has_control, normalise_phone
+from services.common.identity import identity_text
 from services.common.protoconv import enum_name, to_datetime
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
@@ -165,7 +166,7 @@ def check_time(
 
 
 def _check_identity(doc: person_pb2.PersonIdentity, path: str, violations: list[FieldViolation]) -> str:
-    """The document as "TYPE|COUNTRY|NUMBER" (Vietnamese documents are always VN's)."""
+    """The document as services.common.identity writes it, the text its keyed hash is made of."""
     doc_type = enum_name(person_pb2.IdentityDocumentType, doc.type)
     country = doc.country
     if not doc_type:
@@ -187,7 +188,7 @@ def _check_identity(doc: person_pb2.PersonIdentity, path: str, violations: list[
                 "FIELD_REQUIRED" if not country else "FIELD_FORMAT_INVALID",
                 "ISO 3166-1 alpha-2 country, upper case",
             )
-    return f"{doc_type}|{country}|{doc.number}"
+    return identity_text(doc_type, country, doc.number)
 
 
 def _check_names(person: person_pb2.Person, path: str, violations: list[FieldViolation]) -> tuple[str, str, str]:

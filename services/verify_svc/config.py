@@ -2,7 +2,14 @@
 
 import dataclasses
 
-from services.common.config import ServiceConfig, parse_dsn, positive_float, positive_int, setting
+from services.common.config import (
+    ServiceConfig,
+    parse_dsn,
+    parse_request_bytes,
+    positive_float,
+    positive_int,
+    setting,
+)
 from services.registry.province_rules import PROVINCE
 
 
@@ -24,6 +31,15 @@ class VerifyConfig(ServiceConfig):
         parse_dsn,
         default="",
         doc="Postgres read replica for status lookups on a cache miss (empty: DATABASE_URL)",
+    )
+    # A Verify is at most about 4.1 KB (a 4096-byte QR); the largest valid VerifyBatch, 100 such scans,
+    # about 402 KiB (tests/common/test_request_limits.py computes it).
+    max_request_bytes: int = setting(
+        "MAX_REQUEST_BYTES",
+        parse_request_bytes,
+        default=512 * 1024,
+        doc="largest request message accepted (verify_svc: 512 KiB, above a full VerifyBatch); "
+        "larger is RESOURCE_EXHAUSTED",
     )
     scans_per_minute: int = setting(
         "SCANS_PER_MINUTE", positive_int, default=600, doc="Verify scans one checkpoint device may send per minute"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from services.common.config import ConfigError, ServiceConfig, env_names, load
+from services.common.config import ConfigError, PersonalDataConfig, env_names, load
 
 GOOD = {
     "DATABASE_URL": "postgresql://u@h/db",
@@ -17,7 +17,7 @@ GOOD = {
 
 
 def test_valid_environment_loads_with_defaults():
-    config = load(ServiceConfig, GOOD)
+    config = load(PersonalDataConfig, GOOD)
     assert config.grpc_port == 50051
     assert config.grpc_insecure is True
     assert list(config.pii_keys) == ["k1"]
@@ -27,7 +27,7 @@ def test_valid_environment_loads_with_defaults():
 def test_every_problem_is_reported_together():
     bad = {"GRPC_PORT": "70000", "PII_KEYS": "k1:not-base64!", "LOG_LEVEL": "LOUD", "DB_POOL_MIN": "-1"}
     with pytest.raises(ConfigError) as err:
-        load(ServiceConfig, bad)
+        load(PersonalDataConfig, bad)
     text = str(err.value)
     for expected in (
         "DATABASE_URL: required",
@@ -44,7 +44,7 @@ def test_every_problem_is_reported_together():
 
 def test_secret_values_are_never_echoed():
     with pytest.raises(ConfigError) as err:
-        load(ServiceConfig, {**GOOD, "PII_PEPPER": "c2hvcnQ="})  # base64 of "short"
+        load(PersonalDataConfig, {**GOOD, "PII_PEPPER": "c2hvcnQ="})  # base64 of "short"
     assert "PII_PEPPER" in str(err.value)
     assert "c2hvcnQ=" not in str(err.value)
 
@@ -53,13 +53,13 @@ def test_plaintext_must_be_chosen_explicitly():
     env = dict(GOOD)
     del env["GRPC_INSECURE"]
     with pytest.raises(ConfigError) as err:
-        load(ServiceConfig, env)
+        load(PersonalDataConfig, env)
     assert "GRPC_INSECURE=true" in str(err.value)
 
 
 def test_tls_files_must_come_in_pairs_and_exist(tmp_path):
     with pytest.raises(ConfigError) as err:
-        load(ServiceConfig, {**GOOD, "GRPC_INSECURE": "false", "TLS_CERT_FILE": str(tmp_path / "missing.pem")})
+        load(PersonalDataConfig, {**GOOD, "GRPC_INSECURE": "false", "TLS_CERT_FILE": str(tmp_path / "missing.pem")})
     text = str(err.value)
     assert "TLS_CERT_FILE and TLS_KEY_FILE must be set together" in text
     assert "file not found" in text
@@ -67,11 +67,11 @@ def test_tls_files_must_come_in_pairs_and_exist(tmp_path):
 
 def test_short_aes_key_is_refused():
     with pytest.raises(ConfigError) as err:
-        load(ServiceConfig, {**GOOD, "PII_KEYS": "k1:" + base64.b64encode(b"x" * 16).decode()})
+        load(PersonalDataConfig, {**GOOD, "PII_KEYS": "k1:" + base64.b64encode(b"x" * 16).decode()})
     assert "32 bytes" in str(err.value)
 
 
 def test_env_names_lists_every_variable():
-    names = env_names(ServiceConfig)
+    names = env_names(PersonalDataConfig)
     assert {"DATABASE_URL", "REDIS_URL", "PII_KEYS", "PII_PEPPER", "GRPC_PORT", "METRICS_PORT"} <= set(names)
     assert len(names) == len(set(names))

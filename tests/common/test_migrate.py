@@ -1,21 +1,11 @@
 """Migrations: applied once, idempotent, safe when several runners start together."""
 
 import asyncio
-import uuid
 
 import asyncpg
 import pytest
 
 from services.common import migrate
-from tests.conftest import _admin, dsn_for
-
-
-@pytest.fixture
-async def empty_db():
-    name = f"ct_mig_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    yield dsn_for(name)
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def versions(dsn: str) -> list[int]:

@@ -165,7 +165,7 @@ def test_bad_configuration_exits_2_with_every_problem():
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({"GRPC_PORT": "99999", "PII_KEYS": "x"})
     proc = subprocess.run(
-        [sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.result_svc"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     for name in ("DATABASE_URL", "REDIS_URL", "GRPC_PORT", "PII_KEYS", "PII_PEPPER"):
@@ -288,7 +288,7 @@ async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_m
     async def relay_like_loop():
         raise ValueError("Nguyen Van A, 1990-01-01")  # a message may carry data; only the type is logged
 
-    deps = Deps(config=None, pool=None, redis=None, pii=None)
+    deps = Deps(config=None, pool=None, redis=None, personal_data=None)
     task = deps.background(relay_like_loop())
     await asyncio.gather(task, return_exceptions=True)  # the report, added first, has run by now
     [record] = [r for r in caplog.records if r.getMessage() == "background task ended unexpectedly"]

@@ -839,13 +839,16 @@ def test_prod_postgres_is_a_replicated_cloudnativepg_cluster_with_backups(prod):
     store = prod.get("ObjectStore", plugin["parameters"]["barmanObjectName"])
     assert store["spec"]["retentionPolicy"]
     assert any(b["spec"]["cluster"]["name"] == cluster["metadata"]["name"] for b in prod.of_kind("ScheduledBackup"))
-    # Services and the Job read the Secret CloudNativePG generates; its uri names the primary (-rw).
+    # result-svc, publish-svc and the Job read the Secret CloudNativePG generates for the owner (its uri names
+    # the primary, -rw); verify-svc logs in as its own role, which CloudNativePG manages with the password
+    # of the Secret verify-svc reads.
     app_secret = f"{cluster['metadata']['name']}-app"
     for name in SERVICES:
         env = _container_env(prod, service_container(prod, name))
-        assert env["DATABASE_URL"].ref == (app_secret, "uri"), (
-            f"{name} must use the primary (CloudNativePG {app_secret})"
-        )
+        expected = ("covidtest-db-verify", "uri") if name == "verify-svc" else (app_secret, "uri")
+        assert env["DATABASE_URL"].ref == expected, f"{name} must log in as {expected[0]}"
+    [verify_role] = [r for r in spec["managed"]["roles"] if r["name"] == "covidtest_verify"]
+    assert verify_role["login"] and verify_role["passwordSecret"]["name"] == "covidtest-db-verify"
 
 
 def test_prod_redis_has_replication_and_sentinel_failover_behind_a_stable_service(prod):

@@ -29,9 +29,7 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, service_env
+from tests.conftest import REDIS_URL, bearer, make_principal, service_env, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
 from tests.result_svc.helpers import result, rid, sample, unique
 
@@ -183,9 +181,7 @@ async def test_get_trust_list_while_postgres_is_down(private_postgres, caplog):
     try:
         platform.key = await activate_new_key(dsn, platform.pii)
         device = await make_principal(dsn, Role.CHECKPOINT)
-        verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, platform.env), verify_service.build, serve_metrics_port=False
-        )
+        verify_server = await start_verify_svc(platform.env)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
             stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
             # The trust list is loaded (with the platform's own key) before the outage.

@@ -10,15 +10,11 @@ import grpc
 import pytest
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import bearer, make_principal
+from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.grpc_errors import error_reason
 from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform
 from tests.result_svc.helpers import person
@@ -56,13 +52,11 @@ async def test_checkpoint_scans_beyond_the_limit_are_refused_with_redis_down(dat
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         platform.operator = await make_principal(database_url, Role.OPERATOR)
-        partner = await make_principal(database_url, Role.PARTNER)
+        partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
         start = await platform.head() + 1
         await platform.release(1, start=8100)
         qr = (await platform.collect(partner["token"], start, 1))[0].certificate.qr
-        verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, platform.env), verify_service.build, serve_metrics_port=False
-        )
+        verify_server = await start_verify_svc(platform.env)
         await asyncio.to_thread(private_redis.stop)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
             stub = verify_service_pb2_grpc.VerifyServiceStub(channel)
@@ -109,14 +103,14 @@ async def test_partner_lookups_beyond_the_limit_are_refused_with_redis_down(data
         request = ppb.GetCitizenResultsRequest(identity=person(8200).identity, date_of_birth="1985-03-14")
 
         async def lookups() -> list[str]:
-            partner = await make_principal(database_url, Role.PARTNER)
+            partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
             return [
                 await outcome(platform.publish.GetCitizenResults(request, metadata=bearer(partner["token"]), timeout=5))
                 for _ in range(CALLS)
             ]
 
         assert await in_one_window(lookups) == ["OK"] * LIMIT + ["RATE_LIMITED"] * (CALLS - LIMIT)
-        other = await make_principal(database_url, Role.PARTNER)
+        other = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
         await platform.publish.GetCitizenResults(request, metadata=bearer(other["token"]), timeout=5)
     finally:
         await stop_platform(platform)

@@ -22,17 +22,13 @@ import grpc
 import redis.asyncio as redis
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.registry.certificate_status import StatusCache
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import REDIS_URL, bearer, make_principal
+from tests.conftest import REDIS_URL, bearer, make_principal, start_verify_svc
 from tests.fault.delaying_proxy import DelayingProxy
 from tests.publish_svc.conftest import running_platform, until_status_cached
 from tests.result_svc.helpers import ago, rid
@@ -52,9 +48,7 @@ async def checkpoint_behind_a_slow_replica(database_url: str, status_db_timeout_
             "READ_DATABASE_URL": through_replica,
             "STATUS_DB_TIMEOUT_SECONDS": str(status_db_timeout_s),
         }
-        verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False
-        )
+        verify_server = await start_verify_svc(env)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
                 yield SlowReplicaCheckpoint(
@@ -64,7 +58,7 @@ async def checkpoint_behind_a_slow_replica(database_url: str, status_db_timeout_
                     bearer((await make_principal(database_url, Role.CHECKPOINT, province="24"))["token"]),
                     StatusCache(client, platform.redis_prefix),
                     client,
-                    await make_principal(database_url, Role.PARTNER),
+                    await make_principal(database_url, Role.PARTNER, personal_data_access=True),
                 )
         finally:
             replica.response_delay = 0.0

@@ -11,14 +11,10 @@ from prometheus_client import REGISTRY
 
 from services.common import migrate
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import bearer, make_principal
+from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, start_platform, stop_platform, until_status_cached
 
 
@@ -38,11 +34,9 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
         platform.key = await activate_new_key(dsn, platform.pii)
         platform.unit = await make_principal(dsn, Role.SAMPLER)
         platform.lab = await make_principal(dsn, Role.LAB)
-        partner = await make_principal(dsn, Role.PARTNER)
+        partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)
         device = await make_principal(dsn, Role.CHECKPOINT)
-        verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, platform.env), verify_service.build, serve_metrics_port=False
-        )
+        verify_server = await start_verify_svc(platform.env)
         await platform.release(1, start=1)
         event = (await platform.collect(partner["token"], 1, 1))[0]
         await until_status_cached(private_redis.url(), prefix, event.certificate.certificate_id)

@@ -28,9 +28,7 @@ from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, service_env
+from tests.conftest import REDIS_URL, bearer, make_principal, service_env, start_verify_svc
 from tests.publish_svc.conftest import Platform, activate_new_key
 
 
@@ -100,9 +98,7 @@ async def fuzz_target(database_url):
     publish_run = await start_service(
         "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
     )
-    verify_run = await start_service(
-        "verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False
-    )
+    verify_run = await start_verify_svc(env)
     channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
     channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
     try:
@@ -111,7 +107,7 @@ async def fuzz_target(database_url):
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         platform.operator = await make_principal(database_url, Role.OPERATOR)
-        partner = await make_principal(database_url, Role.PARTNER)
+        partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
         device = await make_principal(database_url, Role.CHECKPOINT, province="24")
         # Real records: released results (one of them keeps a certificate), so seeds name existing rows.
         start = await platform.head() + 1

@@ -14,7 +14,7 @@ from tests.publish_svc.conftest import new_partner
 
 @pytest.mark.parametrize("certificate_id", ["URN:UVCI:01:VN:\x00#A", "\x00", "URN:UVCI:01:VN:AB\x1f#C", "\x7f"])
 async def test_a_control_character_in_a_certificate_id_is_invalid_argument(platform, database_url, certificate_id):
-    partner = await new_partner(database_url, personal_data_access=False)
+    partner = await new_partner(database_url, personal_data_access=True)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.publish.GetCertificateQr(
             ppb.GetCertificateQrRequest(certificate_id=certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG),
@@ -25,7 +25,7 @@ async def test_a_control_character_in_a_certificate_id_is_invalid_argument(platf
 
 
 async def test_an_unknown_certificate_id_is_still_not_found(platform, database_url):
-    partner = await new_partner(database_url, personal_data_access=False)
+    partner = await new_partner(database_url, personal_data_access=True)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.publish.GetCertificateQr(
             ppb.GetCertificateQrRequest(certificate_id="URN:UVCI:01:VN:NOPE#A", format=ppb.QR_IMAGE_FORMAT_PNG),

@@ -58,13 +58,25 @@ async def test_released_results_reach_the_feed_with_verifiable_certificates(plat
 
 
 async def test_partner_without_personal_data_gets_only_a_pseudonymous_key(platform, database_url):
+    """Neither the person nor the QR text (its HC1 payload holds names and the birth date): the
+    certificate's id, status, validity, key id and result id only."""
     plain = await new_partner(database_url, personal_data_access=False)
     other = await new_partner(database_url, personal_data_access=False)
+    entitled = await new_partner(database_url, personal_data_access=True)
     start = await platform.head() + 1
     await platform.release(1, start=200)
     mine = (await platform.collect(plain["token"], start, 1))[0]
     theirs = (await platform.collect(other["token"], start, 1))[0]
-    assert not mine.HasField("person") and mine.certificate.qr
+    full = (await platform.collect(entitled["token"], start, 1))[0]
+    assert not mine.HasField("person") and mine.HasField("certificate") and mine.certificate.qr == ""
+    assert full.HasField("person") and full.certificate.qr.startswith("HC1:")
+    expected = c.Certificate()
+    expected.CopyFrom(full.certificate)
+    expected.ClearField("qr")
+    assert mine.certificate == expected  # everything else about the certificate is there
+    assert mine.certificate.certificate_id and mine.certificate.kid and mine.certificate.result_id
+    assert mine.certificate.status == c.CERTIFICATE_STATUS_VALID and mine.certificate.HasField("expires_at")
+    assert mine.result == full.result
     assert mine.person_key != theirs.person_key  # keys are per partner: not linkable across partners
 
 
@@ -90,7 +102,7 @@ async def test_pool_positive_gives_events_without_certificates(platform, databas
 
 
 async def test_amendment_and_withdrawal_revoke_certificates_in_postgres_and_redis(platform, database_url):
-    partner = await new_partner(database_url, personal_data_access=False)
+    partner = await new_partner(database_url, personal_data_access=True)  # it decodes the QR below
     start = await platform.head() + 1
     amended, withdrawn = await platform.release(2, start=400)
     released = await platform.collect(partner["token"], start, 2)

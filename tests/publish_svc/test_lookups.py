@@ -47,13 +47,32 @@ async def test_citizen_found_by_identity_or_phone_with_birth_date_only(platform,
     assert wrong_dob == unknown == ppb.GetCitizenResultsResponse()
 
 
-async def test_partner_without_personal_data_gets_results_without_the_person(platform, database_url):
+async def test_partner_without_personal_data_may_not_look_up_citizens_or_render_qr(platform, database_url):
+    """Lookups answer with QR texts (names, birth date) and the QR image is that text: entitled partners only."""
     partner = await new_partner(database_url, personal_data_access=False)
     start = await platform.head() + 1
     await platform.release(1, start=5100)
-    await wait_published(platform, partner, 1, start)
-    found = await platform.publish.GetCitizenResults(by_identity(5100), metadata=bearer(partner["token"]))
-    assert len(found.results) == 1 and not found.results[0].HasField("person")
+    event = (await wait_published(platform, partner, 1, start))[0]
+    auth = bearer(partner["token"])
+    for call in (
+        lambda: platform.publish.GetCitizenResults(by_identity(5100), metadata=auth),
+        lambda: platform.publish.GetCitizenResults(by_identity(1), metadata=auth),  # denied before input checks
+        lambda: platform.publish.GetCitizenResults(ppb.GetCitizenResultsRequest(), metadata=auth),
+        lambda: platform.publish.GetCertificateQr(
+            ppb.GetCertificateQrRequest(
+                certificate_id=event.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG
+            ),
+            metadata=auth,
+        ),
+        lambda: platform.publish.GetCertificateQr(
+            ppb.GetCertificateQrRequest(certificate_id="URN:UVCI:01:VN:NOPE#A", format=ppb.QR_IMAGE_FORMAT_SVG),
+            metadata=auth,
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(err.value) == "PERSONAL_DATA_NOT_ENTITLED"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +88,7 @@ async def test_partner_without_personal_data_gets_results_without_the_person(pla
     ],
 )
 async def test_lookup_input_errors(platform, database_url, request_, field):
-    partner = await new_partner(database_url, personal_data_access=False)
+    partner = await new_partner(database_url, personal_data_access=True)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.publish.GetCitizenResults(request_, metadata=bearer(partner["token"]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -78,17 +97,15 @@ async def test_lookup_input_errors(platform, database_url, request_, field):
 async def test_lookups_are_rate_limited_per_partner(database_url):
     import uuid
 
-    from services.common.auth import Role
-    from tests.conftest import make_principal
     from tests.publish_svc.conftest import start_platform, stop_platform
 
     platform = await start_platform(
         database_url, f"t{uuid.uuid4().hex[:12]}", CITIZEN_LOOKUPS_PER_MINUTE="5", RELAY_ENABLED="false"
     )
     try:
-        other = await make_principal(database_url, Role.PARTNER)
+        other = await new_partner(database_url, personal_data_access=True)
         for _ in range(3):  # an attempt that crossed a window boundary proves nothing: run it again
-            greedy = await make_principal(database_url, Role.PARTNER)
+            greedy = await new_partner(database_url, personal_data_access=True)
             codes = []
             window = int(time.time() // 60)
             for _ in range(8):
@@ -108,7 +125,7 @@ async def test_lookups_are_rate_limited_per_partner(database_url):
 
 
 async def test_certificate_qr_as_png_and_svg(platform, database_url):
-    partner = await new_partner(database_url, personal_data_access=False)
+    partner = await new_partner(database_url, personal_data_access=True)
     start = await platform.head() + 1
     await platform.release(1, start=5200)
     event = (await wait_published(platform, partner, 1, start))[0]

@@ -4,23 +4,17 @@ import grpc
 import pytest
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
-from tests.conftest import REDIS_URL, bearer, make_principal
+from tests.conftest import REDIS_URL, bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import running_platform, until_status_cached
 
 
 @pytest.fixture(scope="module")
 async def platform(database_url):
     async with running_platform(database_url) as running:
-        running.partner = await make_principal(database_url, Role.PARTNER)
+        running.partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
         running.device = await make_principal(database_url, Role.CHECKPOINT, province="24")
-        running.verify_server = await start_service(
-            "verify_svc", load(VerifyConfig, running.env), verify_service.build, serve_metrics_port=False
-        )
+        running.verify_server = await start_verify_svc(running.env)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.verify_server.port}") as channel:
             running.verify = verify_service_pb2_grpc.VerifyServiceStub(channel)
             running.device_auth = bearer(running.device["token"])

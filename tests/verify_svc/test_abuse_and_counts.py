@@ -12,24 +12,20 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig
 from services.verify_svc.status import StatusLookup
 from services.verify_svc.trust import Snapshot
 from services.verify_svc.verifier import Verifier
-from tests.conftest import bearer, make_principal
+from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.grpc_errors import error_reason
 from tests.verify_svc.conftest import released_certificate
 
 
 async def test_device_rate_limit(platform, database_url):
     env = {**platform.env, "SCANS_PER_MINUTE": "3", "REDIS_PREFIX": f"t{uuid.uuid4().hex[:12]}"}
-    server = await start_service("verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False)
+    server = await start_verify_svc(env)
     try:
         other = await make_principal(database_url, Role.CHECKPOINT)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -13,17 +13,14 @@ import grpc
 import pytest
 
 from services.common.auth import Role
-from services.common.config import load
 from services.common.db import connect
-from services.common.runtime import start_service
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.hcert import codec
 from services.registry import signing_keys
-from services.verify_svc import service as verify_service
-from services.verify_svc.config import VerifyConfig, parse_province_codes
-from tests.conftest import bearer, make_principal
+from services.verify_svc.config import parse_province_codes
+from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.dcc_samples import negative_naat_dcc
 from tests.verify_svc.conftest import released_certificate
 
@@ -32,7 +29,7 @@ from tests.verify_svc.conftest import released_certificate
 async def checkpoints(platform, database_url):
     """verify_svc where province 26 accepts STATUS_UNKNOWN with a warning, and a device in 24 and in 26."""
     env = {**platform.env, "STATUS_UNKNOWN_ACCEPT_PROVINCES": "26"}
-    server = await start_service("verify_svc", load(VerifyConfig, env), verify_service.build, serve_metrics_port=False)
+    server = await start_verify_svc(env)
     refusing = bearer((await make_principal(database_url, Role.CHECKPOINT, province="24"))["token"])
     accepting = bearer((await make_principal(database_url, Role.CHECKPOINT, province="26"))["token"])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

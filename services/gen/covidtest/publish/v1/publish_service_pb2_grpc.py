@@ -106,6 +106,13 @@ class PublishServiceServicer(object):
 
         Role: PARTNER.
 
+        Personal data: only a partner granted personal-data access receives each event's `person` and
+        its certificate's `qr` (the HC1 payload holds names and the birth date). Any other partner
+        receives events without `person` and with a certificate without `qr`: the certificate's id,
+        status, validity, result id and key id only. Every message with events sent to an entitled
+        partner is recorded in the platform's read audit (caller, result ids, positions), before it is
+        sent.
+
         Messages carry 1–500 events in position order, with no gap between messages of one stream.
         When there is nothing to send, a message with no events (a heartbeat carrying
         `head_position`) is sent at least every 15 seconds; a client that has received nothing for
@@ -152,7 +159,9 @@ class PublishServiceServicer(object):
         """Returns one citizen's results and certificates, newest sample first, found by identity
         document or phone number, with the date of birth as a required second factor.
 
-        Role: PARTNER.
+        Role: PARTNER granted personal-data access; any other partner gets PERMISSION_DENIED
+        (PERSONAL_DATA_NOT_ENTITLED). Every lookup, also one that finds nothing, is recorded in the
+        platform's read audit (caller and the result ids returned; never the lookup's factors).
 
         The answer does not reveal whether a person exists: an unknown person, a wrong date of birth
         and a person without results all give OK with no results. Calls are rate limited per partner
@@ -167,9 +176,11 @@ class PublishServiceServicer(object):
         correction level Q, a 4-module quiet zone). The image is returned whatever the certificate's
         status; check `status` before printing.
 
-        Role: PARTNER.
+        Role: PARTNER granted personal-data access (the code holds names and the birth date); any
+        other partner gets PERMISSION_DENIED (PERSONAL_DATA_NOT_ENTITLED). Every image rendered is
+        recorded in the platform's read audit (caller and the certificate's result id).
 
-        Errors: NOT_FOUND (CERTIFICATE_NOT_FOUND).
+        Errors: PERMISSION_DENIED (PERSONAL_DATA_NOT_ENTITLED); NOT_FOUND (CERTIFICATE_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,88 @@
+"""`python -m services.admin reads`: who read a person's results, from the read audit (issue 14).
+
+Real result_svc and publish_svc over gRPC leave the audit rows (a feed delivery, a citizen lookup, a QR
+render); the CLI, run as a real process, finds the person by identity number (hashed as intake does)
+or by id and lists the reads as JSON lines.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import asyncpg
+
+from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
+from tests.conftest import bearer
+from tests.publish_svc.conftest import new_partner, running_platform
+from tests.result_svc.helpers import person
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def reads(database_url: str, pepper: str | None, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PII_PEPPER", "PII_KEYS")}
+    if pepper is not None:
+        env["PII_PEPPER"] = pepper
+    return subprocess.run(
+        [sys.executable, "-m", "services.admin", "--database-url", database_url, "reads", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def lines(proc: subprocess.CompletedProcess) -> list[dict]:
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+async def test_reads_lists_who_read_a_persons_results(database_url):
+    async with running_platform(database_url) as platform:
+        bluezone = await new_partner(database_url, personal_data_access=True)
+        auth = bearer(bluezone["token"])
+        start = await platform.head() + 1
+        await platform.release(2, start=9500)  # 9500 is the person asked about; 9501 someone else
+        events = await platform.collect(bluezone["token"], start, 2)
+        mine = next(e for e in events if e.person.identity.number == person(9500).identity.number)
+        found = await platform.publish.GetCitizenResults(
+            ppb.GetCitizenResultsRequest(identity=person(9500).identity, date_of_birth="1985-03-14"), metadata=auth
+        )
+        assert [r.result.result_id for r in found.results] == [mine.result.result_id]
+        await platform.publish.GetCertificateQr(
+            ppb.GetCertificateQrRequest(certificate_id=mine.certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG),
+            metadata=auth,
+        )
+        conn = await asyncpg.connect(database_url)
+        try:
+            name = await conn.fetchval("SELECT name FROM partners WHERE id = $1::uuid", bluezone["id"])
+            person_id = await conn.fetchval(
+                "SELECT s.person_id FROM results r JOIN samples s ON s.id = r.sample_id WHERE r.id = $1::uuid",
+                mine.result.result_id,
+            )
+        finally:
+            await conn.close()
+        pepper = platform.env["PII_PEPPER"]
+
+        listed = lines(reads(database_url, pepper, "--identity-number", person(9500).identity.number))
+        assert [(r["purpose"], r["principal_id"], r["principal_name"], r["principal_kind"]) for r in listed] == [
+            ("FEED_DELIVERY", bluezone["id"], name, "PARTNER"),
+            ("CITIZEN_LOOKUP", bluezone["id"], name, "PARTNER"),
+            ("QR_RENDER", bluezone["id"], name, "PARTNER"),
+        ]
+        # Only this person's results, although the feed batch also carried the other person's.
+        assert all(r["result_ids"] == [mine.result.result_id] for r in listed)
+        assert listed[0]["detail"]["events"] == 2 and all(r["at"] for r in listed)
+
+        by_id = lines(reads(database_url, None, "--person-id", str(person_id)))  # no pepper needed by id
+        assert by_id == listed
+
+        # Someone never looked up, a wrong pepper (a different hash), a missing pepper.
+        assert lines(reads(database_url, pepper, "--identity-number", "024999999999")) == []
+        other_pepper = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+        assert lines(reads(database_url, other_pepper, "--identity-number", person(9500).identity.number)) == []
+        missing = reads(database_url, None, "--identity-number", person(9500).identity.number)
+        assert missing.returncode == 1 and "PII_PEPPER" in missing.stderr
+        assert reads(database_url, pepper).returncode == 2  # an identity number or a person id is required
