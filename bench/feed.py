@@ -37,16 +37,13 @@ from bench.common import (  # noqa: E402
     percentile,
 )
 from services.common.auth import Role  # noqa: E402
-from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
-from services.common.db import connect  # noqa: E402
-from services.common.pii import PiiCipher  # noqa: E402
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb  # noqa: E402
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.type.v1 import testing_pb2 as t  # noqa: E402
-from services.registry import signing_keys  # noqa: E402
 from tests.conftest import bearer, make_principal  # noqa: E402
+from tests.publish_svc.conftest import activate_new_key  # noqa: E402
 from tests.result_svc.helpers import result, rid, sample  # noqa: E402
 
 
@@ -109,12 +106,7 @@ async def main(args) -> dict:
 
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
-    pii = PiiCipher(parse_keyring(secrets["PII_KEYS"]), parse_secret_bytes(secrets["PII_PEPPER"]))
-    conn = await connect(dsn)
-    async with conn.transaction():
-        key = await signing_keys.generate(conn, None, pii, "ES256")
-        await signing_keys.activate(conn, None, key.id)
-    await conn.close()
+    await activate_new_key(dsn, secrets, "ES256")
     unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
     partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)  # receives the QR codes
     intake_channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.start('result_svc')}")

@@ -62,9 +62,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.feed import record, register  # noqa: E402
 from services.common.auth import Role  # noqa: E402
-from services.common.config import parse_keyring, parse_secret_bytes  # noqa: E402
 from services.common.db import connect  # noqa: E402
-from services.common.pii import PiiCipher  # noqa: E402
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb  # noqa: E402
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc  # noqa: E402
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc  # noqa: E402
@@ -287,8 +285,7 @@ async def main(args) -> dict:
 
 async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
     # Setup as in bench/feed.py: an active ES256 key, intake, release, then the certificates from the feed.
-    pii = PiiCipher(parse_keyring(secrets["PII_KEYS"]), parse_secret_bytes(secrets["PII_PEPPER"]))
-    await activate_new_key(dsn, pii, "ES256")
+    await activate_new_key(dsn, secrets, "ES256")
     unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
     partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)  # receives the QR codes
     device = await make_principal(dsn, Role.CHECKPOINT, province="24")

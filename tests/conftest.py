@@ -23,12 +23,20 @@ from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.db import connect, create_pool
 from services.registry import principals
+from services.registry.key_sealing import new_kek
 from tools.servers import dsn_with_user
 
 SERVER_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # verify_svc's own database role (migrations/0009_verify_role.sql): tests run verify_svc as it, as production does.
 VERIFY_DB_ROLE = "covidtest_verify"
-PERSONAL_DATA_KEYS = ("PII_KEYS", "PII_PEPPER")  # result_svc and publish_svc hold them, verify_svc does not
+# result_svc's (with AdminService) and publish_svc's own roles (migrations/0010_service_roles.sql): every test
+# runs them as these, as production does, so a grant a service lacks fails the suite. Fixtures that set up
+# rows directly (make_principal, `db`, key activation) keep the owner's URL.
+RESULT_DB_ROLE = "covidtest_result"
+PUBLISH_DB_ROLE = "covidtest_publish"
+# result_svc and publish_svc hold the personal-data keys, verify_svc holds no key at all
+PERSONAL_DATA_KEYS = ("PII_KEYS", "PII_PEPPER")
+KEYS_VERIFY_SVC_NEVER_HOLDS = (*PERSONAL_DATA_KEYS, "SIGNING_KEYS_KEK", "SIGNING_KEYS_KEK_PUBLIC")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -102,7 +110,10 @@ async def result_server(database_url):
     from services.result_svc.config import ResultConfig
 
     running = await start_service(
-        "result_svc", load(ResultConfig, service_env(database_url)), result_process.build, serve_metrics_port=False
+        "result_svc",
+        load(ResultConfig, result_svc_env(service_env(database_url))),
+        result_process.build,
+        serve_metrics_port=False,
     )
     yield running
     await running.stop(0)
@@ -129,8 +140,12 @@ async def redis_prefix():
 
 
 def fresh_secrets() -> dict[str, str]:
-    """Fresh personal-data key and pepper, generated per run: no secret lives in the repository."""
+    """Fresh personal-data key and pepper and signing-key KEK, generated per run: no secret lives in the
+    repository."""
+    kek, kek_public = new_kek()
     return {
+        "SIGNING_KEYS_KEK": kek,
+        "SIGNING_KEYS_KEK_PUBLIC": kek_public,
         "PII_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "PII_PEPPER": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
@@ -185,11 +200,37 @@ async def make_principal(
 def verify_svc_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
     """verify_svc's environment from a platform's, as in production: its own database role for DATABASE_URL
     and READ_DATABASE_URL (the latter when set), and no personal-data keys."""
-    own = {name: value for name, value in {**env, **overrides}.items() if name not in PERSONAL_DATA_KEYS}
+    own = {name: value for name, value in {**env, **overrides}.items() if name not in KEYS_VERIFY_SVC_NEVER_HOLDS}
     for name in ("DATABASE_URL", "READ_DATABASE_URL"):
         if own.get(name):
             own[name] = dsn_with_user(own[name], VERIFY_DB_ROLE)
     return own
+
+
+def _as_role(env: dict[str, str], role: str, overrides: dict[str, str]) -> dict[str, str]:
+    own = {**env, **overrides}
+    for name in ("DATABASE_URL", "READ_DATABASE_URL"):
+        if own.get(name):
+            own[name] = dsn_with_user(own[name], role)
+    return own
+
+
+def result_svc_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """result_svc's environment (AdminService included) from a platform's, as in production: its own database
+    role for DATABASE_URL (and READ_DATABASE_URL when set)."""
+    return _as_role(env, RESULT_DB_ROLE, overrides)
+
+
+def publish_svc_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """publish_svc's environment from a platform's, as in production: its own database role for DATABASE_URL
+    (and READ_DATABASE_URL when set)."""
+    return _as_role(env, PUBLISH_DB_ROLE, overrides)
+
+
+def own_service_env(service: str, env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """The environment of `service` ("result_svc", "publish_svc" or "verify_svc") as production runs it."""
+    helpers = {"result_svc": result_svc_env, "publish_svc": publish_svc_env, "verify_svc": verify_svc_env}
+    return helpers[service](env, **overrides)
 
 
 async def start_verify_svc(env: dict[str, str], **overrides: str):

@@ -55,7 +55,7 @@ async def test_a_full_flow_logs_no_personal_data_and_no_token(database_url, capt
     platform = await start_platform(database_url, prefix)
     verify_server = None
     try:
-        platform.key = await activate_new_key(database_url, platform.pii)
+        platform.key = await activate_new_key(database_url, platform.env)
         # Started after the key is active, so its first trust list holds the key.
         verify_server = await start_verify_svc(platform.env)
         platform.unit = await make_principal(database_url, Role.SAMPLER)

@@ -107,30 +107,51 @@ def start_redis(state: dict) -> str:
 
 
 def local_secrets() -> dict[str, str]:
+    """The local stack's keys, made once and kept in .run/secrets (mode 0600); a key a newer version
+    needs is added to an older file."""
     if not SECRETS.exists():
         SECRETS.write_text(
             "PII_KEYS=local1:" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
             "PII_PEPPER=" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
         )
         SECRETS.chmod(0o600)
-    return dict(line.split("=", 1) for line in SECRETS.read_text().splitlines() if "=" in line)
+    values = dict(line.split("=", 1) for line in SECRETS.read_text().splitlines() if "=" in line)
+    if "SIGNING_KEYS_KEK" not in values:
+        from services.registry.key_sealing import new_kek
+
+        kek, public = new_kek()
+        with SECRETS.open("a") as f:
+            f.write(f"SIGNING_KEYS_KEK={kek}\nSIGNING_KEYS_KEK_PUBLIC={public}\n")
+        values.update(SIGNING_KEYS_KEK=kek, SIGNING_KEYS_KEK_PUBLIC=public)
+    return values
 
 
-# verify_svc's own database role (migrations/0009_verify_role.sql), as in production: it cannot read
-# personal data or keys. The local Postgres trusts local connections, so it needs no password.
-VERIFY_DB_ROLE = "covidtest_verify"
+# Each service's own database role (migrations/0009_verify_role.sql, 0010_service_roles.sql), as in
+# production: verify_svc cannot read personal data or keys, result_svc cannot read what publishing produced,
+# publish_svc cannot change the record. The owner only runs migrations. The local Postgres trusts local
+# connections, so the roles need no password.
+SERVICE_DB_ROLES = {
+    "result_svc": "covidtest_result",
+    "publish_svc": "covidtest_publish",
+    "verify_svc": "covidtest_verify",
+}
 
 
 def own_settings(name: str, env_base: dict[str, str]) -> dict[str, str]:
-    """What one service gets instead of the shared settings: verify_svc logs in as its own role."""
-    if name == "verify_svc":
-        return {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], VERIFY_DB_ROLE)}
+    """What one service gets instead of the shared settings: each logs in as its own role."""
+    if name in SERVICE_DB_ROLES:
+        return {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], SERVICE_DB_ROLES[name])}
     return {}
 
 
 def withheld(name: str) -> tuple[str, ...]:
-    """Shared settings a service must not get: verify_svc holds no personal-data keys."""
-    return ("PII_KEYS", "PII_PEPPER") if name == "verify_svc" else ()
+    """Shared settings a service must not get, as in production: verify_svc holds no key at all, and only
+    publish_svc holds the signing-key KEK that opens signing keys."""
+    if name == "verify_svc":
+        return ("PII_KEYS", "PII_PEPPER", "SIGNING_KEYS_KEK", "SIGNING_KEYS_KEK_PUBLIC")
+    if name == "result_svc":
+        return ("SIGNING_KEYS_KEK",)
+    return ()
 
 
 def start_services(env_base: dict[str, str]) -> dict[str, int]:

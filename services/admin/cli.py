@@ -23,14 +23,15 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.admin import reads
+from services.admin import reads, rotation
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import CONNECTION_ERRORS, connect
-from services.common.errors import DomainError, InvalidArgument
+from services.common.errors import DomainError, FailedPrecondition, InvalidArgument
 from services.common.pii import PiiCipher
 from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.registry.key_sealing import SigningKeySealer, new_kek, parse_kek_public
 
 T = TypeVar("T")
 Command = Callable[[str, argparse.Namespace], Awaitable[object]]  # (database URL, parsed arguments) -> JSON
@@ -218,14 +219,14 @@ def _environment_value(name: str, parse: Callable[[str], T], problems: list[str]
         return None
 
 
-def _pii_from_environment() -> PiiCipher:
-    """The personal-data keyring, which also seals signing keys: PII_KEYS and PII_PEPPER as for the services."""
+def _sealer_from_environment() -> SigningKeySealer:
+    """The signing-key KEK's public half (SIGNING_KEYS_KEK_PUBLIC, as result_svc has it): it seals a new
+    key's private half, which only publish_svc can open."""
     problems: list[str] = []
-    keys = _environment_value("PII_KEYS", parse_keyring, problems)
-    pepper = _environment_value("PII_PEPPER", parse_secret_bytes, problems)
-    if problems or keys is None or pepper is None:
-        raise InvalidArgument("signing keys are sealed with the personal-data keyring: " + "; ".join(problems))
-    return PiiCipher(keys, pepper)
+    public = _environment_value("SIGNING_KEYS_KEK_PUBLIC", parse_kek_public, problems)
+    if problems or public is None:
+        raise InvalidArgument("signing keys are sealed with the signing-key KEK: " + "; ".join(problems))
+    return SigningKeySealer(public)
 
 
 async def _import_signing_key(dsn: str, args: argparse.Namespace, days: timedelta | None) -> object:
@@ -234,21 +235,24 @@ async def _import_signing_key(dsn: str, args: argparse.Namespace, days: timedelt
         certificate_pem = _read(args.certificate) if args.certificate else None
     except OSError as exc:
         raise InvalidArgument(f"cannot read {exc.filename}: {exc.strerror}") from None
-    # --keep-in-secret stores only the file's path: the key is never sealed, so no keyring is needed.
-    pii = None if args.keep_in_secret else _pii_from_environment()
+    # --keep-in-secret stores only the file's path: the key is never sealed, so no KEK is needed.
+    sealer = None if args.keep_in_secret else _sealer_from_environment()
     ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
     key = await _with_tx(
         dsn,
-        lambda c: signing_keys.import_key(c, None, pii, private_pem, certificate_pem, days, private_key_ref=ref),
+        lambda c: signing_keys.import_key(c, None, sealer, private_pem, certificate_pem, days, private_key_ref=ref),
     )
     return _key_json(key)
 
 
 async def _signing_key(dsn: str, args: argparse.Namespace) -> object:
     days = timedelta(days=args.validity_days) if getattr(args, "validity_days", None) else None
+    if args.action == "new-kek":
+        private, public = new_kek()
+        return {"SIGNING_KEYS_KEK": private, "SIGNING_KEYS_KEK_PUBLIC": public}
     if args.action == "generate":
-        pii = _pii_from_environment()
-        return _key_json(await _with_tx(dsn, lambda c: signing_keys.generate(c, None, pii, args.algorithm, days)))
+        sealer = _sealer_from_environment()
+        return _key_json(await _with_tx(dsn, lambda c: signing_keys.generate(c, None, sealer, args.algorithm, days)))
     if args.action == "import":
         return await _import_signing_key(dsn, args, days)
     if args.action == "activate":
@@ -295,6 +299,75 @@ async def _reads(dsn: str, args: argparse.Namespace) -> object:
     )
 
 
+def _rotation_keyring() -> PiiCipher:
+    """Every personal-data key, the current (first) one sealing: PII_KEYS and PII_PEPPER as for the services."""
+    problems: list[str] = []
+    keys = _environment_value("PII_KEYS", parse_keyring, problems)
+    pepper = _environment_value("PII_PEPPER", parse_secret_bytes, problems)
+    if problems or keys is None or pepper is None:
+        raise InvalidArgument(
+            "re-encryption needs the services' PII_KEYS (the new key first, the old ones after) and PII_PEPPER: "
+            + "; ".join(problems)
+        )
+    return PiiCipher(keys, pepper)
+
+
+def _current_key_id(given: str | None) -> str | None:
+    """--current-key-id, else the first id of PII_KEYS when it is set (status needs no key itself)."""
+    if given:
+        return given
+    try:
+        return next(iter(parse_keyring(os.environ["PII_KEYS"])))
+    except (KeyError, ValueError):
+        return None
+
+
+def _progress_line(line: dict[str, object]) -> None:
+    print(json.dumps(line, default=str, ensure_ascii=False), flush=True)  # now, not when the run ends
+
+
+async def _pii_keys(dsn: str, args: argparse.Namespace) -> object:
+    """status: values per key id in every sealed column. reencrypt: re-seal old values under the current key."""
+    if args.action == "status":
+        current = _current_key_id(args.current_key_id)
+        conn = await connect(dsn)
+        try:
+            return (await rotation.status(conn, current)).as_json()
+        finally:
+            await conn.close()
+    pii = _rotation_keyring()
+    conn = await connect(dsn)
+    try:
+        try:
+            progress = await rotation.reencrypt(
+                conn,
+                pii,
+                batch_size=args.batch_size,
+                max_seconds=args.max_seconds,
+                max_batches=args.max_batches,
+                report=_progress_line,
+            )
+        except rotation.KeysMissing as exc:
+            raise FailedPrecondition(
+                f"values are sealed under key ids PII_KEYS lacks ({exc}): add them after the current key"
+            ) from None
+        final = await rotation.status(conn, pii.active_key_id)
+    finally:
+        await conn.close()
+    out: dict[str, object] = {
+        "event": "stopped" if progress.stopped else "done",
+        "stopped": progress.stopped,
+        "reencrypted": progress.reencrypted,
+        "batches": progress.batches,
+        "failed": progress.failed,
+        "status": final.as_json(),
+    }
+    if progress.failed:
+        _progress_line(out)
+        raise FailedPrecondition(f"{len(progress.failed)} values did not open and keep their old key (listed)")
+    return out
+
+
 _KINDS = {
     "org": PrincipalKind.ORGANISATION,
     "partner": PrincipalKind.PARTNER,
@@ -315,6 +388,7 @@ _COMMANDS: dict[str, Command] = {
     "trusted-cert": _trusted_cert,
     "rule": _rule,
     "reads": _reads,
+    "pii-keys": _pii_keys,
 }
 
 
@@ -335,6 +409,7 @@ def parser() -> argparse.ArgumentParser:
     _add_trusted_cert_commands(areas)
     _add_rule_commands(areas)
     _add_reads_command(areas)
+    _add_pii_keys_commands(areas)
     return p
 
 
@@ -389,8 +464,11 @@ def _add_credential_commands(areas: Areas) -> None:
 
 def _add_signing_key_commands(areas: Areas) -> None:
     keys = areas.add_parser(
-        "signing-key", help="HCERT signing keys (PII_KEYS/PII_PEPPER seal private keys)"
+        "signing-key", help="HCERT signing keys (SIGNING_KEYS_KEK_PUBLIC seals private keys)"
     ).add_subparsers(dest="action", required=True)
+    keys.add_parser(
+        "new-kek", help="print a new signing-key KEK: SIGNING_KEYS_KEK for publish_svc, its public half for the rest"
+    )
     c = keys.add_parser("generate", help="new key and certificate, state PENDING")
     c.add_argument("--algorithm", choices=signing_keys.ALGORITHMS, default="ES256")
     c.add_argument("--validity-days", type=int, help="certificate validity (default 365)")
@@ -462,6 +540,32 @@ def _add_reads_command(areas: Areas) -> None:
     c.add_argument("--identity-type", default="CITIZEN_ID", choices=["CITIZEN_ID", "OLD_ID", "PASSPORT"])
     c.add_argument("--country", default="", help="ISO 3166-1 alpha-2 issuer of a passport")
     c.add_argument("--limit", type=int, default=1000)
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if not value > 0:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"must be positive, got {raw}")
+        return value
+
+    return parse
+
+
+def _add_pii_keys_commands(areas: Areas) -> None:
+    keys = areas.add_parser(
+        "pii-keys", help="personal-data key rotation: values per key id, re-encryption under the current key"
+    ).add_subparsers(dest="action", required=True)
+    c = keys.add_parser("status", help="per table.column, values sealed under each key id (no key needed)")
+    c.add_argument("--current-key-id", help="the key id counted as current (default: the first of $PII_KEYS)")
+    c = keys.add_parser(
+        "reencrypt",
+        help="re-seal every value under an old key id with the current (first) key of PII_KEYS; online, "
+        "resumable; JSON lines of progress, then the status",
+    )
+    c.add_argument("--batch-size", type=_positive(int), default=500, help="rows per transaction (default 500)")
+    c.add_argument("--max-seconds", type=_positive(float), help="stop after this long (run again to continue)")
+    c.add_argument("--max-batches", type=_positive(int), help="stop after this many batches (a trial run)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,3 +72,84 @@ async def reads_of_results(conn: asyncpg.Connection, result_ids: list[uuid.UUID]
         )
         for r in rows
     ]
+
+
+# --- Personal-data key rotation (issue 14, part 5): the SQL of services.admin.rotation ---------------
+#
+# A sealed value's header is: version byte, key-id length byte, key id (services/common/pii.py). Postgres
+# reads the key id from it without the key: `substring(col FROM 3 FOR get_byte(col, 1))`. Table and
+# column names come from rotation.SEALED (constants), never from input.
+
+
+@dataclass(frozen=True, slots=True)
+class SealedTable:
+    """A table with personal-data columns sealed by PiiCipher: (column, purpose) pairs, keyed by `key`."""
+
+    table: str
+    key: str  # primary key column, walked in order (keyset pagination)
+    key_type: str  # its SQL type, for the first page's NULL
+    columns: tuple[tuple[str, str], ...]
+
+
+def _key_id_sql(column: str) -> str:
+    return f"substring({column} FROM 3 FOR get_byte({column}, 1))"
+
+
+async def sealed_key_id_counts(conn: asyncpg.Connection, table: SealedTable) -> list[tuple[str, bytes, int]]:
+    """(column, key id, values) of every non-NULL sealed value of `table`, in one scan of it."""
+    pairs = ", ".join(f"('{column}', {_key_id_sql(column)})" for column, _ in table.columns)
+    rows = await conn.fetch(
+        f"""SELECT v.col, v.key_id, count(*) AS n
+            FROM {table.table}, LATERAL (VALUES {pairs}) AS v(col, key_id)
+            WHERE v.key_id IS NOT NULL
+            GROUP BY v.col, v.key_id ORDER BY v.col, v.key_id"""
+    )
+    return [(r["col"], bytes(r["key_id"]), r["n"]) for r in rows]
+
+
+async def lock_stale_sealed_rows(
+    conn: asyncpg.Connection, table: SealedTable, after: object | None, current_key_id: bytes, limit: int
+) -> list[asyncpg.Record]:
+    """The next `limit` rows after key `after` (None: from the start) with a value sealed under another key
+    than `current_key_id`, locked FOR NO KEY UPDATE (the lock the UPDATE itself takes: inserts referencing
+    the row by foreign key are not held up); rows another transaction is writing are skipped, not waited for.
+    Each record has `k` (the primary key) and the table's sealed columns."""
+    stale = " OR ".join(f"({c} IS NOT NULL AND {_key_id_sql(c)} <> $2)" for c, _ in table.columns)
+    columns = ", ".join(c for c, _ in table.columns)
+    return await conn.fetch(
+        f"""SELECT {table.key} AS k, {columns} FROM {table.table}
+            WHERE ($1::{table.key_type} IS NULL OR {table.key} > $1) AND ({stale})
+            ORDER BY {table.key} LIMIT $3
+            FOR NO KEY UPDATE SKIP LOCKED""",
+        after,
+        current_key_id,
+        limit,
+    )
+
+
+async def replace_sealed_values(
+    conn: asyncpg.Connection, table: SealedTable, rows: list[tuple[object, list[tuple[bytes | None, bytes | None]]]]
+) -> int:
+    """Write the re-sealed values: `rows` holds (key, [(old, new) per column of table.columns]); new None
+    leaves the column alone. A column is replaced only if it still holds `old` (compare-and-set), so a value
+    rewritten since it was read is kept. One statement for the batch; returns how many values it replaced."""
+    n = len(table.columns)
+    arrays: list[list[object]] = [[key for key, _ in rows]]
+    for i in range(n):
+        arrays.append([pairs[i][0] for _, pairs in rows])
+        arrays.append([pairs[i][1] for _, pairs in rows])
+    names = ", ".join(f"o{i}, n{i}" for i in range(n))
+    casts = ", ".join(f"${2 * i + 2}::bytea[], ${2 * i + 3}::bytea[]" for i in range(n))
+    sets = ", ".join(
+        f"{c} = CASE WHEN v.n{i} IS NOT NULL AND t.{c} = v.o{i} THEN v.n{i} ELSE t.{c} END"
+        for i, (c, _) in enumerate(table.columns)
+    )
+    replaced = " + ".join(f"(v.n{i} IS NOT NULL AND t.{c} = v.n{i})::int" for i, (c, _) in enumerate(table.columns))
+    done = await conn.fetch(
+        f"""UPDATE {table.table} AS t SET {sets}
+            FROM unnest($1::{table.key_type}[], {casts}) AS v(k, {names})
+            WHERE t.{table.key} = v.k
+            RETURNING {replaced} AS replaced""",
+        *arrays,
+    )
+    return sum(r["replaced"] for r in done)

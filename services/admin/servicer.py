@@ -33,6 +33,7 @@ from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, province_rule_pb2, role_pb2, testing_pb2
 from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.registry.key_sealing import SigningKeySealer
 from services.registry.page_keys import CreatedPageKey, PrincipalPageKey, TrustedPageKey
 from services.registry.trust_list import signing_certificate
 
@@ -204,9 +205,10 @@ def _client_certificate(request: pb.RegisterClientCertificateRequest) -> princip
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
-    def __init__(self, deps: Deps[ServiceConfig]):
+    def __init__(self, deps: Deps[ServiceConfig], sealer: SigningKeySealer):
+        """`sealer`: the signing-key KEK's public half, which seals new keys (this process cannot open them)."""
         self._pool = deps.pool
-        self._pii = deps.pii
+        self._sealer = sealer
 
     async def _mutate(
         self,
@@ -397,7 +399,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         validity = _validity(request)
 
         async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.GenerateSigningKeyResponse:
-            key = await signing_keys.generate(conn, actor, self._pii, algorithm, validity, request.request_id)
+            key = await signing_keys.generate(conn, actor, self._sealer, algorithm, validity, request.request_id)
             return pb.GenerateSigningKeyResponse(signing_key=_signing_key(key))
 
         return await self._mutate("GenerateSigningKey", request, pb.GenerateSigningKeyResponse, mutate)
@@ -416,7 +418,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             key = await signing_keys.import_key(
                 conn,
                 actor,
-                self._pii,
+                self._sealer,
                 request.private_key_pem.encode(),
                 request.certificate_pem.encode() or None,
                 validity,
@@ -546,8 +548,8 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         )
 
 
-def admin_service(deps: Deps[ServiceConfig]) -> GrpcService:
-    servicer = AdminServicer(deps)
+def admin_service(deps: Deps[ServiceConfig], sealer: SigningKeySealer) -> GrpcService:
+    servicer = AdminServicer(deps, sealer)
     methods = pb.DESCRIPTOR.services_by_name["AdminService"].methods
     return GrpcService(
         SERVICE,

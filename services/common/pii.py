@@ -40,6 +40,11 @@ class PiiCipher:
     def active_key_id(self) -> str:
         return self._active_id
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of the ring's keys, the active one first (rotation checks it can open what it finds)."""
+        return tuple(self._aead)
+
     def seal(self, purpose: str, plaintext: str) -> bytes:
         return self.seal_bytes(purpose, plaintext.encode("utf-8"))
 

@@ -3,6 +3,7 @@
 import dataclasses
 
 from services.common.config import PersonalDataConfig, parse_bool, positive_float, positive_int, setting
+from services.registry.key_sealing import parse_kek_private
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,4 +61,11 @@ class PublishConfig(PersonalDataConfig):
         positive_int,
         default=600,
         doc="GetCitizenResults calls one partner may make per minute",
+    )
+    signing_keys_kek: list = setting(
+        "SIGNING_KEYS_KEK",
+        parse_kek_private,
+        secret=True,
+        doc="signing-key KEKs (base64 X25519 private keys, comma-separated, current first): open the "
+        "signing keys' private halves; only publish_svc holds them",
     )

@@ -47,6 +47,7 @@ from services.publish_svc.repository import CertificateState, FeedEntry, IssuedC
 from services.publish_svc.signing import CertificateRequest, CertificateSigner, Refused, SigningOutcome
 from services.registry import signing_keys
 from services.registry.certificate_status import StatusCache, StatusEntry
+from services.registry.key_sealing import SigningKeyOpener
 
 log = logging.getLogger("covidtest.relay")
 
@@ -134,6 +135,7 @@ class Relay:
     ):
         self._config = config
         self._pii = pii
+        self._opener = SigningKeyOpener(config.signing_keys_kek)
         self._cache = status_cache
         self._on_published: Callable[[int], object] = on_published or (lambda head: None)
         self._wake = asyncio.Event()
@@ -235,7 +237,7 @@ class Relay:
 
     async def _active_signer(self, conn: asyncpg.Connection) -> ActiveSigner | None:
         if self._signer is None:
-            loaded = await signing_keys.load_active(conn, self._pii)
+            loaded = await signing_keys.load_active(conn, self._opener, legacy=self._pii)
             if loaded is not None:
                 material, key_id = loaded
                 self._signer = ActiveSigner(key_id, CertificateSigner(material, self._config.relay_signing_processes))

@@ -1,7 +1,9 @@
 """The platform's HCERT signing keys: generate or import, activate (rotate), retire, list, load.
 
-A key's private half is sealed with the personal-data keyring (`private_key_enc`), or stays in a
-mounted Kubernetes Secret that `private_key_ref` names (a file path read by publish_svc). It is never
+A key's private half is sealed with the signing-key KEK (`private_key_enc`, services.registry.key_sealing:
+whoever creates keys holds only the KEK's public half, publish_svc alone can open it), or stays in a
+mounted Kubernetes Secret that `private_key_ref` names (a file path read by publish_svc). Keys sealed
+before the KEK existed (with the personal-data keyring) still open while publish_svc holds that keyring. It is never
 returned by any API. Every key enters the trust list when created (PENDING: devices learn it before
 it signs) and leaves it when retired. Exactly one key is ACTIVE; activating another DEACTIVATES the
 previous one, which keeps verifying until its last certificate expires. The SQL is in
@@ -24,6 +26,7 @@ from services.common.auth import Principal
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.pii import PiiCipher
 from services.hcert import keys as hkeys
+from services.registry.key_sealing import SigningKeyOpener, SigningKeySealer, is_kek_sealed
 from services.registry.page_keys import CreatedPageKey
 from services.registry.repository import signing_keys as repo
 from services.registry.trust_list import trust_list_change
@@ -91,19 +94,21 @@ async def get(conn: asyncpg.Connection, key_id: str) -> SigningKeyRow:
     return _row(record)
 
 
-def _sealed_private_key(pii: PiiCipher | None, key: hkeys.PrivateKey, private_key_ref: str | None) -> bytes | None:
+def _sealed_private_key(
+    sealer: SigningKeySealer | None, key: hkeys.PrivateKey, private_key_ref: str | None
+) -> bytes | None:
     """The private half sealed for the database, or None when it stays in the Secret `private_key_ref` names."""
     if private_key_ref:
         return None
-    if pii is None:
-        raise ValueError("a private key kept in the database is sealed with the personal-data keyring")
-    return pii.seal(_PURPOSE, hkeys.private_key_pem(key).decode("ascii"))
+    if sealer is None:
+        raise ValueError("a private key kept in the database is sealed with the signing-key KEK")
+    return sealer.seal(hkeys.private_key_pem(key))
 
 
 async def _store(
     conn: asyncpg.Connection,
     actor: Principal | None,
-    pii: PiiCipher | None,
+    sealer: SigningKeySealer | None,
     key: hkeys.PrivateKey,
     algorithm: str,
     certificate: x509.Certificate,
@@ -113,7 +118,7 @@ async def _store(
 ) -> SigningKeyRow:
     der = certificate.public_bytes(Encoding.DER)
     key_id = uuid.uuid4()
-    sealed = _sealed_private_key(pii, key, private_key_ref)
+    sealed = _sealed_private_key(sealer, key, private_key_ref)
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction survives the conflict
             await repo.insert_key(
@@ -137,7 +142,7 @@ async def _store(
 async def generate(
     conn: asyncpg.Connection,
     actor: Principal | None,
-    pii: PiiCipher,
+    sealer: SigningKeySealer,
     algorithm: str,
     validity: timedelta | None = None,
     request_id: str = "",
@@ -146,7 +151,7 @@ async def generate(
         raise InvalidArgument("unknown algorithm", [FieldViolation("algorithm", "ES256 or PS256", "FIELD_REQUIRED")])
     key = hkeys.generate_private_key(algorithm)
     certificate = hkeys.make_certificate(key, algorithm, check_validity(validity))
-    return await _store(conn, actor, pii, key, algorithm, certificate, None, request_id, "GENERATE_SIGNING_KEY")
+    return await _store(conn, actor, sealer, key, algorithm, certificate, None, request_id, "GENERATE_SIGNING_KEY")
 
 
 def parse_private_key(pem: bytes) -> tuple[hkeys.PrivateKey, str]:
@@ -195,7 +200,7 @@ def _given_certificate(key: hkeys.PrivateKey, certificate_pem: bytes, validity: 
 async def import_key(
     conn: asyncpg.Connection,
     actor: Principal | None,
-    pii: PiiCipher | None,
+    sealer: SigningKeySealer | None,
     private_key_pem: bytes,
     certificate_pem: bytes | None = None,
     validity: timedelta | None = None,
@@ -203,14 +208,14 @@ async def import_key(
     request_id: str = "",
 ) -> SigningKeyRow:
     """Import a key; with `private_key_ref` only that path is stored and the key stays in the Secret
-    (then `pii` may be None)."""
+    (then `sealer` may be None)."""
     key, algorithm = parse_private_key(private_key_pem)
     if certificate_pem:
         certificate = _given_certificate(key, certificate_pem, validity)
     else:
         certificate = hkeys.make_certificate(key, algorithm, check_validity(validity))
     return await _store(
-        conn, actor, pii, key, algorithm, certificate, private_key_ref, request_id, "IMPORT_SIGNING_KEY"
+        conn, actor, sealer, key, algorithm, certificate, private_key_ref, request_id, "IMPORT_SIGNING_KEY"
     )
 
 
@@ -263,13 +268,21 @@ async def list_keys(
     return [_row(r) for r in await repo.list_keys(conn, state, limit, after)]
 
 
-async def load_active(conn: asyncpg.Connection, pii: PiiCipher) -> ActiveSigningKey | None:
-    """The ACTIVE key with its private half and its row id, or None when no key is active."""
+async def load_active(
+    conn: asyncpg.Connection, opener: SigningKeyOpener, legacy: PiiCipher | None = None
+) -> ActiveSigningKey | None:
+    """The ACTIVE key with its private half and its row id, or None when no key is active. `legacy`: the
+    personal-data keyring, which sealed keys created before the signing-key KEK."""
     row = await repo.active_key_material(conn)
     if row is None:
         return None
-    if row["private_key_enc"] is not None:
-        pem = pii.open(_PURPOSE, row["private_key_enc"]).encode("ascii")
+    sealed = row["private_key_enc"]
+    if sealed is not None and is_kek_sealed(sealed):
+        pem = opener.open(sealed)
+    elif sealed is not None:
+        if legacy is None:
+            raise ValueError("the active key was sealed with the personal-data keyring, which is not held here")
+        pem = legacy.open(_PURPOSE, sealed).encode("ascii")
     else:
         with open(row["private_key_ref"], "rb") as f:  # a mounted Kubernetes Secret
             pem = f.read()

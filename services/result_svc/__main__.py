@@ -8,13 +8,14 @@ point is the one place where they are composed; neither package imports the othe
 from services.admin.servicer import admin_service
 from services.common.runtime import Deps, run_module
 from services.common.server import GrpcService
+from services.registry.key_sealing import SigningKeySealer
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
 
 
 def build(deps: Deps[ResultConfig]) -> list[GrpcService]:
     """Everything a result_svc process serves (tests start the very same composition)."""
-    return [*result_service.build(deps), admin_service(deps)]
+    return [*result_service.build(deps), admin_service(deps, SigningKeySealer(deps.config.signing_keys_kek_public))]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 import dataclasses
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from services.common.config import PersonalDataConfig, parse_request_bytes, positive_float, positive_int, setting
+from services.registry.key_sealing import parse_kek_public
 
 
 def _pool_size(raw: str) -> int:
@@ -32,4 +35,10 @@ class ResultConfig(PersonalDataConfig):
         positive_float,
         default=168.0,
         doc="how long a mutation's request_id is remembered (all services); then its row is pruned",
+    )
+    signing_keys_kek_public: X25519PublicKey = setting(
+        "SIGNING_KEYS_KEK_PUBLIC",
+        parse_kek_public,
+        doc="public half of the signing-key KEK (base64): AdminService seals new signing keys with it and "
+        "cannot open them",
     )

@@ -5,38 +5,22 @@ render); the CLI, run as a real process, finds the person by identity number (ha
 or by id and lists the reads as JSON lines.
 """
 
-import json
-import os
 import subprocess
-import sys
 
 import asyncpg
 
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
+from tests.admin.cli_runner import json_lines, run_admin
 from tests.conftest import bearer
 from tests.publish_svc.conftest import new_partner, running_platform
 from tests.result_svc.helpers import person
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def reads(database_url: str, pepper: str | None, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PII_PEPPER", "PII_KEYS")}
-    if pepper is not None:
-        env["PII_PEPPER"] = pepper
-    return subprocess.run(
-        [sys.executable, "-m", "services.admin", "--database-url", database_url, "reads", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_admin(database_url, {"PII_PEPPER": pepper}, "reads", *args, timeout=60)
 
 
-def lines(proc: subprocess.CompletedProcess) -> list[dict]:
-    assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+lines = json_lines
 
 
 async def test_reads_lists_who_read_a_persons_results(database_url):

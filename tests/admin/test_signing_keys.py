@@ -1,9 +1,6 @@
 """Signing keys through AdminService and the CLI: generate, import, rotate, retire; never a private key out."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import grpc
@@ -14,10 +11,9 @@ from google.protobuf.duration_pb2 import Duration
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as pb
 from services.gen.covidtest.type.v1 import certificate_pb2
 from services.hcert import keys as hkeys
+from tests.admin.cli_runner import run_admin
 from tests.conftest import fresh_secrets
 from tests.grpc_errors import error_reason
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def rid() -> str:
@@ -156,17 +152,10 @@ async def test_import_refuses_bad_keys_and_mismatched_certificates(admin):
 def test_cli_imports_a_key_from_a_file_and_lists_it(database_url, tmp_path):
     pem = tmp_path / "dsc.pem"
     pem.write_bytes(hkeys.private_key_pem(hkeys.generate_private_key("ES256")))  # generated at test time
-    env = {**os.environ, **fresh_secrets()}
+    keys: dict[str, str | None] = dict(fresh_secrets())
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "services.admin", "--database-url", database_url, *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_admin(database_url, keys, *args, timeout=60)
 
     proc = cli("signing-key", "import", "--private-key", str(pem))
     assert proc.returncode == 0, proc.stderr
@@ -176,13 +165,5 @@ def test_cli_imports_a_key_from_a_file_and_lists_it(database_url, tmp_path):
     assert proc.returncode == 0 and json.loads(proc.stdout)["activated"]["state"] == "ACTIVE"
     proc = cli("signing-key", "import", "--private-key", str(tmp_path / "missing.pem"))
     assert proc.returncode == 1 and "cannot read" in proc.stderr
-    without_keys = {k: v for k, v in env.items() if k not in ("PII_KEYS", "PII_PEPPER")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.admin", "--database-url", database_url, "signing-key", "generate"],
-        cwd=ROOT,
-        env=without_keys,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1 and "PII_KEYS" in proc.stderr
+    proc = run_admin(database_url, {**keys, "SIGNING_KEYS_KEK_PUBLIC": None}, "signing-key", "generate")
+    assert proc.returncode == 1 and "SIGNING_KEYS_KEK_PUBLIC" in proc.stderr

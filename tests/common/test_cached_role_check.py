@@ -14,7 +14,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env
 from tests.grpc_errors import error_reason
 
 
@@ -23,7 +23,7 @@ async def channel(database_url):
     # An hour of cache: every call after the first is admitted from the cache, never looked up again.
     running = await start_service(
         "result_svc",
-        load(ResultConfig, service_env(database_url, AUTH_CACHE_SECONDS="3600")),
+        load(ResultConfig, result_svc_env(service_env(database_url, AUTH_CACHE_SECONDS="3600"))),
         result_process.build,
         serve_metrics_port=False,
     )

@@ -21,7 +21,7 @@ from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, own_service_env, result_svc_env, service_env
 from tests.grpc_errors import error_reason
 from tests.pki import TestCA
 
@@ -128,7 +128,10 @@ async def test_token_never_appears_in_logs(database_url, result_stub, caplog):
 )
 async def test_every_service_enforces_identity(database_url, module, config_cls, stub_cls, call, request_cls, role):
     running = await start_service(
-        module.LABEL, load(config_cls, service_env(database_url)), module.build, serve_metrics_port=False
+        module.LABEL,
+        load(config_cls, own_service_env(module.LABEL, service_env(database_url))),
+        module.build,
+        serve_metrics_port=False,
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -147,7 +150,9 @@ async def test_every_service_enforces_identity(database_url, module, config_cls,
 async def test_mutual_tls_client_certificate_identifies_the_caller(database_url, tmp_path):
     ca = TestCA()
     env = service_env(database_url, GRPC_INSECURE="false", **ca.write_server_files(tmp_path))
-    running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
+    running = await start_service(
+        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
+    )
     registered = ca.issue("lab-lis-01", server=False)
     stranger = ca.issue("unregistered", server=False)
     lab = await make_principal(database_url, Role.LAB)

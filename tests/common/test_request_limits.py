@@ -18,11 +18,10 @@ from services.publish_svc.config import PublishConfig
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from services.result_svc.validation import MAX_BATCH as MAX_INTAKE_BATCH
-from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
 from services.verify_svc.service import MAX_BATCH as MAX_SCANS
 from services.verify_svc.service import MAX_QR_BYTES
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env, start_verify_svc
 from tests.grpc_errors import violations
 
 WIDE = "\U0001f600"  # four bytes of UTF-8: a field of n characters at its widest
@@ -91,9 +90,7 @@ def _handled(service: str, method: str) -> int:
 
 @pytest.fixture
 async def verify(database_url):
-    running = await start_service(
-        "verify_svc", load(VerifyConfig, service_env(database_url)), verify_service.build, serve_metrics_port=False
-    )
+    running = await start_verify_svc(service_env(database_url))
     try:
         device = await make_principal(database_url, Role.CHECKPOINT)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -142,7 +139,7 @@ async def test_verify_requests_up_to_the_limit_are_served(verify, lookups):
 async def test_result_svc_refuses_an_intake_request_over_its_limit_and_serves_one_under_it(database_url, lookups):
     running = await start_service(
         "result_svc",
-        load(ResultConfig, service_env(database_url, MAX_REQUEST_BYTES=str(64 * 1024))),
+        load(ResultConfig, result_svc_env(service_env(database_url, MAX_REQUEST_BYTES=str(64 * 1024)))),
         result_process.build,
         serve_metrics_port=False,
     )

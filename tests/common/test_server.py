@@ -26,7 +26,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2, result_service_
 from services.result_svc import __main__ as result_process
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, own_service_env, result_svc_env, service_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -96,7 +96,9 @@ async def test_rpc_of_an_issue_not_landed_is_unimplemented(exploding):
 
 
 async def test_health_reflection_and_metrics(database_url):
-    running = await start_service("result_svc", load(ResultConfig, service_env(database_url)), result_process.build)
+    running = await start_service(
+        "result_svc", load(ResultConfig, result_svc_env(service_env(database_url))), result_process.build
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -129,7 +131,10 @@ async def test_health_reflection_and_metrics(database_url):
 
 @pytest.mark.parametrize("service", ["result_svc", "publish_svc", "verify_svc"])
 async def test_process_reports_serving_then_not_serving_first_on_sigterm(database_url, service):
-    env = {**os.environ, **service_env(database_url, GRPC_PORT="0", SHUTDOWN_GRACE_SECONDS="2")}
+    env = {
+        **os.environ,
+        **own_service_env(service, service_env(database_url, GRPC_PORT="0", SHUTDOWN_GRACE_SECONDS="2")),
+    }
     # A subprocess needs a port we know: pick a free one now.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -180,7 +185,9 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
     env = service_env(
         database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port), **TestCA().write_server_files(tmp_path)
     )
-    running = await start_service("result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False)
+    running = await start_service(
+        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))

@@ -21,7 +21,7 @@ from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env
 from tests.grpc_errors import error_reason
 
 FLOOD = 2000
@@ -34,7 +34,7 @@ def _lookups_metric(outcome: str) -> float:
 async def _result_svc(database_url: str, **env: str):
     return await start_service(
         "result_svc",
-        load(ResultConfig, service_env(database_url, **env)),
+        load(ResultConfig, result_svc_env(service_env(database_url, **env))),
         result_process.build,
         serve_metrics_port=False,
     )

@@ -829,6 +829,31 @@ def prod() -> Manifests:
     return rendered("prod")
 
 
+# Each service's own database role (migrations/0009_verify_role.sql, 0010_service_roles.sql).
+SERVICE_DB_ROLES = {
+    "result-svc": "covidtest_result",
+    "publish-svc": "covidtest_publish",
+    "verify-svc": "covidtest_verify",
+}
+
+
+def test_dev_secrets_and_init_script_give_each_service_its_own_role():
+    """dev: each service reads its own generated Secret, whose user the dev Postgres init scripts create with
+    the Secret's password; the migration Job alone reads the owner's."""
+    manifests = rendered("dev")
+    [init] = [c for c in manifests.of_kind("ConfigMap") if c["metadata"]["name"].startswith("postgres-init")]
+    scripts = "\n".join(init["data"].values())
+    for name, role in SERVICE_DB_ROLES.items():
+        secret_name = f"covidtest-db-{name.removesuffix('-svc')}"
+        env = _container_env(manifests, service_container(manifests, name))
+        assert env["DATABASE_URL"].ref[1] == "uri" and env["DATABASE_URL"].ref[0].startswith(secret_name)
+        secret = manifests.secret(env["DATABASE_URL"].ref[0])
+        assert secret["username"] == role and secret["uri"].startswith(f"postgresql://{role}:{secret['password']}@")
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in scripts
+    [job_container] = manifests.get("Job", "covidtest-migrate")["spec"]["template"]["spec"]["containers"]
+    assert _container_env(manifests, job_container)["DATABASE_URL"].ref[0].startswith("covidtest-db-app")
+
+
 def test_prod_postgres_is_a_replicated_cloudnativepg_cluster_with_backups(prod):
     [cluster] = prod.of_kind("Cluster")
     spec = cluster["spec"]
@@ -839,16 +864,21 @@ def test_prod_postgres_is_a_replicated_cloudnativepg_cluster_with_backups(prod):
     store = prod.get("ObjectStore", plugin["parameters"]["barmanObjectName"])
     assert store["spec"]["retentionPolicy"]
     assert any(b["spec"]["cluster"]["name"] == cluster["metadata"]["name"] for b in prod.of_kind("ScheduledBackup"))
-    # result-svc, publish-svc and the Job read the Secret CloudNativePG generates for the owner (its uri names
-    # the primary, -rw); verify-svc logs in as its own role, which CloudNativePG manages with the password
-    # of the Secret verify-svc reads.
+    # Only the migration Job reads the Secret CloudNativePG generates for the owner (its uri names the
+    # primary, -rw); each service logs in as its own role (migrations/0009_verify_role.sql,
+    # 0010_service_roles.sql), which CloudNativePG manages with the password of the Secret the service reads.
     app_secret = f"{cluster['metadata']['name']}-app"
-    for name in SERVICES:
+    job = prod.get("Job", "covidtest-migrate")
+    [job_container] = job["spec"]["template"]["spec"]["containers"]
+    assert _container_env(prod, job_container)["DATABASE_URL"].ref == (app_secret, "uri"), "migrations run as the owner"
+    managed = {r["name"]: r for r in spec["managed"]["roles"]}
+    for name, role in SERVICE_DB_ROLES.items():
+        secret = f"covidtest-db-{name.removesuffix('-svc')}"
         env = _container_env(prod, service_container(prod, name))
-        expected = ("covidtest-db-verify", "uri") if name == "verify-svc" else (app_secret, "uri")
-        assert env["DATABASE_URL"].ref == expected, f"{name} must log in as {expected[0]}"
-    [verify_role] = [r for r in spec["managed"]["roles"] if r["name"] == "covidtest_verify"]
-    assert verify_role["login"] and verify_role["passwordSecret"]["name"] == "covidtest-db-verify"
+        assert env["DATABASE_URL"].ref == (secret, "uri"), f"{name} must log in as its own role, from {secret}"
+        assert managed[role]["login"] and managed[role]["ensure"] == "present"
+        assert managed[role]["passwordSecret"]["name"] == secret
+        assert not managed[role].get("superuser") and not managed[role].get("createrole")
 
 
 def test_prod_redis_has_replication_and_sentinel_failover_behind_a_stable_service(prod):

@@ -20,7 +20,7 @@ from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env
 from tests.fault.delaying_proxy import DelayingProxy
 
 SLOW = 1.5  # seconds per chunk: Postgres answers in about 3 s
@@ -40,7 +40,10 @@ async def stub(database_url, proxy):
     through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
     # AUTH_CACHE_SECONDS stays 0.2 (service_env): cache entries end many times during each test.
     running = await start_service(
-        "result_svc", load(ResultConfig, service_env(through_proxy)), result_process.build, serve_metrics_port=False
+        "result_svc",
+        load(ResultConfig, result_svc_env(service_env(through_proxy))),
+        result_process.build,
+        serve_metrics_port=False,
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

@@ -29,7 +29,7 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, service_env, start_verify_svc
+from tests.conftest import REDIS_URL, bearer, make_principal, result_svc_env, service_env, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
 from tests.result_svc.helpers import result, rid, sample, unique
 
@@ -59,7 +59,7 @@ async def test_committed_record_results_answers_ok_when_release_fails(private_po
     lab = await make_principal(dsn, Role.LAB)
     running = await start_service(
         "result_svc",
-        load(ResultConfig, service_env(dsn, AUTH_CACHE_SECONDS="60")),
+        load(ResultConfig, result_svc_env(service_env(dsn, AUTH_CACHE_SECONDS="60"))),
         result_process.build,
         serve_metrics_port=False,
     )
@@ -138,7 +138,7 @@ async def test_feed_streams_answer_unavailable_while_postgres_is_down(private_po
     caplog.set_level(logging.WARNING, logger="covidtest.rpc")
     platform = await start_platform(dsn, f"t{uuid.uuid4().hex[:12]}", REDIS_URL=REDIS_URL)
     try:
-        platform.key = await activate_new_key(dsn, platform.pii)
+        platform.key = await activate_new_key(dsn, platform.env)
         platform.unit = await make_principal(dsn, Role.SAMPLER)
         platform.lab = await make_principal(dsn, Role.LAB)
         partner = await new_partner(dsn, personal_data_access=False)
@@ -179,7 +179,7 @@ async def test_get_trust_list_while_postgres_is_down(private_postgres, caplog):
     platform = await start_platform(dsn, f"t{uuid.uuid4().hex[:12]}", REDIS_URL=REDIS_URL)
     verify_server = None
     try:
-        platform.key = await activate_new_key(dsn, platform.pii)
+        platform.key = await activate_new_key(dsn, platform.env)
         device = await make_principal(dsn, Role.CHECKPOINT)
         verify_server = await start_verify_svc(platform.env)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:

@@ -15,7 +15,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env
 from tests.result_svc.helpers import result, rid, sample, unique
 
 BATCH = 50
@@ -28,7 +28,7 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
     lab = await make_principal(dsn, Role.LAB)
     running = await start_service(
         "result_svc",
-        load(ResultConfig, service_env(dsn, AUTH_CACHE_SECONDS="60")),
+        load(ResultConfig, result_svc_env(service_env(dsn, AUTH_CACHE_SECONDS="60"))),
         result_process.build,
         serve_metrics_port=False,
     )

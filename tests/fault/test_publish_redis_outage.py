@@ -15,7 +15,7 @@ async def test_feed_goes_on_without_redis_and_statuses_catch_up(database_url, db
     prefix = f"t{uuid.uuid4().hex[:12]}"
     platform = await start_platform(database_url, prefix, REDIS_URL=private_redis.url())
     try:
-        platform.key = await activate_new_key(database_url, platform.pii)
+        platform.key = await activate_new_key(database_url, platform.env)
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         partner = await new_partner(database_url, personal_data_access=False)

@@ -48,7 +48,7 @@ async def test_checkpoint_scans_beyond_the_limit_are_refused_with_redis_down(dat
     platform = await start_platform(database_url, prefix, REDIS_URL=private_redis.url(), SCANS_PER_MINUTE=str(LIMIT))
     verify_server = None
     try:
-        platform.key = await activate_new_key(database_url, platform.pii)
+        platform.key = await activate_new_key(database_url, platform.env)
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         platform.operator = await make_principal(database_url, Role.OPERATOR)

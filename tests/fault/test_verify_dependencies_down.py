@@ -31,7 +31,7 @@ async def test_verify_answers_with_redis_down_postgres_down_and_both(private_pos
     )
     verify_server = None
     try:
-        platform.key = await activate_new_key(dsn, platform.pii)
+        platform.key = await activate_new_key(dsn, platform.env)
         platform.unit = await make_principal(dsn, Role.SAMPLER)
         platform.lab = await make_principal(dsn, Role.LAB)
         partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)

@@ -28,7 +28,15 @@ from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, service_env, start_verify_svc
+from tests.conftest import (
+    REDIS_URL,
+    bearer,
+    make_principal,
+    publish_svc_env,
+    result_svc_env,
+    service_env,
+    start_verify_svc,
+)
 from tests.publish_svc.conftest import Platform, activate_new_key
 
 
@@ -93,17 +101,17 @@ async def fuzz_target(database_url):
         SCANS_PER_MINUTE="100000000",
     )
     result_run = await start_service(
-        "result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False
+        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
     )
     publish_run = await start_service(
-        "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
+        "publish_svc", load(PublishConfig, publish_svc_env(env)), publish_service.build, serve_metrics_port=False
     )
     verify_run = await start_verify_svc(env)
     channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
     channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
     try:
         platform = Platform(env, result_run, publish_run, channel_r, channel_p)
-        key = await activate_new_key(database_url, platform.pii)
+        key = await activate_new_key(database_url, platform.env)
         platform.unit = await make_principal(database_url, Role.SAMPLER)
         platform.lab = await make_principal(database_url, Role.LAB)
         platform.operator = await make_principal(database_url, Role.OPERATOR)

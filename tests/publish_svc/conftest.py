@@ -24,9 +24,10 @@ from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.registry import signing_keys
 from services.registry.certificate_status import StatusCache
+from services.registry.key_sealing import SigningKeySealer, parse_kek_public
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, service_env
+from tests.conftest import REDIS_URL, bearer, make_principal, publish_svc_env, result_svc_env, service_env
 from tests.result_svc.helpers import result, rid, sample, unique
 
 
@@ -80,11 +81,13 @@ class Platform:
         return status.head_position
 
 
-async def activate_new_key(database_url: str, pii: PiiCipher, algorithm: str = "ES256"):
+async def activate_new_key(database_url: str, env: dict[str, str], algorithm: str = "ES256"):
+    """A new signing key, sealed with the KEK of `env` (SIGNING_KEYS_KEK_PUBLIC), made the ACTIVE one."""
+    sealer = SigningKeySealer(parse_kek_public(env["SIGNING_KEYS_KEK_PUBLIC"]))
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            key = await signing_keys.generate(conn, None, pii, algorithm)
+            key = await signing_keys.generate(conn, None, sealer, algorithm)
             await signing_keys.activate(conn, None, key.id)
         return key
     finally:
@@ -95,11 +98,12 @@ async def start_platform(database_url: str, redis_prefix: str, **publish_env) ->
     env = service_env(
         database_url, REDIS_PREFIX=redis_prefix, RELAY_POLL_SECONDS="0.05", FEED_HEARTBEAT_SECONDS="1", **publish_env
     )
+    # Each service as its own database role, as in production; `env` (kept on the platform) is the owner's.
     result_run = await start_service(
-        "result_svc", load(ResultConfig, env), result_process.build, serve_metrics_port=False
+        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
     )
     publish_run = await start_service(
-        "publish_svc", load(PublishConfig, env), publish_service.build, serve_metrics_port=False
+        "publish_svc", load(PublishConfig, publish_svc_env(env)), publish_service.build, serve_metrics_port=False
     )
     channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
     channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
@@ -123,7 +127,7 @@ async def running_platform(database_url: str, **publish_env: str):
     running = await start_platform(database_url, prefix, **publish_env)
     try:
         running.redis_prefix = prefix
-        running.key = await activate_new_key(database_url, running.pii)
+        running.key = await activate_new_key(database_url, running.env)
         running.unit = await make_principal(database_url, Role.SAMPLER)
         running.lab = await make_principal(database_url, Role.LAB)
         running.operator = await make_principal(database_url, Role.OPERATOR)

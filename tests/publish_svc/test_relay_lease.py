@@ -17,7 +17,7 @@ from services.publish_svc import repository as repo
 from services.publish_svc.config import PublishConfig
 from services.publish_svc.relay import LeadershipLost, Relay, connect_relay
 from services.registry.certificate_status import StatusCache
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, publish_svc_env
 from tests.publish_svc.conftest import running_platform
 
 
@@ -33,12 +33,12 @@ async def relays(quiet_platform, database_url, db):
     """Two relays (replicas A and B) with a lease of one second, each on its own relay connection."""
     await db.execute("UPDATE relay_lease SET expires_at = '-infinity'")  # whoever led before is gone
     redis = create_client(REDIS_URL)
-    config = load(PublishConfig, {**quiet_platform.env, "RELAY_LEASE_SECONDS": "1"})
+    config = load(PublishConfig, publish_svc_env(quiet_platform.env, RELAY_LEASE_SECONDS="1"))
     cache = StatusCache(redis, quiet_platform.env["REDIS_PREFIX"])
     made = []
     for _ in range(2):
         relay = Relay(config, quiet_platform.pii, cache)
-        relay.conn = await connect_relay(database_url, config.relay_lease_seconds)
+        relay.conn = await connect_relay(config.database_url, config.relay_lease_seconds)
         made.append(relay)
     yield made
     for relay in made:
@@ -99,7 +99,7 @@ async def test_a_leader_frozen_inside_a_batch_is_replaced_within_its_lease(relay
 async def test_a_leader_that_stops_cleanly_hands_the_lease_over_at_once(quiet_platform, db):
     await db.execute("UPDATE relay_lease SET expires_at = '-infinity'")
     redis = create_client(REDIS_URL)
-    config = load(PublishConfig, {**quiet_platform.env, "RELAY_LEASE_SECONDS": "600"})
+    config = load(PublishConfig, publish_svc_env(quiet_platform.env, RELAY_LEASE_SECONDS="600"))
     relay = Relay(config, quiet_platform.pii, StatusCache(redis, quiet_platform.env["REDIS_PREFIX"]))
     task = asyncio.create_task(relay.run())
     try:
@@ -120,10 +120,10 @@ async def test_a_leader_that_stops_cleanly_hands_the_lease_over_at_once(quiet_pl
 
 async def test_a_leader_whose_session_ended_is_replaced_without_waiting_out_its_lease(quiet_platform, database_url, db):
     await db.execute("UPDATE relay_lease SET expires_at = '-infinity'")
-    config = load(PublishConfig, {**quiet_platform.env, "RELAY_LEASE_SECONDS": "600"})
+    config = load(PublishConfig, publish_svc_env(quiet_platform.env, RELAY_LEASE_SECONDS="600"))
     redis = create_client(REDIS_URL)
     a, b = (Relay(config, quiet_platform.pii, StatusCache(redis, quiet_platform.env["REDIS_PREFIX"])) for _ in "ab")
-    a_conn, b_conn = await connect_relay(database_url, 600), await connect_relay(database_url, 600)
+    a_conn, b_conn = await connect_relay(config.database_url, 600), await connect_relay(config.database_url, 600)
     try:
         assert await a.take_lease(a_conn)
         assert not await b.take_lease(b_conn)

@@ -17,7 +17,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, service_env
+from tests.conftest import bearer, make_principal, result_svc_env, service_env
 from tests.pg_refusal import refusing
 from tests.result_svc.helpers import rid, sample, unique
 
@@ -73,7 +73,9 @@ async def test_result_svc_forgets_a_request_id_after_the_retention(database_url,
     sampler = await make_principal(database_url, Role.SAMPLER)
     lab = await make_principal(database_url, Role.LAB)
     retention_hours = 0.0005  # 1.8 s; the server prunes every 0.45 s
-    config = load(ResultConfig, service_env(database_url, IDEMPOTENCY_RETENTION_HOURS=str(retention_hours)))
+    config = load(
+        ResultConfig, result_svc_env(service_env(database_url, IDEMPOTENCY_RETENTION_HOURS=str(retention_hours)))
+    )
     running = await start_service("result_svc", config, result_process.build, serve_metrics_port=False)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

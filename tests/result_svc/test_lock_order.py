@@ -217,10 +217,10 @@ async def test_concurrent_pool_calls_never_deadlock(database_url, sampler, lab):
     from services.common.runtime import start_service
     from services.result_svc import __main__ as result_process
     from services.result_svc.config import ResultConfig
-    from tests.conftest import service_env
+    from tests.conftest import result_svc_env, service_env
 
     # Enough connections for every call of a round to hold one at once.
-    config = load(ResultConfig, service_env(database_url, DB_POOL_MAX="16"))
+    config = load(ResultConfig, result_svc_env(service_env(database_url, DB_POOL_MAX="16")))
     server = await start_service("result_svc", config, result_process.build, serve_metrics_port=False)
     check = await asyncpg.connect(database_url)
     failures: list[tuple[int, str, object]] = []

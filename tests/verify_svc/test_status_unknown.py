@@ -19,6 +19,7 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.hcert import codec
 from services.registry import signing_keys
+from services.registry.key_sealing import SigningKeyOpener, parse_kek_private
 from services.verify_svc.config import parse_province_codes
 from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.dcc_samples import negative_naat_dcc
@@ -41,7 +42,9 @@ async def never_issued_qr(platform, database_url) -> str:
     """A current negative NAAT DCC signed with the platform's ACTIVE key, unknown to the certificates table."""
     conn = await connect(database_url)
     try:
-        active = await signing_keys.load_active(conn, platform.pii)
+        active = await signing_keys.load_active(
+            conn, SigningKeyOpener(parse_kek_private(platform.env["SIGNING_KEYS_KEK"]))
+        )
     finally:
         await conn.close()
     assert active is not None
