@@ -16,7 +16,7 @@
 -- need nothing more (a foreign key is checked as the owner; the trigger reads persons, which
 -- covidtest_result may). NOTIFY, LISTEN and advisory locks need no grant.
 --
--- A LATER MIGRATION THAT ADDS A TABLE OR A COLUMN A SERVICE USES MUST GRANT IT HERE TOO (to
+-- A LATER MIGRATION THAT ADDS A TABLE OR A COLUMN A SERVICE USES MUST GRANT IT ITSELF (to
 -- covidtest_result, covidtest_publish and/or covidtest_verify, with the sequences of its bigserial
 -- columns): the tests run every service as its role, so a missing grant fails them.
 DO $$
