@@ -283,24 +283,32 @@ async def main(args) -> dict:
         return await run(args, dsn, secrets, services)
 
 
-async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
-    # Setup as in bench/feed.py: an active ES256 key, intake, release, then the certificates from the feed.
+async def released_qrs(
+    dsn: str, secrets: dict, services: ServiceProcesses, count: int, batch: int = 100, timeout: float = 120
+) -> tuple[list[str], dict]:
+    """Setup as in bench/feed.py: an active ES256 key, intake, release of `count` results through the real
+    relay, then their certificates' QR texts from the feed; returns them and a checkpoint device."""
     await activate_new_key(dsn, secrets, "ES256")
     unit, lab = await make_principal(dsn, Role.SAMPLER), await make_principal(dsn, Role.LAB)
     partner = await make_principal(dsn, Role.PARTNER, personal_data_access=True)  # receives the QR codes
     device = await make_principal(dsn, Role.CHECKPOINT, province="24")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{services.start('result_svc')}") as channel:
         intake = result_service_pb2_grpc.ResultServiceStub(channel)
-        barcodes = await register(intake, bearer(unit["token"]), lab["id"], args.results, 0)
-        for i in range(0, len(barcodes), 100):
-            await record(intake, bearer(lab["token"]), barcodes[i : i + 100], {})
+        barcodes = await register(intake, bearer(unit["token"]), lab["id"], count, 0)
+        for i in range(0, len(barcodes), batch):
+            await record(intake, bearer(lab["token"]), barcodes[i : i + batch], {})
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{services.start('publish_svc')}", options=[("grpc.max_receive_message_length", 64 << 20)]
     ) as channel:
         qrs = await read_certificates(
-            publish_service_pb2_grpc.PublishServiceStub(channel), partner["token"], args.results
+            publish_service_pb2_grpc.PublishServiceStub(channel), partner["token"], count, timeout=timeout
         )
     print(f"setup: {len(qrs)} results released, their certificates read from the feed", flush=True)
+    return qrs, device
+
+
+async def run(args, dsn: str, secrets: dict, services: ServiceProcesses) -> dict:
+    qrs, device = await released_qrs(dsn, secrets, services, args.results)
 
     verify_port = services.start("verify_svc", SERVER_PROCESSES=str(args.processes))
     echo_port = start_echo(services)
