@@ -104,17 +104,7 @@ async def own_database(template_db):
 @pytest.fixture(scope="module")
 async def result_server(database_url):
     """A real result_svc (which also hosts AdminService) on a free port, on this module's database."""
-    from services.common.config import load
-    from services.common.runtime import start_service
-    from services.result_svc import __main__ as result_process
-    from services.result_svc.config import ResultConfig
-
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(database_url))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(database_url))
     yield running
     await running.stop(0)
 
@@ -231,6 +221,28 @@ def own_service_env(service: str, env: dict[str, str], **overrides: str) -> dict
     """The environment of `service` ("result_svc", "publish_svc" or "verify_svc") as production runs it."""
     helpers = {"result_svc": result_svc_env, "publish_svc": publish_svc_env, "verify_svc": verify_svc_env}
     return helpers[service](env, **overrides)
+
+
+async def start_result_svc(env: dict[str, str], **overrides: str):
+    """A real result_svc (with the AdminService it hosts) on a free port, with result_svc_env(env, **overrides)."""
+    from services.common.config import load
+    from services.common.runtime import start_service
+    from services.result_svc import __main__ as result_process
+    from services.result_svc.config import ResultConfig
+
+    config = load(ResultConfig, result_svc_env(env, **overrides))
+    return await start_service("result_svc", config, result_process.build, serve_metrics_port=False)
+
+
+async def start_publish_svc(env: dict[str, str], **overrides: str):
+    """A real publish_svc on a free port, with publish_svc_env(env, **overrides)."""
+    from services.common.config import load
+    from services.common.runtime import start_service
+    from services.publish_svc import service as publish_service
+    from services.publish_svc.config import PublishConfig
+
+    config = load(PublishConfig, publish_svc_env(env, **overrides))
+    return await start_service("publish_svc", config, publish_service.build, serve_metrics_port=False)
 
 
 async def start_verify_svc(env: dict[str, str], **overrides: str):

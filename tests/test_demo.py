@@ -3,25 +3,21 @@
 import asyncio
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.type.v1 import verdict_pb2
-from services.publish_svc import service as publish_service
-from services.publish_svc.config import PublishConfig
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import make_principal, publish_svc_env, result_svc_env, service_env, start_verify_svc
+from tests.conftest import (
+    make_principal,
+    service_env,
+    start_publish_svc,
+    start_result_svc,
+    start_verify_svc,
+)
 from tools import demo
 
 
 async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database_url, db):
     env = service_env(database_url, RELAY_POLL_SECONDS="0.05")
-    running = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
-    publishing = await start_service(
-        "publish_svc", load(PublishConfig, publish_svc_env(env)), publish_service.build, serve_metrics_port=False
-    )
+    running = await start_result_svc(env)
+    publishing = await start_publish_svc(env)
     verifying = await start_verify_svc(env)
     try:
         operator = await make_principal(database_url, Role.OPERATOR)

@@ -7,26 +7,17 @@ import pytest
 
 from services.common import auth
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.admin.v1 import admin_service_pb2, admin_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, service_env, start_result_svc
 from tests.grpc_errors import error_reason
 
 
 @pytest.fixture
 async def channel(database_url):
     # An hour of cache: every call after the first is admitted from the cache, never looked up again.
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(database_url, AUTH_CACHE_SECONDS="3600"))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(database_url, AUTH_CACHE_SECONDS="3600"))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             yield channel

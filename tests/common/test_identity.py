@@ -17,11 +17,9 @@ from services.gen.covidtest.verify.v1 import verify_service_pb2, verify_service_
 from services.publish_svc import service as publish_service
 from services.publish_svc.config import PublishConfig
 from services.registry import principals
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
 from services.verify_svc import service as verify_service
 from services.verify_svc.config import VerifyConfig
-from tests.conftest import bearer, make_principal, own_service_env, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, own_service_env, service_env, start_result_svc
 from tests.grpc_errors import error_reason
 from tests.pki import TestCA
 
@@ -150,9 +148,7 @@ async def test_every_service_enforces_identity(database_url, module, config_cls,
 async def test_mutual_tls_client_certificate_identifies_the_caller(database_url, tmp_path):
     ca = TestCA()
     env = service_env(database_url, GRPC_INSECURE="false", **ca.write_server_files(tmp_path))
-    running = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
+    running = await start_result_svc(env)
     registered = ca.issue("lab-lis-01", server=False)
     stranger = ca.issue("unregistered", server=False)
     lab = await make_principal(database_url, Role.LAB)

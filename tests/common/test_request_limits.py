@@ -11,17 +11,15 @@ import pytest
 from services.common.auth import Role
 from services.common.config import load
 from services.common.metrics import RPC_HANDLED
-from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
 from services.gen.covidtest.verify.v1 import verify_service_pb2, verify_service_pb2_grpc
 from services.publish_svc.config import PublishConfig
-from services.result_svc import __main__ as result_process
 from services.result_svc.config import ResultConfig
 from services.result_svc.validation import MAX_BATCH as MAX_INTAKE_BATCH
 from services.verify_svc.config import VerifyConfig
 from services.verify_svc.service import MAX_BATCH as MAX_SCANS
 from services.verify_svc.service import MAX_QR_BYTES
-from tests.conftest import bearer, make_principal, result_svc_env, service_env, start_verify_svc
+from tests.conftest import bearer, make_principal, service_env, start_result_svc, start_verify_svc
 from tests.grpc_errors import violations
 
 WIDE = "\U0001f600"  # four bytes of UTF-8: a field of n characters at its widest
@@ -137,12 +135,7 @@ async def test_verify_requests_up_to_the_limit_are_served(verify, lookups):
 
 
 async def test_result_svc_refuses_an_intake_request_over_its_limit_and_serves_one_under_it(database_url, lookups):
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(database_url, MAX_REQUEST_BYTES=str(64 * 1024)))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(database_url, MAX_REQUEST_BYTES=str(64 * 1024)))
     try:
         lab = await make_principal(database_url, Role.LAB)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

@@ -26,7 +26,7 @@ from services.gen.covidtest.result.v1 import result_service_pb2, result_service_
 from services.result_svc import __main__ as result_process
 from services.result_svc import service as result_service
 from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, own_service_env, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, own_service_env, result_svc_env, service_env, start_result_svc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -185,9 +185,7 @@ async def test_health_port_answers_probes_in_plaintext_under_mutual_tls(database
     env = service_env(
         database_url, GRPC_INSECURE="false", HEALTH_PORT=str(health_port), **TestCA().write_server_files(tmp_path)
     )
-    running = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
+    running = await start_result_svc(env)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))

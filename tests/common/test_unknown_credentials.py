@@ -15,13 +15,9 @@ from prometheus_client import REGISTRY
 
 from services.common import auth
 from services.common.auth import Role, new_token, token_digest
-from services.common.config import load
 from services.common.db import connect
-from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, service_env, start_result_svc
 from tests.grpc_errors import error_reason
 
 FLOOD = 2000
@@ -32,12 +28,7 @@ def _lookups_metric(outcome: str) -> float:
 
 
 async def _result_svc(database_url: str, **env: str):
-    return await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(database_url, **env))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    return await start_result_svc(service_env(database_url, **env))
 
 
 async def _call(stub, token: str) -> grpc.aio.AioRpcError:

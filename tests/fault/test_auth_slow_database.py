@@ -15,12 +15,8 @@ import grpc
 import pytest
 
 from services.common.auth import Role, new_token
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2, result_service_pb2_grpc
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, service_env, start_result_svc
 from tests.fault.delaying_proxy import DelayingProxy
 
 SLOW = 1.5  # seconds per chunk: Postgres answers in about 3 s
@@ -39,12 +35,7 @@ async def stub(database_url, proxy):
     parts = urlsplit(database_url)
     through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
     # AUTH_CACHE_SECONDS stays 0.2 (service_env): cache entries end many times during each test.
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(through_proxy))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(through_proxy))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             yield result_service_pb2_grpc.ResultServiceStub(channel)

@@ -19,17 +19,20 @@ import pytest
 
 from services.common import migrate
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, result_svc_env, service_env, start_verify_svc
+from tests.conftest import (
+    REDIS_URL,
+    bearer,
+    make_principal,
+    service_env,
+    start_result_svc,
+    start_verify_svc,
+)
 from tests.publish_svc.conftest import activate_new_key, new_partner, start_platform, stop_platform
 from tests.result_svc.helpers import result, rid, sample, unique
 
@@ -57,12 +60,7 @@ async def test_committed_record_results_answers_ok_when_release_fails(private_po
     await migrate.apply(dsn)
     unit = await make_principal(dsn, Role.SAMPLER)
     lab = await make_principal(dsn, Role.LAB)
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(dsn, AUTH_CACHE_SECONDS="60"))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(dsn, AUTH_CACHE_SECONDS="60"))
     request_id = rid()
     raised: list[BaseException] = []
     original_release = asyncpg.pool.Pool.release

@@ -8,14 +8,10 @@ import grpc
 
 from services.common import migrate
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, service_env, start_result_svc
 from tests.result_svc.helpers import result, rid, sample, unique
 
 BATCH = 50
@@ -26,12 +22,7 @@ async def test_postgres_crash_mid_batch_loses_nothing_acknowledged(private_postg
     await migrate.apply(dsn)
     unit = await make_principal(dsn, Role.SAMPLER)
     lab = await make_principal(dsn, Role.LAB)
-    running = await start_service(
-        "result_svc",
-        load(ResultConfig, result_svc_env(service_env(dsn, AUTH_CACHE_SECONDS="60"))),
-        result_process.build,
-        serve_metrics_port=False,
-    )
+    running = await start_result_svc(service_env(dsn, AUTH_CACHE_SECONDS="60"))
     acknowledged: list[list[str]] = []  # barcodes of batches the client was told are stored
     unanswered: list[list[str]] = []  # batches that failed: must be all or nothing
     codes: list[grpc.StatusCode] = []

@@ -14,16 +14,12 @@ from typing import NamedTuple
 import grpc
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import bearer, make_principal, publish_svc_env, result_svc_env, service_env
+from tests.conftest import bearer, make_principal, publish_svc_env, service_env, start_result_svc
 from tests.publish_svc.conftest import activate_new_key
 from tests.result_svc.helpers import result, rid, sample, unique
 from tools.servers import free_port
@@ -134,9 +130,7 @@ async def cluster_on(database_url: str):
     await activate_new_key(database_url, env)
     unit, lab = await make_principal(database_url, Role.SAMPLER), await make_principal(database_url, Role.LAB)
     partner = await make_principal(database_url, Role.PARTNER)
-    intake = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
+    intake = await start_result_svc(env)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{intake.port}")
     cluster = Cluster(env, result_service_pb2_grpc.ResultServiceStub(channel), unit, lab, partner)
     try:

@@ -5,39 +5,26 @@ key) that the fuzzer's seed requests point at, so mutations of valid requests re
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
-import redis.asyncio as redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from services.common.auth import Role
-from services.common.config import load
-from services.common.runtime import start_service
 from services.gen.covidtest.admin.v1 import admin_service_pb2 as apb
 from services.gen.covidtest.admin.v1 import admin_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
-from services.publish_svc import service as publish_service
-from services.publish_svc.config import PublishConfig
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
 from tests.conftest import (
-    REDIS_URL,
     bearer,
     make_principal,
-    publish_svc_env,
-    result_svc_env,
-    service_env,
     start_verify_svc,
 )
-from tests.publish_svc.conftest import Platform, activate_new_key
+from tests.publish_svc.conftest import running_platform
 
 
 @dataclass
@@ -89,73 +76,51 @@ def _key_and_certificate() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def fuzz_target(database_url):
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    env = service_env(
+    # The fuzzer calls far faster than any partner or checkpoint device: a limit would answer
+    # RESOURCE_EXHAUSTED before the handler sees the request.
+    async with running_platform(
         database_url,
-        REDIS_PREFIX=prefix,
-        RELAY_POLL_SECONDS="0.05",
         FEED_HEARTBEAT_SECONDS="0.2",
-        # The fuzzer calls far faster than any partner or checkpoint device: a limit would answer
-        # RESOURCE_EXHAUSTED before the handler sees the request.
         CITIZEN_LOOKUPS_PER_MINUTE="100000000",
         SCANS_PER_MINUTE="100000000",
-    )
-    result_run = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
-    publish_run = await start_service(
-        "publish_svc", load(PublishConfig, publish_svc_env(env)), publish_service.build, serve_metrics_port=False
-    )
-    verify_run = await start_verify_svc(env)
-    channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
-    channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
-    try:
-        platform = Platform(env, result_run, publish_run, channel_r, channel_p)
-        key = await activate_new_key(database_url, platform.env)
-        platform.unit = await make_principal(database_url, Role.SAMPLER)
-        platform.lab = await make_principal(database_url, Role.LAB)
-        platform.operator = await make_principal(database_url, Role.OPERATOR)
-        partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
-        device = await make_principal(database_url, Role.CHECKPOINT, province="24")
-        # Real records: released results (one of them keeps a certificate), so seeds name existing rows.
-        start = await platform.head() + 1
-        barcodes = await platform.release(3)
-        events = await platform.collect(partner["token"], start, 3)
-        certified = next(e for e in events if e.certificate.certificate_id)
-        target = FuzzTarget(
-            addresses=[f"127.0.0.1:{run.port}" for run in (result_run, publish_run, verify_run)],
-            tokens={
-                Role.SAMPLER.value: platform.unit["token"],
-                Role.LAB.value: platform.lab["token"],
-                Role.OPERATOR.value: platform.operator["token"],
-                Role.PARTNER.value: partner["token"],
-                Role.CHECKPOINT.value: device["token"],
-            },
-            facts={
-                "lab_id": platform.lab["id"],
-                "unit_id": platform.unit["id"],
-                "partner_id": partner["id"],
-                "device_id": device["id"],
-                "barcode": barcodes[0],
-                "other_barcode": barcodes[1],
-                "certificate_id": certified.certificate.certificate_id,
-                "qr": certified.certificate.qr,
-                "signing_key_id": str(key.id),
-                "certificate_der_b64": base64.b64encode(key.certificate_der).decode(),
-                "head": str(await platform.head()),
-            },
-        )
-        target.facts.update(await _page_tokens(channel_r, target.tokens))
-        target.facts.update(_key_and_certificate())
-        yield target
-    finally:
-        await channel_r.close()
-        await channel_p.close()
-        await verify_run.stop(0)
-        await publish_run.stop(0)
-        await result_run.stop(0)
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    ) as platform:
+        verify_run = await start_verify_svc(platform.env)
+        try:
+            key = platform.key
+            partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
+            device = await make_principal(database_url, Role.CHECKPOINT, province="24")
+            # Real records: released results (one of them keeps a certificate), so seeds name existing rows.
+            start = await platform.head() + 1
+            barcodes = await platform.release(3)
+            events = await platform.collect(partner["token"], start, 3)
+            certified = next(e for e in events if e.certificate.certificate_id)
+            target = FuzzTarget(
+                addresses=[
+                    f"127.0.0.1:{run.port}" for run in (platform.result_server, platform.publish_server, verify_run)
+                ],
+                tokens={
+                    Role.SAMPLER.value: platform.unit["token"],
+                    Role.LAB.value: platform.lab["token"],
+                    Role.OPERATOR.value: platform.operator["token"],
+                    Role.PARTNER.value: partner["token"],
+                    Role.CHECKPOINT.value: device["token"],
+                },
+                facts={
+                    "lab_id": platform.lab["id"],
+                    "unit_id": platform.unit["id"],
+                    "partner_id": partner["id"],
+                    "device_id": device["id"],
+                    "barcode": barcodes[0],
+                    "other_barcode": barcodes[1],
+                    "certificate_id": certified.certificate.certificate_id,
+                    "qr": certified.certificate.qr,
+                    "signing_key_id": str(key.id),
+                    "certificate_der_b64": base64.b64encode(key.certificate_der).decode(),
+                    "head": str(await platform.head()),
+                },
+            )
+            target.facts.update(await _page_tokens(platform.channels[0], target.tokens))
+            target.facts.update(_key_and_certificate())
+            yield target
+        finally:
+            await verify_run.stop(0)

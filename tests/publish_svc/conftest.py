@@ -11,23 +11,25 @@ import redis.asyncio as redis
 
 from services.common.auth import Role
 from services.common.cache import create_client
-from services.common.config import load, parse_keyring, parse_secret_bytes
+from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import connect
 from services.common.pii import PiiCipher
-from services.common.runtime import start_service
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
 from services.gen.covidtest.type.v1 import testing_pb2 as t
-from services.publish_svc import service as publish_service
-from services.publish_svc.config import PublishConfig
 from services.registry import signing_keys
 from services.registry.certificate_status import StatusCache
 from services.registry.key_sealing import SigningKeySealer, parse_kek_public
-from services.result_svc import __main__ as result_process
-from services.result_svc.config import ResultConfig
-from tests.conftest import REDIS_URL, bearer, make_principal, publish_svc_env, result_svc_env, service_env
+from tests.conftest import (
+    REDIS_URL,
+    bearer,
+    make_principal,
+    service_env,
+    start_publish_svc,
+    start_result_svc,
+)
 from tests.result_svc.helpers import result, rid, sample, unique
 
 
@@ -95,16 +97,11 @@ async def activate_new_key(database_url: str, env: dict[str, str], algorithm: st
 
 
 async def start_platform(database_url: str, redis_prefix: str, **publish_env) -> Platform:
-    env = service_env(
-        database_url, REDIS_PREFIX=redis_prefix, RELAY_POLL_SECONDS="0.05", FEED_HEARTBEAT_SECONDS="1", **publish_env
-    )
+    defaults = {"REDIS_PREFIX": redis_prefix, "RELAY_POLL_SECONDS": "0.05", "FEED_HEARTBEAT_SECONDS": "1"}
+    env = service_env(database_url, **{**defaults, **publish_env})
     # Each service as its own database role, as in production; `env` (kept on the platform) is the owner's.
-    result_run = await start_service(
-        "result_svc", load(ResultConfig, result_svc_env(env)), result_process.build, serve_metrics_port=False
-    )
-    publish_run = await start_service(
-        "publish_svc", load(PublishConfig, publish_svc_env(env)), publish_service.build, serve_metrics_port=False
-    )
+    result_run = await start_result_svc(env)
+    publish_run = await start_publish_svc(env)
     channel_r = grpc.aio.insecure_channel(f"127.0.0.1:{result_run.port}")
     channel_p = grpc.aio.insecure_channel(f"127.0.0.1:{publish_run.port}")
     platform = Platform(env, result_run, publish_run, channel_r, channel_p)
