@@ -5,6 +5,9 @@ computed here from the contracts' own limits."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import pytest
 
@@ -86,6 +89,15 @@ def _handled(service: str, method: str) -> int:
     return sum(n for (svc, m, _code), n in RPC_HANDLED.values.items() if (svc, m) == (service, method))
 
 
+async def _handled_settles_at(service: str, method: str, expected: int) -> None:
+    """Waits (with a deadline) until `expected` calls are counted: the guard counts a call in its
+    `finally`, which can run just after the client has read the call's status."""
+    deadline = time.monotonic() + 5
+    while _handled(service, method) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert _handled(service, method) == expected
+
+
 @pytest.fixture
 async def verify(database_url):
     running = await start_verify_svc(service_env(database_url))
@@ -103,8 +115,10 @@ async def test_an_oversize_verify_is_refused_before_the_caller_or_the_request_is
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Verify(verify_service_pb2.VerifyRequest(qr="x" * (1 << 20)), metadata=auth, timeout=10)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
-    assert _handled("verify_svc", "Verify") == before, "the call guard (and so the handler) ran"
     assert lookups == [], "the caller's credential was looked up for a request refused by size"
+    # The marker call (see below) is the only one the guard counts: the oversize one never reached it.
+    await stub.Verify(verify_service_pb2.VerifyRequest(qr="HC1:x"), metadata=auth, timeout=10)
+    await _handled_settles_at("verify_svc", "Verify", before + 1)
 
 
 async def test_verify_requests_up_to_the_limit_are_served(verify, lookups):
@@ -122,16 +136,19 @@ async def test_verify_requests_up_to_the_limit_are_served(verify, lookups):
         return request
 
     # Exactly at the limit: parsed and checked by the handler (the QR is too long for the contract).
+    before = _handled("verify_svc", "Verify")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Verify(verify_of_size(limit), metadata=auth, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
     assert violations(err.value) == [("qr", "FIELD_OUT_OF_RANGE")]
-    # One byte more: refused by grpc.
-    before = _handled("verify_svc", "Verify")
+    await _handled_settles_at("verify_svc", "Verify", before + 1)
+    # One byte more: refused by grpc, never handled. A small call after it is the marker: once it is
+    # counted, a handled oversize call (sent before it on the same channel) would have been counted too.
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Verify(verify_of_size(limit + 1), metadata=auth, timeout=10)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
-    assert _handled("verify_svc", "Verify") == before
+    await stub.Verify(verify_service_pb2.VerifyRequest(qr="HC1:x"), metadata=auth, timeout=10)
+    await _handled_settles_at("verify_svc", "Verify", before + 2)
 
 
 async def test_result_svc_refuses_an_intake_request_over_its_limit_and_serves_one_under_it(database_url, lookups):
