@@ -8,6 +8,7 @@ caller and must never contain personal data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import grpc
@@ -126,7 +127,8 @@ class ResourceExhausted(DomainError):
         out = super().details()
         if self.retry_after_s is not None:
             delay = duration_pb2.Duration()
-            delay.FromMilliseconds(int(self.retry_after_s * 1000))
+            # Rounded up, at least 1 ms: a zero delay would tell the client to retry at once (and be refused).
+            delay.FromMilliseconds(max(1, math.ceil(self.retry_after_s * 1000)))
             out.append(error_details_pb2.RetryInfo(retry_delay=delay))
         return out
 
