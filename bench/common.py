@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,7 +67,7 @@ class ServiceProcesses:
                 [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env={**self.env, **env, "GRPC_PORT": str(port)}
             )
         )
-        if not wait_for_port(port, 30):
+        if not wait_for_port(port, 30) or not wait_for_serving(port, 60):
             raise RuntimeError(f"{name} did not start")
         return port
 
@@ -74,6 +75,25 @@ class ServiceProcesses:
         for proc in self.processes:
             proc.terminate()
             proc.wait(30)
+
+
+def wait_for_serving(port: int, deadline_s: float) -> bool:
+    """Whether the gRPC health service on `port` answers SERVING within the deadline: with
+    SERVER_PROCESSES > 1 only once every process listens, so the load's connections spread over all."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+        except grpc.RpcError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 async def delete_redis_keys(prefix: str) -> None:

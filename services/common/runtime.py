@@ -9,6 +9,7 @@ SIGTERM. Tests call `start_service(...)` to run the very same wiring in-process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -95,7 +96,11 @@ def _report_unexpected_end(task: asyncio.Task) -> None:
 Build = Callable[[Deps[C]], list[GrpcService]]
 
 
-async def start_service(label: str, config: C, build: Build[C], *, serve_metrics_port: bool = True) -> Running:
+async def start_service(
+    label: str, config: C, build: Build[C], *, serve_metrics_port: bool = True, serving: bool = True
+) -> Running:
+    """The service built and listening; its health SERVING unless `serving` is False (then the caller
+    turns it on with `Running.set_serving`)."""
     pool = await create_pool(config.database_url, config.db_pool_min, config.db_pool_max)
     cache = create_client(config.redis_url)
     pii = PiiCipher(config.pii_keys, config.pii_pepper) if isinstance(config, PersonalDataConfig) else None
@@ -110,6 +115,7 @@ async def start_service(label: str, config: C, build: Build[C], *, serve_metrics
             resolver,
             on_stop=[pool.close, cache.aclose, *deps.on_stop],
             serve_metrics_port=serve_metrics_port,
+            serving=serving,
         )
     except BaseException:
         for finish in reversed(deps.on_stop):
@@ -120,32 +126,103 @@ async def start_service(label: str, config: C, build: Build[C], *, serve_metrics
 
 
 WORKER_ENV = "COVIDTEST_SERVER_WORKER"
+READY_FD_ENV, GO_FD_ENV = "COVIDTEST_WORKER_READY_FD", "COVIDTEST_WORKER_GO_FD"
+WORKERS_READY_TIMEOUT_S = 120.0
 
 
-def _start_workers(label: str, config: ServiceConfig) -> list[subprocess.Popen]:
+@dataclass
+class Worker:
+    """One more process of this service: it writes a byte to `ready` once it listens (health
+    NOT_SERVING), and turns SERVING when the first process writes a byte to `go`. When `go` reaches
+    end of file (the first process is gone, even SIGKILLed) the worker stops: no orphan keeps serving."""
+
+    process: subprocess.Popen
+    ready: int  # read end, in the first process
+    go: int  # write end, in the first process
+
+
+def _start_workers(label: str, config: ServiceConfig) -> list[Worker]:
     """SERVER_PROCESSES - 1 more processes of this service on the same gRPC port (SO_REUSEPORT: the
     kernel spreads connections over them). Started with exec, never fork, since grpc is imported; each
     serves metrics on METRICS_PORT + its number."""
     workers = []
     for number in range(1, config.server_processes):
+        ready_read, ready_write = os.pipe()
+        go_read, go_write = os.pipe()
         env = {
             **os.environ,
             WORKER_ENV: str(number),
+            READY_FD_ENV: str(ready_write),
+            GO_FD_ENV: str(go_read),
             "METRICS_PORT": str(config.metrics_port + number) if config.metrics_port else "0",
         }
-        workers.append(subprocess.Popen([sys.executable, "-m", f"services.{label}"], env=env))
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{label}"], env=env, pass_fds=(ready_write, go_read)
+        )
+        os.close(ready_write)
+        os.close(go_read)
+        workers.append(Worker(process, ready_read, go_write))
     return workers
 
 
-def _stop_workers(workers: list[subprocess.Popen], grace: float) -> None:
+async def _wait_until_workers_listen(workers: list[Worker], timeout_s: float) -> None:
+    """Returns once every worker has said it listens; RuntimeError if one ends first or time runs out.
+    Reads the pipes from the event loop (add_reader), so no helper thread is left behind."""
+    loop = asyncio.get_running_loop()
+    said: list[asyncio.Future[bool]] = []
     for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        future: asyncio.Future[bool] = loop.create_future()
+
+        def on_readable(fd: int = worker.ready, future: asyncio.Future[bool] = future) -> None:
+            loop.remove_reader(fd)
+            if not future.done():
+                future.set_result(bool(os.read(fd, 1)))
+
+        loop.add_reader(worker.ready, on_readable)
+        said.append(future)
+    try:
+        answers = await asyncio.wait_for(asyncio.gather(*said), timeout_s)
+    except TimeoutError:
+        raise RuntimeError(f"the worker processes did not start within {timeout_s:.0f} s") from None
+    finally:
+        for worker in workers:
+            loop.remove_reader(worker.ready)
+            os.close(worker.ready)
+    if not all(answers):
+        raise RuntimeError("a worker process ended before it served")
+
+
+def _stop_workers(workers: list[Worker], grace: float) -> None:
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
     for worker in workers:
         try:
-            worker.wait(grace + 5)
+            worker.process.wait(grace + 5)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            worker.process.kill()
+        with contextlib.suppress(OSError):
+            os.close(worker.go)
+
+
+async def _serve_as_worker(running: Running) -> None:
+    """A worker's part of the start: say it listens, turn SERVING when told, stop when the first process
+    is gone (its end of the go pipe closes)."""
+    ready_fd, go_fd = int(os.environ[READY_FD_ENV]), int(os.environ[GO_FD_ENV])
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+
+    loop = asyncio.get_running_loop()
+
+    def on_go_readable() -> None:  # a callback on the loop itself: no thread waits on the pipe
+        if os.read(go_fd, 1):
+            loop.create_task(running.set_serving(True))
+            return
+        loop.remove_reader(go_fd)  # end of file: the first process is gone
+        log.warning("the first process of this service is gone: stopping this worker")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.add_reader(go_fd, on_go_readable)
 
 
 def main(label: str, config_cls: type[C], build: Build[C]) -> int:
@@ -155,16 +232,28 @@ def main(label: str, config_cls: type[C], build: Build[C]) -> int:
         print(f"{label}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
-    workers = [] if os.environ.get(WORKER_ENV) else _start_workers(label, config)
+    worker = bool(os.environ.get(WORKER_ENV))
+    workers = [] if worker else _start_workers(label, config)
 
     async def serve() -> None:
         try:
-            running = await start_service(label, config, build)
+            # Every process answers health NOT_SERVING until all of them listen: a readiness probe that
+            # passes (and a load balancer that sends) while only some do would pin long-lived client
+            # connections to those processes, leaving the others idle for the connections' lifetime.
+            running = await start_service(label, config, build, serving=not worker and not workers)
             changed = batch_helper_threads() if config.helper_threads_batch else 0
             log.info(
                 "helper threads scheduled",
                 extra={"fields": {"sched_batch": config.helper_threads_batch, "threads": changed}},
             )
+            if worker:
+                await _serve_as_worker(running)
+            elif workers:
+                await _wait_until_workers_listen(workers, WORKERS_READY_TIMEOUT_S)
+                for w in workers:
+                    os.write(w.go, b"1")
+                await running.set_serving(True)
+                log.info("all processes serving", extra={"fields": {"processes": len(workers) + 1}})
             await run_until_signal(running, config.shutdown_grace_seconds)
         finally:
             await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)
@@ -176,7 +265,7 @@ def main(label: str, config_cls: type[C], build: Build[C]) -> int:
     except Unavailable as exc:
         log.error("cannot start: a dependency is unavailable", extra={"fields": {"error": exc.message}})
         return 1
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         log.error("cannot start", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
         return 1
     return 0

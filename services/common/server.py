@@ -105,6 +105,7 @@ async def start(
     *,
     on_stop: list[Callable[[], Awaitable[None]]] | None = None,
     serve_metrics_port: bool = True,
+    serving: bool = True,
 ) -> Running:
     policy: dict[str, frozenset[Role]] = {}
     for service in services:
@@ -150,9 +151,9 @@ async def start(
         http, _thread = serve_metrics(config.metrics_port)
         running._metrics_http = http
         running.metrics_port = http.server_port
-    await running.set_serving(True)
+    await running.set_serving(serving)
     log.info(
-        "serving",
+        "serving" if serving else "listening; health NOT_SERVING until told",
         extra={
             "fields": {
                 "service": service_label,

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -237,6 +238,70 @@ def test_server_processes_share_the_port_and_stop_together(database_url):
             proc.kill()
 
 
+def test_a_worker_serves_only_when_told_and_stops_when_the_first_process_is_gone(database_url):
+    """The worker side of SERVER_PROCESSES: it says when it listens, answers health NOT_SERVING until
+    the first process writes to its go pipe, and stops by itself when that pipe closes (the first
+    process gone, even by SIGKILL), instead of serving on as an orphan."""
+    from services.common.runtime import GO_FD_ENV, READY_FD_ENV, WORKER_ENV
+    from tools.servers import free_port
+
+    port = free_port()
+    ready_read, ready_write = os.pipe()
+    go_read, go_write = os.pipe()
+    env = {
+        **os.environ,
+        **service_env(database_url, GRPC_PORT=str(port), SHUTDOWN_GRACE_SECONDS="1"),
+        WORKER_ENV: "1",
+        READY_FD_ENV: str(ready_write),
+        GO_FD_ENV: str(go_read),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.verify_svc"], cwd=ROOT, env=env, pass_fds=(ready_write, go_read)
+    )
+    os.close(ready_write)
+    os.close(go_read)
+    try:
+        readable, _, _ = select.select([ready_read], [], [], 30)
+        assert readable and os.read(ready_read, 1) == b"1", "the worker never said it listens"
+        assert health_status(port) == health_pb2.HealthCheckResponse.NOT_SERVING
+        os.write(go_write, b"1")
+        deadline = time.monotonic() + 10
+        while health_status(port) != health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < deadline, "the worker did not turn SERVING when told"
+            time.sleep(0.05)
+        os.close(go_write)
+        go_write = -1
+        assert proc.wait(30) == 0, "the worker did not stop when the first process was gone"
+    finally:
+        os.close(ready_read)
+        if go_write >= 0:
+            os.close(go_write)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_workers_of_a_killed_first_process_stop(database_url):
+    proc, port = verify_process(database_url, SERVER_PROCESSES="2")
+    children: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not (children and health_ok(port)):
+            assert time.monotonic() < deadline, "the processes did not start serving"
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while subprocess.run(["kill", "-0", children[0]], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "the worker outlived its first process"
+            time.sleep(0.05)
+    finally:
+        for child in children:
+            subprocess.run(["kill", "-9", child], capture_output=True)
+        if proc.poll() is None:
+            proc.kill()
+
+
 def thread_policies(pid: int) -> dict[int, int]:
     """The scheduling policy of each thread of `pid`."""
     policies = {}
@@ -278,13 +343,18 @@ def test_helper_threads_keep_their_policy_when_the_setting_is_off(database_url, 
         proc.wait(30)
 
 
-def health_ok(port: int) -> bool:
+def health_status(port: int) -> int | None:
+    """The health status one new connection to `port` is given; None if none answers."""
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
+            return reply.status
     except grpc.RpcError:
-        return False
+        return None
+
+
+def health_ok(port: int) -> bool:
+    return health_status(port) == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_message(caplog):
