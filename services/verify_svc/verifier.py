@@ -65,10 +65,14 @@ class Verdict:
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
+    text = text.upper().replace("Z", "+00:00")
+    leap = len(text) > 19 and text[10] == "T" and text[17:19] == "60"  # RFC 3339 allows a leap second
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)
     except ValueError:
         return None
+    if leap:  # datetime has no second 60: the instant after 23:59:59 is the next day's 00:00:00
+        value += timedelta(seconds=1)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -150,6 +150,19 @@ def test_b45decode_agrees_with_package_on_any_text(text):
         assert hd.b45decode(text) == expected
 
 
+@SETTINGS
+@given(st.binary(min_size=2, max_size=2400), st.data())
+def test_b45decode_refuses_an_overflowing_group_anywhere_in_a_long_text(data, draw):
+    """Each group is checked wherever it sits (the decoder works on the whole text at once)."""
+    text = codec.b45encode(data)
+    group = draw.draw(st.integers(0, len(text) // 3 - 1))
+    broken = text[: 3 * group] + draw.draw(st.sampled_from(["GGW", ":::", "ZZZ"])) + text[3 * group + 3 :]
+    with pytest.raises(ValueError):
+        hd.b45decode(broken)
+    with pytest.raises(ValueError):
+        base45.b45decode(broken)
+
+
 @pytest.mark.parametrize(
     "text, data",
     [
@@ -505,7 +518,13 @@ def test_schema_failures():
         error = _schema_error(broken)
         assert "/t/0/sc" in error.reason and (not bad_sc or bad_sc not in error.reason)
         assert stage_of(_dcc_qr(broken), check_schema=False) is None
-    for good_sc in ["2021-08-01T02:15:30Z", "2021-08-01T09:15:30+07:00", "2021-08-01T02:15:30.123Z"]:
+    for good_sc in [
+        "2021-08-01T02:15:30Z",
+        "2021-08-01T09:15:30+07:00",
+        "2021-08-01T02:15:30.123Z",
+        "2016-12-31T23:59:60Z",  # RFC 3339 allows a leap second
+        "2021-08-01t02:15:30z",  # and lower-case separators
+    ]:
         assert stage_of(_dcc_qr({**dcc, "t": [{**entry, "sc": good_sc}]})) is None
     missing = {k: v for k, v in entry.items() if k != "tt"}
     _schema_error({**dcc, "t": [missing]})

@@ -112,3 +112,14 @@ def test_the_certificates_own_exp_wins_over_a_longer_rule_window():
     verdict = _scan(_verifier(material, "VALID"), qr, at)
     assert verdict.verdict == "EXPIRED", verdict.reason
     assert verdict.reason == "the certificate has expired"  # by the certificate's exp, not the rule
+
+
+def test_sample_times_parse_as_rfc_3339_writes_them():
+    from datetime import UTC, datetime
+
+    from services.verify_svc.verifier import _parse_time
+
+    assert _parse_time("2016-12-31T23:59:60Z") == datetime(2017, 1, 1, tzinfo=UTC)  # a leap second
+    assert _parse_time("2021-08-01t09:15:30+07:00") == datetime(2021, 8, 1, 2, 15, 30, tzinfo=UTC)
+    assert _parse_time("2021-08-01T02:15:30.5z") == datetime(2021, 8, 1, 2, 15, 30, 500000, tzinfo=UTC)
+    assert _parse_time("2021-08-01T02:15:61Z") is None and _parse_time("") is None and _parse_time(None) is None
