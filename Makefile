@@ -15,7 +15,7 @@ help:
 	@echo "make lint         buf lint, ruff check, ruff format --check, mypy over services/"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
-	@echo "make bench-verify Verify vs a bare echo server under h2load (needs nghttp2-client)"
+	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server (needs libnghttp2-dev)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,5 +63,5 @@ bench-feed: install
 	$(BIN)/python bench/feed.py
 
 bench-verify: install
-	@command -v h2load >/dev/null || { echo "h2load is needed: apt-get install -y nghttp2-client"; exit 2; }
+	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }
 	$(BIN)/python bench/verify.py

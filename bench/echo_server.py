@@ -2,8 +2,9 @@
 
 Serves the same method path as verify_svc, `/covidtest.verify.v1.VerifyService/Verify`, with the
 generated code (the request is parsed, a fixed small VerifyResponse is serialised) and does nothing
-else: no interceptor, no authentication, no decoding, no Redis. Same grpcio, same uvloop and the
-same server options as the services, one process. Runs until SIGTERM/SIGINT.
+else: no interceptor, no authentication, no decoding, no Redis; beside it only the standard health
+service. Same grpcio, same uvloop and the same server options as the services; bench/verify.py runs as
+many of them on one port as verify_svc has processes. Runs until SIGTERM/SIGINT.
 
     python bench/echo_server.py --port 50051
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,6 +46,8 @@ async def serve(host: str, port: int) -> None:
         ]
     )
     verify_service_pb2_grpc.add_VerifyServiceServicer_to_server(EchoServicer(), server)
+    # The standard health service, as the services have it (benchmarks wait for SERVING); not on the Verify path.
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise SystemExit(f"echo_server: cannot bind {host}:{port}")
     await server.start()

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import grpcload  # noqa: E402
 from bench.common import MACHINE, ServiceProcesses  # noqa: E402
-from bench.verify import VERIFY_PATH, H2Load, grpc_frame, start_echo  # noqa: E402
+from bench.h2load import H2Load, grpc_frame  # noqa: E402
+from bench.verify import VERIFY_PATH, start_echo  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb  # noqa: E402
 
 

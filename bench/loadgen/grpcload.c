@@ -105,6 +105,7 @@ static uint64_t scheduled = 0; /* --rate: calls due so far */
 static int rr = 0;
 static int measuring = 0;
 static uint64_t skipped = 0; /* --rate: calls of the warm-up never sent */
+static int pace_blocked = 0;  /* --rate: a due call waits for a free stream (a stream end wakes the loop) */
 static int epfd;
 
 static double now(void) {
@@ -303,6 +304,7 @@ static void pace(void) {
                 break;
             }
         }
+        pace_blocked = !sent;
         if (!sent) return; /* retried as soon as a stream ends */
         if (now() - due_at > 0.001) late++; /* sent more than 1 ms after its due time */
         scheduled++;
@@ -461,14 +463,17 @@ int main(int argc, char **argv) {
     while (running) {
         double t = now();
         if (t >= t_end) break;
-        int timeout = (int)((t_end - t) * 1000) + 1;
-        if (opt_rate > 0) {
+        /* Sleep until the next call is due (nanosecond timeout: a millisecond one would either spin
+           below 1 ms or send late), or until the end; a call blocked on streams waits for an event. */
+        double wait_s = t_end - t;
+        if (opt_rate > 0 && !pace_blocked) {
             double next_due = t_start + (double)scheduled / opt_rate;
-            int until = next_due <= t ? 0 : (int)((next_due - t) * 1000);
-            if (until < timeout) timeout = until;
+            if (next_due - t < wait_s) wait_s = next_due - t;
         }
-        int n = epoll_wait(epfd, evs, 256, timeout);
-        if (n < 0 && errno != EINTR) { perror("epoll_wait"); break; }
+        if (wait_s < 0) wait_s = 0;
+        struct timespec ts = {.tv_sec = (time_t)wait_s, .tv_nsec = (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+        int n = epoll_pwait2(epfd, evs, 256, &ts, NULL);
+        if (n < 0 && errno != EINTR) { perror("epoll_pwait2"); break; }
         for (int i = 0; i < n; i++) {
             conn_t *cn = evs[i].data.ptr;
             if (!cn->alive) continue;
