@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -225,6 +226,22 @@ async def _serve_as_worker(running: Running) -> None:
     loop.add_reader(go_fd, on_go_readable)
 
 
+# Young-generation collections after this many net container allocations (Python's default is 700).
+# A first scan at a checkpoint allocates a few hundred objects (the decoded certificate, its CBOR maps),
+# so the default collected every two or three scans; the older generations follow it less often too.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def _collect_garbage_for_serving() -> None:
+    """Once the service is built: what start-up created (modules, descriptors, the schema) moves out of
+    the collector's sight for good (gc.freeze), and collections become rarer. Measured on verify_svc with
+    a different QR on every scan: p99 at max load about halved, throughput up to 10 % higher
+    (docs/benchmarks.md). Garbage without cycles is freed at once by reference counting either way."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def main(label: str, config_cls: type[C], build: Build[C]) -> int:
     try:
         config = load(config_cls)
@@ -241,6 +258,7 @@ def main(label: str, config_cls: type[C], build: Build[C]) -> int:
             # passes (and a load balancer that sends) while only some do would pin long-lived client
             # connections to those processes, leaving the others idle for the connections' lifetime.
             running = await start_service(label, config, build, serving=not worker and not workers)
+            _collect_garbage_for_serving()
             changed = batch_helper_threads() if config.helper_threads_batch else 0
             log.info(
                 "helper threads scheduled",

@@ -19,6 +19,7 @@ import grpc
 from services.common.auth import Principal, Role, current_caller
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
+from services.common.memo import BoundedMemo
 from services.common.metrics import LoopCounter
 from services.common.protoconv import enum_value, set_timestamp, timestamp, to_datetime
 from services.common.ratelimit import RateLimiter
@@ -60,8 +61,7 @@ VERIFICATIONS = LoopCounter(
 
 # Answers to repeat scans differ only in checked_at: everything else is built once per distinct
 # content (a template; bounded, like the genuine-QR cache it mirrors) and copied in C per call.
-_RESPONSE_TEMPLATES: dict[tuple, pb.VerifyResponse] = {}
-_RESPONSE_TEMPLATE_LIMIT = 10_000
+_RESPONSE_TEMPLATES: BoundedMemo[tuple, pb.VerifyResponse] = BoundedMemo(10_000)
 
 
 def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
@@ -88,9 +88,8 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
     )
     template = _RESPONSE_TEMPLATES.get(key)
     if template is None:
-        if len(_RESPONSE_TEMPLATES) >= _RESPONSE_TEMPLATE_LIMIT:
-            _RESPONSE_TEMPLATES.clear()
-        template = _RESPONSE_TEMPLATES[key] = _template(result, rule_id, rule_version)
+        template = _template(result, rule_id, rule_version)
+        _RESPONSE_TEMPLATES.put(key, template)
     response = pb.VerifyResponse()
     response.CopyFrom(template)
     set_timestamp(response.checked_at, checked_at)

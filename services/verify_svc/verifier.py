@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from services.common.memo import BoundedMemo
 from services.hcert import decode as hdecode
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Rule, Snapshot, TrustedKey
@@ -23,8 +24,8 @@ TEST_TYPES = {"LP6464-4": "NAAT", "LP217198-3": "RAPID_ANTIGEN"}
 DETECTED, NOT_DETECTED = "260373001", "260415000"
 OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
 # QR strings already found genuine (decoded, signature verified), per process. A checkpoint sees the
-# same QR again and again (every crossing, every day), and decoding plus the signature check is most of
-# a scan's cost. Held in memory only, like the request itself; at the limit the cache starts afresh.
+# same QR again at times (a second crossing, a re-scan), and decoding plus the signature check is most
+# of a scan's cost. Held in memory only, like the request itself; at the limit the oldest makes room.
 _GENUINE_CACHE_LIMIT = 10_000  # about 5 KB each: some 50 MB per process
 
 
@@ -161,10 +162,10 @@ class Verifier:
         self._accept_unknown_status_in = accept_unknown_status_in
         # QR text → what it was found to be. Its key is looked up in the current trust snapshot on
         # every scan, so a certificate removed from the trust list stops verifying at once.
-        self._genuine: dict[str, _Genuine] = {}
+        self._genuine: BoundedMemo[str, _Genuine] = BoundedMemo(_GENUINE_CACHE_LIMIT)
         # (QR text, province) → its last VALID test verdict: a repeat scan skips the checks and the
         # rule lookup as well. Bounded like the genuine cache.
-        self._answers: dict[tuple[str, str], _Answer] = {}
+        self._answers: BoundedMemo[tuple[str, str], _Answer] = BoundedMemo(_GENUINE_CACHE_LIMIT)
 
     @staticmethod
     def _signer(decoded: hdecode.DecodedHcert, candidates: tuple[TrustedKey, ...]) -> TrustedKey | None:
@@ -267,9 +268,8 @@ class Verifier:
         signer = self._signer(decoded, candidates)
         if signer is None:
             return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature", kid=kid)
-        if len(self._genuine) >= _GENUINE_CACHE_LIMIT:
-            self._genuine.clear()
-        genuine = self._genuine[qr] = _Genuine.of(decoded, signer.fingerprint)
+        genuine = _Genuine.of(decoded, signer.fingerprint)
+        self._genuine.put(qr, genuine)
         return genuine, signer
 
     def _remember(
@@ -288,15 +288,16 @@ class Verifier:
         # verdict's window ends at the sample time plus the rule's validity at the latest.
         assert rule is not None and genuine.event_at is not None and result.valid_until is not None
         assert genuine.issued is not None  # checked against the signing key's validity before
-        if len(self._answers) >= _GENUINE_CACHE_LIMIT:
-            self._answers.clear()
-        self._answers[(qr, province)] = _Answer(
-            snapshot,
-            result,
-            live_status,
-            max(genuine.issued, genuine.event_at, rule.effective_from),
-            result.valid_until,
-            snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at),
+        self._answers.put(
+            (qr, province),
+            _Answer(
+                snapshot,
+                result,
+                live_status,
+                max(genuine.issued, genuine.event_at, rule.effective_from),
+                result.valid_until,
+                snapshot.next_rule_change(province, rule.entry_type, rule.test_type, at),
+            ),
         )
 
     @staticmethod
