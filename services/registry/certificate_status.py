@@ -163,6 +163,12 @@ class StatusCache:
         return [None if raw is None else _parse(raw) for raw in found]
 
 
+def key_prefix(prefix: str) -> str:
+    """What every certificate status key under `prefix` starts with (and nothing else: the floor key's
+    namespace differs): verify_svc mirrors all keys with it."""
+    return f"{prefix}:{_NAMESPACE}:v{_VERSION}:"
+
+
 # Verification looks up the same certificates again and again: their keys (a hash) and parsed values
 # (immutable) are remembered, a bounded number per process.
 @functools.lru_cache(maxsize=10_000)

@@ -56,6 +56,13 @@ class VerifyConfig(ServiceConfig):
         default=5.0,
         doc="how long an unknown certificate id is remembered as unknown",
     )
+    status_mirror_limit: int = setting(
+        "STATUS_MIRROR_LIMIT",
+        positive_int,
+        default=300_000,
+        doc="certificate statuses each process holds in memory (all live ones, loaded from Redis and kept "
+        "fresh by its invalidation messages; about 200 bytes each); beyond it a scan reads Redis",
+    )
     status_db_timeout_seconds: float = setting(
         "STATUS_DB_TIMEOUT_SECONDS",
         positive_float,

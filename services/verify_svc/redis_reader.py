@@ -20,6 +20,15 @@ subscribed to `__redis__:invalidate`), and the mirror drops it at once. What kee
   spike) so costs a few MGETs, not a reconnect and a second of every read going to Postgres;
 - the mirror is bounded; when full it starts afresh.
 
+With `broadcast_prefix` (verify_svc's mode) the mirror holds every key under the prefix, not only
+what was read: tracking runs in BCAST mode (Redis names every changed key under the prefix), all keys
+are loaded after each connect (SCAN + MGET, in the background) and each key Redis names is read again
+at once. At a checkpoint nearly every scan is a certificate this process never saw; its status is
+then in memory already, and the Redis round trip per scan (system calls and a wake-up of each side,
+about as much CPU as the whole verification) is gone. The rules above keep it safe as before; when
+full, the mirror keeps what it holds and the rest is read from Redis. Invalidations are remembered
+only as long as a read in flight may need them.
+
 Failure behaviour matches the rest of the status path: any problem raises ConnectionError (an
 OSError) at once, so verification falls back to Postgres; after a failure the next connect is tried
 at most once a second, so a Redis outage does not cost a connect attempt per scan.
@@ -40,6 +49,8 @@ RETRY_AFTER_S = 1.0
 HEARTBEAT_S = 1.0
 RECONNECT_AFTER_S = 5.0  # a heartbeat PING unanswered this long: the invalidation connection is dead
 MIRROR_LIMIT = 100_000
+_FETCH_CHUNK = 1000  # keys per MGET when reading changed keys again
+_PRUNE_INVALIDATED_AT = 10_000  # invalidations remembered before the ones no read needs are dropped
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
 
@@ -107,7 +118,18 @@ class _Connection(asyncio.Protocol):
 
 
 class RedisReader:
-    def __init__(self, url: str, timeout_s: float = 0.5, track: bool = False):
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 0.5,
+        track: bool = False,
+        broadcast_prefix: str | None = None,
+        mirror_limit: int = MIRROR_LIMIT,
+    ):
+        """`track`: mirror what was read (see the module notes). `broadcast_prefix` (with `track`): mirror
+        every key under that prefix, read or not: all of them are loaded after each connect, and each
+        one Redis says changed is read again at once, so a first read of any key finds it in memory.
+        `mirror_limit`: the most keys mirrored."""
         parts = urlsplit(url)
         if parts.scheme != "redis":
             raise ValueError("RedisReader supports redis:// URLs only")
@@ -120,7 +142,13 @@ class RedisReader:
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future | None = None
         self._failed_at = 0.0
-        self._track = track
+        self._track = track or broadcast_prefix is not None
+        self._prefix = broadcast_prefix
+        self._limit = mirror_limit
+        self._to_fetch: set[str] = set()  # broadcast: keys Redis said changed, to be read again
+        self._fetching = False
+        self._loader: asyncio.Task | None = None
+        self._reads: collections.Counter[int] = collections.Counter()  # in-flight reads by invalidation count
         self._invalidations: _Connection | None = None
         self._heartbeat: asyncio.Task | None = None
         self._mirror: dict[str, bytes] = {}
@@ -139,6 +167,11 @@ class RedisReader:
         self._mirror.clear()
         self._invalidated.clear()
         self._epoch += 1
+        conn = self._conn
+        if self._prefix is not None and self._mirroring and conn is not None and not conn.closed:
+            if self._loader is not None:  # a broadcast mirror is loaded again from the start
+                self._loader.cancel()
+            self._loader = asyncio.ensure_future(self._load_all(conn, self._prefix))
 
     def _on_invalidation(self, message: list) -> None:
         _, channel, keys = message[:3]
@@ -148,24 +181,90 @@ class RedisReader:
             self._forget_all()
             return
         self._invalidation_count += 1
-        if len(self._invalidated) + len(keys) > MIRROR_LIMIT:
-            self._forget_all()
+        if len(self._invalidated) + len(keys) > _PRUNE_INVALIDATED_AT:
+            self._prune_invalidated()
         for key in keys:
             name = key.decode() if isinstance(key, bytes) else str(key)
             self._mirror.pop(name, None)
             self._invalidated[name] = self._invalidation_count
+            if self._prefix is not None:
+                self._to_fetch.add(name)
+        if self._to_fetch and not self._fetching:
+            self._fetching = True
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._fetch_changed()))
+
+    def _prune_invalidated(self) -> None:
+        """Invalidations matter only to replies of reads sent before them: keep those newer than the
+        oldest read in flight. If that is still too many, forget everything (in-flight reads then
+        change nothing: their epoch is over)."""
+        oldest = min(self._reads) if self._reads else self._invalidation_count
+        self._invalidated = {k: n for k, n in self._invalidated.items() if n > oldest}
+        if len(self._invalidated) > _PRUNE_INVALIDATED_AT // 2:
+            self._forget_all()
 
     def _remember(self, keys, values, sent_at_invalidation: int, sent_in_epoch: int) -> None:
         if sent_in_epoch != self._epoch or not self._mirroring:
             return
-        if len(self._mirror) + len(keys) > MIRROR_LIMIT:
+        if len(self._mirror) + len(keys) > self._limit and self._prefix is None:
             self._forget_all()
             return
+        mirror, room = self._mirror, self._limit - len(self._mirror)
         for key, value in zip(keys, values):
             # An invalidation that arrived after the read was sent may be about a newer value than
             # this reply carries: do not keep it.
             if value is not None and self._invalidated.get(key, 0) <= sent_at_invalidation:
-                self._mirror[key] = value
+                if key not in mirror:
+                    if room <= 0:
+                        continue  # broadcast mirror full: this key is read from Redis when scanned
+                    room -= 1
+                mirror[key] = value
+
+    async def _read(self, conn: _Connection, keys: list[str]) -> list[bytes | None]:
+        """MGET `keys` on `conn`, remembering the replies the rules above allow."""
+        sent_at, epoch = self._invalidation_count, self._epoch
+        self._reads[sent_at] += 1
+        try:
+            values = await self._send(conn, ("MGET", *keys))
+        finally:
+            self._reads[sent_at] -= 1
+            if not self._reads[sent_at]:
+                del self._reads[sent_at]
+        self._remember(keys, values, sent_at, epoch)
+        return values
+
+    async def _fetch_changed(self) -> None:
+        """Broadcast: read again what Redis said changed (one MGET per moment), so the next scan of a
+        new or changed certificate finds it in memory."""
+        try:
+            while self._to_fetch:
+                keys = list(self._to_fetch)[:_FETCH_CHUNK]
+                self._to_fetch.difference_update(keys)
+                conn = self._conn
+                if conn is None or conn.closed or not self._mirroring:
+                    self._to_fetch.clear()  # read from Redis on demand; a reconnect loads everything again
+                    return
+                try:
+                    await self._read(conn, keys)
+                except ConnectionError:
+                    self._to_fetch.clear()
+                    return
+        finally:
+            self._fetching = False
+
+    async def _load_all(self, conn: _Connection, prefix: str) -> None:
+        """Broadcast: every key under the prefix read once after a connect (SCAN, then MGET per page).
+        Tracking is on before, so a key that changes meanwhile is either invalidated after its read was
+        sent (not kept) or read again by _fetch_changed."""
+        cursor = b"0"
+        try:
+            while not conn.closed and conn is self._conn and len(self._mirror) < self._limit:
+                cursor, keys = await self._send(conn, ("SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"))
+                if keys:
+                    await self._read(conn, [k.decode() for k in keys])
+                if cursor in (b"0", 0, "0"):
+                    return
+        except ConnectionError:
+            return  # the lost connection forgets the mirror; the next connect loads again
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -206,7 +305,8 @@ class RedisReader:
             if self._db:
                 await self._send(conn, ("SELECT", str(self._db)))
             if self._track:
-                await self._send(conn, ("CLIENT", "TRACKING", "on", "REDIRECT", str(client_id)))
+                broadcast = ("BCAST", "PREFIX", self._prefix) if self._prefix is not None else ()
+                await self._send(conn, ("CLIENT", "TRACKING", "on", "REDIRECT", str(client_id), *broadcast))
         except (TimeoutError, OSError) as exc:
             self._close_connections()
             if conn is not None:
@@ -219,6 +319,8 @@ class RedisReader:
         self._conn = conn
         if self._track:
             self._heartbeat = asyncio.ensure_future(self._beat(invalidations))
+        if self._prefix is not None:
+            self._loader = asyncio.ensure_future(self._load_all(conn, self._prefix))
         return conn
 
     def _lost(self, conn: _Connection) -> None:
@@ -236,6 +338,9 @@ class RedisReader:
         if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
             self._heartbeat.cancel()
         self._heartbeat = None
+        if self._loader is not None and self._loader is not asyncio.current_task():
+            self._loader.cancel()
+        self._loader = None
 
     async def _beat(self, invalidations: _Connection) -> None:
         """A hung Redis closes no socket, and a slow one delays invalidations: see the module notes."""
@@ -254,8 +359,8 @@ class RedisReader:
                     self._mirroring = False  # invalidations may be as late as this PING: stop trusting
                     self._forget_all()
                     await asyncio.wait_for(pong, RECONNECT_AFTER_S)
-                    self._forget_all()  # what was read while off is not remembered
                     self._mirroring = True
+                    self._forget_all()  # what was read while off is not remembered (a broadcast mirror reloads)
             except (TimeoutError, ConnectionError):
                 self._lost(invalidations)
                 return
@@ -285,10 +390,7 @@ class RedisReader:
             conn = await self._connection()
         if not self._track:
             return await self._send(conn, ("MGET", *keys))
-        sent_at, epoch = self._invalidation_count, self._epoch
-        values = await self._send(conn, ("MGET", *keys))
-        self._remember(keys, values, sent_at, epoch)
-        return values
+        return await self._read(conn, keys)
 
     async def aclose(self) -> None:
         self._close_connections()

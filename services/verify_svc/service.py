@@ -29,6 +29,7 @@ from services.gen.covidtest.type.v1 import certificate_pb2, testing_pb2, verdict
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.registry.certificate_status import StatusCache
+from services.registry.certificate_status import key_prefix as status_key_prefix
 from services.registry.province_rules import rule_message
 from services.registry.trust_list import signing_certificate
 from services.verify_svc import repository
@@ -274,7 +275,15 @@ def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
     config = deps.config
     trust = TrustStore(config.database_url, config.trust_refresh_seconds)
     deps.background(trust.run(), trust.stop)
-    reader = RedisReader(config.redis_url, track=True) if config.redis_url.startswith("redis://") else None
+    reader = (
+        RedisReader(
+            config.redis_url,
+            broadcast_prefix=status_key_prefix(config.redis_prefix),
+            mirror_limit=config.status_mirror_limit,
+        )
+        if config.redis_url.startswith("redis://")
+        else None
+    )
     status = StatusLookup(
         StatusCache(deps.redis, config.redis_prefix, reader),
         config.read_database_url or config.database_url,

@@ -209,3 +209,56 @@ async def test_a_silent_invalidation_connection_is_closed_and_replaced(tmp_path,
         os.kill(pid, signal.SIGCONT)
         await _read_until_mirrored(reader, "k", 5)  # the next reads connect afresh and mirror again
         assert await _connections_received(writer) == connections + 2  # data and invalidation
+
+
+async def test_a_broadcast_mirror_holds_every_key_under_its_prefix_read_or_not(redis_prefix):
+    """verify_svc's mode: all certificate statuses in memory, so a first scan needs no round trip.
+    Keys written before the reader connected are loaded; keys written later are read again as soon as
+    Redis says they changed; a change (a revocation) replaces the old value; other keys stay out."""
+    prefix = f"{redis_prefix}:cs:v1:"
+    writer = redis.Redis.from_url(REDIS_URL)
+    await writer.mset({f"{prefix}{i}": f"1:VALID:{i}".encode() for i in range(2500)})  # several SCAN pages
+    await writer.set(f"{redis_prefix}:other", b"x")
+    reader = RedisReader(REDIS_URL, broadcast_prefix=prefix)
+    try:
+        await reader.mget([f"{prefix}none"])  # connects; the load runs in the background
+        await _until(lambda: all(reader.known(f"{prefix}{i}") == f"1:VALID:{i}".encode() for i in range(2500)), 10)
+        await writer.set(f"{prefix}new", b"1:VALID:9")  # never read by the reader
+        await _until(lambda: reader.known(f"{prefix}new") == b"1:VALID:9", 2)
+        await writer.set(f"{prefix}new", b"2:REVOKED:9")
+        await _until(lambda: reader.known(f"{prefix}new") == b"2:REVOKED:9", 2)
+        assert reader.known(f"{redis_prefix}:other") is None
+    finally:
+        await reader.aclose()
+        await writer.aclose()
+
+
+async def test_a_full_broadcast_mirror_keeps_what_it_holds_and_reads_the_rest(redis_prefix):
+    prefix = f"{redis_prefix}:cs:v1:"
+    writer = redis.Redis.from_url(REDIS_URL)
+    await writer.mset({f"{prefix}{i}": b"1:VALID:9" for i in range(10)})
+    reader = RedisReader(REDIS_URL, broadcast_prefix=prefix, mirror_limit=4)
+    try:
+        await reader.mget([f"{prefix}none"])
+        await _until(lambda: sum(reader.known(f"{prefix}{i}") is not None for i in range(10)) == 4, 5)
+        assert await reader.mget([f"{prefix}{i}" for i in range(10)]) == [b"1:VALID:9"] * 10
+        assert sum(reader.known(f"{prefix}{i}") is not None for i in range(10)) == 4
+    finally:
+        await reader.aclose()
+        await writer.aclose()
+
+
+async def test_invalidations_are_pruned_but_never_the_ones_a_read_in_flight_needs(monkeypatch):
+    from services.verify_svc import redis_reader
+
+    monkeypatch.setattr(redis_reader, "_PRUNE_INVALIDATED_AT", 10)
+    reader = RedisReader(REDIS_URL, broadcast_prefix="p:")
+    for i in range(5):
+        reader._on_invalidation([b"message", b"__redis__:invalidate", [f"old{i}".encode()]])
+    sent_at, epoch = reader._invalidation_count, reader._epoch
+    reader._reads[sent_at] += 1  # a read sent now, not answered yet
+    for i in range(8):  # past the pruning mark: the five older ones may go, these must stay
+        reader._on_invalidation([b"message", b"__redis__:invalidate", [f"k{i}".encode()]])
+    assert all(f"old{i}" not in reader._invalidated for i in range(5))
+    reader._remember([f"k{i}" for i in range(8)] + ["fine"], [b"stale"] * 8 + [b"1"], sent_at, epoch)
+    assert all(reader.known(f"k{i}") is None for i in range(8)) and reader.known("fine") == b"1"
