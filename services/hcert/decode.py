@@ -16,17 +16,18 @@ Behaviour fixed by the public DCC conformance cases (tests/conformance/dcc/commo
 tests/hcert/test_decode_conformance.py):
 
 - Uncompressed COSE after Base45 is rejected (Z2), as is a broken zlib stream (Z1).
-- COSE_Sign1 must carry tag 18, optionally inside a CWT tag 61 (CO28); an untagged array, COSE_Sign
-  (tag 98) or any other shape is rejected (no case needs an untagged message).
+- COSE_Sign1 is tagged (18) or untagged (HCERT §3.3.1 allows both), optionally inside a CWT tag 61
+  (CO28), which must then hold the tagged form (RFC 8392 §6); COSE_Sign (tag 98), another tag or any
+  other shape is rejected.
 - `kid` and `alg` are read from the protected header first, the unprotected header second (CO19 has
   its kid, CO20 its kid and alg only in the unprotected header, and both must verify). The chosen kid must be exactly
   8 bytes (CO22, CO23: a wrong protected kid is not rescued by a correct unprotected one; CO21: a
   wrong unprotected kid is ignored when the protected one is present). A missing kid, a missing
-  alg, or an alg other than ES256 (-7) / PS256 (-37) is a COSE failure too.
+  alg, or an alg other than ES256 (-7), ES384 (-35), ES512 (-36) or PS256 (-37) is a COSE failure too.
   Taking alg from the unprotected header does not open a downgrade: `verify_signature` only accepts
   the one algorithm that matches the trusted key's type.
-- The CWT must be a map with integer `iat` (6) and `exp` (4) (0 … MAX_TIMESTAMP; a whole-number float
-  is tolerated) and `hcert` (-260) → {1: DCC map};
+- The CWT must be a map with `iat` (6) and `exp` (4) as NumericDates (0 … MAX_TIMESTAMP, integer or
+  float as RFC 8392 allows; a float `iat` is rounded up, `exp` down) and `hcert` (-260) → {1: DCC map};
   `iss` (1) is optional (eHN specification) but must be text when present.
 - The DCC must hold exactly one of `t`, `v`, `r` with exactly one entry (DGC2: "adheres to schema
   but contains multiple certificates" must fail schema validation); this rule is checked even with
@@ -67,15 +68,21 @@ from services.hcert.codec import (
     PREFIX,
     PSS_SALT_LENGTH,
 )
-from services.hcert.codec import COSE_ALGORITHMS as _ALGORITHM_IDS
 
 # The largest QR code (version 40, error correction L) holds 4,296 alphanumeric characters.
 MAX_QR_LENGTH = 4296
 MAX_DECOMPRESSED = 64 * 1024
 MAX_CBOR_DEPTH = 16
 CWT_TAG, COSE_SIGN_TAG = 61, 98
-# -7 → "ES256", -37 → "PS256"; keyed by int | None since a header may lack `alg` (that looks up None).
-COSE_ALGORITHMS: dict[int | None, str] = {number: name for name, number in _ALGORITHM_IDS.items()}
+# The COSE algorithms a DCC may be signed with (RFC 9053; the HCERT specification names ES256 and PS256,
+# and issuers also use ES384 and ES512); keyed by int | None since a header may lack `alg`.
+COSE_ALGORITHMS: dict[int | None, str] = {-7: "ES256", -35: "ES384", -36: "ES512", -37: "PS256"}
+# ECDSA per algorithm: the hash and the byte length of r and of s in the raw r‖s signature.
+_ECDSA = {
+    "ES256": (ec.ECDSA(hashes.SHA256()), 32),
+    "ES384": (ec.ECDSA(hashes.SHA384()), 48),
+    "ES512": (ec.ECDSA(hashes.SHA512()), 66),
+}
 # iat and exp lie between the epoch and 9999-12-31T23:59:59Z, so datetime.fromtimestamp never fails on them.
 MAX_TIMESTAMP = 253_402_300_799
 ENTRY_KEYS = {"t": "TEST", "v": "VACCINATION", "r": "RECOVERY"}
@@ -347,13 +354,16 @@ def _cose(message: bytes) -> tuple[bytes, bytes, bytes, bytes, int]:
         raise MalformedError(Stage.COSE, "the decompressed data is not a CBOR item") from None
     if isinstance(item, cbor2.CBORTag) and item.tag == CWT_TAG:
         item = item.value
-    if not isinstance(item, cbor2.CBORTag):
-        raise MalformedError(Stage.COSE, "not a tagged COSE_Sign1 message (tag 18)")
-    if item.tag == COSE_SIGN_TAG:
-        raise MalformedError(Stage.COSE, "COSE_Sign (several signers) is not supported, only COSE_Sign1")
-    if item.tag != COSE_SIGN1_TAG:
-        raise MalformedError(Stage.COSE, f"CBOR tag {item.tag} is not COSE_Sign1 (tag 18)")
-    parts = item.value
+        if not isinstance(item, cbor2.CBORTag):  # RFC 8392 §6: the CWT tag precedes a tagged COSE message
+            raise MalformedError(Stage.COSE, "a CWT tag (61) must hold a tagged COSE_Sign1 message (tag 18)")
+    if isinstance(item, cbor2.CBORTag):
+        if item.tag == COSE_SIGN_TAG:
+            raise MalformedError(Stage.COSE, "COSE_Sign (several signers) is not supported, only COSE_Sign1")
+        if item.tag != COSE_SIGN1_TAG:
+            raise MalformedError(Stage.COSE, f"CBOR tag {item.tag} is not COSE_Sign1 (tag 18)")
+        parts = item.value
+    else:
+        parts = item  # untagged COSE_Sign1: the HCERT specification (§3.3.1) allows it
     if not isinstance(parts, (list, tuple)) or len(parts) != 4:
         raise MalformedError(Stage.COSE, "COSE_Sign1 must be an array of four items")
     protected_bytes, unprotected, payload, signature = parts
@@ -384,16 +394,23 @@ def _cose(message: bytes) -> tuple[bytes, bytes, bytes, bytes, int]:
     if alg is None:
         raise MalformedError(Stage.COSE, "no signature algorithm (alg) in the COSE headers")
     if type(alg) is not int or alg not in COSE_ALGORITHMS:
-        raise MalformedError(Stage.COSE, "unsupported signature algorithm: ES256 (-7) or PS256 (-37) only")
+        raise MalformedError(
+            Stage.COSE, "unsupported signature algorithm: ES256 (-7), ES384 (-35), ES512 (-36) or PS256 (-37) only"
+        )
     return protected_bytes, payload, signature, kid, alg
 
 
-def _time_claim(claims: dict, key: int, name: str) -> int:
+def _time_claim(claims: dict, key: int, name: str, *, round_up: bool) -> int:
+    """A NumericDate claim in whole seconds. RFC 8392 allows non-integer values, and issuers write
+    floats: `iat` is rounded up and `exp` down, so the validity window never reaches past what the
+    issuer wrote. Booleans, text, tags, NaN and infinities are not NumericDates."""
     value = claims.get(key)
     if value is None:
         raise MalformedError(Stage.CBOR, f"the CWT has no {name} claim")
-    if type(value) is float and value.is_integer():
-        value = int(value)  # issuers must write integers (eHN I-CO4); a whole-number float is tolerated
+    if type(value) is float:
+        if not math.isfinite(value) or not 0 <= value <= MAX_TIMESTAMP:
+            raise MalformedError(Stage.CBOR, f"the CWT {name} claim is out of range")
+        value = math.ceil(value) if round_up else math.floor(value)
     if type(value) is not int:
         raise MalformedError(Stage.CBOR, f"the CWT {name} claim is not a number of seconds")
     if not 0 <= value <= MAX_TIMESTAMP:
@@ -412,8 +429,8 @@ def _cwt(payload: bytes) -> tuple[dict, str | None, int, int, dict]:
     issuer = claims.get(CLAIM_ISS)
     if issuer is not None and not isinstance(issuer, str):
         raise MalformedError(Stage.CBOR, "the CWT iss claim is not text")
-    issued_at = _time_claim(claims, CLAIM_IAT, "iat")
-    expires_at = _time_claim(claims, CLAIM_EXP, "exp")
+    issued_at = _time_claim(claims, CLAIM_IAT, "iat", round_up=True)
+    expires_at = _time_claim(claims, CLAIM_EXP, "exp", round_up=False)
     hcert = claims.get(CLAIM_HCERT)
     if not isinstance(hcert, dict):
         raise MalformedError(Stage.CBOR, "the CWT has no hcert claim (-260) map")
@@ -485,7 +502,6 @@ def _certificate(certificate_der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(certificate_der)
 
 
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
 _SHA256 = hashes.SHA256()
 
@@ -495,24 +511,27 @@ def verify_signature(decoded: DecodedHcert, certificate_der: bytes, public_key=N
 
     Pass the certificate's `public_key` when it is at hand (saves parsing; the certificate is cached
     otherwise). False — never an exception — for a bad or malformed signature, a kid that is not the
-    certificate's (first 8 bytes of SHA-256 over the DER), an alg that does not match the key type
-    (ES256 needs EC P-256, PS256 RSA ≥ 2048 bits), or an unreadable certificate.
-    ES256 signatures are raw r‖s (64 bytes); PS256 is RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32.
+    certificate's (first 8 bytes of SHA-256 over the DER), an alg that does not match the key
+    (ES256/ES384/ES512 need EC P-256/P-384/P-521, PS256 RSA ≥ 2048 bits), a key of another type, or an
+    unreadable certificate. ECDSA signatures are raw r‖s (64, 96 or 132 bytes); PS256 is RSASSA-PSS,
+    SHA-256, MGF1-SHA-256, salt 32.
     """
     try:
         if decoded.kid is not None and keys.kid_of(certificate_der) != decoded.kid:
             return False
         if public_key is None:
             public_key = _certificate(certificate_der).public_key()
-        algorithm = keys.key_algorithm(public_key)
+        algorithm = keys.verification_algorithm(public_key)
         if COSE_ALGORITHMS.get(decoded.alg) != algorithm:
             return False
         signature, signed = decoded.signature, decoded.sig_structure
-        if algorithm == "ES256":
-            if len(signature) != 64:
+        ecdsa = _ECDSA.get(algorithm)
+        if ecdsa is not None:
+            scheme, size = ecdsa
+            if len(signature) != 2 * size:
                 return False
-            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-            public_key.verify(der, signed, _ECDSA_SHA256)
+            der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+            public_key.verify(der, signed, scheme)
         else:
             if len(signature) != (public_key.key_size + 7) // 8:
                 return False

@@ -1,9 +1,11 @@
 """Document-signer keys and certificates for HCERTs.
 
-A signing key is EC P-256 (COSE ES256) or RSA of at least 2048 bits (COSE PS256; generated keys are
-3072 bits). Its X.509 certificate is what verifiers trust; the COSE `kid` is the first 8 bytes of
-SHA-256 over the certificate's DER. The DCC entry types a certificate may sign are listed as OIDs in
-its extended key usage; a certificate without any of them may sign every type.
+A signing key of this platform is EC P-256 (COSE ES256) or RSA of at least 2048 bits (COSE PS256;
+generated keys are 3072 bits). A foreign signing certificate may also hold EC P-384 (ES384) or P-521
+(ES512), which issuers use and the HCERT specification allows (`verification_algorithm`). Its X.509
+certificate is what verifiers trust; the COSE `kid` is the first 8 bytes of SHA-256 over its DER.
+The DCC entry types a certificate may sign are listed as OIDs in its extended key usage; a
+certificate without any of them may sign every type.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from cryptography.x509.oid import NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-ALGORITHMS = ("ES256", "PS256")
+ALGORITHMS = ("ES256", "PS256")  # what this platform signs with
+# What a trusted certificate's key may verify: the curve fixes the ECDSA algorithm.
+VERIFICATION_ALGORITHMS = ("ES256", "ES384", "ES512", "PS256")
+_CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 KID_LENGTH = 8
 MIN_RSA_BITS = 2048
 GENERATED_RSA_BITS = 3072
@@ -83,6 +88,23 @@ def key_algorithm(public_key: Any) -> str:
             raise ValueError(f"RSA key of {public_key.key_size} bits: at least {MIN_RSA_BITS} are required (PS256)")
         return "PS256"
     raise ValueError(f"unsupported key type {type(public_key).__name__}: EC P-256 (ES256) or RSA (PS256) only")
+
+
+def verification_algorithm(public_key: Any) -> str:
+    """The COSE algorithm a trusted certificate's key verifies: ES256, ES384 or ES512 for EC P-256, P-384
+    or P-521, PS256 for RSA of at least 2048 bits; ValueError naming the key type otherwise (Ed25519,
+    Ed448, DSA, other curves, short RSA)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        algorithm = _CURVE_ALGORITHMS.get(public_key.curve.name)
+        if algorithm is None:
+            raise ValueError(f"EC key on curve {public_key.curve.name}: P-256, P-384 or P-521 only")
+        return algorithm
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return key_algorithm(public_key)
+    raise ValueError(
+        f"unsupported key type {type(public_key).__name__.removeprefix('_')}: "
+        "EC P-256/P-384/P-521 (ES256/ES384/ES512) or RSA (PS256) only"
+    )
 
 
 def load_private_key_pem(pem: bytes | str) -> tuple[PrivateKey, str]:
@@ -270,13 +292,13 @@ def load_certificate(raw: bytes, *, pem_only: bool = False) -> x509.Certificate:
 
 
 def signing_key_algorithm(cert: x509.Certificate) -> str:
-    """ "ES256" or "PS256" for a certificate whose public key may sign DCCs; ValueError otherwise (a key of
-    another type or size, or one cryptography cannot read)."""
+    """The algorithm of a trusted (document signer) certificate's key (`verification_algorithm`);
+    ValueError otherwise (a key of another type or size, or one cryptography cannot read)."""
     try:
         public_key = cert.public_key()
     except UnsupportedAlgorithm as exc:
         raise ValueError(f"unsupported public key: {exc}") from None
-    return key_algorithm(public_key)
+    return verification_algorithm(public_key)
 
 
 def certificate_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
@@ -325,6 +347,7 @@ class SigningKeyMaterial:
 
 __all__ = [
     "ALGORITHMS",
+    "VERIFICATION_ALGORITHMS",
     "ENTRY_TYPES",
     "ENTRY_TYPE_OIDS",
     "KID_LENGTH",
@@ -343,4 +366,6 @@ __all__ = [
     "load_private_key_pem",
     "make_certificate",
     "private_key_pem",
+    "signing_key_algorithm",
+    "verification_algorithm",
 ]

@@ -42,5 +42,5 @@ def signing_certificate(der: bytes, country: str) -> certificate_pb2.SigningCert
         not_after=timestamp(cert.not_valid_after_utc),
         allowed_entry_types=[enum_value(certificate_pb2.EntryType, t) for t in hkeys.allowed_entry_types(cert)],
         sha256_fingerprint=hashlib.sha256(der).hexdigest(),
-        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.key_algorithm(cert.public_key())),
+        algorithm=enum_value(certificate_pb2.SigningAlgorithm, hkeys.verification_algorithm(cert.public_key())),
     )

@@ -7,7 +7,8 @@ A trust PATH is a signing certificate (PEM or DER) or a folder of them; its coun
 certificate's subject C. A QR is the scanned text, or a PNG/JPEG file of the code (read with
 zxing-cpp). `--rules` is the JSON of a VerifyService.GetRules answer (what a device downloads); without
 it no province rule applies, so a genuine entry gets RULE_NOT_MET. Revocation status is not available
-offline (UNCHECKED). Prints one JSON object per QR and uses the same Verifier as verify_svc.
+offline (UNCHECKED). Prints one JSON object per QR, whatever happens, and uses the same Verifier as
+verify_svc; a trust certificate whose key no DCC algorithm uses is skipped with a warning on stderr.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ def load_certificates(paths: list[str]) -> list[TrustedKey]:
             )
         except ValueError:
             raise SystemExit(f"error: not an X.509 certificate: {file}") from None
-        keys.append(trusted_key(cert.public_bytes(Encoding.DER), _country(cert), own=False))
+        try:
+            keys.append(trusted_key(cert.public_bytes(Encoding.DER), _country(cert), own=False))
+        except Exception as exc:  # noqa: BLE001 - one unusable certificate must not stop the run
+            # A key no DCC algorithm uses (Ed25519, a P-192 curve, short RSA): said once, the rest verify.
+            print(f"warning: {file}: unusable signing certificate, skipped ({exc})", file=sys.stderr, flush=True)
     return keys
 
 
@@ -157,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"input": argument, "error": str(exc)}), flush=True)
             failed = True
             continue
-        print(json.dumps(asyncio.run(check(verifier, keys, text, at, args.province)), ensure_ascii=False), flush=True)
+        try:
+            out = asyncio.run(check(verifier, keys, text, at, args.province))
+        except Exception as exc:  # noqa: BLE001 - one line per QR whatever happens
+            out = {"input": argument, "error": f"{type(exc).__name__}: {exc}"}
+            failed = True
+        print(json.dumps(out, ensure_ascii=False), flush=True)
     return 1 if failed else 0
 
 

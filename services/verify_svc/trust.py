@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from prometheus_client import Counter
 
 from services.common.db import BACKGROUND_ERRORS, connect
 from services.hcert import keys as hkeys
@@ -23,6 +24,9 @@ from services.registry.province_rules import Rule
 from services.verify_svc import repository
 
 log = logging.getLogger("covidtest.trust")
+TRUST_ENTRIES_SKIPPED = Counter(
+    "covidtest_trust_entries_skipped_total", "Trust list certificates skipped at load because they are unusable"
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         allowed_entry_types=tuple(hkeys.allowed_entry_types(cert)),
-        algorithm=hkeys.key_algorithm(cert.public_key()),
+        algorithm=hkeys.verification_algorithm(cert.public_key()),
         own=own,
         fingerprint=hashlib.sha256(der).hexdigest(),
     )
@@ -97,10 +101,32 @@ class Snapshot:
         return [r for (p, _, _), versions in self.rules.items() if p in (province, "00") for r in versions]
 
 
+def usable_key(der: bytes, country: str, own: bool) -> TrustedKey | None:
+    """`trusted_key`, or None (logged, counted) for a certificate that cannot verify anything here: an
+    unreadable one or a key type no DCC algorithm uses (Ed25519, say), which import refuses but the
+    database may hold anyway. One such entry must not stop the rest of the trust list from loading."""
+    try:
+        return trusted_key(der, country, own)
+    except Exception as exc:  # noqa: BLE001 - whatever parsing an odd certificate raises
+        TRUST_ENTRIES_SKIPPED.inc()
+        log.warning(
+            "trust list entry skipped: unusable certificate",
+            extra={
+                "fields": {
+                    "sha256_fingerprint": hashlib.sha256(der).hexdigest(),
+                    "country": country,
+                    "error": f"{type(exc).__name__}: {exc}"[:200],
+                }
+            },
+        )
+        return None
+
+
 async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
     """Our signing keys (country VN, live status) and the imported certificates, the rules, the trust-list version."""
-    keys = [trusted_key(der, "VN", True) for der in await repository.own_signing_certificates(conn)]
-    keys += [trusted_key(c.certificate_der, c.country, False) for c in await repository.imported_certificates(conn)]
+    found = [usable_key(der, "VN", True) for der in await repository.own_signing_certificates(conn)]
+    found += [usable_key(c.certificate_der, c.country, False) for c in await repository.imported_certificates(conn)]
+    keys = [key for key in found if key is not None]
     rules = await repository.province_rules(conn)
     version = await repository.trust_list_version(conn)
     return Snapshot(keys, rules, version)
@@ -138,6 +164,12 @@ class TrustStore:
             except BACKGROUND_ERRORS as exc:
                 log.warning(
                     "trust list refresh failed; keeping the last one", extra={"fields": {"error": type(exc).__name__}}
+                )
+                await asyncio.sleep(min(self._refresh, 2.0))
+            except Exception as exc:  # noqa: BLE001 - the refresh must outlive any one bad reload
+                log.error(
+                    "trust list refresh failed unexpectedly; keeping the last one",
+                    extra={"fields": {"error": type(exc).__name__}},
                 )
                 await asyncio.sleep(min(self._refresh, 2.0))
             finally:

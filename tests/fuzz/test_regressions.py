@@ -131,8 +131,8 @@ def unknown_key_algorithm() -> bytes:  # id-ecPublicKey 1.2.840.10045.2.1 → 1.
     return _replace_once(_certificate(), b"\x2a\x86\x48\xce\x3d\x02\x01", b"\x2a\x86\x48\xce\x3d\x02\x05")
 
 
-def p384_key() -> bytes:
-    return _certificate(ec.generate_private_key(ec.SECP384R1()))
+def p192_key() -> bytes:  # an EC curve no DCC algorithm uses (P-384 and P-521 are ES384 and ES512)
+    return _certificate(ec.generate_private_key(ec.SECP192R1()))
 
 
 def ed25519_key() -> bytes:
@@ -146,7 +146,7 @@ BAD_CERTIFICATES = [
     bit_string_subject_attribute,
     duplicate_extension,
     unknown_key_algorithm,
-    p384_key,
+    p192_key,
     ed25519_key,
 ]
 

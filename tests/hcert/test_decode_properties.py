@@ -401,7 +401,8 @@ def test_kid_and_alg_placement():
         ({1: -7, 4: kid.hex()[:8]}, {}),
         ({1: -7}, {}),
         ({4: kid}, {}),
-        ({1: -35, 4: kid}, {}),
+        ({1: -8, 4: kid}, {}),  # EdDSA: no DCC issuer signs with it
+        ({1: -257, 4: kid}, {}),  # RS256 (PKCS#1 v1.5): not an HCERT algorithm
         ({1: "ES256", 4: kid}, {}),
     ]:
         assert stage_of(sign1(protected, unprotected)) == hd.Stage.COSE, (protected, unprotected)
@@ -412,7 +413,7 @@ def test_kid_and_alg_placement():
 def test_cose_envelope_shapes():
     header = {1: -7, 4: es256().kid}
     assert stage_of(sign1(header, {}, tags=(18, 61))) is None  # CWT tag around COSE_Sign1 (CO28)
-    assert stage_of(sign1(header, {}, tags=())) == hd.Stage.COSE  # untagged
+    assert outcome(sign1(header, {}, tags=())).kid == header[4]  # untagged: allowed by HCERT §3.3.1
     assert stage_of(sign1(header, {}, tags=(61,))) == hd.Stage.COSE  # CWT tag without COSE tag
     assert stage_of(sign1(header, {}, tags=(98,))) == hd.Stage.COSE  # COSE_Sign
     assert stage_of(sign1(header, {}, tags=(17,))) == hd.Stage.COSE  # COSE_Mac0
@@ -461,6 +462,9 @@ def test_cwt_failures():
     decoded = hd.decode(_cwt_qr(without_iss))
     assert decoded.issuer is None  # iss is optional in the DCC specification
     assert hd.decode(_cwt_qr({**good, 6: float(ISSUED_AT)})).issued_at == ISSUED_AT
+    # RFC 8392 NumericDates may be non-integer: the window is rounded inwards, never widened.
+    fractional = hd.decode(_cwt_qr({**good, 6: ISSUED_AT + 0.25, 4: EXPIRES_AT + 0.75}))
+    assert (fractional.issued_at, fractional.expires_at) == (ISSUED_AT + 1, EXPIRES_AT)
     for bad in [
         {k: v for k, v in good.items() if k != 4},
         {k: v for k, v in good.items() if k != 6},

@@ -78,3 +78,38 @@ def test_image_and_rules_give_the_service_verdict(tmp_path):
     )
     assert [a["verdict"] for a in answers] == ["VALID", "VALID", "MALFORMED"]
     assert answers[0]["payload"]["nam"]["fn"] == "Trần" and answers[2]["stage"] == "PREFIX"
+
+
+def test_unusable_trust_certificates_are_skipped_and_every_qr_gets_its_line(tmp_path):
+    """A P-384 signer verifies; an Ed25519 certificate beside it is skipped with a warning (it used to end
+    the run with a traceback and no verdict for any QR)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from tests.hcert.test_signature_algorithms import ecdsa_qr, foreign_certificate
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    der = foreign_certificate(key)
+    (tmp_path / "p384.der").write_bytes(der)
+    (tmp_path / "ed25519.der").write_bytes(foreign_certificate(ed25519.Ed25519PrivateKey.generate()))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.verify_svc.offline",
+            "--trust",
+            str(tmp_path),
+            ecdsa_qr(key, "ES384", der),
+            "HC1:broken",
+            "not a qr",
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "ed25519.der" in proc.stderr and "Ed25519" in proc.stderr
+    signed, broken, garbage = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert signed["signature_valid"] is True and signed["issuer_country"] == "DE"
+    assert signed["verdict"] == "RULE_NOT_MET"  # no --rules: genuine, but no rule applies
+    assert broken["verdict"] == garbage["verdict"] == "MALFORMED"

@@ -1,6 +1,7 @@
 """Operators change the trust list and province rules; checkpoints see the change without a restart."""
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime
 
@@ -187,3 +188,55 @@ async def test_province_rule_change_reaches_verification_and_devices(platform, a
         apb.ListProvinceRulesRequest(province_code="24", include_history=True), metadata=auth
     )
     assert [r.version for r in listed.rules][:2] == [enabled.rule.version, disabled.rule.version]
+
+
+async def test_an_unusable_trust_entry_is_skipped_and_the_trust_list_keeps_refreshing(platform, admin, database_url):
+    """An Ed25519 certificate in the trust list (import refuses it; here it is written straight into the
+    table) used to raise in the refresh: the task ended and the trust list froze. Now it is skipped,
+    counted, and a P-384 certificate imported after it still reaches verification."""
+    import uuid
+
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from services.common.db import connect
+    from services.registry.repository import trust_list as trust_repo
+    from services.registry.repository import trusted_certificates as repo
+    from services.verify_svc.trust import TRUST_ENTRIES_SKIPPED
+    from tests.hcert.test_signature_algorithms import ecdsa_qr, foreign_certificate
+
+    stub, auth = admin
+    skipped_before = TRUST_ENTRIES_SKIPPED._value.get()
+    ed_der = foreign_certificate(ed25519.Ed25519PrivateKey.generate())
+    conn = await connect(database_url)
+    try:
+        now = datetime.now(UTC)
+        await repo.insert_trusted(
+            conn, certificate_id=uuid.uuid4(), kid=hkeys.kid_of(ed_der), country="DE", certificate_der=ed_der,
+            not_before=now, not_after=now.replace(year=now.year + 1), key_usage=[],
+        )  # fmt: skip
+        await trust_repo.notify_trust_list(conn)
+    finally:
+        await conn.close()
+    await until(lambda: _async(TRUST_ENTRIES_SKIPPED._value.get() > skipped_before))
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    der = foreign_certificate(key)
+    qr = ecdsa_qr(key, "ES384", der)
+    await stub.ImportTrustedCertificate(
+        apb.ImportTrustedCertificateRequest(request_id=rid(), certificate_der=der, country="DE"), metadata=auth
+    )
+    answer = await until(
+        lambda: _if(
+            platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth),
+            lambda a: a.verdict != v.VERDICT_UNKNOWN_ISSUER,
+        )
+    )
+    assert answer.verdict == v.VERDICT_VALID and answer.issuer_country == "DE"
+    trust_list = await platform.verify.GetTrustList(vpb.GetTrustListRequest(), metadata=platform.device_auth)
+    listed = {k.sha256_fingerprint: k for k in trust_list.added}
+    assert hashlib.sha256(der).hexdigest() in listed and hashlib.sha256(ed_der).hexdigest() not in listed
+    assert listed[hashlib.sha256(der).hexdigest()].algorithm == c.SIGNING_ALGORITHM_ES384
+
+
+async def _async(value):
+    return value

@@ -28,6 +28,8 @@ class SigningAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNING_ALGORITHM_UNSPECIFIED: _ClassVar[SigningAlgorithm]
     SIGNING_ALGORITHM_ES256: _ClassVar[SigningAlgorithm]
     SIGNING_ALGORITHM_PS256: _ClassVar[SigningAlgorithm]
+    SIGNING_ALGORITHM_ES384: _ClassVar[SigningAlgorithm]
+    SIGNING_ALGORITHM_ES512: _ClassVar[SigningAlgorithm]
 CERTIFICATE_STATUS_UNSPECIFIED: CertificateStatus
 CERTIFICATE_STATUS_VALID: CertificateStatus
 CERTIFICATE_STATUS_REVOKED: CertificateStatus
@@ -38,6 +40,8 @@ ENTRY_TYPE_RECOVERY: EntryType
 SIGNING_ALGORITHM_UNSPECIFIED: SigningAlgorithm
 SIGNING_ALGORITHM_ES256: SigningAlgorithm
 SIGNING_ALGORITHM_PS256: SigningAlgorithm
+SIGNING_ALGORITHM_ES384: SigningAlgorithm
+SIGNING_ALGORITHM_ES512: SigningAlgorithm
 
 class Certificate(_message.Message):
     __slots__ = ("certificate_id", "qr", "status", "issued_at", "expires_at", "revoked_at", "result_id", "kid")
