@@ -17,25 +17,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from services.hcert import codec
 from services.hcert import decode as hdecode
 from services.hcert import keys as hkeys
-from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Snapshot, trusted_key
 from services.verify_svc.verifier import Verifier
 from tests.dcc_samples import naat_rule, negative_naat_dcc
 from tests.hcert.test_signature_algorithms import foreign_certificate
+from tests.verify_svc.test_verifier_cache import _NoStatus, _Trust
 
 SAMPLE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 CURVES = {-7: (ec.SECP256R1(), hashes.SHA256(), 32), -35: (ec.SECP384R1(), hashes.SHA384(), 48),
           -36: (ec.SECP521R1(), hashes.SHA512(), 66)}  # fmt: skip
-
-
-class _Trust:
-    def __init__(self, snapshot: Snapshot):
-        self.snapshot = snapshot
-
-
-class _NoStatus:
-    async def status(self, certificate_id):
-        return Status(None, UNCHECKED)
 
 
 def encoded(key, alg: int, der: bytes, *, tagged=True, float_times=False, kid_unprotected=False) -> str:
