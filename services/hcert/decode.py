@@ -8,9 +8,11 @@ The input is untrusted (whatever a checkpoint scanner read), so every step is st
   semantic tags (dates, bignums, regular expressions, shared references, …) are not interpreted, and
   trailing bytes after a CBOR item or the zlib stream are rejected.
 - Base45 decodes with a handful of C-level calls (see b45decode): ≈5 µs for a 500-character text.
-- The DCC schema validator (DCC.combined-schema.json, draft 2020-12, by jsonschema-rs) is compiled
-  once at import, resolves nothing over the network, and checks the `date` and `date-time` formats
-  (RFC 3339, leap second included).
+- The payload is checked against the DCC schema of the version it declares in `ver` (every published
+  version, 1.0.0 … 1.3.3, ships in dcc/schema-versions; an unpublished minor or patch version is checked
+  against the nearest older one of its major version). The validators (draft 2020-12, jsonschema-rs)
+  are compiled once at import, resolve nothing over the network, and check the `date` and `date-time`
+  formats (RFC 3339, leap second included).
 
 Behaviour fixed by the public DCC conformance cases (tests/conformance/dcc/common, see
 tests/hcert/test_decode_conformance.py):
@@ -40,6 +42,7 @@ import functools
 import io
 import json
 import math
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,7 +89,7 @@ _ECDSA = {
 # iat and exp lie between the epoch and 9999-12-31T23:59:59Z, so datetime.fromtimestamp never fails on them.
 MAX_TIMESTAMP = 253_402_300_799
 ENTRY_KEYS = {"t": "TEST", "v": "VACCINATION", "r": "RECOVERY"}
-SCHEMA_DIR = Path(__file__).resolve().parent / "dcc" / "schema"
+SCHEMA_VERSIONS_DIR = Path(__file__).resolve().parent / "dcc" / "schema-versions"
 
 
 class Stage(str, Enum):
@@ -253,28 +256,57 @@ def _json_compatible(value: Any) -> bool:
 # --- schema ---------------------------------------------------------------------------------------
 
 
-def _compile_validator() -> jsonschema_rs.Draft202012Validator:
-    """The DCC schema (DCC.combined-schema.json: self-contained, draft 2020-12) compiled by jsonschema-rs
-    with the `date` and `date-time` formats checked and nothing fetched over the network. jsonschema-rs
-    validates a DCC in about 1 µs where the pure-Python jsonschema took about 130 µs, the largest single
-    cost of a first scan at a checkpoint (docs/benchmarks.md). Its `pattern` keyword follows ECMA-262 as
-    the JSON Schema specification says (`\\d` is an ASCII digit only)."""
-    schema = json.loads((SCHEMA_DIR / "DCC.combined-schema.json").read_text(encoding="utf-8"))
-    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, ignore_unknown_formats=False)
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
+SchemaVersion = tuple[int, int, int]
 
 
-_VALIDATOR = _compile_validator()
+def _compile_validators() -> dict[SchemaVersion, jsonschema_rs.Validator]:
+    """Every published DCC schema version (dcc/schema-versions/X.Y.Z.combined-schema.json: each
+    self-contained, draft 2020-12) compiled by jsonschema-rs, with the `date` and `date-time` formats
+    checked and nothing fetched over the network. jsonschema-rs validates a DCC in about 1 µs where the
+    pure-Python jsonschema took about 130 µs, the largest single cost of a first scan at a checkpoint
+    (docs/benchmarks.md). Its `pattern` keyword follows ECMA-262 as the JSON Schema specification says
+    (`\\d` is an ASCII digit only)."""
+    validators = {}
+    for path in SCHEMA_VERSIONS_DIR.glob("*.combined-schema.json"):
+        match = _VERSION.fullmatch(path.name.removesuffix(".combined-schema.json"))
+        if match is None:
+            continue
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        validators[(int(match[1]), int(match[2]), int(match[3]))] = jsonschema_rs.validator_for(
+            schema, validate_formats=True, ignore_unknown_formats=False
+        )
+    return validators
 
 
-def _schema_failure(dcc: dict) -> str | None:
-    """None if the DCC matches the schema, else where it fails (a JSON pointer and the keyword, never
-    the offending value, which may be personal data)."""
-    if _VALIDATOR.is_valid(dcc):
+_VALIDATORS = _compile_validators()
+SCHEMA_VERSIONS = tuple(sorted(_VALIDATORS))
+
+
+def schema_version_for(ver: object) -> SchemaVersion | None:
+    """The schema a DCC declaring `ver` is checked against: that version if it was published, else the
+    nearest older one of the same major version (a newer minor or patch only adds optional content);
+    None for a missing or malformed `ver` or a major version without any published schema."""
+    if not isinstance(ver, str) or (match := _VERSION.fullmatch(ver)) is None:
         return None
-    error = next(iter(_VALIDATOR.iter_errors(dcc)))
+    declared = (int(match[1]), int(match[2]), int(match[3]))
+    known = [v for v in SCHEMA_VERSIONS if v[0] == declared[0] and v <= declared]
+    return max(known) if known else None
+
+
+def schema_failure(dcc: dict) -> str | None:
+    """None if the DCC matches the schema of the version it declares, else where it fails (a JSON
+    pointer and the keyword, never the offending value, which may be personal data)."""
+    version = schema_version_for(dcc.get("ver"))
+    if version is None:
+        return "the DCC declares no schema version this verifier knows (ver)"
+    validator = _VALIDATORS[version]
+    if validator.is_valid(dcc):
+        return None
+    error = next(iter(validator.iter_errors(dcc)))
     pointer = "".join(f"/{part}" for part in error.instance_path) or "/"
     keyword = error.schema_path[-1] if error.schema_path else "schema"
-    return f"the DCC does not match the schema at {pointer} ({keyword})"
+    return f"the DCC does not match the schema {'.'.join(map(str, version))} at {pointer} ({keyword})"
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -472,7 +504,7 @@ def decode(qr: str, *, check_schema: bool = True) -> DecodedHcert:
         stage = Stage.SCHEMA
         entry_type = _entry_type(dcc)
         if check_schema:
-            failure = _schema_failure(dcc)
+            failure = schema_failure(dcc)
             if failure:
                 raise MalformedError(Stage.SCHEMA, failure)
     except MalformedError:
@@ -577,6 +609,8 @@ __all__ = [
     "PREFIX",
     "Stage",
     "b45decode",
+    "schema_failure",
+    "schema_version_for",
     "cwt_valid_at",
     "decode",
     "entry_type_allowed",

@@ -121,11 +121,15 @@ async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datet
         "certificate_id": result.certificate_id or None,
         "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
         "signature_valid": False,
+        "schema_valid": None,
+        "schema_error": None,
         "cwt_valid_at": None,
         "payload": None,
     }
+    # The signature and the content are separate findings: a payload that fails its schema may still
+    # be genuinely signed (and the verdict is then MALFORMED at stage SCHEMA).
     try:
-        decoded = hdecode.decode(text)
+        decoded = hdecode.decode(text, check_schema=False)
     except hdecode.MalformedError:
         return out
     out["kid"] = (decoded.kid or b"").hex()  # never None after decode
@@ -135,6 +139,8 @@ async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datet
     out["signature_valid"] = any(
         hdecode.verify_signature(decoded, k.certificate_der, k.public_key) for k in keys if k.kid == decoded.kid
     )
+    out["schema_error"] = hdecode.schema_failure(decoded.dcc)
+    out["schema_valid"] = out["schema_error"] is None
     return out
 
 

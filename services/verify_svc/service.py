@@ -85,6 +85,8 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
         rule_id,
         rule_version,
         result.accept_with_warning,
+        result.signature_valid,
+        result.schema_error,
         *result.holder.items(),
     )
     template = _RESPONSE_TEMPLATES.get(key)
@@ -119,6 +121,8 @@ def _template(result: Verdict, rule_id: str, rule_version: int) -> pb.VerifyResp
         rule_id=rule_id,
         rule_version=rule_version,
         accept_with_warning=result.accept_with_warning,
+        signature_valid=result.signature_valid,
+        schema_error=result.schema_error,
         **result.holder,
     )
 

@@ -61,6 +61,8 @@ class Verdict:
     rule: Rule | None = None
     kid: bytes = b""
     accept_with_warning: bool = False  # STATUS_UNKNOWN only: the province lets the holder through
+    signature_valid: bool = False  # the signature alone: a trusted key verified it
+    schema_error: str = ""  # where the payload fails the schema of its declared version
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -203,10 +205,16 @@ class Verifier:
                 "SIGNATURE_INVALID",
                 f"the signing key may not sign {decoded.entry_type.lower()} entries",
                 kid=genuine.kid,
+                signature_valid=True,  # the signature verifies; the key may not sign this entry type
             )
         issued = genuine.issued
         if issued is None or not signer.not_before <= issued <= signer.not_after:
-            return Verdict("SIGNATURE_INVALID", "issued outside the signing certificate's validity", kid=genuine.kid)
+            return Verdict(
+                "SIGNATURE_INVALID",
+                "issued outside the signing certificate's validity",
+                kid=genuine.kid,
+                signature_valid=True,  # the signature verifies; the key was not valid when it was made
+            )
 
         result = Verdict(
             "VALID",
@@ -216,6 +224,7 @@ class Verifier:
             issuer_country=signer.country,
             kid=genuine.kid,
             valid_until=genuine.expires,
+            signature_valid=True,
         )
         live_status = signer.own and bool(genuine.certificate_id)
         own_status: Status | None = None
@@ -256,16 +265,29 @@ class Verifier:
 
     def _genuine_or_verdict(self, qr: str, snapshot: Snapshot) -> tuple[_Genuine, TrustedKey] | Verdict:
         """A QR not (or no longer) known genuine: decoded and its signature checked against the trusted
-        keys of its kid. Genuine, it is remembered with the key that verified it; else its verdict."""
+        keys of its kid. Genuine, it is remembered with the key that verified it; else its verdict.
+        The payload's schema is its own finding: a genuinely signed certificate whose payload fails the
+        schema of its declared version is MALFORMED (stage SCHEMA), with `signature_valid` true."""
         try:
-            decoded = hdecode.decode(qr)
-        except hdecode.MalformedError as exc:
-            return Verdict("MALFORMED", exc.reason, stage=exc.stage.value)
+            decoded = hdecode.decode(qr, check_schema=False)
+        except hdecode.MalformedError as exc:  # the one-entry rule is checked here too (stage SCHEMA)
+            schema = exc.reason if exc.stage == hdecode.Stage.SCHEMA else ""
+            return Verdict("MALFORMED", exc.reason, stage=exc.stage.value, schema_error=schema)
         kid = decoded.kid or b""  # never None after decode
+        schema_error = hdecode.schema_failure(decoded.dcc)
         candidates = snapshot.by_kid.get(kid, ())
+        signer = self._signer(decoded, candidates) if candidates else None
+        if schema_error is not None:
+            return Verdict(
+                "MALFORMED",
+                schema_error,
+                stage=hdecode.Stage.SCHEMA.value,
+                kid=kid,
+                signature_valid=signer is not None,
+                schema_error=schema_error,
+            )
         if not candidates:
             return Verdict("UNKNOWN_ISSUER", "no trusted signing certificate has this kid", kid=kid)
-        signer = self._signer(decoded, candidates)
         if signer is None:
             return Verdict("SIGNATURE_INVALID", "no trusted certificate with this kid verifies the signature", kid=kid)
         genuine = _Genuine.of(decoded, signer.fingerprint)

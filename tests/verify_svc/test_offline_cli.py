@@ -113,3 +113,24 @@ def test_unusable_trust_certificates_are_skipped_and_every_qr_gets_its_line(tmp_
     assert signed["signature_valid"] is True and signed["issuer_country"] == "DE"
     assert signed["verdict"] == "RULE_NOT_MET"  # no --rules: genuine, but no rule applies
     assert broken["verdict"] == garbage["verdict"] == "MALFORMED"
+
+
+def test_signature_and_schema_are_separate_findings(tmp_path):
+    """A genuinely signed certificate whose payload fails the schema of its own version (a partial birth
+    date, allowed only from 1.1.0) is MALFORMED at stage SCHEMA, and says its signature is valid."""
+    material = hkeys.SigningKeyMaterial.generate("ES256", country="DE")
+    (tmp_path / "de.der").write_bytes(material.certificate_der)
+    now = int(time.time())
+    dcc = {
+        "ver": "1.0.0",
+        "nam": {"fn": "Muller", "fnt": "MULLER"},
+        "dob": "1980",
+        "t": [{"tg": "840539006", "tt": "LP6464-4", "sc": "2021-05-01T10:00:00Z", "tr": "260415000",
+               "tc": "Labor", "co": "DE", "is": "RKI", "ci": "URN:UVCI:01:DE:SEP#1"}],
+    }  # fmt: skip
+    sign = lambda d: codec.encode_hcert(d, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 600)  # noqa: E731
+    partial, full = offline("--trust", str(tmp_path), sign(dcc), sign({**dcc, "dob": "1980-05-05"}))
+    assert partial["verdict"] == "MALFORMED" and partial["stage"] == "SCHEMA"
+    assert partial["signature_valid"] is True and partial["schema_valid"] is False
+    assert "/dob" in partial["schema_error"] and "1.0.0" in partial["schema_error"]
+    assert full["signature_valid"] is True and full["schema_valid"] is True and full["schema_error"] is None

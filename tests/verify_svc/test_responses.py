@@ -69,6 +69,8 @@ OTHER = {
     "rule": _rule("r1", 2),
     "kid": b"kid-0002",
     "accept_with_warning": True,
+    "signature_valid": not BASE.signature_valid,
+    "schema_error": "the DCC does not match the schema 1.3.0 at /dob (pattern)",
     "holder": {**BASE.holder, "given_name": "Văn Bình"},
 }
 

@@ -240,3 +240,40 @@ async def test_an_unusable_trust_entry_is_skipped_and_the_trust_list_keeps_refre
 
 async def _async(value):
     return value
+
+
+async def test_verify_answers_signature_and_schema_as_separate_findings(platform, admin):
+    stub, auth = admin
+    material = hkeys.SigningKeyMaterial.generate("ES256", country="DE")
+    await stub.ImportTrustedCertificate(
+        apb.ImportTrustedCertificateRequest(request_id=rid(), certificate_der=material.certificate_der, country="DE"),
+        metadata=auth,
+    )
+    now = int(time.time())
+
+    def signed(**changes) -> str:
+        dcc = {
+            "ver": "1.0.0",
+            "nam": {"fn": "Muller", "fnt": "MULLER"},
+            "dob": "1980-05-05",
+            "t": [{"tg": "840539006", "tt": "LP6464-4", "sc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "tr": "260415000", "tc": "Labor", "co": "DE", "is": "RKI", "ci": "URN:UVCI:01:DE:F#1"}],
+            **changes,
+        }  # fmt: skip
+        return codec.encode_hcert(dcc, signer=codec.Signer(material), issued_at=now - 60, expires_at=now + 86400)
+
+    def verify(qr):
+        return platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth)
+
+    good = await until(lambda: _if(verify(signed()), lambda a: a.verdict != v.VERDICT_UNKNOWN_ISSUER))
+    assert good.verdict == v.VERDICT_VALID and good.signature_valid and good.schema_error == ""
+    partial = await verify(signed(dob="1980"))  # a partial birth date: not in schema 1.0.0 (from 1.1.0)
+    assert partial.verdict == v.VERDICT_MALFORMED and partial.malformed_stage == v.MALFORMED_STAGE_SCHEMA
+    assert partial.signature_valid and "/dob" in partial.schema_error and "1.0.0" in partial.schema_error
+    stranger = hkeys.SigningKeyMaterial.generate("ES256", country="DE")  # not trusted: no signature verifies
+    forged = codec.encode_hcert(
+        {"ver": "1.0.0", "nam": {"fn": "X"}, "dob": "1980"}, signer=codec.Signer(stranger), issued_at=now,
+        expires_at=now + 60,
+    )  # fmt: skip
+    answer = await verify(forged)
+    assert answer.verdict == v.VERDICT_MALFORMED and not answer.signature_valid and answer.schema_error

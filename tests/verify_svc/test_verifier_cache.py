@@ -54,9 +54,9 @@ def test_repeat_scan_is_not_decoded_again_and_follows_the_trust_list(monkeypatch
     calls = {"decode": 0, "signature": 0}
     real_decode, real_verify = hdecode.decode, hdecode.verify_signature
 
-    def counting_decode(qr):
+    def counting_decode(qr, **options):
         calls["decode"] += 1
-        return real_decode(qr)
+        return real_decode(qr, **options)
 
     def counting_verify(*args):
         calls["signature"] += 1

@@ -22,7 +22,7 @@ class VerifyRequest(_message.Message):
     def __init__(self, qr: _Optional[str] = ..., scanned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("verdict", "reason", "malformed_stage", "family_name", "given_name", "family_name_transliterated", "given_name_transliterated", "date_of_birth", "entry_type", "test_type", "sample_collected_at", "valid_until", "certificate_id", "issuer_country", "status_source", "rule_id", "rule_version", "checked_at", "kid", "accept_with_warning")
+    __slots__ = ("verdict", "reason", "malformed_stage", "family_name", "given_name", "family_name_transliterated", "given_name_transliterated", "date_of_birth", "entry_type", "test_type", "sample_collected_at", "valid_until", "certificate_id", "issuer_country", "status_source", "rule_id", "rule_version", "checked_at", "kid", "accept_with_warning", "signature_valid", "schema_error")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MALFORMED_STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class VerifyResponse(_message.Message):
     CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
     KID_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_WITH_WARNING_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_VALID_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_ERROR_FIELD_NUMBER: _ClassVar[int]
     verdict: _verdict_pb2.Verdict
     reason: str
     malformed_stage: _verdict_pb2.MalformedStage
@@ -63,7 +65,9 @@ class VerifyResponse(_message.Message):
     checked_at: _timestamp_pb2.Timestamp
     kid: bytes
     accept_with_warning: bool
-    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., malformed_stage: _Optional[_Union[_verdict_pb2.MalformedStage, str]] = ..., family_name: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name_transliterated: _Optional[str] = ..., given_name_transliterated: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., entry_type: _Optional[_Union[_certificate_pb2.EntryType, str]] = ..., test_type: _Optional[_Union[_testing_pb2.TestType, str]] = ..., sample_collected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_id: _Optional[str] = ..., issuer_country: _Optional[str] = ..., status_source: _Optional[_Union[_verdict_pb2.StatusSource, str]] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kid: _Optional[bytes] = ..., accept_with_warning: bool = ...) -> None: ...
+    signature_valid: bool
+    schema_error: str
+    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, str]] = ..., reason: _Optional[str] = ..., malformed_stage: _Optional[_Union[_verdict_pb2.MalformedStage, str]] = ..., family_name: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name_transliterated: _Optional[str] = ..., given_name_transliterated: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., entry_type: _Optional[_Union[_certificate_pb2.EntryType, str]] = ..., test_type: _Optional[_Union[_testing_pb2.TestType, str]] = ..., sample_collected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_id: _Optional[str] = ..., issuer_country: _Optional[str] = ..., status_source: _Optional[_Union[_verdict_pb2.StatusSource, str]] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kid: _Optional[bytes] = ..., accept_with_warning: bool = ..., signature_valid: bool = ..., schema_error: _Optional[str] = ...) -> None: ...
 
 class VerifyBatchRequest(_message.Message):
     __slots__ = ("scans",)
