@@ -39,6 +39,9 @@ class GrpcService:
     full_name: str  # e.g. "covidtest.result.v1.ResultService"
     register: Callable[[GuardedServer], None]  # adds the servicer to the server, behind the call guard
     roles: Mapping[str, Iterable[Role]]
+    # Set once the service can answer (verify_svc: its trust list is loaded); health says NOT_SERVING
+    # until then, so no probe routes traffic to a process that would answer UNAVAILABLE.
+    ready: asyncio.Event | None = None
 
     def policy(self) -> dict[str, frozenset[Role]]:
         """Full method name → allowed roles. Every RPC of the contract must be declared, none invented."""
@@ -62,14 +65,37 @@ class Running:
     health_server: grpc.aio.Server | None = None  # plaintext, health only (HEALTH_PORT)
     _metrics_http: WSGIServer | None = None
     _on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _wants_serving: bool = False
+    _waiting: asyncio.Task | None = None
 
     async def set_serving(self, serving: bool) -> None:
+        """SERVING (once every service is ready: until then it stays NOT_SERVING and turns SERVING by
+        itself when they are) or NOT_SERVING."""
+        self._wants_serving = serving
+        unready = [s.ready for s in self.services if s.ready is not None and not s.ready.is_set()]
+        if serving and unready:
+            await self._set_health(False)
+            if self._waiting is None or self._waiting.done():
+                self._waiting = asyncio.ensure_future(self._serve_when_ready(unready))
+            return
+        await self._set_health(serving)
+
+    async def _serve_when_ready(self, events: list[asyncio.Event]) -> None:
+        for event in events:
+            await event.wait()
+        if self._wants_serving:
+            await self._set_health(True)
+
+    async def _set_health(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *(s.full_name for s in self.services)]:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """NOT_SERVING first, then drain in-flight calls for up to `grace` seconds, then release resources."""
+        self._wants_serving = False
+        if self._waiting is not None:
+            self._waiting.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.health_server is not None:

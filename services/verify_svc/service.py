@@ -199,14 +199,19 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             violations.append(FieldViolation(f"{path}scanned_at", "at most 7 days in the past", "TIME_TOO_OLD"))
         return at
 
-    async def _verify(
-        self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime
-    ) -> pb.VerifyResponse:
+    async def _loaded(self) -> None:
+        """Returns once the trust list and rules are in memory (at most 5 s after start); UNAVAILABLE
+        before: an empty trust list must never be answered as if it were the real one."""
         if not self._trust.loaded.is_set():  # just started: the trust list is not in memory yet
             try:
                 await asyncio.wait_for(self._trust.loaded.wait(), 5)
             except TimeoutError:
                 raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
+
+    async def _verify(
+        self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime
+    ) -> pb.VerifyResponse:
+        await self._loaded()
         result = await self._verifier.verify(request.qr, at, caller.province_code)
         self._counts.add(caller.id, result.verdict, now)
         return response_of(result, at)
@@ -247,6 +252,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
     async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:
         caller = current_caller()
         province = caller.province_code
+        await self._loaded()
         snapshot = self._trust.snapshot
         rules = snapshot.province_rules(province)
         return pb.GetRulesResponse(
@@ -258,6 +264,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
     async def GetTrustList(
         self, request: pb.GetTrustListRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTrustListResponse:
+        await self._loaded()
         snapshot = self._trust.snapshot
         since = request.since_version
         full = since == 0 or since > snapshot.trust_version
@@ -305,5 +312,6 @@ def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
             "covidtest.verify.v1.VerifyService",
             lambda server: verify_service_pb2_grpc.add_VerifyServiceServicer_to_server(servicer, server),
             VERIFY_ROLES,
+            ready=trust.loaded,
         )
     ]
