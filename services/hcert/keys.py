@@ -24,8 +24,7 @@ from cryptography.x509.oid import NameOID
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 ALGORITHMS = ("ES256", "PS256")  # what this platform signs with
-# What a trusted certificate's key may verify: the curve fixes the ECDSA algorithm.
-VERIFICATION_ALGORITHMS = ("ES256", "ES384", "ES512", "PS256")
+# What a trusted certificate's EC key verifies (verification_algorithm): the curve fixes the algorithm.
 _CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 KID_LENGTH = 8
 MIN_RSA_BITS = 2048
@@ -347,7 +346,6 @@ class SigningKeyMaterial:
 
 __all__ = [
     "ALGORITHMS",
-    "VERIFICATION_ALGORITHMS",
     "ENTRY_TYPES",
     "ENTRY_TYPE_OIDS",
     "KID_LENGTH",

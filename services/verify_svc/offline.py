@@ -108,8 +108,8 @@ def read_qr(argument: str) -> str:
     return argument
 
 
-async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datetime, province: str) -> dict[str, Any]:
-    """The verdict of one QR, and what the QR itself says: its payload, whether any key verifies it."""
+async def check(verifier: Verifier, text: str, at: datetime, province: str) -> dict[str, Any]:
+    """The verdict of one QR, and what the QR itself says: its payload, whether a trusted key verifies it."""
     result = await verifier.verify(text, at, province)
     out: dict[str, Any] = {
         "verdict": result.verdict,
@@ -120,14 +120,14 @@ async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datet
         "issuer_country": result.issuer_country or None,
         "certificate_id": result.certificate_id or None,
         "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
-        "signature_valid": False,
-        "schema_valid": None,
-        "schema_error": None,
+        # The signature and the content are separate findings (the Verifier's): a payload that fails
+        # its schema may still be genuinely signed, and the verdict is then MALFORMED at stage SCHEMA.
+        "signature_valid": result.signature_valid,
+        "schema_valid": False if result.schema_error else None,  # None: not decoded far enough to tell
+        "schema_error": result.schema_error or None,
         "cwt_valid_at": None,
         "payload": None,
     }
-    # The signature and the content are separate findings: a payload that fails its schema may still
-    # be genuinely signed (and the verdict is then MALFORMED at stage SCHEMA).
     try:
         decoded = hdecode.decode(text, check_schema=False)
     except hdecode.MalformedError:
@@ -136,11 +136,7 @@ async def check(verifier: Verifier, keys: list[TrustedKey], text: str, at: datet
     out["entry_type"] = decoded.entry_type
     out["payload"] = decoded.dcc
     out["cwt_valid_at"] = hdecode.cwt_valid_at(decoded, int(at.timestamp()))
-    out["signature_valid"] = any(
-        hdecode.verify_signature(decoded, k.certificate_der, k.public_key) for k in keys if k.kid == decoded.kid
-    )
-    out["schema_error"] = hdecode.schema_failure(decoded.dcc)
-    out["schema_valid"] = out["schema_error"] is None
+    out["schema_valid"] = not result.schema_error
     return out
 
 
@@ -169,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             continue
         try:
-            out = asyncio.run(check(verifier, keys, text, at, args.province))
+            out = asyncio.run(check(verifier, text, at, args.province))
         except Exception as exc:  # noqa: BLE001 - one line per QR whatever happens
             out = {"input": argument, "error": f"{type(exc).__name__}: {exc}"}
             failed = True
