@@ -240,7 +240,9 @@ async def _import_signing_key(dsn: str, args: argparse.Namespace, days: timedelt
     ref = os.path.abspath(args.private_key) if args.keep_in_secret else None
     key = await _with_tx(
         dsn,
-        lambda c: signing_keys.import_key(c, None, sealer, private_pem, certificate_pem, days, private_key_ref=ref),
+        lambda c: signing_keys.import_key(
+            c, None, sealer, private_pem, certificate_pem, days, private_key_ref=ref, purpose=args.purpose
+        ),
     )
     return _key_json(key)
 
@@ -252,7 +254,11 @@ async def _signing_key(dsn: str, args: argparse.Namespace) -> object:
         return {"SIGNING_KEYS_KEK": private, "SIGNING_KEYS_KEK_PUBLIC": public}
     if args.action == "generate":
         sealer = _sealer_from_environment()
-        return _key_json(await _with_tx(dsn, lambda c: signing_keys.generate(c, None, sealer, args.algorithm, days)))
+        return _key_json(
+            await _with_tx(
+                dsn, lambda c: signing_keys.generate(c, None, sealer, args.algorithm, days, purpose=args.purpose)
+            )
+        )
     if args.action == "import":
         return await _import_signing_key(dsn, args, days)
     if args.action == "activate":
@@ -264,7 +270,8 @@ async def _signing_key(dsn: str, args: argparse.Namespace) -> object:
     if args.action == "retire":
         return _key_json(await _with_tx(dsn, lambda c: signing_keys.retire(c, None, args.signing_key_id, args.force)))
     return [
-        _key_json(k) for k in await _with_tx(dsn, lambda c: signing_keys.list_keys(c, args.state, args.limit, None))
+        _key_json(k)
+        for k in await _with_tx(dsn, lambda c: signing_keys.list_keys(c, args.state, args.limit, None, args.purpose))
     ]
 
 
@@ -464,7 +471,8 @@ def _add_credential_commands(areas: Areas) -> None:
 
 def _add_signing_key_commands(areas: Areas) -> None:
     keys = areas.add_parser(
-        "signing-key", help="HCERT signing keys (SIGNING_KEYS_KEK_PUBLIC seals private keys)"
+        "signing-key",
+        help="HCERT and checkpoint-bundle signing keys (SIGNING_KEYS_KEK_PUBLIC seals private keys)",
     ).add_subparsers(dest="action", required=True)
     keys.add_parser(
         "new-kek", help="print a new signing-key KEK: SIGNING_KEYS_KEK for publish_svc, its public half for the rest"
@@ -472,6 +480,7 @@ def _add_signing_key_commands(areas: Areas) -> None:
     c = keys.add_parser("generate", help="new key and certificate, state PENDING")
     c.add_argument("--algorithm", choices=signing_keys.ALGORITHMS, default="ES256")
     c.add_argument("--validity-days", type=int, help="certificate validity (default 365)")
+    _purpose_argument(c)
     c = keys.add_parser("import", help="import a PEM private key (file or mounted Kubernetes Secret)")
     c.add_argument("--private-key", required=True, help="PEM file, never from the repository")
     c.add_argument("--certificate", help="its PEM certificate (else one is created)")
@@ -481,13 +490,25 @@ def _add_signing_key_commands(areas: Areas) -> None:
         action="store_true",
         help="store only the file's path: publish_svc reads the key from the mounted Secret",
     )
+    _purpose_argument(c)
     keys.add_parser("activate", help="make it the signing key (rotation)").add_argument("signing_key_id")
     c = keys.add_parser("retire", help="remove from the trust list for good")
     c.add_argument("signing_key_id")
     c.add_argument("--force", action="store_true", help="even with unexpired certificates (key compromise)")
     c = keys.add_parser("list")
     c.add_argument("--state", choices=["PENDING", "ACTIVE", "DEACTIVATED", "RETIRED"])
+    c.add_argument("--purpose", choices=signing_keys.PURPOSES, type=str.upper, help="only keys of this purpose")
     c.add_argument("--limit", type=int, default=100)
+
+
+def _purpose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--purpose",
+        choices=signing_keys.PURPOSES,
+        type=str.upper,
+        default=signing_keys.DCC,
+        help="DCC (signs certificates, on the trust list) or BUNDLE (signs the checkpoint bundle devices pin)",
+    )
 
 
 def _add_trusted_cert_commands(areas: Areas) -> None:

@@ -126,7 +126,13 @@ def _signing_key(k: signing_keys.SigningKeyRow) -> pb.SigningKey:
         retired_at=timestamp(k.retired_at),
         certificates_signed=k.certificates_signed,
         last_certificate_expires_at=timestamp(k.last_certificate_expires_at),
+        purpose=enum_value(pb.SigningKeyPurpose, k.purpose),
     )
+
+
+def _purpose(request: pb.GenerateSigningKeyRequest | pb.ImportSigningKeyRequest) -> str:
+    """The purpose asked for; unset means DCC."""
+    return enum_name(pb.SigningKeyPurpose, request.purpose) or signing_keys.DCC
 
 
 def _trusted(row: asyncpg.Record) -> pb.TrustedCertificate:
@@ -397,9 +403,12 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> pb.GenerateSigningKeyResponse:
         algorithm = enum_name(certificate_pb2.SigningAlgorithm, request.algorithm)
         validity = _validity(request)
+        purpose = _purpose(request)
 
         async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.GenerateSigningKeyResponse:
-            key = await signing_keys.generate(conn, actor, self._sealer, algorithm, validity, request.request_id)
+            key = await signing_keys.generate(
+                conn, actor, self._sealer, algorithm, validity, request.request_id, purpose=purpose
+            )
             return pb.GenerateSigningKeyResponse(signing_key=_signing_key(key))
 
         return await self._mutate("GenerateSigningKey", request, pb.GenerateSigningKeyResponse, mutate)
@@ -413,6 +422,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 [FieldViolation("private_key_pem", "a PEM private key", "FIELD_REQUIRED")],
             )
         validity = _validity(request)
+        purpose = _purpose(request)
 
         async def mutate(conn: asyncpg.Connection, actor: Principal) -> pb.ImportSigningKeyResponse:
             key = await signing_keys.import_key(
@@ -423,6 +433,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 request.certificate_pem.encode() or None,
                 validity,
                 request_id=request.request_id,
+                purpose=purpose,
             )
             return pb.ImportSigningKeyResponse(signing_key=_signing_key(key))
 
@@ -454,9 +465,10 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> pb.ListSigningKeysResponse:
         limit = page_size(request.page_size)
         state = enum_name(pb.SigningKeyState, request.state) or None
-        filters = {"state": state}
+        purpose = enum_name(pb.SigningKeyPurpose, request.purpose) or None
+        filters = {"state": state, "purpose": purpose}
         after = CreatedPageKey.from_token(decode_token(request.page_token, filters, CreatedPageKey.PARSERS))
-        keys = await in_tx(self._pool, lambda conn: signing_keys.list_keys(conn, state, limit + 1, after))
+        keys = await in_tx(self._pool, lambda conn: signing_keys.list_keys(conn, state, limit + 1, after, purpose))
         page = keys[:limit]
         token = (
             encode_token(CreatedPageKey.of(page[-1].created_at, page[-1].id).token(), filters)

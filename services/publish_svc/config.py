@@ -62,6 +62,31 @@ class PublishConfig(PersonalDataConfig):
         default=600,
         doc="GetCitizenResults calls one partner may make per minute",
     )
+    bundle_build_seconds: float = setting(
+        "BUNDLE_BUILD_SECONDS",
+        positive_float,
+        default=10.0,
+        doc="how often the checkpoint bundle's content is gathered and, if it changed, a version issued "
+        "(a revocation reaches the bundle within this time)",
+    )
+    bundle_validity_hours: float = setting(
+        "BUNDLE_VALIDITY_HOURS",
+        positive_float,
+        default=24.0,
+        doc="valid_until of a bundle version, from its issue: devices refuse it afterwards",
+    )
+    bundle_reissue_seconds: float = setting(
+        "BUNDLE_REISSUE_SECONDS",
+        positive_float,
+        default=3600.0,
+        doc="a version is issued at least this often, unchanged or not, so valid_until moves on",
+    )
+    bundle_deltas_kept: int = setting(
+        "BUNDLE_DELTAS_KEPT",
+        positive_int,
+        default=2000,
+        doc="bundle versions whose delta is kept; a device further behind gets the full bundle",
+    )
     signing_keys_kek: list = setting(
         "SIGNING_KEYS_KEK",
         parse_kek_private,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -30,10 +31,12 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
 from services.hcert import qr
 from services.publish_svc import repository as repo
+from services.publish_svc.bundle_builder import BundleBuilder
 from services.publish_svc.config import PublishConfig
 from services.publish_svc.feed import Feed, FeedSignal
 from services.publish_svc.relay import Relay
 from services.registry.certificate_status import StatusCache
+from services.registry.key_sealing import SigningKeyOpener
 
 LABEL = "publish_svc"
 
@@ -288,6 +291,16 @@ def build(deps: Deps[PublishConfig]) -> list[GrpcService]:
     if config.relay_enabled:
         relay = Relay(config, deps.pii, StatusCache(deps.redis, config.redis_prefix), on_published=signal.notify)
         deps.background(relay.run(), relay.stop)
+        builder = BundleBuilder(
+            deps.pool,
+            SigningKeyOpener(config.signing_keys_kek),
+            deps.pii,
+            build_seconds=config.bundle_build_seconds,
+            validity=timedelta(hours=config.bundle_validity_hours),
+            reissue=timedelta(seconds=config.bundle_reissue_seconds),
+            deltas_kept=config.bundle_deltas_kept,
+        )
+        deps.background(builder.run(), builder.stop)
     servicer = PublishServicer(deps, config, feed)
     return [
         GrpcService(

@@ -1,4 +1,8 @@
-"""The platform's HCERT signing keys: generate or import, activate (rotate), retire, list, load.
+"""The platform's signing keys: generate or import, activate (rotate), retire, list, load.
+
+Two purposes share one lifecycle: DCC keys sign HCERT certificates; BUNDLE keys sign the checkpoint
+bundle (services.registry.checkpoint_bundle), which devices pin. A bundle key is never on the trust list,
+so it can never make a certificate verify; each purpose has its own ACTIVE key.
 
 A key's private half is sealed with the signing-key KEK (`private_key_enc`, services.registry.key_sealing:
 whoever creates keys holds only the KEK's public half, publish_svc alone can open it), or stays in a
@@ -32,6 +36,9 @@ from services.registry.repository import signing_keys as repo
 from services.registry.trust_list import trust_list_change
 
 ALGORITHMS = ("ES256", "PS256")
+DCC, BUNDLE = "DCC", "BUNDLE"
+PURPOSES = (DCC, BUNDLE)
+_COMMON_NAMES = {DCC: "Bluezone test-result DSC", BUNDLE: "Bluezone checkpoint bundle signer"}
 DEFAULT_VALIDITY = timedelta(days=365)
 MIN_VALIDITY, MAX_VALIDITY = timedelta(days=1), timedelta(days=5 * 365)
 _PURPOSE = "signing_key.private"
@@ -50,6 +57,7 @@ class SigningKeyRow:
     activated_at: datetime | None
     deactivated_at: datetime | None
     retired_at: datetime | None
+    purpose: str  # DCC or BUNDLE
     certificates_signed: int
     last_certificate_expires_at: datetime | None
 
@@ -115,6 +123,7 @@ async def _store(
     private_key_ref: str | None,
     request_id: str,
     action: str,
+    purpose: str,
 ) -> SigningKeyRow:
     der = certificate.public_bytes(Encoding.DER)
     key_id = uuid.uuid4()
@@ -131,11 +140,15 @@ async def _store(
                 private_key_ref=private_key_ref,
                 not_before=certificate.not_valid_before_utc,
                 not_after=certificate.not_valid_after_utc,
+                purpose=purpose,
             )
     except asyncpg.UniqueViolationError:
         raise AlreadyExists("this certificate is already registered", reason="CERTIFICATE_EXISTS") from None
-    await trust_list_change(conn, der, "VN", "ADDED")
-    await audit.record(conn, actor, action, "signing_key", str(key_id), request_id, {"algorithm": algorithm})
+    if purpose == DCC:  # a bundle key never enters the trust list: it must not verify certificates
+        await trust_list_change(conn, der, "VN", "ADDED")
+    await audit.record(
+        conn, actor, action, "signing_key", str(key_id), request_id, {"algorithm": algorithm, "purpose": purpose}
+    )
     return await get(conn, str(key_id))
 
 
@@ -146,12 +159,32 @@ async def generate(
     algorithm: str,
     validity: timedelta | None = None,
     request_id: str = "",
+    purpose: str = DCC,
 ) -> SigningKeyRow:
     if algorithm not in ALGORITHMS:
         raise InvalidArgument("unknown algorithm", [FieldViolation("algorithm", "ES256 or PS256", "FIELD_REQUIRED")])
+    check_purpose(purpose)
     key = hkeys.generate_private_key(algorithm)
-    certificate = hkeys.make_certificate(key, algorithm, check_validity(validity))
-    return await _store(conn, actor, sealer, key, algorithm, certificate, None, request_id, "GENERATE_SIGNING_KEY")
+    certificate = _new_certificate(key, algorithm, validity, purpose)
+    return await _store(
+        conn, actor, sealer, key, algorithm, certificate, None, request_id, "GENERATE_SIGNING_KEY", purpose
+    )
+
+
+def check_purpose(purpose: str) -> str:
+    if purpose not in PURPOSES:
+        raise InvalidArgument("unknown key purpose", [FieldViolation("purpose", "DCC or BUNDLE", "FIELD_OUT_OF_RANGE")])
+    return purpose
+
+
+def _new_certificate(
+    key: hkeys.PrivateKey, algorithm: str, validity: timedelta | None, purpose: str
+) -> x509.Certificate:
+    """A self-signed certificate for a new key; a bundle key's names no DCC entry type (it signs none)."""
+    entry_types = ("TEST",) if purpose == DCC else ()
+    return hkeys.make_certificate(
+        key, algorithm, check_validity(validity), common_name=_COMMON_NAMES[purpose], entry_types=entry_types
+    )
 
 
 def parse_private_key(pem: bytes) -> tuple[hkeys.PrivateKey, str]:
@@ -206,16 +239,18 @@ async def import_key(
     validity: timedelta | None = None,
     private_key_ref: str | None = None,
     request_id: str = "",
+    purpose: str = DCC,
 ) -> SigningKeyRow:
     """Import a key; with `private_key_ref` only that path is stored and the key stays in the Secret
     (then `sealer` may be None)."""
+    check_purpose(purpose)
     key, algorithm = parse_private_key(private_key_pem)
     if certificate_pem:
         certificate = _given_certificate(key, certificate_pem, validity)
     else:
-        certificate = hkeys.make_certificate(key, algorithm, check_validity(validity))
+        certificate = _new_certificate(key, algorithm, validity, purpose)
     return await _store(
-        conn, actor, sealer, key, algorithm, certificate, private_key_ref, request_id, "IMPORT_SIGNING_KEY"
+        conn, actor, sealer, key, algorithm, certificate, private_key_ref, request_id, "IMPORT_SIGNING_KEY", purpose
     )
 
 
@@ -228,7 +263,7 @@ async def activate(conn: asyncpg.Connection, actor: Principal | None, key_id: st
         raise FailedPrecondition(
             "the key is retired or its certificate is not valid now", reason="SIGNING_KEY_STATE_INVALID"
         )
-    previous = await repo.deactivate_active(conn)
+    previous = await repo.deactivate_active(conn, target.purpose)
     await repo.mark_active(conn, _uuid(key_id))
     await repo.notify_signing_keys(conn)
     await audit.record(
@@ -256,24 +291,31 @@ async def retire(
             "certificates it signed have not expired yet (use force after a compromise)", reason="SIGNING_KEY_IN_USE"
         )
     await repo.mark_retired(conn, _uuid(key_id))
-    await trust_list_change(conn, target.certificate_der, "VN", "REMOVED")
+    if target.purpose == DCC:
+        await trust_list_change(conn, target.certificate_der, "VN", "REMOVED")
+    else:
+        await repo.notify_signing_keys(conn)  # the bundle lists the bundle keys devices may pin
     await audit.record(conn, actor, "RETIRE_SIGNING_KEY", "signing_key", key_id, request_id, {"force": force})
     return await get(conn, key_id)
 
 
 async def list_keys(
-    conn: asyncpg.Connection, state: str | None, limit: int, after: CreatedPageKey | None
+    conn: asyncpg.Connection,
+    state: str | None,
+    limit: int,
+    after: CreatedPageKey | None,
+    purpose: str | None = None,
 ) -> list[SigningKeyRow]:
-    """Newest first, then id; `after` is the previous page's last row."""
-    return [_row(r) for r in await repo.list_keys(conn, state, limit, after)]
+    """Newest first, then id; `after` is the previous page's last row; of `purpose` when given."""
+    return [_row(r) for r in await repo.list_keys(conn, state, purpose, limit, after)]
 
 
 async def load_active(
-    conn: asyncpg.Connection, opener: SigningKeyOpener, legacy: PiiCipher | None = None
+    conn: asyncpg.Connection, opener: SigningKeyOpener, legacy: PiiCipher | None = None, purpose: str = DCC
 ) -> ActiveSigningKey | None:
-    """The ACTIVE key with its private half and its row id, or None when no key is active. `legacy`: the
-    personal-data keyring, which sealed keys created before the signing-key KEK."""
-    row = await repo.active_key_material(conn)
+    """The ACTIVE key of `purpose` with its private half and its row id, or None when none is active.
+    `legacy`: the personal-data keyring, which sealed keys created before the signing-key KEK."""
+    row = await repo.active_key_material(conn, purpose)
     if row is None:
         return None
     sealed = row["private_key_enc"]

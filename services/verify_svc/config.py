@@ -5,6 +5,7 @@ import dataclasses
 from services.common.config import (
     ServiceConfig,
     parse_dsn,
+    parse_port,
     parse_request_bytes,
     positive_float,
     positive_int,
@@ -68,6 +69,12 @@ class VerifyConfig(ServiceConfig):
         positive_float,
         default=0.5,
         doc="longest wait for a status from Postgres before answering without it (UNCHECKED)",
+    )
+    bundle_http_port: int = setting(
+        "BUNDLE_HTTP_PORT",
+        parse_port,
+        default=8080,
+        doc="plain HTTP port of the checkpoint bundle (/bundle/v1/latest, /bundle/v1/delta/N) on GRPC_HOST; 0 = off",
     )
     status_unknown_accept_provinces: frozenset[str] = setting(
         "STATUS_UNKNOWN_ACCEPT_PROVINCES",

@@ -1,14 +1,26 @@
 """The offline verifier for operators and device makers: the service's verdict logic without a server.
 
+    python -m services.verify_svc.offline --bundle FILE --bundle-key CERT [--delta FILE ...]
+                                          [--province 24] [--at ISO-8601] QR [QR ...]
     python -m services.verify_svc.offline --trust PATH [--trust PATH ...] [--rules FILE] [--province 24]
                                           [--at ISO-8601] QR [QR ...]
 
-A trust PATH is a signing certificate (PEM or DER) or a folder of them; its country is the
-certificate's subject C. A QR is the scanned text, or a PNG/JPEG file of the code (read with
-zxing-cpp). `--rules` is the JSON of a VerifyService.GetRules answer (what a device downloads); without
-it no province rule applies, so a genuine entry gets RULE_NOT_MET. Revocation status is not available
-offline (UNCHECKED). Prints one JSON object per QR, whatever happens, and uses the same Verifier as
-verify_svc; a trust certificate whose key no DCC algorithm uses is skipped with a warning on stderr.
+With `--bundle` (a full checkpoint bundle, from GetCheckpointBundle or /bundle/v1/latest) the trust list,
+the rules and the revocations all come from the bundle, after its signature is checked against the pinned
+bundle certificate(s) `--bundle-key` (PEM or DER); `--delta` files (/bundle/v1/delta/N) are applied in
+order. A bundle that fails its signature, is signed by another key, or has expired (valid_until before
+the scan time) is refused: exit status 2 and nothing is verified, because a stale bundle no longer knows
+what was revoked. Our own certificates are then REVOKED when the bundle lists them, VALID otherwise
+(status_source BUNDLE: the bundle lists every revoked certificate of ours that has not expired).
+
+Without a bundle: a trust PATH is a signing certificate (PEM or DER) or a folder of them; its country is
+the certificate's subject C. `--rules` is the JSON of a VerifyService.GetRules answer; without it no
+province rule applies, so a genuine entry gets RULE_NOT_MET. Revocation status is then not available
+(UNCHECKED).
+
+A QR is the scanned text, or a PNG/JPEG file of the code (read with zxing-cpp). Prints one JSON object
+per QR, whatever happens, and uses the same Verifier as verify_svc; a trust certificate whose key no DCC
+algorithm uses is skipped with a warning on stderr.
 """
 
 from __future__ import annotations
@@ -28,10 +40,13 @@ from google.protobuf import json_format
 
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.hcert import decode as hdecode
+from services.registry import checkpoint_bundle as cb
 from services.registry.province_rules import Rule, rule_from_message
 from services.verify_svc.status import UNCHECKED, Status
-from services.verify_svc.trust import Snapshot, TrustedKey, trusted_key
+from services.verify_svc.trust import Snapshot, TrustedKey, trusted_key, usable_key
 from services.verify_svc.verifier import Verifier
+
+BUNDLE = "BUNDLE"  # the status source of a verdict whose revocation status came from the bundle
 
 
 class _Offline:
@@ -39,6 +54,55 @@ class _Offline:
 
     async def status(self, certificate_id: str) -> Status:
         return Status(None, UNCHECKED)
+
+
+class BundleStatus:
+    """The live status of our own certificates as the bundle knows it: it lists every revoked one that has
+    not expired, so a certificate it does not list was not revoked when the bundle was issued."""
+
+    def __init__(self, bundle: cb.Bundle):
+        self._revoked = frozenset(bundle.content[cb.REVOKED])
+
+    async def status(self, certificate_id: str) -> Status:
+        revoked = cb.revocation_hash(certificate_id) in self._revoked
+        return Status("REVOKED" if revoked else "VALID", BUNDLE)
+
+
+def snapshot_of(bundle: cb.Bundle) -> Snapshot:
+    """The bundle's trust list and rules as the Verifier's snapshot (unusable certificates skipped, as
+    verify_svc skips them)."""
+    found = [usable_key(e["certificate"], e["country"], e["own"]) for e in bundle.content[cb.TRUST_LIST].values()]
+    rules = [cb.rule_of(e) for e in bundle.content[cb.RULES].values()]
+    return Snapshot([k for k in found if k is not None], rules, bundle.version)
+
+
+def _read_certificate(path: str) -> x509.Certificate:
+    raw = Path(path).read_bytes()
+    if raw.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(raw)
+    return x509.load_der_x509_certificate(raw)
+
+
+def load_bundle(path: str, deltas: list[str], pinned_paths: list[str], at: datetime) -> cb.Bundle:
+    """The verified bundle with `deltas` applied; SystemExit(2) with the reason when it must not be used."""
+    try:
+        pinned = [_read_certificate(p) for p in pinned_paths]
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read a bundle key certificate: {exc}") from None
+    try:
+        bundle = cb.read_bundle(Path(path).read_bytes(), pinned)
+        for delta in deltas:
+            bundle = cb.apply(bundle, cb.read_delta(Path(delta).read_bytes(), pinned))
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {exc.filename}: {exc.strerror}") from None
+    except cb.BundleError as exc:
+        print(json.dumps({"error": str(exc), "reason": exc.reason}), flush=True)
+        raise SystemExit(2) from None
+    if bundle.valid_until < at:
+        reason = f"the bundle (version {bundle.version}) expired at {bundle.valid_until.isoformat()}: fetch a new one"
+        print(json.dumps({"error": reason, "reason": "BUNDLE_EXPIRED"}), flush=True)
+        raise SystemExit(2)
+    return bundle
 
 
 class _Trust:
@@ -120,6 +184,7 @@ async def check(verifier: Verifier, text: str, at: datetime, province: str) -> d
         "issuer_country": result.issuer_country or None,
         "certificate_id": result.certificate_id or None,
         "rule": f"{result.rule.rule_id}@{result.rule.version}" if result.rule else None,
+        "status_source": result.status_source or None,
         # The signature and the content are separate findings (the Verifier's): a payload that fails
         # its schema may still be genuinely signed, and the verdict is then MALFORMED at stage SCHEMA.
         "signature_valid": result.signature_valid,
@@ -142,8 +207,11 @@ async def check(verifier: Verifier, text: str, at: datetime, province: str) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.verify_svc.offline", description=__doc__.splitlines()[0])
-    parser.add_argument("--trust", action="append", required=True, help="certificate file or folder (repeatable)")
-    parser.add_argument("--rules", help="JSON of a GetRules answer")
+    parser.add_argument("--bundle", help="a full checkpoint bundle (COSE_Sign1 file)")
+    parser.add_argument("--delta", action="append", default=[], help="a bundle delta to apply, in order (repeatable)")
+    parser.add_argument("--bundle-key", action="append", default=[], help="pinned bundle certificate (repeatable)")
+    parser.add_argument("--trust", action="append", help="certificate file or folder (repeatable; not with --bundle)")
+    parser.add_argument("--rules", help="JSON of a GetRules answer (not with --bundle)")
     parser.add_argument("--province", default="24", help="province whose rules apply (default 24, Bắc Giang)")
     parser.add_argument("--at", help="scan time, ISO 8601 (default now)")
     parser.add_argument("qr", nargs="+", help="HC1: text or a PNG/JPEG of the QR code")
@@ -154,8 +222,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--at is not ISO 8601: {args.at}")
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    keys = load_certificates(args.trust)
-    verifier = Verifier(_Trust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
+    if args.bundle:
+        if args.trust or args.rules:
+            parser.error("--bundle brings the trust list and the rules: leave out --trust and --rules")
+        if not args.bundle_key:
+            parser.error("--bundle needs the pinned bundle certificate: --bundle-key")
+        bundle = load_bundle(args.bundle, args.delta, args.bundle_key, at)
+        verifier = Verifier(_Trust(snapshot_of(bundle)), BundleStatus(bundle))
+    else:
+        if not args.trust:
+            parser.error("either --bundle or --trust is required")
+        keys = load_certificates(args.trust)
+        verifier = Verifier(_Trust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
     failed = False
     for argument in args.qr:
         try:

@@ -1,4 +1,5 @@
-"""SQL of verify_svc: the trust snapshot, certificate statuses on a cache miss, verdict counts, trust-list changes.
+"""SQL of verify_svc: the trust snapshot, the checkpoint bundle, certificate statuses on a cache miss, verdict
+counts, trust-list changes.
 
 Plain parameterised statements over an asyncpg connection or pool that the caller holds. None of them runs
 per scan on a cache hit: the trust snapshot is loaded in the background, statuses are read only when
@@ -60,7 +61,7 @@ class TrustListChange:
 
 async def own_signing_certificates(conn: asyncpg.Connection) -> list[bytes]:
     """The DER certificates of this platform's signing keys, but for retired ones."""
-    rows = await conn.fetch("SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'")
+    rows = await conn.fetch("SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED' AND purpose = 'DCC'")
     return [bytes(r["certificate_der"]) for r in rows]
 
 
@@ -86,6 +87,38 @@ async def trust_list_changes_since(pool: asyncpg.Pool, version: int) -> list[Tru
         version,
     )
     return [TrustListChange(bytes(r["sha256_fingerprint"]).hex(), r["change"]) for r in rows]
+
+
+# --- the checkpoint bundle (publish_svc builds it; verify_svc serves the stored bytes) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    version: int
+    issued_at: datetime
+    valid_until: datetime
+    full_bundle: bytes
+
+
+async def latest_bundle(conn: asyncpg.Connection) -> StoredBundle | None:
+    row = await conn.fetchrow(
+        """SELECT version, issued_at, valid_until, full_bundle FROM checkpoint_bundles
+           WHERE full_bundle IS NOT NULL ORDER BY version DESC LIMIT 1"""
+    )
+    if row is None:
+        return None
+    return StoredBundle(row["version"], row["issued_at"], row["valid_until"], bytes(row["full_bundle"]))
+
+
+async def bundle_deltas(conn: asyncpg.Connection, after: int, up_to: int) -> list[tuple[int, bytes]]:
+    """(version, delta) of the versions in (after, up_to], oldest first."""
+    rows = await conn.fetch(
+        """SELECT version, delta FROM checkpoint_bundles
+           WHERE version > $1 AND version <= $2 AND delta IS NOT NULL ORDER BY version""",
+        after,
+        up_to,
+    )
+    return [(r["version"], bytes(r["delta"])) for r in rows]
 
 
 # --- statuses (a Redis miss) ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from services.registry.certificate_status import key_prefix as status_key_prefix
 from services.registry.province_rules import rule_message
 from services.registry.trust_list import signing_certificate
 from services.verify_svc import repository
+from services.verify_svc.bundle import BundleStore, serve_http_until
 from services.verify_svc.config import VerifyConfig
 from services.verify_svc.redis_reader import RedisReader
 from services.verify_svc.repository import CountKey
@@ -48,6 +49,7 @@ VERIFY_ROLES = {
     "VerifyBatch": [Role.CHECKPOINT],
     "GetRules": [Role.CHECKPOINT],
     "GetTrustList": [Role.CHECKPOINT],
+    "GetCheckpointBundle": [Role.CHECKPOINT],
 }
 
 MAX_QR_BYTES = 4096
@@ -171,9 +173,17 @@ class HourlyCounts:
 class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
     """VerifyService. Every method is for checkpoint devices only (VERIFY_ROLES), so a caller is always set."""
 
-    def __init__(self, deps: Deps[VerifyConfig], trust: TrustStore, verifier: Verifier, counts: HourlyCounts):
+    def __init__(
+        self,
+        deps: Deps[VerifyConfig],
+        trust: TrustStore,
+        bundle: BundleStore,
+        verifier: Verifier,
+        counts: HourlyCounts,
+    ):
         config = deps.config
         self._trust = trust
+        self._bundle = bundle
         self._verifier = verifier
         self._counts = counts
         self._pool = deps.pool
@@ -199,14 +209,15 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             violations.append(FieldViolation(f"{path}scanned_at", "at most 7 days in the past", "TIME_TOO_OLD"))
         return at
 
-    async def _loaded(self) -> None:
-        """Returns once the trust list and rules are in memory (at most 5 s after start); UNAVAILABLE
-        before: an empty trust list must never be answered as if it were the real one."""
-        if not self._trust.loaded.is_set():  # just started: the trust list is not in memory yet
+    async def _loaded(self, loaded: asyncio.Event | None = None, what: str = "the trust list") -> None:
+        """Returns once the trust list and rules (or `loaded`) are in memory (at most 5 s after start);
+        UNAVAILABLE before: an empty trust list must never be answered as if it were the real one."""
+        loaded = loaded or self._trust.loaded
+        if not loaded.is_set():  # just started: not in memory yet
             try:
-                await asyncio.wait_for(self._trust.loaded.wait(), 5)
+                await asyncio.wait_for(loaded.wait(), 5)
             except TimeoutError:
-                raise Unavailable("the trust list is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
+                raise Unavailable(f"{what} is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
 
     async def _verify(
         self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime
@@ -281,11 +292,32 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
                 response.removed_sha256_fingerprints.append(change.fingerprint)
         return response
 
+    async def GetCheckpointBundle(
+        self, request: pb.GetCheckpointBundleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCheckpointBundleResponse:
+        await self._loaded(self._bundle.loaded, "the checkpoint bundle")
+        answer = self._bundle.answer(request.since_version)
+        if answer is None:
+            raise Unavailable(
+                "no checkpoint bundle has been issued yet (no active bundle key); retry later",
+                reason="BUNDLE_NOT_ISSUED",
+            )
+        return pb.GetCheckpointBundleResponse(
+            version=answer.version, full=answer.full is not None, bundle=answer.full or b"", deltas=answer.deltas
+        )
+
 
 def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
     config = deps.config
-    trust = TrustStore(config.database_url, config.trust_refresh_seconds)
+    bundle = BundleStore()
+    # The store reloads after the trust list in the same loop: once the bundle is loaded, so is the trust list.
+    trust = TrustStore(config.database_url, config.trust_refresh_seconds, followers=[bundle])
     deps.background(trust.run(), trust.stop)
+    if config.bundle_http_port:
+        http_stopping = asyncio.Event()
+        deps.background(
+            serve_http_until(bundle, config.grpc_host, config.bundle_http_port, http_stopping), http_stopping.set
+        )
     reader = (
         RedisReader(
             config.redis_url,
@@ -306,12 +338,13 @@ def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
         deps.on_stop.append(reader.aclose)
     counts = HourlyCounts(deps.pool)
     deps.background(counts.run(), counts.stop)
-    servicer = VerifyServicer(deps, trust, Verifier(trust, status, config.status_unknown_accept_provinces), counts)
+    verifier = Verifier(trust, status, config.status_unknown_accept_provinces)
+    servicer = VerifyServicer(deps, trust, bundle, verifier, counts)
     return [
         GrpcService(
             "covidtest.verify.v1.VerifyService",
             lambda server: verify_service_pb2_grpc.add_VerifyServiceServicer_to_server(servicer, server),
             VERIFY_ROLES,
-            ready=trust.loaded,
+            ready=bundle.loaded,
         )
     ]

@@ -3,6 +3,8 @@
 Neither is read from Postgres per request: a refresher task reloads both (services.verify_svc.repository)
 every TRUST_REFRESH_SECONDS and at once on a NOTIFY (trust_list, signing_keys, province_rules), swapping
 in a new immutable snapshot. If Postgres is down or refuses the reads, the last snapshot stays in use.
+The same task reloads its followers (the checkpoint bundle store) on the same connection and on their
+own channels.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 from cryptography import x509
@@ -132,12 +136,23 @@ async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
     return Snapshot(keys, rules, version)
 
 
-class TrustStore:
-    """Holds the current Snapshot; `run()` keeps it fresh."""
+class Follower(Protocol):
+    """Something else verify_svc holds in memory from Postgres, reloaded with the trust list."""
 
-    def __init__(self, dsn: str, refresh_seconds: float):
+    channels: tuple[str, ...]  # NOTIFY channels that mean "reload now"
+
+    async def reload(self, conn: asyncpg.Connection) -> None: ...
+
+
+class TrustStore:
+    """Holds the current Snapshot; `run()` keeps it and its followers fresh."""
+
+    channels = ("trust_list", "signing_keys", "province_rules")
+
+    def __init__(self, dsn: str, refresh_seconds: float, followers: Sequence[Follower] = ()):
         self._dsn = dsn
         self._refresh = refresh_seconds
+        self._followers = tuple(followers)
         self._wake = asyncio.Event()
         self._stopping = False
         self.snapshot = Snapshot([], [], 0)
@@ -152,10 +167,13 @@ class TrustStore:
             conn = None
             try:
                 conn = await connect(self._dsn)
-                for channel in ("trust_list", "signing_keys", "province_rules"):
+                channels = {c for f in self._followers for c in f.channels}.union(self.channels)
+                for channel in sorted(channels):
                     await conn.add_listener(channel, lambda *_: self._wake.set())
                 while not self._stopping and not conn.is_closed():
                     await self.reload(conn)
+                    for follower in self._followers:
+                        await follower.reload(conn)
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._refresh)

@@ -17,12 +17,12 @@ from typing import Protocol
 
 from services.common.memo import BoundedMemo
 from services.hcert import decode as hdecode
+from services.hcert.valuesets import RULE_OUTCOMES, RULE_TEST_TYPES
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Rule, Snapshot, TrustedKey
 
-TEST_TYPES = {"LP6464-4": "NAAT", "LP217198-3": "RAPID_ANTIGEN"}
-DETECTED, NOT_DETECTED = "260373001", "260415000"
-OUTCOME_OF_RESULT = {NOT_DETECTED: "NEGATIVE", DETECTED: "POSITIVE"}
+TEST_TYPES = RULE_TEST_TYPES
+OUTCOME_OF_RESULT = RULE_OUTCOMES
 # QR strings already found genuine (decoded, signature verified), per process. A checkpoint sees the
 # same QR again at times (a second crossing, a re-scan), and decoding plus the signature check is most
 # of a scan's cost. Held in memory only, like the request itself; at the limit the oldest makes room.

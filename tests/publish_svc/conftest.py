@@ -83,13 +83,15 @@ class Platform:
         return status.head_position
 
 
-async def activate_new_key(database_url: str, env: dict[str, str], algorithm: str = "ES256"):
-    """A new signing key, sealed with the KEK of `env` (SIGNING_KEYS_KEK_PUBLIC), made the ACTIVE one."""
+async def activate_new_key(
+    database_url: str, env: dict[str, str], algorithm: str = "ES256", purpose: str = signing_keys.DCC
+):
+    """A new signing key of `purpose`, sealed with the KEK of `env` (SIGNING_KEYS_KEK_PUBLIC), made the ACTIVE one."""
     sealer = SigningKeySealer(parse_kek_public(env["SIGNING_KEYS_KEK_PUBLIC"]))
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            key = await signing_keys.generate(conn, None, sealer, algorithm)
+            key = await signing_keys.generate(conn, None, sealer, algorithm, purpose=purpose)
             await signing_keys.activate(conn, None, key.id)
         return key
     finally:

@@ -34,6 +34,12 @@ class CredentialKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDENTIAL_KIND_TOKEN: _ClassVar[CredentialKind]
     CREDENTIAL_KIND_CLIENT_CERTIFICATE: _ClassVar[CredentialKind]
 
+class SigningKeyPurpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNING_KEY_PURPOSE_UNSPECIFIED: _ClassVar[SigningKeyPurpose]
+    SIGNING_KEY_PURPOSE_DCC: _ClassVar[SigningKeyPurpose]
+    SIGNING_KEY_PURPOSE_BUNDLE: _ClassVar[SigningKeyPurpose]
+
 class SigningKeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SIGNING_KEY_STATE_UNSPECIFIED: _ClassVar[SigningKeyState]
@@ -52,6 +58,9 @@ PRINCIPAL_KIND_OPERATOR: PrincipalKind
 CREDENTIAL_KIND_UNSPECIFIED: CredentialKind
 CREDENTIAL_KIND_TOKEN: CredentialKind
 CREDENTIAL_KIND_CLIENT_CERTIFICATE: CredentialKind
+SIGNING_KEY_PURPOSE_UNSPECIFIED: SigningKeyPurpose
+SIGNING_KEY_PURPOSE_DCC: SigningKeyPurpose
+SIGNING_KEY_PURPOSE_BUNDLE: SigningKeyPurpose
 SIGNING_KEY_STATE_UNSPECIFIED: SigningKeyState
 SIGNING_KEY_STATE_PENDING: SigningKeyState
 SIGNING_KEY_STATE_ACTIVE: SigningKeyState
@@ -129,7 +138,7 @@ class Credential(_message.Message):
     def __init__(self, credential_id: _Optional[str] = ..., principal: _Optional[_Union[Principal, _Mapping]] = ..., role: _Optional[_Union[_role_pb2.Role, str]] = ..., kind: _Optional[_Union[CredentialKind, str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revocation_reason: _Optional[str] = ..., certificate_sha256_fingerprint: _Optional[str] = ...) -> None: ...
 
 class SigningKey(_message.Message):
-    __slots__ = ("signing_key_id", "state", "certificate", "created_at", "activated_at", "deactivated_at", "retired_at", "certificates_signed", "last_certificate_expires_at")
+    __slots__ = ("signing_key_id", "state", "certificate", "created_at", "activated_at", "deactivated_at", "retired_at", "certificates_signed", "last_certificate_expires_at", "purpose")
     SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +148,7 @@ class SigningKey(_message.Message):
     RETIRED_AT_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATES_SIGNED_FIELD_NUMBER: _ClassVar[int]
     LAST_CERTIFICATE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     signing_key_id: str
     state: SigningKeyState
     certificate: _certificate_pb2.SigningCertificate
@@ -148,7 +158,8 @@ class SigningKey(_message.Message):
     retired_at: _timestamp_pb2.Timestamp
     certificates_signed: int
     last_certificate_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, signing_key_id: _Optional[str] = ..., state: _Optional[_Union[SigningKeyState, str]] = ..., certificate: _Optional[_Union[_certificate_pb2.SigningCertificate, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificates_signed: _Optional[int] = ..., last_certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    purpose: SigningKeyPurpose
+    def __init__(self, signing_key_id: _Optional[str] = ..., state: _Optional[_Union[SigningKeyState, str]] = ..., certificate: _Optional[_Union[_certificate_pb2.SigningCertificate, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificates_signed: _Optional[int] = ..., last_certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., purpose: _Optional[_Union[SigningKeyPurpose, str]] = ...) -> None: ...
 
 class TrustedCertificate(_message.Message):
     __slots__ = ("trusted_certificate_id", "certificate", "imported_at", "removed_at")
@@ -351,14 +362,16 @@ class RegisterClientCertificateResponse(_message.Message):
     def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
 
 class GenerateSigningKeyRequest(_message.Message):
-    __slots__ = ("request_id", "algorithm", "validity")
+    __slots__ = ("request_id", "algorithm", "validity", "purpose")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     VALIDITY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     algorithm: _certificate_pb2.SigningAlgorithm
     validity: _duration_pb2.Duration
-    def __init__(self, request_id: _Optional[str] = ..., algorithm: _Optional[_Union[_certificate_pb2.SigningAlgorithm, str]] = ..., validity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    purpose: SigningKeyPurpose
+    def __init__(self, request_id: _Optional[str] = ..., algorithm: _Optional[_Union[_certificate_pb2.SigningAlgorithm, str]] = ..., validity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., purpose: _Optional[_Union[SigningKeyPurpose, str]] = ...) -> None: ...
 
 class GenerateSigningKeyResponse(_message.Message):
     __slots__ = ("signing_key",)
@@ -367,16 +380,18 @@ class GenerateSigningKeyResponse(_message.Message):
     def __init__(self, signing_key: _Optional[_Union[SigningKey, _Mapping]] = ...) -> None: ...
 
 class ImportSigningKeyRequest(_message.Message):
-    __slots__ = ("request_id", "private_key_pem", "certificate_pem", "validity")
+    __slots__ = ("request_id", "private_key_pem", "certificate_pem", "validity", "purpose")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     VALIDITY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     private_key_pem: str
     certificate_pem: str
     validity: _duration_pb2.Duration
-    def __init__(self, request_id: _Optional[str] = ..., private_key_pem: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., validity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    purpose: SigningKeyPurpose
+    def __init__(self, request_id: _Optional[str] = ..., private_key_pem: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., validity: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., purpose: _Optional[_Union[SigningKeyPurpose, str]] = ...) -> None: ...
 
 class ImportSigningKeyResponse(_message.Message):
     __slots__ = ("signing_key",)
@@ -417,14 +432,16 @@ class RetireSigningKeyResponse(_message.Message):
     def __init__(self, signing_key: _Optional[_Union[SigningKey, _Mapping]] = ...) -> None: ...
 
 class ListSigningKeysRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "state")
+    __slots__ = ("page_size", "page_token", "state", "purpose")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     state: SigningKeyState
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[SigningKeyState, str]] = ...) -> None: ...
+    purpose: SigningKeyPurpose
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[SigningKeyState, str]] = ..., purpose: _Optional[_Union[SigningKeyPurpose, str]] = ...) -> None: ...
 
 class ListSigningKeysResponse(_message.Message):
     __slots__ = ("signing_keys", "next_page_token")

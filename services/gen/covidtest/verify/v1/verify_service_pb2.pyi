@@ -112,3 +112,21 @@ class GetTrustListResponse(_message.Message):
     added: _containers.RepeatedCompositeFieldContainer[_certificate_pb2.SigningCertificate]
     removed_sha256_fingerprints: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, version: _Optional[int] = ..., full: bool = ..., added: _Optional[_Iterable[_Union[_certificate_pb2.SigningCertificate, _Mapping]]] = ..., removed_sha256_fingerprints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetCheckpointBundleRequest(_message.Message):
+    __slots__ = ("since_version",)
+    SINCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    since_version: int
+    def __init__(self, since_version: _Optional[int] = ...) -> None: ...
+
+class GetCheckpointBundleResponse(_message.Message):
+    __slots__ = ("version", "full", "bundle", "deltas")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    DELTAS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    full: bool
+    bundle: bytes
+    deltas: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, version: _Optional[int] = ..., full: bool = ..., bundle: _Optional[bytes] = ..., deltas: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -39,9 +39,12 @@ class VerifyServiceStub(object):
     while the database or the cache is down (see StatusSource); a broken or forged QR is a verdict,
     never an error.
 
-    Offline use: a device may keep the rules (GetRules) and the trust list (GetTrustList) and
-    apply the algorithm described at covidtest.type.v1.Verdict and ProvinceRule itself; its
-    revocation status is then unchecked.
+    Offline use: a device keeps the signed checkpoint bundle (GetCheckpointBundle, or the same bytes
+    over plain HTTP at /bundle/v1/latest and /bundle/v1/delta/N): the trust list, every province rule,
+    the value sets and this platform's revoked certificates, signed with a bundle key the device pins
+    (docs/checkpoint-bundle.md). It applies the algorithm described at covidtest.type.v1.Verdict and
+    ProvinceRule itself, revocation included. GetRules and GetTrustList remain for existing devices;
+    their answers are not signed and carry no revocations.
     """
 
     def __init__(self, channel):
@@ -70,6 +73,11 @@ class VerifyServiceStub(object):
                 request_serializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListRequest.SerializeToString,
                 response_deserializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpointBundle = channel.unary_unary(
+                '/covidtest.verify.v1.VerifyService/GetCheckpointBundle',
+                request_serializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleRequest.SerializeToString,
+                response_deserializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleResponse.FromString,
+                _registered_method=True)
 
 
 class VerifyServiceServicer(object):
@@ -86,9 +94,12 @@ class VerifyServiceServicer(object):
     while the database or the cache is down (see StatusSource); a broken or forged QR is a verdict,
     never an error.
 
-    Offline use: a device may keep the rules (GetRules) and the trust list (GetTrustList) and
-    apply the algorithm described at covidtest.type.v1.Verdict and ProvinceRule itself; its
-    revocation status is then unchecked.
+    Offline use: a device keeps the signed checkpoint bundle (GetCheckpointBundle, or the same bytes
+    over plain HTTP at /bundle/v1/latest and /bundle/v1/delta/N): the trust list, every province rule,
+    the value sets and this platform's revoked certificates, signed with a bundle key the device pins
+    (docs/checkpoint-bundle.md). It applies the algorithm described at covidtest.type.v1.Verdict and
+    ProvinceRule itself, revocation included. GetRules and GetTrustList remain for existing devices;
+    their answers are not signed and carry no revocations.
     """
 
     def Verify(self, request, context):
@@ -142,6 +153,20 @@ class VerifyServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpointBundle(self, request, context):
+        """Returns the signed checkpoint bundle: the full bundle, or the signed deltas that take the device
+        from `since_version` to the latest version, whichever the device should apply. The bytes are
+        exactly those served over HTTP (/bundle/v1/latest, /bundle/v1/delta/N).
+
+        Role: CHECKPOINT.
+
+        Errors: UNAVAILABLE (SERVER_UNAVAILABLE) while the process has not loaded the bundle yet, and
+        (BUNDLE_NOT_ISSUED) when no bundle has been issued (no bundle key is active).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerifyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +190,11 @@ def add_VerifyServiceServicer_to_server(servicer, server):
                     request_deserializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListRequest.FromString,
                     response_serializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListResponse.SerializeToString,
             ),
+            'GetCheckpointBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpointBundle,
+                    request_deserializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleRequest.FromString,
+                    response_serializer=covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'covidtest.verify.v1.VerifyService', rpc_method_handlers)
@@ -187,9 +217,12 @@ class VerifyService(object):
     while the database or the cache is down (see StatusSource); a broken or forged QR is a verdict,
     never an error.
 
-    Offline use: a device may keep the rules (GetRules) and the trust list (GetTrustList) and
-    apply the algorithm described at covidtest.type.v1.Verdict and ProvinceRule itself; its
-    revocation status is then unchecked.
+    Offline use: a device keeps the signed checkpoint bundle (GetCheckpointBundle, or the same bytes
+    over plain HTTP at /bundle/v1/latest and /bundle/v1/delta/N): the trust list, every province rule,
+    the value sets and this platform's revoked certificates, signed with a bundle key the device pins
+    (docs/checkpoint-bundle.md). It applies the algorithm described at covidtest.type.v1.Verdict and
+    ProvinceRule itself, revocation included. GetRules and GetTrustList remain for existing devices;
+    their answers are not signed and carry no revocations.
     """
 
     @staticmethod
@@ -290,6 +323,33 @@ class VerifyService(object):
             '/covidtest.verify.v1.VerifyService/GetTrustList',
             covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListRequest.SerializeToString,
             covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetTrustListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpointBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/covidtest.verify.v1.VerifyService/GetCheckpointBundle',
+            covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleRequest.SerializeToString,
+            covidtest_dot_verify_dot_v1_dot_verify__service__pb2.GetCheckpointBundleResponse.FromString,
             options,
             channel_credentials,
             insecure,
