@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed bench-verify
+.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed bench-verify bench-bundle
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
 	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server (needs libnghttp2-dev)"
+	@echo "make bench-bundle checkpoint bundle with 100,000 revoked: size, build time, delta, device verify/apply"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,9 @@ bench-intake: install
 
 bench-feed: install
 	$(BIN)/python bench/feed.py
+
+bench-bundle: install
+	$(BIN)/python bench/bundle.py
 
 bench-verify: install
 	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }

@@ -149,6 +149,7 @@ def service_env(database_url: str, **overrides: str) -> dict[str, str]:
         "GRPC_HOST": "127.0.0.1",
         "GRPC_PORT": "0",
         "METRICS_PORT": "0",
+        "BUNDLE_HTTP_PORT": "0",  # verify_svc's bundle over HTTP: off unless a test asks for a port
         "GRPC_INSECURE": "true",
         "AUTH_CACHE_SECONDS": "0.2",
         "DB_POOL_MIN": "1",

@@ -15,7 +15,7 @@ from tools import demo
 
 
 async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database_url, db):
-    env = service_env(database_url, RELAY_POLL_SECONDS="0.05")
+    env = service_env(database_url, RELAY_POLL_SECONDS="0.05", BUNDLE_BUILD_SECONDS="0.5")
     running = await start_result_svc(env)
     publishing = await start_publish_svc(env)
     verifying = await start_verify_svc(env)
@@ -36,6 +36,7 @@ async def test_demo_releases_a_pool_and_its_certificates_reach_the_feed(database
         await publishing.stop(0)
         await running.stop(0)
     assert outcome["verdicts"] == (verdict_pb2.VERDICT_VALID, verdict_pb2.VERDICT_REVOKED)
+    assert outcome["offline_verdict"] == "REVOKED"  # from the signed checkpoint bundle, as an offline device
     assert len(outcome["events"]) == demo.POOL_SIZE
     assert all(e.certificate.qr.startswith("HC1:") for e in outcome["events"])
     assert len(outcome["sample_barcodes"]) == demo.POOL_SIZE

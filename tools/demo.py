@@ -6,15 +6,19 @@ of five samples (RegisterSamples); the lab records the pool's negative result (R
 releases a result for every member; the relay signs a certificate for each, and the partner's feed
 consumer (StreamResultEvents) receives the five events; the QR code of one certificate is printed in
 the terminal; a checkpoint device verifies it (VALID), the lab amends that result, and the same QR then
-verifies as REVOKED. The people are invented; no personal data is printed except inside the QR code.
+verifies as REVOKED — online, and offline from the signed checkpoint bundle once a version lists it. The
+people are invented; no personal data is printed except inside the QR code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from cryptography import x509
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.protoconv import enum_name
@@ -28,6 +32,9 @@ from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2, role_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.hcert import qr as qr_codes
+from services.registry import checkpoint_bundle as cb
+from services.verify_svc import offline
+from services.verify_svc.verifier import Verifier
 
 POOL_SIZE = 5
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em"]
@@ -43,22 +50,42 @@ def _auth(token: str):
     return (("authorization", f"Bearer {token}"),)
 
 
-def _ensure_active_signing_key(admin, op, say) -> None:
+def _ensure_active_key(admin, op, say, purpose) -> None:
+    """An ACTIVE key of `purpose` (DCC: signs certificates; BUNDLE: signs the checkpoint bundle)."""
     active = admin.ListSigningKeys(
-        admin_pb.ListSigningKeysRequest(state=admin_pb.SIGNING_KEY_STATE_ACTIVE), metadata=op
+        admin_pb.ListSigningKeysRequest(state=admin_pb.SIGNING_KEY_STATE_ACTIVE, purpose=purpose), metadata=op
     )
     if active.signing_keys:
         return
     key = admin.GenerateSigningKey(
         admin_pb.GenerateSigningKeyRequest(
-            request_id=str(uuid.uuid4()), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256
+            request_id=str(uuid.uuid4()), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256, purpose=purpose
         ),
         metadata=op,
     ).signing_key
     admin.ActivateSigningKey(
         admin_pb.ActivateSigningKeyRequest(request_id=str(uuid.uuid4()), signing_key_id=key.signing_key_id), metadata=op
     )
-    say(f"operator generated and activated ES256 signing key kid={key.certificate.kid.hex()}")
+    what = "signing" if purpose == admin_pb.SIGNING_KEY_PURPOSE_DCC else "checkpoint-bundle"
+    say(f"operator generated and activated ES256 {what} key kid={key.certificate.kid.hex()}")
+
+
+def _offline_verdict(checkpoint, device_auth, qr: str, deadline: datetime) -> tuple[int, str]:
+    """(bundle version, verdict) of `qr` decided offline from the signed checkpoint bundle, as a device
+    without network would: waits (until `deadline`) for a version that lists the amended certificate."""
+    bundle_keys = None
+    while True:
+        answer = checkpoint.GetCheckpointBundle(vpb.GetCheckpointBundleRequest(), metadata=device_auth)
+        if bundle_keys is None:
+            # A device pins the bundle key's certificate when it is set up; the demo reads it from the bundle.
+            opened = cb.payload_of(answer.bundle)
+            bundle_keys = [x509.load_der_x509_certificate(k["certificate"]) for k in opened[cb.BUNDLE_KEYS]]
+        bundle = cb.read_bundle(answer.bundle, bundle_keys)
+        verifier = Verifier(offline.FixedTrust(offline.snapshot_of(bundle)), offline.BundleStatus(bundle))
+        verdict = asyncio.run(verifier.verify(qr, datetime.now(UTC), "24")).verdict
+        if verdict == "REVOKED" or datetime.now(UTC) > deadline:
+            return bundle.version, verdict
+        time.sleep(0.5)
 
 
 # A feed stream is long-lived: keepalive pings detect a replica that froze or lost its network, so the
@@ -137,7 +164,8 @@ def run(
             f"operator registered sampling unit {unit_id}, lab {lab_id}, partner {partner_id} and checkpoint "
             f"device {device_id}, and issued their tokens"
         )
-        _ensure_active_signing_key(admin, op, say)
+        _ensure_active_key(admin, op, say, admin_pb.SIGNING_KEY_PURPOSE_DCC)
+        _ensure_active_key(admin, op, say, admin_pb.SIGNING_KEY_PURPOSE_BUNDLE)
 
         now = datetime.now(UTC)
         pool = f"POOL-{suffix}"
@@ -243,6 +271,10 @@ def run(
         while after.verdict != verdict_pb2.VERDICT_REVOKED and datetime.now(UTC) < deadline:
             after = scan()
         say(f"lab amended {amended}; the same QR now scans as {enum_name(verdict_pb2.Verdict, after.verdict)}")
+        version, offline_verdict = _offline_verdict(
+            checkpoint, _auth(device_token), first.qr, datetime.now(UTC) + timedelta(seconds=30)
+        )
+        say(f"an offline checkpoint holding bundle version {version} decides alone: {offline_verdict}")
         return {
             "pool": pool,
             "unit_token": unit_token,
@@ -251,4 +283,5 @@ def run(
             "sample_barcodes": [s.sample_barcode for s in samples],
             "events": events,
             "verdicts": (before.verdict, after.verdict),
+            "offline_verdict": offline_verdict,
         }

@@ -44,6 +44,7 @@ SERVICES = {  # name → (gRPC port, metrics port)
     "publish_svc": (50052, 9102),
     "verify_svc": (50053, 9103),
 }
+BUNDLE_HTTP_PORT = 8083  # verify_svc's checkpoint bundle over plain HTTP
 
 
 def say(msg: str) -> None:
@@ -138,10 +139,15 @@ SERVICE_DB_ROLES = {
 
 
 def own_settings(name: str, env_base: dict[str, str]) -> dict[str, str]:
-    """What one service gets instead of the shared settings: each logs in as its own role."""
-    if name in SERVICE_DB_ROLES:
-        return {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], SERVICE_DB_ROLES[name])}
-    return {}
+    """What one service gets instead of the shared settings: each logs in as its own role; verify_svc
+    serves the checkpoint bundle over HTTP too, and publish_svc builds it every 2 s (10 s in production) so
+    the demo's offline verdict follows the amendment at once."""
+    own = {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], SERVICE_DB_ROLES[name])}
+    if name == "verify_svc":
+        own["BUNDLE_HTTP_PORT"] = str(BUNDLE_HTTP_PORT)
+    if name == "publish_svc":
+        own["BUNDLE_BUILD_SECONDS"] = "2"
+    return own
 
 
 def withheld(name: str) -> tuple[str, ...]:
@@ -255,6 +261,7 @@ def up() -> int:
     print("The platform is up (plaintext gRPC, local use only):")
     for name, port in ports.items():
         print(f"  {name:12s} 127.0.0.1:{port}   metrics http://127.0.0.1:{SERVICES[name][1]}/metrics")
+    print(f"  bundle       http://127.0.0.1:{BUNDLE_HTTP_PORT}/bundle/v1/latest   (signed checkpoint bundle)")
     print(f"  Postgres     {database_url}")
     print(f"  Redis        {redis_url}")
     print(f"\nOperator token (shown once): {token}")

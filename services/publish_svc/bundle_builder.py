@@ -113,7 +113,8 @@ class BundleBuilder:
         full = cb.sign(signer, cb.full_payload(version, now, valid_until, content))
         delta = None
         if latest is not None:
-            previous = cb.parse_bundle(cb.payload_of(latest.full_bundle)).content
+            # Its own previous version, stored in this transaction's database: hashed when it was made.
+            previous = cb.parse_bundle(cb.payload_of(latest.full_bundle), check_digest=False).content
             delta = cb.sign(signer, cb.delta_payload(version, now, valid_until, previous, content))
         await repo.insert(conn, version, now, valid_until, digest, key.key_id, full, delta)
         await repo.prune(conn, version, FULLS_KEPT, self._deltas_kept)
@@ -131,7 +132,7 @@ async def gather(conn: asyncpg.Connection, now: datetime) -> cb.Content:
     """What version `now` of the bundle holds, read in the caller's transaction."""
     trust = [e for t in await repo.trust_sources(conn) if (e := _trust_entry(t)) is not None]
     rules = [cb.rule_entry(r) for r in await repo.rules(conn)]
-    revoked = [cb.revocation_hash(uvci) for uvci in await repo.revoked_uvcis(conn, now)]
+    revoked = cb.revocation_hashes(await repo.revoked_uvcis(conn, now))
     keys = [cb.bundle_key_entry(k.certificate_der, k.state) for k in await repo.bundle_keys(conn)]
     return cb.content_of(trust, rules, cb.value_set_entries(), revoked, keys)
 

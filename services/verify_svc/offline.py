@@ -105,7 +105,7 @@ def load_bundle(path: str, deltas: list[str], pinned_paths: list[str], at: datet
     return bundle
 
 
-class _Trust:
+class FixedTrust:
     """A TrustView of one fixed snapshot: the command line's certificates and rules."""
 
     def __init__(self, snapshot: Snapshot):
@@ -228,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.bundle_key:
             parser.error("--bundle needs the pinned bundle certificate: --bundle-key")
         bundle = load_bundle(args.bundle, args.delta, args.bundle_key, at)
-        verifier = Verifier(_Trust(snapshot_of(bundle)), BundleStatus(bundle))
+        verifier = Verifier(FixedTrust(snapshot_of(bundle)), BundleStatus(bundle))
     else:
         if not args.trust:
             parser.error("either --bundle or --trust is required")
         keys = load_certificates(args.trust)
-        verifier = Verifier(_Trust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
+        verifier = Verifier(FixedTrust(Snapshot(keys, load_rules(args.rules), 0)), _Offline())
     failed = False
     for argument in args.qr:
         try:

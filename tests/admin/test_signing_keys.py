@@ -167,3 +167,47 @@ def test_cli_imports_a_key_from_a_file_and_lists_it(database_url, tmp_path):
     assert proc.returncode == 1 and "cannot read" in proc.stderr
     proc = run_admin(database_url, {**keys, "SIGNING_KEYS_KEK_PUBLIC": None}, "signing-key", "generate")
     assert proc.returncode == 1 and "SIGNING_KEYS_KEK_PUBLIC" in proc.stderr
+
+
+async def test_a_bundle_key_has_its_own_active_key_and_never_enters_the_trust_list(admin, db):
+    stub, auth, _ = admin
+    generated = []
+    for purpose in (pb.SIGNING_KEY_PURPOSE_DCC, pb.SIGNING_KEY_PURPOSE_BUNDLE):
+        key = (
+            await stub.GenerateSigningKey(
+                pb.GenerateSigningKeyRequest(
+                    request_id=rid(), algorithm=certificate_pb2.SIGNING_ALGORITHM_ES256, purpose=purpose
+                ),
+                metadata=auth,
+            )
+        ).signing_key
+        assert key.purpose == purpose
+        activated = await stub.ActivateSigningKey(
+            pb.ActivateSigningKeyRequest(request_id=rid(), signing_key_id=key.signing_key_id), metadata=auth
+        )
+        # Each purpose has its own ACTIVE key: activating the bundle key leaves the DCC key signing.
+        assert not activated.deactivated.signing_key_id or activated.deactivated.purpose == purpose
+        generated.append(key)
+    dcc, bundle = generated
+    states = dict(await db.fetch("SELECT id::text, state FROM signing_keys WHERE id = ANY($1::uuid[])", [
+        dcc.signing_key_id, bundle.signing_key_id
+    ]))  # fmt: skip
+    assert states == {dcc.signing_key_id: "ACTIVE", bundle.signing_key_id: "ACTIVE"}
+    on_trust_list = await db.fetchval(
+        "SELECT count(*) FROM trust_list_changes WHERE certificate_der = $1", bundle.certificate.certificate_der
+    )
+    assert on_trust_list == 0
+    assert list(bundle.certificate.allowed_entry_types) == []  # no DCC extended key usage: it signs no entry type
+    listed = await stub.ListSigningKeys(
+        pb.ListSigningKeysRequest(purpose=pb.SIGNING_KEY_PURPOSE_BUNDLE, page_size=1000), metadata=auth
+    )
+    assert listed.signing_keys and {k.purpose for k in listed.signing_keys} == {pb.SIGNING_KEY_PURPOSE_BUNDLE}
+    assert bundle.signing_key_id in {k.signing_key_id for k in listed.signing_keys}
+
+
+def test_cli_generates_a_bundle_key(database_url):
+    proc = run_admin(database_url, dict(fresh_secrets()), "signing-key", "generate", "--purpose", "bundle")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["purpose"] == "BUNDLE"
+    proc = run_admin(database_url, dict(fresh_secrets()), "signing-key", "list", "--purpose", "BUNDLE")
+    assert proc.returncode == 0 and {k["purpose"] for k in json.loads(proc.stdout)} == {"BUNDLE"}

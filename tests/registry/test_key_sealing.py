@@ -107,6 +107,7 @@ async def test_generated_keys_are_kek_sealed_and_old_keyring_sealed_keys_still_l
                 private_key_ref=None,
                 not_before=certificate.not_valid_before_utc,
                 not_after=certificate.not_valid_after_utc,
+                purpose=signing_keys.DCC,
             )
             await signing_keys.activate(conn, None, str(legacy_id))
             with pytest.raises(ValueError, match="personal-data keyring"):

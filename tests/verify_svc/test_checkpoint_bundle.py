@@ -24,9 +24,9 @@ from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
-from services.registry import checkpoint_bundle as cb
 from services.hcert import keys as hkeys
 from services.hcert.codec import Signer
+from services.registry import checkpoint_bundle as cb
 from services.registry import signing_keys
 from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, running_platform
@@ -208,3 +208,28 @@ async def test_a_device_up_to_date_gets_nothing_and_one_from_the_future_gets_the
         assert not same.full and not same.bundle and not same.deltas
     future = await fetch(platform, answer.version + 1000)
     assert future.full and future.bundle
+
+
+async def test_a_certificate_signed_with_a_bundle_key_never_verifies(platform):
+    """Bundle keys sign bundles only: one imported (so the test holds its private half) stays off the trust
+    list and out of the bundle's trust list, and a DCC it signs is UNKNOWN_ISSUER."""
+    from services.common.db import connect
+    from services.registry.key_sealing import SigningKeySealer, parse_kek_public
+    from tests.hcert.test_signature_algorithms import ecdsa_qr
+
+    private = hkeys.generate_private_key("ES256")
+    sealer = SigningKeySealer(parse_kek_public(platform.env["SIGNING_KEYS_KEK_PUBLIC"]))
+    conn = await connect(platform.env["DATABASE_URL"])
+    try:
+        row = await signing_keys.import_key(
+            conn, None, sealer, hkeys.private_key_pem(private), purpose=signing_keys.BUNDLE
+        )
+    finally:
+        await conn.close()
+    qr = ecdsa_qr(private, "ES256", row.certificate_der)
+    answer = await platform.verify.Verify(vpb.VerifyRequest(qr=qr), metadata=platform.device_auth)
+    assert answer.verdict == v.VERDICT_UNKNOWN_ISSUER, answer
+    trust_list = await platform.verify.GetTrustList(vpb.GetTrustListRequest(), metadata=platform.device_auth)
+    assert row.certificate_der not in {c.certificate_der for c in trust_list.added}
+    bundle = cb.read_bundle((await fetch(platform)).bundle, pinned(platform))
+    assert row.certificate_der not in {e["certificate"] for e in bundle.content[cb.TRUST_LIST].values()}
