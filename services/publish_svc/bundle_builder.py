@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from prometheus_client import Gauge, Histogram
@@ -40,6 +40,7 @@ BUNDLE_BUILD = Histogram(
 )
 _RETRIED: tuple[type[BaseException], ...] = (*BACKGROUND_ERRORS, Unavailable)  # Postgres down or refusing
 FULLS_KEPT = 3  # verify_svc loads the newest; one or two older survive a reader racing a prune
+LOCK_IDLE_TIMEOUT_S = 30.0  # a builder frozen inside its transaction loses the build lock after this
 
 
 class BundleBuilder:
@@ -53,6 +54,7 @@ class BundleBuilder:
         validity: timedelta,
         reissue: timedelta,
         deltas_kept: int,
+        lock_idle_timeout_s: float = LOCK_IDLE_TIMEOUT_S,
     ):
         self._pool = pool
         self._opener = opener
@@ -61,6 +63,7 @@ class BundleBuilder:
         self._validity = validity
         self._reissue = reissue
         self._deltas_kept = deltas_kept
+        self._lock_idle_timeout_s = lock_idle_timeout_s
         self._stopping = asyncio.Event()
         self._warned_no_key = False
 
@@ -80,16 +83,18 @@ class BundleBuilder:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def build(self, now: datetime | None = None) -> int | None:
-        """One build: the new version's number, or None when nothing was issued."""
+    async def build(self) -> int | None:
+        """One build: the new version's number, or None when nothing was issued (no change, no key, or
+        another replica building at this moment)."""
         started = time.perf_counter()
-        at = (now or datetime.now(UTC)).replace(microsecond=0)
-        issued = await in_tx(self._pool, lambda conn: self._build_locked(conn, at))
+        issued = await in_tx(self._pool, self._build_locked)
         BUNDLE_BUILD.observe(time.perf_counter() - started)
         return issued
 
-    async def _build_locked(self, conn: asyncpg.Connection, now: datetime) -> int | None:
-        await repo.lock(conn)
+    async def _build_locked(self, conn: asyncpg.Connection) -> int | None:
+        if not await repo.try_lock(conn, self._lock_idle_timeout_s):
+            return None  # another replica is building; the next tick looks again
+        now = await repo.database_now(conn)
         key = await signing_keys.load_active(conn, self._opener, self._legacy, purpose=signing_keys.BUNDLE)
         if key is None:
             if not self._warned_no_key:

@@ -38,8 +38,17 @@ class LatestBundle:
     full_bundle: bytes
 
 
-async def lock(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", BUILD_LOCK)
+async def try_lock(conn: asyncpg.Connection, idle_timeout_s: float) -> bool:
+    """Takes the build lock for this transaction, or returns False at once when another replica is building.
+    The lock holder's session ends (and the lock with it) if it idles `idle_timeout_s` inside the
+    transaction: a builder frozen mid-build blocks the others for that long at most."""
+    await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {int(idle_timeout_s * 1000)}")
+    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", BUILD_LOCK)
+
+
+async def database_now(conn: asyncpg.Connection) -> datetime:
+    """Postgres's clock, whole seconds: the same for every replica, so versions never go back in time."""
+    return await conn.fetchval("SELECT date_trunc('second', now())")
 
 
 async def trust_sources(conn: asyncpg.Connection) -> list[TrustSource]:
