@@ -75,7 +75,13 @@ def _offline_verdict(checkpoint, device_auth, qr: str, deadline: datetime) -> tu
     without network would: waits (until `deadline`) for a version that lists the amended certificate."""
     bundle_keys = None
     while True:
-        answer = checkpoint.GetCheckpointBundle(vpb.GetCheckpointBundleRequest(), metadata=device_auth)
+        try:
+            answer = checkpoint.GetCheckpointBundle(vpb.GetCheckpointBundleRequest(), metadata=device_auth)
+        except grpc.RpcError as err:  # the first version is issued within one build interval of the key
+            if err.code() != grpc.StatusCode.UNAVAILABLE or datetime.now(UTC) > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         if bundle_keys is None:
             # A device pins the bundle key's certificate when it is set up; the demo reads it from the bundle.
             opened = cb.payload_of(answer.bundle)

@@ -22,10 +22,15 @@ from datetime import datetime
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import Gauge
 
 from services.verify_svc import repository
 
 log = logging.getLogger("covidtest.bundle")
+SERVED_VERSION = Gauge("covidtest_bundle_served_version", "The checkpoint bundle version this process serves")
+SERVED_ISSUED_AT = Gauge(
+    "covidtest_bundle_served_issued_at_seconds", "issued_at of the bundle this process serves (Unix time)"
+)
 MAX_DELTAS_HELD = 10_000  # whatever publish_svc keeps, a process holds at most this many
 CONTENT_TYPE = 'application/cose; cose-type="cose-sign1"'
 LATEST_MAX_AGE_S = 30  # with BUNDLE_BUILD_SECONDS of 10, a cached copy is at most ~40 s behind
@@ -67,6 +72,8 @@ class BundleStore:
             for version in [v for v in self._deltas if v <= row.version - MAX_DELTAS_HELD or v > row.version]:
                 del self._deltas[version]
             self.latest = LatestBundle(row.version, row.issued_at, row.valid_until, row.full_bundle)
+            SERVED_VERSION.set(row.version)
+            SERVED_ISSUED_AT.set(row.issued_at.timestamp())
         self.loaded.set()
 
     def answer(self, since: int) -> BundleAnswer | None:

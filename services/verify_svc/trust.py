@@ -154,6 +154,7 @@ class TrustStore:
         self._refresh = refresh_seconds
         self._followers = tuple(followers)
         self._wake = asyncio.Event()
+        self._fired: set[str] = set()  # channels notified since the last reload
         self._stopping = False
         self.snapshot = Snapshot([], [], 0)
         self.loaded = asyncio.Event()
@@ -169,16 +170,22 @@ class TrustStore:
                 conn = await connect(self._dsn)
                 channels = {c for f in self._followers for c in f.channels}.union(self.channels)
                 for channel in sorted(channels):
-                    await conn.add_listener(channel, lambda *_: self._wake.set())
+                    await conn.add_listener(channel, self._notified)
+                fired = channels  # everything at connect and on each periodic refresh
                 while not self._stopping and not conn.is_closed():
-                    await self.reload(conn)
+                    # Only what a notification named: a new bundle version every few seconds must not
+                    # rebuild the trust snapshot (and drop the verdicts kept for repeat scans with it).
+                    if fired & set(self.channels):
+                        await self.reload(conn)
                     for follower in self._followers:
-                        await follower.reload(conn)
-                    self._wake.clear()
+                        if fired & set(follower.channels):
+                            await follower.reload(conn)
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._refresh)
+                        fired, self._fired = self._fired, set()
                     except TimeoutError:
-                        pass
+                        fired = channels
+                    self._wake.clear()
             except BACKGROUND_ERRORS as exc:
                 log.warning(
                     "trust list refresh failed; keeping the last one", extra={"fields": {"error": type(exc).__name__}}
@@ -193,6 +200,10 @@ class TrustStore:
             finally:
                 if conn is not None and not conn.is_closed():
                     await conn.close()
+
+    def _notified(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
+        self._fired.add(channel)
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True

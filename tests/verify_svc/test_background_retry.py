@@ -56,3 +56,35 @@ async def test_trust_list_refresh_resumes_after_postgres_refused_it(database_url
     finally:
         store.stop()
         await asyncio.wait_for(task, 5)
+
+
+class _CountingFollower:
+    channels = ("checkpoint_bundle",)
+
+    def __init__(self) -> None:
+        self.reloads = 0
+
+    async def reload(self, conn) -> None:
+        self.reloads += 1
+
+
+async def test_a_notification_reloads_only_what_it_names(database_url, db):
+    """A new bundle version (NOTIFY checkpoint_bundle, every few seconds while results change) reloads the
+    bundle, not the trust snapshot: replacing the snapshot would drop the verdicts kept for repeat scans.
+    A trust-list change replaces the snapshot."""
+    follower = _CountingFollower()
+    store = TrustStore(database_url, refresh_seconds=3600, followers=[follower])
+    task = asyncio.create_task(store.run())
+    try:
+        await asyncio.wait_for(store.loaded.wait(), 10)
+        await _until(lambda: follower.reloads == 1, task, "the follower was not loaded at start")
+        snapshot = store.snapshot
+        await db.execute("NOTIFY checkpoint_bundle")
+        await _until(lambda: follower.reloads == 2, task, "the bundle notification was not followed")
+        assert store.snapshot is snapshot
+        await db.execute("NOTIFY trust_list")
+        await _until(lambda: store.snapshot is not snapshot, task, "the trust-list notification was not followed")
+        assert follower.reloads == 2
+    finally:
+        store.stop()
+        await asyncio.wait_for(task, 5)
