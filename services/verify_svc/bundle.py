@@ -83,7 +83,8 @@ class BundleStore:
             return None
         if since == latest.version:
             return BundleAnswer(latest.version)
-        if 0 < since < latest.version:
+        # Never walk more versions than are held: a device asking from version 1 of millions costs nothing.
+        if 0 < since < latest.version and latest.version - since <= len(self._deltas):
             deltas = [self._deltas.get(v) for v in range(since + 1, latest.version + 1)]
             if all(d is not None for d in deltas):
                 chain = [d for d in deltas if d is not None]
@@ -93,9 +94,6 @@ class BundleStore:
 
     def delta_from(self, version: int) -> bytes | None:
         return self._deltas.get(version + 1)
-
-    def oldest_delta_from(self) -> int | None:
-        return min(self._deltas) - 1 if self._deltas else None
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------
