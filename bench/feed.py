@@ -64,9 +64,10 @@ class Consumer:
         async for message in call:
             now = time.time()
             for event in message.events:
-                self.arrived[event.result.result_id] = now
                 self.positions.append(event.position)
-                self.certificates += bool(event.certificate.qr)
+                if event.HasField("result"):  # SAMPLE_REGISTERED events ("result pending") carry none
+                    self.arrived[event.result.result_id] = now
+                    self.certificates += bool(event.certificate.qr)
             self.changed.set()
 
     async def wait_for(self, count: int, timeout: float) -> None:

@@ -32,13 +32,27 @@ def naat_rule(
     province: str, effective_from: datetime, *, validity_hours: int = 72, disabled: bool = False, version: int = 1
 ) -> Rule:
     """A province's NAAT test rule accepting NEGATIVE results for `validity_hours` from the sample."""
+    return rule_of_tests(province, effective_from, validity_hours=validity_hours, disabled=disabled, version=version)
+
+
+def rule_of_tests(
+    province: str,
+    effective_from: datetime,
+    *,
+    test_type: str = "NAAT",
+    validity_hours: int = 72,
+    disabled: bool = False,
+    version: int = 1,
+) -> Rule:
+    """A province's rule for tests of `test_type` accepting NEGATIVE results for `validity_hours`."""
+    prefix = "naat" if test_type == "NAAT" else "rat"
     return rule_from_row(
         {
-            "rule_id": f"naat-{province}",
+            "rule_id": f"{prefix}-{province}",
             "version": version,
             "province_code": province,
             "entry_type": "TEST",
-            "test_type": "NAAT",
+            "test_type": test_type,
             "disabled": disabled,
             "validity_seconds": validity_hours * 3600,
             "accepted_outcomes": ["NEGATIVE"],

@@ -21,3 +21,22 @@ def violations(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
         if detail.Unpack(bad):
             out += [(v.field, v.reason) for v in bad.field_violations]
     return out
+
+
+def localized_message(err: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """(locale, message) of the google.rpc.LocalizedMessage detail; ("", "") without one."""
+    for detail in rpc_status.from_call(err).details:
+        localized = error_details_pb2.LocalizedMessage()
+        if detail.Unpack(localized):
+            return localized.locale, localized.message
+    return "", ""
+
+
+def localized_violations(err: grpc.aio.AioRpcError) -> list[tuple[str, str, str]]:
+    """(field, locale, localized message) of every BadRequest.FieldViolation."""
+    out = []
+    for detail in rpc_status.from_call(err).details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out += [(v.field, v.localized_message.locale, v.localized_message.message) for v in bad.field_violations]
+    return out

@@ -118,6 +118,10 @@ async def test_a_full_flow_logs_no_personal_data_and_no_token(database_url, capt
             ppb.GetCertificateQrRequest(certificate_id=certificate.certificate_id, format=ppb.QR_IMAGE_FORMAT_PNG),
             metadata=partner_auth,
         )
+        printed = await platform.publish.GetCertificateDocument(
+            ppb.GetCertificateDocumentRequest(certificate_id=certificate.certificate_id), metadata=partner_auth
+        )
+        assert printed.document.startswith(b"%PDF-")
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{verify_server.port}") as channel:
             verify = verify_service_pb2_grpc.VerifyServiceStub(channel)

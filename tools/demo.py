@@ -2,10 +2,12 @@
 
 An operator registers a sampling unit, a lab and a partner (the Bluezone backend), issues their
 credentials and makes sure a signing key is active (AdminService); the sampling unit registers a pool
-of five samples (RegisterSamples); the lab records the pool's negative result (RecordResults), which
+of five samples (RegisterSamples), which the Bluezone backend's lookup already shows as "result pending"
+(GetCitizenResults); the lab records the pool's negative result (RecordResults), which
 releases a result for every member; the relay signs a certificate for each, and the partner's feed
 consumer (StreamResultEvents) receives the five events; the QR code of one certificate is printed in
-the terminal; a checkpoint device verifies it (VALID), the lab amends that result, and the same QR then
+the terminal, and its printable certificate (GetCertificateDocument, a PDF) written to a file it names
+(under `.run/` in `make run`); a checkpoint device verifies it (VALID), the lab amends that result, and the same QR then
 verifies as REVOKED — online, and offline from the signed checkpoint bundle once a version lists it. The
 people are invented; no personal data is printed except inside the QR code.
 """
@@ -16,6 +18,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 from cryptography import x509
@@ -104,8 +107,15 @@ FEED_KEEPALIVE = [
 
 
 def run(
-    result_address: str, publish_address: str, verify_address: str, operator_token: str, say=print, show_qr: bool = True
+    result_address: str,
+    publish_address: str,
+    verify_address: str,
+    operator_token: str,
+    say=print,
+    show_qr: bool = True,
+    document_dir: Path | None = None,
 ) -> dict:
+    """The demo; with `document_dir`, the printable certificate of the first certificate is written there."""
     suffix = uuid.uuid4().hex[:6]
     with (
         grpc.insecure_channel(result_address) as channel,
@@ -201,6 +211,20 @@ def run(
             pb.RegisterSamplesRequest(request_id=str(uuid.uuid4()), samples=samples), metadata=_auth(unit_token)
         )
         say(f"sampling unit registered pool {pool}: {registered.created_count} samples created")
+        # "Result pending": the Bluezone backend's lookup finds the sample before the lab has a result.
+        feed = publish_service_pb2_grpc.PublishServiceStub(feed_channel)
+        pending = feed.GetCitizenResults(
+            ppb.GetCitizenResultsRequest(
+                identity=samples[0].person.identity, date_of_birth=samples[0].person.date_of_birth
+            ),
+            metadata=_auth(partner_token),
+            wait_for_ready=True,
+        ).results[0]
+        say(
+            f"citizen lookup before the result: sample {pending.pending_sample.sample_barcode} "
+            f"{enum_name(testing_pb2.SampleState, pending.pending_sample.state)} (result pending), taken "
+            f"{pending.pending_sample.collected_at.ToJsonString()} at {pending.pending_sample.sampling_site}"
+        )
 
         recorded = results.RecordResults(
             pb.RecordResultsRequest(
@@ -225,19 +249,22 @@ def run(
             )
 
         # The partner's feed consumer: a new partner resumes from position 1 (from_position 0 = its cursor).
-        feed = publish_service_pb2_grpc.PublishServiceStub(feed_channel)
+        # Each sample's SAMPLE_REGISTERED event ("result pending") comes first, then its result.
         wanted = {s.sample_barcode for s in samples}
-        events = []
+        registrations, events = [], []
         for message in feed.StreamResultEvents(
             ppb.StreamResultEventsRequest(from_position=0), metadata=_auth(partner_token), timeout=30
         ):
+            registrations += [e for e in message.events if e.sample.sample_barcode in wanted]
             events += [e for e in message.events if e.result.sample_barcode in wanted]
             if len(events) == len(wanted):
                 break
-        say(f"partner's feed consumer received {len(events)} events:")
+        say(f"partner's feed consumer received {len(registrations) + len(events)} events:")
+        for event in registrations:
+            say(f"  position {event.position:<6d} SAMPLE_REGISTERED {event.sample.sample_barcode:16s} result pending")
         for event in events:
             say(
-                f"  position {event.position:<6d} {enum_name(testing_pb2.ResultEventKind, event.kind):9s}"
+                f"  position {event.position:<6d} {enum_name(testing_pb2.ResultEventKind, event.kind):17s}"
                 f" {event.result.sample_barcode:16s} certificate {event.certificate.certificate_id}"
             )
         feed.AckResultEvents(
@@ -248,6 +275,15 @@ def run(
         if show_qr:
             say(f"QR code of certificate {first.certificate_id} ({len(first.qr)} characters):")
             print(qr_codes.terminal(first.qr))
+        document_path = None
+        if document_dir is not None:
+            printable = feed.GetCertificateDocument(
+                ppb.GetCertificateDocumentRequest(certificate_id=first.certificate_id, paper_size=ppb.PAPER_SIZE_A4),
+                metadata=_auth(partner_token),
+            )
+            document_path = Path(document_dir) / f"certificate-{events[0].result.sample_barcode}.pdf"
+            document_path.write_bytes(printable.document)
+            say(f"printable certificate (A4, Vietnamese and English) written to {document_path}")
 
         checkpoint = verify_service_pb2_grpc.VerifyServiceStub(verify_channel)
 
@@ -290,4 +326,5 @@ def run(
             "events": events,
             "verdicts": (before.verdict, after.verdict),
             "offline_verdict": offline_verdict,
+            "document_path": document_path,
         }

@@ -251,6 +251,7 @@ def up() -> int:
             f"127.0.0.1:{ports['verify_svc']}",
             token,
             say=lambda line: print(f"  {line}"),
+            document_dir=RUN,
         )
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")

@@ -23,14 +23,15 @@ import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from services.admin import reads, rotation
+from services.admin import documents, reads, rotation
 from services.common import migrate
 from services.common.auth import PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import DomainError, FailedPrecondition, InvalidArgument
 from services.common.pii import PiiCipher
-from services.registry import principals, province_rules, signing_keys, trusted_certificates
+from services.hcert.document import PAPER_SIZES
+from services.registry import principals, province_rules, signing_keys, trusted_certificates, value_sets
 from services.registry.key_sealing import SigningKeySealer, new_kek, parse_kek_public
 
 T = TypeVar("T")
@@ -210,6 +211,35 @@ async def _rule(dsn: str, args: argparse.Namespace) -> object:
     ]
 
 
+async def _valueset(dsn: str, args: argparse.Namespace) -> object:
+    """import: new versions of DCC value sets from the EU gateway's JSON files. list: every version."""
+    if args.action == "list":
+        return await _with_tx(dsn, lambda c: value_sets.list_value_sets(c, args.name))
+    files: list[tuple[str, bytes]] = []
+    for path in args.files:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(value_sets.MAX_FILE_BYTES + 1)  # enough to know it is too large
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {path}: {exc.strerror}; nothing was imported") from None
+        files.append((os.path.basename(path), raw))
+    imported = await _with_tx(dsn, lambda c: value_sets.import_value_sets(c, args.operator, files))
+    return [
+        {
+            "name": i.name,
+            "version": i.version,
+            "imported": i.created,
+            "note": "a new version, in use at once" if i.created else "the same content as the current version",
+            "value_set_date": i.value_set_date.isoformat(),
+            "values": i.values,
+            "active": i.active,
+            "content_sha256": i.content_sha256,
+            "source_file": i.source_file,
+        }
+        for i in imported
+    ]
+
+
 def _environment_value(name: str, parse: Callable[[str], T], problems: list[str]) -> T | None:
     """`parse` of environment variable `name`; on a ValueError its problem is added to `problems`."""
     try:
@@ -306,6 +336,36 @@ async def _reads(dsn: str, args: argparse.Namespace) -> object:
     )
 
 
+def _sealing_keys_from_environment() -> PiiCipher:
+    """A cipher that only opens: PII_KEYS as for the services (every key id a sealed value may name). The
+    command never hashes, so it needs no PII_PEPPER; the pepper it is given is random and never used."""
+    problems: list[str] = []
+    keys = _environment_value("PII_KEYS", parse_keyring, problems)
+    if problems or keys is None:
+        raise InvalidArgument("the certificate's QR text is sealed with the personal-data keys: " + "; ".join(problems))
+    return PiiCipher(keys, os.urandom(32))
+
+
+async def _certificate(dsn: str, args: argparse.Namespace) -> object:
+    """document: the printable PDF of one certificate, for a sampling site; the read is audited."""
+    documents.check_request(args.operator, args.certificate_id, args.size)  # bad usage before any key is read
+    pii = _sealing_keys_from_environment()
+    conn = await connect(dsn)
+    try:
+        printed = await documents.print_certificate(conn, pii, args.operator, args.certificate_id, args.size, args.out)
+    finally:
+        await conn.close()
+    return {
+        "certificate_id": printed.certificate_id,
+        "result_id": str(printed.result_id),
+        "status": printed.status,
+        "expires_at": printed.expires_at.isoformat(),
+        "paper": printed.paper,
+        "out": printed.path,
+        "bytes": printed.size_bytes,
+    }
+
+
 def _rotation_keyring() -> PiiCipher:
     """Every personal-data key, the current (first) one sealing: PII_KEYS and PII_PEPPER as for the services."""
     problems: list[str] = []
@@ -394,8 +454,10 @@ _COMMANDS: dict[str, Command] = {
     "signing-key": _signing_key,
     "trusted-cert": _trusted_cert,
     "rule": _rule,
+    "valueset": _valueset,
     "reads": _reads,
     "pii-keys": _pii_keys,
+    "certificate": _certificate,
 }
 
 
@@ -415,8 +477,10 @@ def parser() -> argparse.ArgumentParser:
     _add_signing_key_commands(areas)
     _add_trusted_cert_commands(areas)
     _add_rule_commands(areas)
+    _add_valueset_commands(areas)
     _add_reads_command(areas)
     _add_pii_keys_commands(areas)
+    _add_certificate_commands(areas)
     return p
 
 
@@ -551,6 +615,21 @@ def _add_rule_commands(areas: Areas) -> None:
     c.add_argument("--limit", type=int, default=100)
 
 
+def _add_valueset_commands(areas: Areas) -> None:
+    sets = areas.add_parser(
+        "valueset", help="DCC value sets (rapid-test devices, test types, …): versions imported from EU files"
+    ).add_subparsers(dest="action", required=True)
+    c = sets.add_parser(
+        "import",
+        help="a new version of each set whose file differs from its current version; in use at once by result_svc "
+        "and verify_svc (no restart)",
+    )
+    c.add_argument("files", nargs="+", metavar="FILE", help="an EU DCC value set JSON file (valueSetId, …)")
+    c.add_argument("--operator", required=True, help="your operator user name, recorded with the version")
+    c = sets.add_parser("list", help="every version of every set, newest first; `current` is the one in use")
+    c.add_argument("--name", help="only this set, e.g. covid-19-lab-test-manufacturer-and-name")
+
+
 def _add_reads_command(areas: Areas) -> None:
     c = areas.add_parser(
         "reads", help="who read a person's results (the read audit), one JSON line per read; needs PII_PEPPER"
@@ -587,6 +666,21 @@ def _add_pii_keys_commands(areas: Areas) -> None:
     c.add_argument("--batch-size", type=_positive(int), default=500, help="rows per transaction (default 500)")
     c.add_argument("--max-seconds", type=_positive(float), help="stop after this long (run again to continue)")
     c.add_argument("--max-batches", type=_positive(int), help="stop after this many batches (a trial run)")
+
+
+def _add_certificate_commands(areas: Areas) -> None:
+    certificates = areas.add_parser("certificate", help="issued certificates").add_subparsers(
+        dest="action", required=True
+    )
+    c = certificates.add_parser(
+        "document",
+        help="the printable PDF of a certificate (QR code and its fields, Vietnamese and English) for a sampling "
+        "site; needs PII_KEYS; recorded in the read audit under your operator name",
+    )
+    c.add_argument("certificate_id", help="the certificate id (UVCI), e.g. URN:UVCI:01:VN:…#…")
+    c.add_argument("--size", type=str.upper, choices=PAPER_SIZES, default="A4", help="paper size (default A4)")
+    c.add_argument("--out", required=True, help="the PDF file to write (replaced if it exists; mode 0600)")
+    c.add_argument("--operator", required=True, help="your operator user name, recorded in the read audit")
 
 
 def main(argv: list[str] | None = None) -> int:

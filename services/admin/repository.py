@@ -1,7 +1,8 @@
-"""SQL of the admin room's own reads: who read a person's results (the read audit, issue 14).
+"""SQL of the admin room's own reads: who read a person's results (the read audit, issue 14), and the
+certificate an operator prints (issue 18), with its audit row.
 
 Everything else admin does goes through services.registry; this is the operator's view of
-`personal_data_reads`, which publish_svc writes.
+`personal_data_reads`, which publish_svc writes (and the operator CLI, for a printed certificate).
 """
 
 from __future__ import annotations
@@ -72,6 +73,40 @@ async def reads_of_results(conn: asyncpg.Connection, result_ids: list[uuid.UUID]
         )
         for r in rows
     ]
+
+
+# --- A printed certificate (issue 18): services.admin.documents -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRow:
+    uvci: str
+    status: str  # VALID or REVOKED
+    qr_enc: bytes  # the sealed HC1 text (PiiCipher purpose "certificate.qr")
+    expires_at: datetime
+    result_id: uuid.UUID
+
+
+async def certificate_by_uvci(conn: asyncpg.Connection, uvci: str) -> CertificateRow | None:
+    row = await conn.fetchrow(
+        "SELECT uvci, status, qr_enc, expires_at, result_id FROM certificates WHERE uvci = $1", uvci
+    )
+    if row is None:
+        return None
+    return CertificateRow(row["uvci"], row["status"], bytes(row["qr_enc"]), row["expires_at"], row["result_id"])
+
+
+async def record_document_read(
+    conn: asyncpg.Connection, operator_id: uuid.UUID, result_id: uuid.UUID, detail: dict[str, object]
+) -> None:
+    """The read-audit row of a certificate an operator printed (as publish_svc writes a partner's)."""
+    await conn.execute(
+        """INSERT INTO personal_data_reads (principal_kind, principal_id, purpose, result_ids, detail)
+           VALUES ('OPERATOR', $1, 'DOCUMENT_RENDER', $2::uuid[], $3)""",
+        operator_id,
+        [result_id],
+        detail,
+    )
 
 
 # --- Personal-data key rotation (issue 14, part 5): the SQL of services.admin.rotation ---------------

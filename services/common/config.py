@@ -16,6 +16,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from services.common.i18n import DEFAULT_LANGUAGE, parse_language
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -272,6 +274,13 @@ class ServiceConfig:
         doc="drain time for in-flight calls on SIGTERM",
     )
     log_level: str = setting("LOG_LEVEL", parse_log_level, default="INFO", doc="DEBUG, INFO, WARNING or ERROR")
+    default_language: str = setting(
+        "DEFAULT_LANGUAGE",
+        parse_language,
+        default=DEFAULT_LANGUAGE,
+        doc="vi or en: the language of verdict reasons and of errors' google.rpc.LocalizedMessage for a call "
+        "whose accept-language metadata names neither (the English error message is always sent too)",
+    )
 
     def validate(self) -> list[str]:
         problems = []

@@ -3,7 +3,10 @@
 Domain code raises these; the call guard (services.common.guard) turns them into a
 gRPC status with `google.rpc.Status` details: an `ErrorInfo` with an UPPER_SNAKE reason always, and a
 `BadRequest` with one `FieldViolation` per bad field for invalid input. Messages are written for the
-caller and must never contain personal data.
+caller and must never contain personal data. The `message` (and each violation's `description`) is
+English for developers; given the caller's language, the status also carries a `LocalizedMessage` with
+the catalogue's text for the reason (services.common.catalogue; the generic text of the gRPC code for a
+reason outside the contract), and each violation with a reason its own `localized_message`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from services.common import i18n
 
 ERROR_DOMAIN = "covidtest.bluezone.vn"
 
@@ -44,13 +49,31 @@ class DomainError(Exception):
         """The google.rpc detail messages carried in the status."""
         return [error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata)]
 
-    def to_rpc_status(self) -> status_pb2.Status:
+    def to_rpc_status(self, language: str | None = None) -> status_pb2.Status:
+        """The status the client is sent; with `language` ("vi" or "en") its texts in that language too."""
         status = status_pb2.Status(code=self.rpc_code, message=self.message)
-        for detail in self.details():
+        details = self.details()
+        if language is not None:
+            details = self._localized(details, language)
+        for detail in details:
             packed = any_pb2.Any()
             packed.Pack(detail)
             status.details.append(packed)
         return status
+
+    def _localized(self, details: list, language: str) -> list:
+        """`details` with a LocalizedMessage for the error added, and one in each reasoned field violation."""
+        locale = i18n.LOCALES[language]
+        for detail in details:
+            if isinstance(detail, error_details_pb2.BadRequest):
+                for violation in detail.field_violations:
+                    if violation.reason:
+                        violation.localized_message.locale = locale
+                        violation.localized_message.message = i18n.error_message(
+                            violation.reason, self.grpc_code.name, language
+                        )
+        text = i18n.error_message(self.reason, self.grpc_code.name, language)
+        return [*details, error_details_pb2.LocalizedMessage(locale=locale, message=text)]
 
 
 class InvalidArgument(DomainError):

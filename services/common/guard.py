@@ -4,12 +4,14 @@ Each method handler of our services is wrapped once, when it is registered (`Gua
 call by a grpc.aio ServerInterceptor: an interceptor builds a new handler on every call, which cost the
 verify hot path tens of microseconds per scan. The standard health and reflection services are
 registered on the server directly and need no credential. For each RPC of our own services it
-1. gives the call a request id (the client's `x-request-id` metadata, or a fresh one) for the logs;
+1. gives the call a request id (the client's `x-request-id` metadata, or a fresh one) for the logs, and
+   the language the client asks for in `accept-language` (services.common.i18n), if it names one;
 2. resolves the caller (services.common.auth) and checks the RPC's declared roles — an RPC with no
    declaration is refused (fail closed); the standard health and reflection services need none;
    then parses the request bytes: bytes that are no valid request message are INVALID_ARGUMENT (left to
    grpc.aio, its deserializer's failure would be UNKNOWN, and come before the caller is checked);
-3. runs the handler and maps a `DomainError` to its gRPC code with `google.rpc.Status` details, a
+3. runs the handler and maps a `DomainError` to its gRPC code with `google.rpc.Status` details (a
+   `LocalizedMessage` among them, in the caller's language or the service's DEFAULT_LANGUAGE), a
    `NotImplementedError` (an RPC whose issue has not landed) to UNIMPLEMENTED, an error that means
    Postgres or Redis is not reachable now (wherever it was raised, streams included) to UNAVAILABLE
    with a one-line warning, and anything else to INTERNAL with a generic message: the traceback goes
@@ -31,7 +33,7 @@ import redis.exceptions
 from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
-from services.common import db, logs
+from services.common import db, i18n, logs
 from services.common.auth import Authenticator, Role, current_principal
 from services.common.errors import (
     DomainError,
@@ -73,21 +75,36 @@ _REQUEST_ID_PREFIX = secrets.token_hex(8)
 _request_numbers = itertools.count(1)
 
 
-def _request_id(metadata) -> str:
+def _read_call_metadata(metadata, default_language: str) -> None:
+    """Sets the call's request id (the client's `x-request-id`, or a fresh one) and its language: the one a
+    usable `accept-language` names, else the service's default (services.common.i18n; whatever answers the
+    call, per-item texts in a batch reply included, reads it): one pass over the metadata."""
+    request_id, language = None, None
     for key, value in metadata or ():
-        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
-            return value
-    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}"
+        if key == "x-request-id":
+            if request_id is None and isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+                request_id = value
+        elif key == "accept-language" and isinstance(value, str):
+            language = i18n.language_of(value) or language
+    i18n.language_var.set(language or default_language)
+    logs.request_id_var.set(request_id or f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}")
 
 
 class CallGuard:
     """Wraps method handlers with the guard; `policy` maps full method names (`/pkg.Service/Method`)
     to the roles allowed to call them. A method without an entry is refused (fail closed)."""
 
-    def __init__(self, service_label: str, authenticator: Authenticator, policy: Mapping[str, frozenset[Role]]):
+    def __init__(
+        self,
+        service_label: str,
+        authenticator: Authenticator,
+        policy: Mapping[str, frozenset[Role]],
+        default_language: str = i18n.DEFAULT_LANGUAGE,
+    ):
         self._service = service_label
         self._auth = authenticator
         self._policy = dict(policy)
+        self._default_language = default_language  # of the LocalizedMessage when the caller names none
 
     def wrap(self, method_path: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         roles = self._policy.get(method_path, frozenset())
@@ -126,7 +143,7 @@ class CallGuard:
         credential must first be looked up. A caller resolved moments ago is admitted without an
         await: three coroutines fewer per call on the verify hot path."""
         metadata = context.invocation_metadata()
-        logs.request_id_var.set(_request_id(metadata))
+        _read_call_metadata(metadata, self._default_language)
         principal = self._auth.known(metadata)
         if principal is None:
             return self._admit_looked_up(method, roles, metadata, context)
@@ -174,7 +191,7 @@ class CallGuard:
                 code = "SET_BY_HANDLER"  # stays so when the handler aborted with its own status
                 error = self._as_domain_error(exc, method)
                 code = error.grpc_code.name
-                await context.abort_with_status(rpc_status.to_status(error.to_rpc_status()))
+                await context.abort_with_status(rpc_status.to_status(self._status_of(error)))
             finally:
                 metrics.observe(code, started)
 
@@ -196,11 +213,15 @@ class CallGuard:
                 code = "SET_BY_HANDLER"  # stays so when the handler aborted with its own status
                 error = self._as_domain_error(exc, method)
                 code = error.grpc_code.name
-                await context.abort_with_status(rpc_status.to_status(error.to_rpc_status()))
+                await context.abort_with_status(rpc_status.to_status(self._status_of(error)))
             finally:
                 metrics.observe(code, started)
 
         return behaviour
+
+    def _status_of(self, error: DomainError):
+        """The error's google.rpc.Status, its LocalizedMessage in the caller's language."""
+        return error.to_rpc_status(i18n.language_var.get() or self._default_language)
 
     def _as_domain_error(self, exc: Exception, method: str) -> DomainError:
         """What the client is told about `exc`. grpc's AbortError (the handler set its own status) passes."""

@@ -62,3 +62,20 @@ def result_message(row, *, id_column: str = "id") -> testing_pb2.Result:
     if row["withdrawal_reason"]:
         message.withdrawal_reason = enum_value(testing_pb2.WithdrawalReason, row["withdrawal_reason"])
     return message
+
+
+def pending_sample_message(row, *, id_column: str = "sample_id") -> testing_pb2.PendingSample:
+    """A registered sample without a result ("result pending"): the sample columns of a feed or lookup row."""
+    return testing_pb2.PendingSample(
+        sample_id=str(row[id_column]),
+        sample_barcode=row["sample_barcode"],
+        sampling_org_id=str(row["sampling_org_id"]),
+        lab_org_id=str(row["sample_lab_org_id"]),
+        test_type=enum_value(testing_pb2.TestType, row["test_type"]),
+        rat_device_id=row["rat_device_id"] or "",
+        collected_at=timestamp(row["collected_at"]),
+        registered_at=timestamp(row["registered_at"]),
+        sampling_site=row["sampling_site"],
+        pool_barcode=row["pool_barcode"],
+        state=enum_value(testing_pb2.SampleState, row["sample_state"]),
+    )

@@ -150,7 +150,7 @@ async def start(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
-    guarded = GuardedServer(server, CallGuard(service_label, authenticator, policy))
+    guarded = GuardedServer(server, CallGuard(service_label, authenticator, policy, config.default_language))
     for service in services:
         service.register(guarded)
     # Health and reflection go on the server itself: any caller (a kubelet probe, grpcurl) may use them.

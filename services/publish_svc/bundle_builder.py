@@ -29,6 +29,7 @@ from services.publish_svc import bundle_repository as repo
 from services.registry import checkpoint_bundle as cb
 from services.registry import signing_keys
 from services.registry.key_sealing import SigningKeyOpener
+from services.registry.value_sets import RAT_DEVICES, load_current
 
 log = logging.getLogger("covidtest.bundle")
 BUNDLE_VERSION = Gauge("covidtest_bundle_version", "The latest checkpoint bundle version this process issued")
@@ -139,7 +140,13 @@ async def gather(conn: asyncpg.Connection, now: datetime) -> cb.Content:
     rules = [cb.rule_entry(r) for r in await repo.rules(conn)]
     revoked = cb.revocation_hashes(await repo.revoked_uvcis(conn, now))
     keys = [cb.bundle_key_entry(k.certificate_der, k.state) for k in await repo.bundle_keys(conn)]
-    return cb.content_of(trust, rules, cb.value_set_entries(), revoked, keys)
+    devices = (await load_current(conn)).sets.get(RAT_DEVICES)  # the imported list, or the shipped one
+    active = (
+        {code: str(v.get("display", "")) for code, v in devices.values.items() if v.get("active") is True}
+        if devices is not None
+        else None
+    )
+    return cb.content_of(trust, rules, cb.value_set_entries(active), revoked, keys)
 
 
 def _trust_entry(source: repo.TrustSource) -> dict | None:

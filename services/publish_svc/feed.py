@@ -117,8 +117,14 @@ class Feed:
                 principal_kind=PrincipalKind.PARTNER.value,
                 principal_id=partner.id,
                 purpose="FEED_DELIVERY",
-                result_ids=[uuid.UUID(e.result.result_id) for e in events],
-                detail={"from_position": events[0].position, "to_position": events[-1].position, "events": len(events)},
+                result_ids=[uuid.UUID(e.result.result_id) for e in events if e.HasField("result")],
+                detail={
+                    "from_position": events[0].position,
+                    "to_position": events[-1].position,
+                    "events": len(events),
+                    # SAMPLE_REGISTERED events carry the person too, before any result exists.
+                    "pending_sample_ids": [e.sample.sample_id for e in events if e.HasField("sample")],
+                },
             ),
         )
 

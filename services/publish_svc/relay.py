@@ -35,7 +35,7 @@ import redis.exceptions
 from prometheus_client import Counter, Gauge
 
 from services.common.db import BACKGROUND_ERRORS, CONNECTION_ERRORS, init_connection
-from services.common.messages import person_message, result_message
+from services.common.messages import pending_sample_message, person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
 from services.common.pii import PiiCipher
 from services.common.protoconv import enum_value, timestamp
@@ -120,7 +120,7 @@ def _results_touched(rows: list[asyncpg.Record]) -> list[uuid.UUID]:
         for r in rows
         if r["kind"] == "AMENDED" and r["payload"].get("previous_result_id")
     ]
-    return previous_ids + [r["result_id"] for r in rows]
+    return previous_ids + [r["result_id"] for r in rows if r["result_id"] is not None]
 
 
 class Relay:
@@ -304,8 +304,6 @@ class Relay:
 
     def _prepare(self, row: asyncpg.Record, position: int, now: datetime, issue: bool) -> _Pending:
         """The event without its certificate, and what its certificate needs (if it gets one)."""
-        result = result_message(row, id_column="result_id")
-        result.state = enum_value(testing_pb2.ResultState, row["payload"].get("state", row["state"]))
         person = person_message(self._pii, row)
         event = pb.ResultEvent(
             position=position,
@@ -315,8 +313,13 @@ class Relay:
             # moment, and never before its commit (the contract), even with a clock behind Postgres's.
             published_at=timestamp(max(datetime.now(UTC), row["committed_at"])),
             person=person,
-            result=result,
         )
+        if row["result_id"] is None:  # SAMPLE_REGISTERED: "result pending", no result yet
+            event.sample.CopyFrom(pending_sample_message(row))
+            event.sample.state = testing_pb2.SAMPLE_STATE_REGISTERED  # as registered, whatever it is by now
+            return _Pending(row, event, None)
+        event.result.CopyFrom(result_message(row, id_column="result_id"))
+        event.result.state = enum_value(testing_pb2.ResultState, row["payload"].get("state", row["state"]))
         return _Pending(row, event, self._certificate_request(row, person, now) if issue else None)
 
     def _certificate_request(self, row: asyncpg.Record, person: person_pb2.Person, now: datetime) -> CertificateRequest:

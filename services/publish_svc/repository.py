@@ -21,18 +21,19 @@ from services.common.db import fetch
 
 PENDING_EVENTS = """
 SELECT o.id AS outbox_id, o.kind, o.payload, o.created_at AS committed_at,
-       r.id AS result_id, r.sample_id, r.version, r.outcome, r.state, r.lab_org_id, r.tested_at, r.method,
+       r.id AS result_id, s.id AS sample_id, r.version, r.outcome, r.state, r.lab_org_id, r.tested_at, r.method,
        r.ct_value, r.lab_reference, r.recorded_at, r.amendment_reason, r.withdrawal_reason,
        r.withdrawal_reason_text, r.withdrawn_at,
        s.barcode AS sample_barcode, s.org_id AS sampling_org_id, s.test_type, s.rat_device_id, s.collected_at,
        s.sampling_site, s.person_id, COALESCE(pl.barcode, '') AS pool_barcode, lab.name AS lab_name,
+       s.lab_org_id AS sample_lab_org_id, s.registered_at, s.state AS sample_state,
        pe.identity_enc, pe.full_name_enc, pe.family_name_enc, pe.given_name_enc, pe.date_of_birth_enc, pe.phone_enc,
        pe.province_code AS person_province_code, pe.district_code AS person_district_code
 FROM outbox o
-JOIN results r ON r.id = o.result_id
+LEFT JOIN results r ON r.id = o.result_id  -- none for SAMPLE_REGISTERED
 JOIN samples s ON s.id = o.sample_id
 JOIN persons pe ON pe.id = s.person_id
-JOIN organisations lab ON lab.id = r.lab_org_id
+LEFT JOIN organisations lab ON lab.id = r.lab_org_id
 LEFT JOIN pools pl ON pl.id = s.pool_id
 WHERE o.relayed_at IS NULL
 ORDER BY o.id
@@ -79,7 +80,7 @@ class FeedEntry(NamedTuple):
     outbox_id: int
     kind: str
     person_id: uuid.UUID
-    result_id: uuid.UUID
+    result_id: uuid.UUID | None  # None for SAMPLE_REGISTERED
     certificate_id: uuid.UUID | None
     revoked_certificate_id: uuid.UUID | None
     payload_enc: bytes
@@ -325,13 +326,15 @@ async def feed_status(conn: asyncpg.Connection, partner_id: uuid.UUID | None) ->
 CITIZEN_RESULTS = """
 SELECT r.*, s.barcode AS sample_barcode, s.org_id AS sampling_org_id, s.test_type, s.rat_device_id,
        s.collected_at, s.sampling_site, s.person_id, COALESCE(pl.barcode, '') AS pool_barcode,
+       s.id AS pending_sample_id, s.lab_org_id AS sample_lab_org_id, s.registered_at, s.state AS sample_state,
        pe.identity_enc, pe.full_name_enc, pe.family_name_enc, pe.given_name_enc, pe.date_of_birth_enc,
        pe.phone_enc, pe.province_code AS person_province_code, pe.district_code AS person_district_code,
        c.uvci, c.qr_enc, c.status AS certificate_status, c.issued_at, c.expires_at AS certificate_expires_at,
        c.revoked_at, k.kid
 FROM samples s
 JOIN persons pe ON pe.id = s.person_id
-JOIN results r ON r.sample_id = s.id AND r.state <> 'SUPERSEDED'
+-- No current result yet: the sample is pending (its r.* columns are NULL).
+LEFT JOIN results r ON r.sample_id = s.id AND r.state <> 'SUPERSEDED'
 LEFT JOIN pools pl ON pl.id = s.pool_id
 LEFT JOIN certificates c ON c.result_id = r.id
 LEFT JOIN signing_keys k ON k.id = c.signing_key_id
@@ -354,8 +357,9 @@ async def citizen_results(
 
 # --- the read audit (migrations/0008_read_audit.sql) ----------------------------------------------------
 
-# Why personal data was read: a citizen lookup, a QR image, or a feed batch with persons in it.
-ReadPurpose = Literal["CITIZEN_LOOKUP", "QR_RENDER", "FEED_DELIVERY"]
+# Why personal data was read: a citizen lookup, a QR image, a printable certificate (PDF), or a feed batch
+# with persons in it.
+ReadPurpose = Literal["CITIZEN_LOOKUP", "QR_RENDER", "DOCUMENT_RENDER", "FEED_DELIVERY"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +388,7 @@ async def record_read(conn: Executor, read: PersonalDataRead) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RenderableCertificate:
-    """A certificate to render as a QR image, with the result it certifies (for the read audit)."""
+    """A certificate to render as a QR image or a PDF, with the result it certifies (for the read audit)."""
 
     certificate: StoredCertificate
     result_id: uuid.UUID

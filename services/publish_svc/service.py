@@ -1,10 +1,12 @@
-"""publish_svc hosts PublishService and runs the relay: the Bluezone feed, citizen lookups and QR codes.
+"""publish_svc hosts PublishService and runs the relay: the Bluezone feed, citizen lookups, QR codes and
+printable certificates.
 
 Every replica serves the feed; one replica at a time is the relay leader (services.publish_svc.relay).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,11 +18,11 @@ from google.protobuf.duration_pb2 import Duration
 
 from services.common.auth import Principal, Role, current_caller
 from services.common.db import in_tx
-from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.fields import check_date_of_birth, check_text, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.identity import identity_hash
-from services.common.messages import person_message, result_message
+from services.common.messages import pending_sample_message, person_message, result_message
 from services.common.pii import PiiCipher
 from services.common.protoconv import timestamp
 from services.common.ratelimit import RateLimiter
@@ -29,7 +31,7 @@ from services.common.server import GrpcService
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
 from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
-from services.hcert import qr
+from services.hcert import document, qr
 from services.publish_svc import repository as repo
 from services.publish_svc.bundle_builder import BundleBuilder
 from services.publish_svc.config import PublishConfig
@@ -46,9 +48,14 @@ PUBLISH_ROLES = {
     "GetFeedStatus": [Role.PARTNER, Role.OPERATOR],
     "GetCitizenResults": [Role.PARTNER],
     "GetCertificateQr": [Role.PARTNER],
+    "GetCertificateDocument": [Role.PARTNER],
 }
 
 QR_FORMATS = {1: ("png", "image/png"), 2: ("svg", "image/svg+xml")}
+PAPER_SIZES = {pb.PAPER_SIZE_UNSPECIFIED: "A4", pb.PAPER_SIZE_A4: "A4", pb.PAPER_SIZE_A6: "A6"}
+# PDFs rendered at once per process (each takes about 0.3 s of CPU in a worker thread): more wait their turn,
+# so a burst of print jobs cannot take every core from the feed.
+DOCUMENT_RENDERS = 2
 STATUS = {"VALID": certificate_pb2.CERTIFICATE_STATUS_VALID, "REVOKED": certificate_pb2.CERTIFICATE_STATUS_REVOKED}
 CITIZEN_RESULTS_LIMIT = 100
 
@@ -65,6 +72,7 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         self._pii = deps.pii
         self._feed = feed
         self._lookups = RateLimiter(deps.redis, config.redis_prefix, "citizen", config.citizen_lookups_per_minute)
+        self._renders = asyncio.Semaphore(DOCUMENT_RENDERS)
 
     async def StreamResultEvents(
         self, request: pb.StreamResultEventsRequest, context: grpc.aio.ServicerContext
@@ -149,8 +157,12 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
                     principal_kind=caller.kind.value,
                     principal_id=partner.id,
                     purpose="CITIZEN_LOOKUP",
-                    result_ids=[row["id"] for row in rows],
-                    detail={"by": request.WhichOneof("key"), "results": len(rows)},
+                    result_ids=[row["id"] for row in rows if row["id"] is not None],
+                    detail={
+                        "by": request.WhichOneof("key"),
+                        "results": sum(row["id"] is not None for row in rows),
+                        "pending": sum(row["id"] is None for row in rows),
+                    },
                 ),
             ),
         )
@@ -169,9 +181,12 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         """Only entitled partners get here: the person and the QR text are included."""
         item = pb.CitizenResult(
             person_key=self._feed.person_key(partner_id, row["person_id"]),
-            result=result_message(row),
             person=person_message(self._pii, row),
         )
+        if row["id"] is None:  # registered, no result yet: "result pending"
+            item.pending_sample.CopyFrom(pending_sample_message(row, id_column="pending_sample_id"))
+            return item
+        item.result.CopyFrom(result_message(row))
         if row["uvci"]:
             item.certificate.CopyFrom(
                 certificate_pb2.Certificate(
@@ -187,6 +202,37 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             )
         return item
 
+    async def _certificate_read(
+        self,
+        caller: Principal,
+        partner: repo.Partner,
+        certificate_id: str,
+        purpose: repo.ReadPurpose,
+        detail: dict[str, object],
+    ) -> repo.StoredCertificate:
+        """The certificate to render, read with its audit row in one transaction: nothing is rendered
+        unless both committed. NOT_FOUND for an unknown id (no read of anyone's data, no audit row)."""
+
+        async def read_and_audit(conn: asyncpg.Connection) -> repo.StoredCertificate | None:
+            found = await repo.certificate_for_render(conn, certificate_id)
+            if found is not None:
+                await repo.record_read(
+                    conn,
+                    repo.PersonalDataRead(
+                        principal_kind=caller.kind.value,
+                        principal_id=partner.id,
+                        purpose=purpose,
+                        result_ids=[found.result_id],
+                        detail=detail,
+                    ),
+                )
+            return found.certificate if found is not None else None
+
+        certificate = await in_tx(self._pool, read_and_audit)
+        if certificate is None:
+            raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
+        return certificate
+
     async def GetCertificateQr(
         self, request: pb.GetCertificateQrRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCertificateQrResponse:
@@ -195,29 +241,40 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         _check_qr_request(request)
         fmt, content_type = QR_FORMATS[request.format]
 
-        async def read_and_audit(conn: asyncpg.Connection) -> repo.StoredCertificate | None:
-            # The read and its audit row in one transaction: the QR is rendered only once both committed.
-            found = await repo.certificate_for_render(conn, request.certificate_id)
-            if found is not None:
-                await repo.record_read(
-                    conn,
-                    repo.PersonalDataRead(
-                        principal_kind=caller.kind.value,
-                        principal_id=partner.id,
-                        purpose="QR_RENDER",
-                        result_ids=[found.result_id],
-                        detail={"format": fmt},
-                    ),
-                )
-            return found.certificate if found is not None else None
-
-        certificate = await in_tx(self._pool, read_and_audit)
-        if certificate is None:
-            raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
+        certificate = await self._certificate_read(
+            caller, partner, request.certificate_id, "QR_RENDER", {"format": fmt}
+        )
         image = qr.render(self._pii.open("certificate.qr", certificate.qr_enc), fmt, request.scale or 4)
         return pb.GetCertificateQrResponse(
             image=image,
             content_type=content_type,
+            status=STATUS[certificate.status],
+            expires_at=timestamp(certificate.expires_at),
+        )
+
+    async def GetCertificateDocument(
+        self, request: pb.GetCertificateDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCertificateDocumentResponse:
+        caller = current_caller()
+        partner = await self._entitled_partner(caller, "printable certificates")
+        _check_document_request(request)
+        paper = PAPER_SIZES[request.paper_size]
+        try:
+            document.check_fonts()  # before the read: a server that cannot print records no read
+        except document.FontMissing as exc:
+            raise Unavailable(
+                f"printable certificates are not available on this server: {exc}", reason="SERVER_UNAVAILABLE"
+            ) from None
+
+        certificate = await self._certificate_read(
+            caller, partner, request.certificate_id, "DOCUMENT_RENDER", {"paper": paper}
+        )
+        text = self._pii.open("certificate.qr", certificate.qr_enc)
+        async with self._renders:  # CPU-bound (fonts, layout, compression): off the event loop
+            pdf = await asyncio.to_thread(document.render, text, status=certificate.status, paper=paper)
+        return pb.GetCertificateDocumentResponse(
+            document=pdf,
+            content_type=document.CONTENT_TYPE,
             status=STATUS[certificate.status],
             expires_at=timestamp(certificate.expires_at),
         )
@@ -269,15 +326,28 @@ def _lookup_key(
 
 def _check_qr_request(request: pb.GetCertificateQrRequest) -> None:
     violations: list[FieldViolation] = []
-    if not request.certificate_id or len(request.certificate_id) > 80:
-        violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
-    else:
-        # An id is one line of text: a control character (a NUL would be a Postgres error) is never a UVCI.
-        check_text(request.certificate_id, "certificate_id", None, violations)
+    _check_certificate_id(request.certificate_id, violations)
     if request.format not in QR_FORMATS:
         violations.append(FieldViolation("format", "PNG or SVG", "FIELD_REQUIRED"))
     if not 0 <= request.scale <= 20:
         violations.append(FieldViolation("scale", "0-20", "FIELD_OUT_OF_RANGE"))
+    if violations:
+        raise InvalidArgument("invalid request", violations)
+
+
+def _check_certificate_id(certificate_id: str, violations: list[FieldViolation]) -> None:
+    if not certificate_id or len(certificate_id) > 80:
+        violations.append(FieldViolation("certificate_id", "the UVCI, at most 80 characters", "FIELD_REQUIRED"))
+    else:
+        # An id is one line of text: a control character (a NUL would be a Postgres error) is never a UVCI.
+        check_text(certificate_id, "certificate_id", None, violations)
+
+
+def _check_document_request(request: pb.GetCertificateDocumentRequest) -> None:
+    violations: list[FieldViolation] = []
+    _check_certificate_id(request.certificate_id, violations)
+    if request.paper_size not in PAPER_SIZES:
+        violations.append(FieldViolation("paper_size", "A4, A6 or unset (A4)", "FIELD_OUT_OF_RANGE"))
     if violations:
         raise InvalidArgument("invalid request", violations)
 

@@ -36,6 +36,7 @@ from services.hcert import keys as hkeys
 from services.hcert.codec import COSE_ALGORITHMS, COSE_SIGN1_TAG, HEADER_ALG, HEADER_KID, PSS_SALT_LENGTH, Signer
 from services.hcert.valuesets import RULE_OUTCOMES, RULE_TEST_TYPES
 from services.registry.province_rules import Rule
+from services.registry.value_sets import RAT_DEVICES
 
 FORMAT = 1
 MAX_BYTES = 64 * 1024 * 1024  # far above a bundle with 1,000,000 revocations (about 18 MB)
@@ -134,12 +135,22 @@ def rule_of(entry: Mapping[str, Any]) -> Rule:
     )
 
 
-def value_set_entries() -> list[dict[str, Any]]:
-    """The value sets the rules are written in: DCC test type and test result codes → rule terms."""
-    return [
+def value_set_entries(rat_devices: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The value sets the verdict uses: DCC test type and test result codes → rule terms, and (when given)
+    the active rapid antigen devices, code → display name: a rapid test of another device is RULE_NOT_MET."""
+    entries = [
         {"name": "covid-19-lab-test-type", "codes": dict(RULE_TEST_TYPES)},
         {"name": "covid-19-lab-result", "codes": dict(RULE_OUTCOMES)},
     ]
+    if rat_devices is not None:
+        entries.append({"name": RAT_DEVICES, "codes": dict(rat_devices)})
+    return entries
+
+
+def rat_devices_of(bundle: Bundle) -> dict[str, str] | None:
+    """The active rapid antigen devices a bundle lists (code → display), or None when it lists none."""
+    entry = bundle.content[VALUE_SETS].get(RAT_DEVICES)
+    return dict(entry["codes"]) if entry is not None else None
 
 
 def bundle_key_entry(certificate_der: bytes, state: str) -> dict[str, Any]:

@@ -21,16 +21,16 @@ from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.result_svc import corrections, queries, recording
 from services.result_svc.persons import PersonSealer
 from services.result_svc.queries import ResultFilters
-from services.result_svc.registration import Registrar
+from services.result_svc.registration import DeviceList, Registrar
 from services.result_svc.repository import ResultKey
 
 
 class Intake:
     """The intake operations; each runs on a connection inside the caller's transaction."""
 
-    def __init__(self, pii: PiiCipher, pool_max_size: int):
+    def __init__(self, pii: PiiCipher, pool_max_size: int, devices: DeviceList):
         self._pii = pii
-        self._registrar = Registrar(PersonSealer(pii), pool_max_size)
+        self._registrar = Registrar(PersonSealer(pii), pool_max_size, devices)
 
     async def register_samples(
         self, conn: asyncpg.Connection, caller: Principal, request: pb.RegisterSamplesRequest

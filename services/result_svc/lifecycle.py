@@ -40,6 +40,11 @@ EVENT_KIND_OF_RESULT = {
 RETESTABLE = ("RETEST_REQUIRED", "RESAMPLE_REQUIRED", "WITHDRAWN")
 
 
+def registration_event(sample_id: uuid.UUID) -> OutboxEvent:
+    """The outbox event of a newly registered sample: "result pending" in the feed, no result yet."""
+    return OutboxEvent("SAMPLE_REGISTERED", None, sample_id, {"sample_id": str(sample_id)})
+
+
 def result_event(
     kind: str, result_id: uuid.UUID, sample_id: uuid.UUID, version: int, **codes: str | None
 ) -> OutboxEvent:

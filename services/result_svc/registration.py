@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -22,8 +22,9 @@ from services.common.auth import Principal
 from services.common.errors import FieldViolation
 from services.common.fields import utcnow
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
+from services.gen.covidtest.type.v1 import testing_pb2
 from services.result_svc import repository as repo
-from services.result_svc.lifecycle import RETESTABLE
+from services.result_svc.lifecycle import RETESTABLE, registration_event
 from services.result_svc.persons import LookupFactors, PersonSealer
 from services.result_svc.validation import Registration, check_batch, check_registration, rpc_violations, violation
 
@@ -89,24 +90,36 @@ def _already_registered(answer: pb.SampleRegistrationResult, sample_id: uuid.UUI
     answer.sample_id = str(sample_id)
 
 
+class DeviceList(Protocol):
+    """Where the current rapid antigen devices come from (a ValueSetStore: in memory, never a query per sample)."""
+
+    async def rat_devices(self) -> frozenset[str]: ...
+
+
 class Registrar:
     """Runs RegisterSamples inside the caller's transaction."""
 
-    def __init__(self, sealer: PersonSealer, pool_max_size: int):
+    def __init__(self, sealer: PersonSealer, pool_max_size: int, devices: DeviceList):
         self._sealer = sealer
         self._pool_max = pool_max_size
+        self._devices = devices
 
     async def register(
         self, conn: asyncpg.Connection, caller: Principal, request: pb.RegisterSamplesRequest
     ) -> pb.RegisterSamplesResponse:
         check_batch(request.samples, "samples")
-        call = _check_fields(request.samples, uuid.UUID(caller.id), utcnow())
+        # Only a call with a rapid antigen sample needs the device list (and waits for its first load).
+        rapid = any(item.test_type == testing_pb2.TEST_TYPE_RAPID_ANTIGEN for item in request.samples)
+        devices = await self._devices.rat_devices() if rapid else frozenset()
+        call = _check_fields(request.samples, uuid.UUID(caller.id), utcnow(), devices)
         known = await _look_up(conn, call)
         for i, reg in call.valid.items():
             self._judge(call, known, i, reg)
         inserted = await self._insert(conn, call)
         await _settle_races(conn, call, inserted)
         created = [a for a in call.accepted if a.sample_id in inserted]
+        # Only what this call created: a replayed or already registered sample has its event already.
+        await repo.append_outbox(conn, [registration_event(a.sample_id) for a in created])
         await audit.record_many(
             conn, caller, "REGISTER_SAMPLE", "sample", [str(a.sample_id) for a in created], request.request_id
         )
@@ -186,14 +199,16 @@ class Registrar:
 # --- check: fields, and barcodes repeated in the request ----------------------------------------------
 
 
-def _check_fields(samples: Sequence[pb.SampleRegistration], org_id: uuid.UUID, now: datetime) -> _Call:
+def _check_fields(
+    samples: Sequence[pb.SampleRegistration], org_id: uuid.UUID, now: datetime, rat_devices: frozenset[str]
+) -> _Call:
     call = _Call(
         org_id,
         [pb.SampleRegistrationResult(index=i, sample_barcode=item.sample_barcode) for i, item in enumerate(samples)],
     )
     seen: set[str] = set()
     for i, item in enumerate(samples):
-        reg, violations = check_registration(item, f"samples[{i}]", now)
+        reg, violations = check_registration(item, f"samples[{i}]", now, rat_devices)
         if reg is not None and reg.barcode in seen:
             violations = [
                 violation(

@@ -130,7 +130,7 @@ class OutboxEvent:
     """A result change for the publish relay; the payload holds ids and codes only, never personal data."""
 
     kind: str
-    result_id: uuid.UUID
+    result_id: uuid.UUID | None  # None for SAMPLE_REGISTERED: no result yet
     sample_id: uuid.UUID
     payload: dict[str, Any]
 

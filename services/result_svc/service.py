@@ -29,6 +29,7 @@ from services.result_svc.config import ResultConfig
 from services.result_svc.intake import Intake
 from services.result_svc.queries import result_filters
 from services.result_svc.repository import ResultKey
+from services.result_svc.value_sets import ValueSetStore
 
 LABEL = "result_svc"
 
@@ -46,9 +47,9 @@ Response = TypeVar("Response", bound=Message)
 
 
 class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
-    def __init__(self, deps: Deps[ResultConfig]):
+    def __init__(self, deps: Deps[ResultConfig], value_sets: ValueSetStore):
         self._pool = deps.pool
-        self._intake = Intake(deps.pii, deps.config.pool_max_size)
+        self._intake = Intake(deps.pii, deps.config.pool_max_size, value_sets)
 
     async def _mutate(
         self,
@@ -105,7 +106,10 @@ class ResultServicer(result_service_pb2_grpc.ResultServiceServicer):
 
 
 def build(deps: Deps[ResultConfig]) -> list[GrpcService]:
-    servicer = ResultServicer(deps)
+    # The current DCC value sets (rapid-test devices) in memory, reloaded on an operator's import.
+    value_sets = ValueSetStore(deps.config.database_url)
+    deps.background(value_sets.run(), value_sets.stop)
+    servicer = ResultServicer(deps, value_sets)
     pruner = Pruner(deps.pool, timedelta(hours=deps.config.idempotency_retention_hours))
     deps.background(pruner.run(), pruner.stop)
     return [

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sized
+from collections.abc import Collection, Sized
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 
+from services.common import i18n
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.fields import check_date_of_birth, has_control, normalise_phone
 from services.common.identity import identity_text
@@ -26,7 +27,6 @@ from services.common.protoconv import enum_name, to_datetime
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
 from services.hcert.payload import transliterate
-from services.hcert.valuesets import RAT_DEVICES
 
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_SAMPLE_AGE = timedelta(days=14)
@@ -250,8 +250,11 @@ def check_person(
     return PersonData(identity, full_name, family, given, dob, phone, person.province_code, person.district_code)
 
 
-def _check_test(item: pb.SampleRegistration, path: str, violations: list[FieldViolation]) -> tuple[str, str | None]:
-    """The test type's name and the rapid antigen device (required for, and only for, rapid antigen tests)."""
+def _check_test(
+    item: pb.SampleRegistration, path: str, violations: list[FieldViolation], rat_devices: Collection[str]
+) -> tuple[str, str | None]:
+    """The test type's name and the rapid antigen device (required for, and only for, rapid antigen tests, and
+    one of `rat_devices`: the active devices of the current DCC device list)."""
     test_type = enum_name(testing_pb2.TestType, item.test_type)
     rat_device = item.rat_device_id or None
     if not test_type:
@@ -259,16 +262,22 @@ def _check_test(item: pb.SampleRegistration, path: str, violations: list[FieldVi
     elif test_type == "RAPID_ANTIGEN":
         if not rat_device:
             _v(violations, f"{path}.rat_device_id", "FIELD_REQUIRED", "required for rapid antigen tests")
-        elif rat_device not in RAT_DEVICES:
-            _v(violations, f"{path}.rat_device_id", "VALUE_NOT_IN_VALUE_SET", "not in the DCC test-manf value set")
+        elif rat_device not in rat_devices:
+            _v(
+                violations,
+                f"{path}.rat_device_id",
+                "VALUE_NOT_IN_VALUE_SET",
+                "not an active device of the current DCC rapid-test device list",
+            )
     elif rat_device:
         _v(violations, f"{path}.rat_device_id", "FIELD_NOT_ALLOWED", "only for rapid antigen tests")
     return test_type, rat_device
 
 
 def check_registration(
-    item: pb.SampleRegistration, path: str, now: datetime
+    item: pb.SampleRegistration, path: str, now: datetime, rat_devices: Collection[str]
 ) -> tuple[Registration | None, list[FieldViolation]]:
+    """`rat_devices`: the rapid antigen devices accepted (services.result_svc.value_sets holds the current ones)."""
     violations: list[FieldViolation] = []
     barcode = check_barcode(item.sample_barcode, f"{path}.sample_barcode", violations)
     if not item.HasField("person"):
@@ -276,7 +285,7 @@ def check_registration(
         person = None
     else:
         person = check_person(item.person, f"{path}.person", violations, now.date())
-    test_type, rat_device = _check_test(item, path, violations)
+    test_type, rat_device = _check_test(item, path, violations, rat_devices)
     collected_at = check_time(item.collected_at, f"{path}.collected_at", violations, now, oldest=MAX_SAMPLE_AGE)
     site = _text(item.sampling_site)
     if not site or len(site) > 200 or _has_control(item.sampling_site):
@@ -371,8 +380,18 @@ def ambiguous_barcode() -> InvalidArgument:
 
 
 def rpc_violations(violations: list[FieldViolation]) -> list[error_details_pb2.BadRequest.FieldViolation]:
-    """An item's violations as the google.rpc messages of its per-item answer in a batch reply."""
+    """An item's violations as the google.rpc messages of its per-item answer in a batch reply, each with its
+    reason's text in the caller's language (`localized_message`) beside the English description."""
+    language = i18n.language_var.get() or i18n.DEFAULT_LANGUAGE
+    locale = i18n.LOCALES[language]
     return [
-        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+        error_details_pb2.BadRequest.FieldViolation(
+            field=v.field,
+            description=v.description,
+            reason=v.reason,
+            localized_message=error_details_pb2.LocalizedMessage(
+                locale=locale, message=i18n.error_message(v.reason, "INVALID_ARGUMENT", language)
+            ),
+        )
         for v in violations
     ]

@@ -1,9 +1,9 @@
 """The offline verifier for operators and device makers: the service's verdict logic without a server.
 
     python -m services.verify_svc.offline --bundle FILE --bundle-key CERT [--delta FILE ...]
-                                          [--province 24] [--at ISO-8601] QR [QR ...]
+                                          [--province 24] [--at ISO-8601] [--language en] QR [QR ...]
     python -m services.verify_svc.offline --trust PATH [--trust PATH ...] [--rules FILE] [--province 24]
-                                          [--at ISO-8601] QR [QR ...]
+                                          [--at ISO-8601] [--language en] QR [QR ...]
 
 With `--bundle` (a full checkpoint bundle, from GetCheckpointBundle or /bundle/v1/latest) the trust list,
 the rules and the revocations all come from the bundle, after its signature is checked against the pinned
@@ -16,11 +16,14 @@ what was revoked. Our own certificates are then REVOKED when the bundle lists th
 Without a bundle: a trust PATH is a signing certificate (PEM or DER) or a folder of them; its country is
 the certificate's subject C. `--rules` is the JSON of a VerifyService.GetRules answer; without it no
 province rule applies, so a genuine entry gets RULE_NOT_MET. Revocation status is then not available
-(UNCHECKED).
+(UNCHECKED). With a bundle, a rapid antigen test's device is checked against the active device list it
+carries, as verify_svc checks it; without one it is not checked.
 
 A QR is the scanned text, or a PNG/JPEG file of the code (read with zxing-cpp). Prints one JSON object
 per QR, whatever happens, and uses the same Verifier as verify_svc; a trust certificate whose key no DCC
-algorithm uses is skipped with a warning on stderr.
+algorithm uses is skipped with a warning on stderr. `--language vi` gives the verdict's `reason` in
+Vietnamese (the catalogue of services.common.i18n, as verify_svc answers); the default, English, keeps the
+output stable for scripts.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
+from services.common import i18n
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as pb
 from services.hcert import decode as hdecode
 from services.registry import checkpoint_bundle as cb
 from services.registry.province_rules import Rule, rule_from_message
+from services.registry.value_sets import RAT_DEVICES, CurrentValueSets, ValueSet
 from services.verify_svc.status import UNCHECKED, Status
 from services.verify_svc.trust import Snapshot, TrustedKey, trusted_key, usable_key
 from services.verify_svc.verifier import Verifier
@@ -69,11 +74,17 @@ class BundleStatus:
 
 
 def snapshot_of(bundle: cb.Bundle) -> Snapshot:
-    """The bundle's trust list and rules as the Verifier's snapshot (unusable certificates skipped, as
-    verify_svc skips them)."""
+    """The bundle's trust list, rules and rapid-test device list as the Verifier's snapshot (unusable
+    certificates skipped, as verify_svc skips them; a bundle without a device list approves every device)."""
     found = [usable_key(e["certificate"], e["country"], e["own"]) for e in bundle.content[cb.TRUST_LIST].values()]
     rules = [cb.rule_of(e) for e in bundle.content[cb.RULES].values()]
-    return Snapshot([k for k in found if k is not None], rules, bundle.version)
+    devices = cb.rat_devices_of(bundle)
+    value_sets = None
+    if devices is not None:
+        values = {code: {"display": display, "active": True} for code, display in devices.items()}
+        listed = ValueSet(RAT_DEVICES, bundle.issued_at.date(), values, bundle.content_sha256, bundle.version)
+        value_sets = CurrentValueSets({RAT_DEVICES: listed})
+    return Snapshot([k for k in found if k is not None], rules, bundle.version, value_sets)
 
 
 def _read_certificate(path: str) -> x509.Certificate:
@@ -172,12 +183,13 @@ def read_qr(argument: str) -> str:
     return argument
 
 
-async def check(verifier: Verifier, text: str, at: datetime, province: str) -> dict[str, Any]:
-    """The verdict of one QR, and what the QR itself says: its payload, whether a trusted key verifies it."""
+async def check(verifier: Verifier, text: str, at: datetime, province: str, language: str = "en") -> dict[str, Any]:
+    """The verdict of one QR, and what the QR itself says: its payload, whether a trusted key verifies it.
+    `reason` is in `language`."""
     result = await verifier.verify(text, at, province)
     out: dict[str, Any] = {
         "verdict": result.verdict,
-        "reason": result.reason,
+        "reason": i18n.verdict_reason(result.reason, result.verdict, language),
         "stage": result.stage or None,
         "kid": result.kid.hex() if result.kid else None,
         "entry_type": result.entry_type or None,
@@ -214,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", help="JSON of a GetRules answer (not with --bundle)")
     parser.add_argument("--province", default="24", help="province whose rules apply (default 24, Bắc Giang)")
     parser.add_argument("--at", help="scan time, ISO 8601 (default now)")
+    parser.add_argument(
+        "--language", choices=i18n.SUPPORTED, default="en", help="language of the verdict's reason (default en)"
+    )
     parser.add_argument("qr", nargs="+", help="HC1: text or a PNG/JPEG of the QR code")
     args = parser.parse_args(argv)
     try:
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             continue
         try:
-            out = asyncio.run(check(verifier, text, at, args.province))
+            out = asyncio.run(check(verifier, text, at, args.province, args.language))
         except Exception as exc:  # noqa: BLE001 - one line per QR whatever happens
             out = {"input": argument, "error": f"{type(exc).__name__}: {exc}"}
             failed = True

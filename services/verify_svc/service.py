@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import grpc
 
+from services.common import i18n
 from services.common.auth import Principal, Role, current_caller
 from services.common.db import BACKGROUND_ERRORS
 from services.common.errors import FieldViolation, InvalidArgument, Unavailable
@@ -63,16 +64,18 @@ VERIFICATIONS = LoopCounter(
 
 
 # Answers to repeat scans differ only in checked_at: everything else is built once per distinct
-# content (a template; bounded, like the genuine-QR cache it mirrors) and copied in C per call.
+# content and language (a template; bounded, like the genuine-QR cache it mirrors) and copied in C per call.
 _RESPONSE_TEMPLATES: BoundedMemo[tuple, pb.VerifyResponse] = BoundedMemo(10_000)
 
 
-def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
-    """The answer to a scan: a copy of the template of its content, stamped with `checked_at`."""
+def response_of(result: Verdict, checked_at: datetime, language: str = "en") -> pb.VerifyResponse:
+    """The answer to a scan: a copy of the template of its content in `language` (of its reason), stamped
+    with `checked_at`."""
     rule = result.rule
     rule_id, rule_version = (rule.rule_id, rule.version) if rule else ("", 0)
-    # Every field of the Verdict that reaches the answer is part of the key.
+    # Every field of the Verdict that reaches the answer is part of the key, and the language.
     key = (
+        language,
         result.verdict,
         result.reason,
         result.stage,
@@ -93,7 +96,7 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
     )
     template = _RESPONSE_TEMPLATES.get(key)
     if template is None:
-        template = _template(result, rule_id, rule_version)
+        template = _template(result, rule_id, rule_version, language)
         _RESPONSE_TEMPLATES.put(key, template)
     response = pb.VerifyResponse()
     response.CopyFrom(template)
@@ -101,12 +104,12 @@ def response_of(result: Verdict, checked_at: datetime) -> pb.VerifyResponse:
     return response
 
 
-def _template(result: Verdict, rule_id: str, rule_version: int) -> pb.VerifyResponse:
-    """The answer for `result` without its checked_at: built once per distinct content."""
+def _template(result: Verdict, rule_id: str, rule_version: int, language: str) -> pb.VerifyResponse:
+    """The answer for `result` without its checked_at: built once per distinct content and language."""
     stage, entry_type, test_type = result.stage, result.entry_type, result.test_type
     return pb.VerifyResponse(
         verdict=enum_value(verdict_pb2.Verdict, result.verdict),
-        reason=result.reason,
+        reason=i18n.verdict_reason(result.reason, result.verdict, language),
         status_source=enum_value(verdict_pb2.StatusSource, result.status_source),
         kid=result.kid,
         certificate_id=result.certificate_id,
@@ -188,6 +191,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         self._counts = counts
         self._pool = deps.pool
         self._limits = RateLimiter(deps.redis, config.redis_prefix, "scan", config.scans_per_minute, shared=False)
+        self._language = config.default_language  # of the reasons, for a call without accept-language
 
     def _scan_time(
         self, request: pb.VerifyRequest, path: str, now: datetime, violations: list[FieldViolation]
@@ -220,12 +224,12 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
                 raise Unavailable(f"{what} is not loaded yet; retry", reason="SERVER_UNAVAILABLE") from None
 
     async def _verify(
-        self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime
+        self, request: pb.VerifyRequest, caller: Principal, at: datetime, now: datetime, language: str
     ) -> pb.VerifyResponse:
         await self._loaded()
         result = await self._verifier.verify(request.qr, at, caller.province_code)
         self._counts.add(caller.id, result.verdict, now)
-        return response_of(result, at)
+        return response_of(result, at, language)
 
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
         caller = current_caller()
@@ -235,7 +239,7 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
         if violations:
             raise InvalidArgument("invalid scan", violations)
         await self._limits.check(caller.id)
-        return await self._verify(request, caller, at, now)
+        return await self._verify(request, caller, at, now, i18n.language_var.get() or self._language)
 
     async def VerifyBatch(
         self, request: pb.VerifyBatchRequest, context: grpc.aio.ServicerContext
@@ -257,7 +261,10 @@ class VerifyServicer(verify_service_pb2_grpc.VerifyServiceServicer):
             raise InvalidArgument("invalid scans", violations)
         for _ in request.scans:
             await self._limits.check(caller.id)
-        results = await asyncio.gather(*(self._verify(scan, caller, at, now) for scan, at in zip(request.scans, times)))
+        language = i18n.language_var.get() or self._language
+        results = await asyncio.gather(
+            *(self._verify(scan, caller, at, now, language) for scan, at in zip(request.scans, times))
+        )
         return pb.VerifyBatchResponse(results=results)
 
     async def GetRules(self, request: pb.GetRulesRequest, context: grpc.aio.ServicerContext) -> pb.GetRulesResponse:

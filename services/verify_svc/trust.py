@@ -1,10 +1,10 @@
-"""The trust list and the province rules, held in memory and refreshed in the background.
+"""The trust list, the province rules and the DCC value sets, held in memory and refreshed in the background.
 
-Neither is read from Postgres per request: a refresher task reloads both (services.verify_svc.repository)
-every TRUST_REFRESH_SECONDS and at once on a NOTIFY (trust_list, signing_keys, province_rules), swapping
-in a new immutable snapshot. If Postgres is down or refuses the reads, the last snapshot stays in use.
-The same task reloads its followers (the checkpoint bundle store) on the same connection and on their
-own channels.
+None is read from Postgres per request: a refresher task reloads them (services.verify_svc.repository;
+the value sets with services.registry.value_sets) every TRUST_REFRESH_SECONDS and at once on a NOTIFY
+(trust_list, signing_keys, province_rules, value_sets), swapping in a new immutable snapshot. If Postgres
+is down or refuses the reads, the last snapshot stays in use. The same task reloads its followers (the
+checkpoint bundle store) on the same connection and on their own channels.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from services.common.db import BACKGROUND_ERRORS, connect
 from services.hcert import keys as hkeys
 from services.registry.province_rules import Rule
+from services.registry.value_sets import CurrentValueSets, load_current
 from services.verify_svc import repository
 
 log = logging.getLogger("covidtest.trust")
@@ -64,9 +65,16 @@ def trusted_key(der: bytes, country: str, own: bool) -> TrustedKey:
 
 
 class Snapshot:
-    """An immutable view: keys by kid, rules by (province, entry type, test type)."""
+    """An immutable view: keys by kid, rules by (province, entry type, test type), and the current value sets
+    (None where none are known: the offline verifier, whose bundle carries no device list)."""
 
-    def __init__(self, keys: list[TrustedKey], rules: list[Rule], trust_version: int):
+    def __init__(
+        self,
+        keys: list[TrustedKey],
+        rules: list[Rule],
+        trust_version: int,
+        value_sets: CurrentValueSets | None = None,
+    ):
         self.by_kid: dict[bytes, tuple[TrustedKey, ...]] = {}
         for key in keys:
             self.by_kid[key.kid] = self.by_kid.get(key.kid, ()) + (key,)
@@ -77,6 +85,7 @@ class Snapshot:
             scope = (rule.province_code, rule.entry_type, rule.test_type)
             self.rules[scope] = self.rules.get(scope, ()) + (rule,)
         self.ruleset_version = max((r.version for r in rules), default=0)
+        self.value_sets = value_sets
 
     def rule_for(self, province: str, entry_type: str, test_type: str | None, at: datetime) -> Rule | None:
         """The applicable version: the province's rule if it has one in effect, else the national default.
@@ -126,14 +135,15 @@ def usable_key(der: bytes, country: str, own: bool) -> TrustedKey | None:
         return None
 
 
-async def load_snapshot(conn: asyncpg.Connection) -> Snapshot:
-    """Our signing keys (country VN, live status) and the imported certificates, the rules, the trust-list version."""
+async def load_snapshot(conn: asyncpg.Connection, value_sets: CurrentValueSets | None = None) -> Snapshot:
+    """Our signing keys (country VN, live status) and the imported certificates, the rules, the trust-list version
+    and the current value sets (`value_sets`, the ones held, is reused for each set whose version is unchanged)."""
     found = [usable_key(der, "VN", True) for der in await repository.own_signing_certificates(conn)]
     found += [usable_key(c.certificate_der, c.country, False) for c in await repository.imported_certificates(conn)]
     keys = [key for key in found if key is not None]
     rules = await repository.province_rules(conn)
     version = await repository.trust_list_version(conn)
-    return Snapshot(keys, rules, version)
+    return Snapshot(keys, rules, version, await load_current(conn, value_sets))
 
 
 class Follower(Protocol):
@@ -147,7 +157,7 @@ class Follower(Protocol):
 class TrustStore:
     """Holds the current Snapshot; `run()` keeps it and its followers fresh."""
 
-    channels = ("trust_list", "signing_keys", "province_rules")
+    channels = ("trust_list", "signing_keys", "province_rules", "value_sets")
 
     def __init__(self, dsn: str, refresh_seconds: float, followers: Sequence[Follower] = ()):
         self._dsn = dsn
@@ -160,7 +170,7 @@ class TrustStore:
         self.loaded = asyncio.Event()
 
     async def reload(self, conn: asyncpg.Connection) -> None:
-        self.snapshot = await load_snapshot(conn)
+        self.snapshot = await load_snapshot(conn, self.snapshot.value_sets)
         self.loaded.set()
 
     async def run(self) -> None:

@@ -5,8 +5,9 @@ UNKNOWN_ISSUER, SIGNATURE_INVALID, REVOKED, EXPIRED / NOT_YET_VALID by the certi
 `exp` / `iat`, TEST_POSITIVE, RULE_NOT_MET, EXPIRED / NOT_YET_VALID by the rule's window,
 STATUS_UNKNOWN (one of our own certificates whose status could not be established: never VALID), VALID.
 The Verifier reads no database itself: the live status of the platform's own certificates comes from
-a LiveStatus (in the service, StatusLookup: Redis first, Postgres on a miss), and the trust list and
-rules from an in-memory snapshot (a TrustView).
+a LiveStatus (in the service, StatusLookup: Redis first, Postgres on a miss), and the trust list, the
+rules and the DCC value sets from an in-memory snapshot (a TrustView). A rapid antigen test whose device
+(`ma`) is not active in the current device list is RULE_NOT_MET, as intake refuses such a device.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ def _utc(epoch: int | None) -> datetime | None:
 
 
 _ENTRY_KEYS = {"TEST": "t", "VACCINATION": "v", "RECOVERY": "r"}
+
+
+def _approved_device(entry: dict, snapshot: Snapshot) -> bool:
+    """Whether a rapid antigen test entry's device (`ma`) is active in the current DCC device list, whoever
+    issued it (the list is the EU's common one). A snapshot without value sets (the offline verifier: the
+    checkpoint bundle carries no device list) approves every device."""
+    if snapshot.value_sets is None:
+        return True
+    device = entry.get("ma")
+    return isinstance(device, str) and device in snapshot.value_sets.rat_devices
 
 
 @dataclass(frozen=True)
@@ -339,6 +350,8 @@ class Verifier:
             return self._final(result, "TEST_POSITIVE", "the test result is positive (detected)")
         if rule is None or rule.disabled or outcome not in rule.accepted_outcomes or not rule.validity_seconds:
             return self._final(result, "RULE_NOT_MET", "this province does not accept this test")
+        if test_type == "RAPID_ANTIGEN" and not _approved_device(genuine.entry, snapshot):
+            return self._final(result, "RULE_NOT_MET", "the rapid test device is not on the approved device list")
         if sample is None:
             return self._final(result, "RULE_NOT_MET", "the sample collection time is missing")
         until = sample + timedelta(seconds=rule.validity_seconds)

@@ -37,7 +37,7 @@ def token(payload: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
-def test_rule(**overrides) -> province_rule_pb2.ProvinceRule:
+def rule_of_tests(**overrides) -> province_rule_pb2.ProvinceRule:
     fields = dict(
         province_code="31",
         entry_type=certificate_pb2.ENTRY_TYPE_TEST,
@@ -49,7 +49,7 @@ def test_rule(**overrides) -> province_rule_pb2.ProvinceRule:
     return province_rule_pb2.ProvinceRule(**fields)
 
 
-test_rule.__test__ = False  # type: ignore[attr-defined]  # a builder, not a test
+rule_of_tests.__test__ = False  # type: ignore[attr-defined]  # a builder, not a test
 
 
 @pytest.mark.parametrize("duration", [HUGE, Duration(seconds=-(10**15)), Duration(seconds=2**63 - 1)])
@@ -61,7 +61,7 @@ async def test_a_duration_beyond_timedelta_is_invalid_argument(admin, duration):
     assert ("validity", "FIELD_OUT_OF_RANGE") in await refused(stub.GenerateSigningKey, generate, auth)
     imported = pb.ImportSigningKeyRequest(request_id=rid(), private_key_pem="not checked first", validity=duration)
     assert ("validity", "FIELD_OUT_OF_RANGE") in await refused(stub.ImportSigningKey, imported, auth)
-    rule = pb.SetProvinceRuleRequest(request_id=rid(), rule=test_rule(validity=duration))
+    rule = pb.SetProvinceRuleRequest(request_id=rid(), rule=rule_of_tests(validity=duration))
     assert ("rule.validity", "FIELD_OUT_OF_RANGE") in await refused(stub.SetProvinceRule, rule, auth)
 
 
@@ -120,7 +120,7 @@ async def test_a_nul_in_a_credential_description_or_revocation_reason_is_invalid
 
 async def test_a_nul_in_a_province_rule_description_is_invalid_argument(admin):
     stub, auth, _ = admin
-    request = pb.SetProvinceRuleRequest(request_id=rid(), rule=test_rule(description="weekend rule\x00"))
+    request = pb.SetProvinceRuleRequest(request_id=rid(), rule=rule_of_tests(description="weekend rule\x00"))
     assert ("rule.description", "FIELD_FORMAT_INVALID") in await refused(stub.SetProvinceRule, request, auth)
 
 
@@ -216,7 +216,7 @@ async def test_valid_page_tokens_still_page_through(admin):
     for i in range(3):
         await stub.CreatePartner(pb.CreatePartnerRequest(request_id=rid(), name=f"Đối tác {i} {rid()}"), metadata=auth)
         await stub.SetProvinceRule(
-            pb.SetProvinceRuleRequest(request_id=rid(), rule=test_rule(province_code="32", description=f"v{i}")),
+            pb.SetProvinceRuleRequest(request_id=rid(), rule=rule_of_tests(province_code="32", description=f"v{i}")),
             metadata=auth,
         )
     for call, request_type, items in (

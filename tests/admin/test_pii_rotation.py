@@ -65,7 +65,7 @@ async def test_reencrypt_lets_the_old_key_go(own_database):
     sealed = key_ids(status)
     for column in ("persons.full_name_enc", "persons.date_of_birth_enc", "certificates.qr_enc"):
         assert sealed[column] == {"A": 4}, sealed
-    assert sealed["feed_events.payload_enc"] == {"A": 4}
+    assert sealed["feed_events.payload_enc"] == {"A": 8}  # four registrations ("result pending"), four results
     assert status["old_key_ids"] == ["A"] and status["old_values"] > 12
 
     # 2. Services rolled out with "B,A"; the re-encryption runs beside them, online.
@@ -92,7 +92,7 @@ async def test_reencrypt_lets_the_old_key_go(own_database):
         assert first[-1]["reencrypted"] + rest[-1]["reencrypted"] == status["old_values"]
         for column, ids in key_ids(final).items():
             assert set(ids) <= {"B"}, (column, ids)
-        assert key_ids(final)["feed_events.payload_enc"] == {"B": 5}
+        assert key_ids(final)["feed_events.payload_enc"] == {"B": 10}  # five registrations, five results
 
         # Idempotent: a third run finds nothing to do.
         again = lines(pii_keys(url, ring, pepper, "reencrypt"))

@@ -43,6 +43,10 @@ RESULT_REFUSED = [
     "DELETE FROM credentials",
     "UPDATE credentials SET role = 'OPERATOR'",
     "DELETE FROM trust_list_changes",
+    "INSERT INTO value_sets (name) VALUES ('x')",
+    "UPDATE value_sets SET set_values = '{}'",
+    "DELETE FROM value_sets",
+    "SELECT imported_by FROM value_sets",
     "CREATE TABLE intruder (id int)",
 ]
 
@@ -56,6 +60,7 @@ RESULT_ALLOWED = [
     "SELECT * FROM province_rules LIMIT 1",
     "SELECT * FROM trusted_certificates LIMIT 1",
     "DELETE FROM idempotency_keys WHERE created_at < '-infinity'",
+    "SELECT name, version, value_set_date, set_values, content_sha256 FROM value_sets LIMIT 1",
 ]
 
 # publish_svc: reads the record to publish it and signs with the active key, but changes none of it.
@@ -96,10 +101,13 @@ PUBLISH_REFUSED = [
     "DELETE FROM idempotency_keys",
     "SELECT * FROM verification_counts",
     "SELECT * FROM schema_migrations",
+    "SELECT imported_by FROM value_sets",  # it reads the current device list for the bundle, not who imported
+    "INSERT INTO value_sets (name) VALUES ('x')",
     "CREATE TABLE intruder (id int)",
 ]
 
 PUBLISH_ALLOWED = [
+    "SELECT name, version, value_set_date, set_values, content_sha256 FROM value_sets LIMIT 1",
     "SELECT full_name_enc, date_of_birth_enc FROM persons LIMIT 1",
     "SELECT lookup_phone_hash, lookup_dob_hash FROM samples LIMIT 1",
     "SELECT * FROM results LIMIT 1",

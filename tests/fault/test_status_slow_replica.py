@@ -99,7 +99,7 @@ async def test_a_status_the_replica_cannot_give_in_time_is_status_unknown(databa
         assert time.monotonic() - started < 1.0  # the status timeout, not the replica, sets the pace
         assert answer.verdict == v.VERDICT_STATUS_UNKNOWN, (answer.verdict, answer.reason)
         assert answer.status_source == v.STATUS_SOURCE_UNCHECKED and not answer.accept_with_warning
-        assert answer.reason == "the revocation status could not be checked now"
+        assert answer.reason == "hiện không kiểm tra được chứng nhận đã bị thu hồi hay chưa"  # default language: vi
 
 
 async def test_a_late_refill_cannot_undo_a_revocation(database_url):

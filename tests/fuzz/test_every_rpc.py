@@ -313,6 +313,10 @@ def seed_dicts(facts: dict[str, str]) -> dict[str, list[dict]]:
         publish + "GetCertificateQr": [
             {"certificateId": facts["certificate_id"], "format": "QR_IMAGE_FORMAT_PNG", "scale": 4}
         ],
+        publish + "GetCertificateDocument": [
+            {"certificateId": facts["certificate_id"], "paperSize": "PAPER_SIZE_A6"},
+            {"certificateId": facts["certificate_id"]},
+        ],
         verify + "Verify": [{"qr": facts["qr"], "scannedAt": _rfc3339(now)}],
         verify + "VerifyBatch": [{"scans": [{"qr": facts["qr"]}, {"qr": facts["qr"], "scannedAt": _rfc3339(now)}]}],
         verify + "GetTrustList": [{"sinceVersion": "0"}],

@@ -62,8 +62,11 @@ class Platform:
         assert recorded.rejected_count == 0, recorded
         return [i.sample_barcode for i in items]
 
-    async def collect(self, partner_token: str, from_position: int, count: int, timeout: float = 15) -> list:
-        """Read `count` events from a fresh stream starting at from_position."""
+    async def collect(
+        self, partner_token: str, from_position: int, count: int, timeout: float = 15, *, pending: bool = False
+    ) -> list:
+        """Read `count` events from a fresh stream starting at from_position: result events only, unless
+        `pending` (then SAMPLE_REGISTERED events, which precede every sample's result, count too)."""
         events = []
         call = self.publish.StreamResultEvents(
             ppb.StreamResultEventsRequest(from_position=from_position), metadata=bearer(partner_token)
@@ -73,10 +76,10 @@ class Platform:
             while len(events) < count:
                 message = await asyncio.wait_for(call.read(), max(0.01, deadline - time.monotonic()))
                 assert message is not grpc.aio.EOF
-                events += list(message.events)
+                events += [e for e in message.events if pending or e.kind != t.RESULT_EVENT_KIND_SAMPLE_REGISTERED]
         finally:
             call.cancel()
-        return events
+        return events[:count]
 
     async def head(self) -> int:
         status = await self.publish.GetFeedStatus(ppb.GetFeedStatusRequest(), metadata=bearer(self.operator["token"]))

@@ -29,8 +29,16 @@ async def test_released_results_reach_the_feed_with_verifiable_certificates(plat
     partner = await new_partner(database_url, personal_data_access=True)
     start = await platform.head() + 1
     barcodes = await platform.release(3, start=100)
-    events = await platform.collect(partner["token"], start, 3)
-    assert [e.position for e in events] == [start, start + 1, start + 2]
+    # Registration first ("result pending": the sample, no result, no certificate), then the results.
+    everything = await platform.collect(partner["token"], start, 6, pending=True)
+    assert [e.position for e in everything] == list(range(start, start + 6))
+    registered, events = everything[:3], everything[3:]
+    assert {e.kind for e in registered} == {t.RESULT_EVENT_KIND_SAMPLE_REGISTERED}
+    assert {e.sample.sample_barcode for e in registered} == set(barcodes)
+    assert all(e.sample.state == t.SAMPLE_STATE_REGISTERED and e.sample.lab_org_id == platform.lab["id"]
+               for e in registered)  # fmt: skip
+    assert not any(e.HasField("result") or e.HasField("certificate") for e in registered)
+    assert all(e.person.date_of_birth == "1985-03-14" for e in registered)  # an entitled partner
     assert {e.result.sample_barcode for e in events} == set(barcodes)
     key_der = platform.key.certificate_der
     for event in events:
@@ -123,7 +131,7 @@ async def test_amendment_and_withdrawal_revoke_certificates_in_postgres_and_redi
         rpb.WithdrawResultRequest(request_id=rid(), sample_barcode=withdrawn, reason=t.WITHDRAWAL_REASON_SAMPLE_MIX_UP),
         metadata=lab,
     )
-    changes = await platform.collect(partner["token"], start + 2, 2)
+    changes = await platform.collect(partner["token"], max(e.position for e in released) + 1, 2)
     by_kind = {e.kind: e for e in changes}
     amend_event = by_kind[t.RESULT_EVENT_KIND_AMENDED]
     assert amend_event.revoked_certificate_id == first_uvci[amended]
@@ -160,7 +168,7 @@ async def test_concurrent_writers_never_make_a_consumer_miss_or_repeat_an_event(
     partner = await new_partner(database_url, personal_data_access=False)
     start = await platform.head() + 1
     writers, per_writer = 6, 5
-    expected = writers * per_writer
+    expected = writers * per_writer * 2  # each release: its sample's registration, then its result
     received: list = []
 
     async def consume():
@@ -185,8 +193,8 @@ async def test_concurrent_writers_never_make_a_consumer_miss_or_repeat_an_event(
     await asyncio.wait_for(consumer, 30)
     positions = [e.position for e in received]
     assert positions == list(range(start, start + expected)), positions
-    uvcis = [e.certificate.certificate_id for e in received]
-    assert len(set(uvcis)) == expected
+    uvcis = [e.certificate.certificate_id for e in received if e.kind == t.RESULT_EVENT_KIND_RELEASED]
+    assert len(set(uvcis)) == len(uvcis) == expected // 2
     duplicated = await db.fetchval(
         "SELECT count(*) FROM (SELECT result_id FROM certificates GROUP BY result_id HAVING count(*) > 1) d"
     )
@@ -198,9 +206,10 @@ async def test_consumer_resumes_after_its_acknowledged_position(platform, databa
     auth = bearer(partner["token"])
     start = await platform.head() + 1
     await platform.release(4, start=600)
-    received = await platform.collect(partner["token"], start, 4)  # then the consumer disconnects
-    assert [e.position for e in received] == [start, start + 1, start + 2, start + 3]
-    head = start + 3
+    # Every position counts here, the four registrations as much as the four results.
+    received = await platform.collect(partner["token"], start, 8, pending=True)  # then the consumer disconnects
+    assert [e.position for e in received] == list(range(start, start + 8))
+    head = start + 7
     processed = start + 1  # it had durably processed two events when it went away
     ack = await platform.publish.AckResultEvents(
         ppb.AckResultEventsRequest(request_id=rid(), position=processed), metadata=auth
@@ -210,7 +219,7 @@ async def test_consumer_resumes_after_its_acknowledged_position(platform, databa
         ppb.AckResultEventsRequest(request_id=rid(), position=1), metadata=auth
     )
     assert back.acknowledged_position == processed  # never moves back
-    resumed = await platform.collect(partner["token"], 0, 2)  # 0: resume after the cursor
+    resumed = await platform.collect(partner["token"], 0, 2, pending=True)  # 0: resume after the cursor
     assert [e.position for e in resumed] == [processed + 1, processed + 2]  # at least once: seen again
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await platform.publish.AckResultEvents(

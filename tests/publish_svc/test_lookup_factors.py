@@ -59,7 +59,7 @@ async def lookup(platform: Platform, auth, *, n: int | None = None, phone: str =
         else ppb.GetCitizenResultsRequest(phone=phone, date_of_birth=dob)
     )
     found = await platform.publish.GetCitizenResults(request, metadata=auth)
-    return sorted(r.result.sample_barcode for r in found.results)
+    return sorted(r.result.sample_barcode or r.pending_sample.sample_barcode for r in found.results)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +88,11 @@ async def test_another_sampler_cannot_redirect_a_victims_lookups_to_their_phone(
         ],
     )
 
-    # The attacker's phone and birth date find nothing of the victim's results; nor does the victim's
-    # identity number with the attacker's birth date.
-    assert await lookup(platform, auth, phone=ATTACKER_PHONE, dob=ATTACKER_DOB) == []
-    assert await lookup(platform, auth, n=victim, dob=ATTACKER_DOB) == []
+    # The attacker's phone and birth date find nothing of the victim's results, only the attacker's own
+    # sample, pending (the factors the attacker registered it with); the victim's identity number with the
+    # attacker's birth date likewise finds that registration alone.
+    assert await lookup(platform, auth, phone=ATTACKER_PHONE, dob=ATTACKER_DOB) == [attacker_barcode]
+    assert await lookup(platform, auth, n=victim, dob=ATTACKER_DOB) == [attacker_barcode]
     # The victim's own factors still find exactly their results.
     assert await lookup(platform, auth, phone=victim_phone, dob=VICTIM_DOB) == earlier
     assert await lookup(platform, auth, n=victim, dob=VICTIM_DOB) == earlier

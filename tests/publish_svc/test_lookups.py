@@ -156,3 +156,47 @@ async def test_certificate_qr_as_png_and_svg(platform, database_url):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await platform.publish.GetCertificateQr(request, metadata=auth)
         assert err.value.code() == code
+
+
+async def test_a_registered_sample_is_pending_in_the_feed_and_the_lookup_then_turns_into_its_result(
+    platform, database_url
+):
+    """Issue 18: "sample taken at 09:10, result expected" — a sample with no result yet is visible, as
+    SAMPLE_REGISTERED in the feed and as a pending sample in GetCitizenResults, until its result arrives."""
+    from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
+    from tests.result_svc.helpers import result, rid, sample, unique
+
+    partner = await new_partner(database_url, personal_data_access=True)
+    auth = bearer(partner["token"])
+    start = await platform.head() + 1
+    barcode = unique("PEND")
+    item = sample(barcode, platform.lab["id"], 5600)
+    registered = await platform.results.RegisterSamples(
+        rpb.RegisterSamplesRequest(request_id=rid(), samples=[item]), metadata=bearer(platform.unit["token"])
+    )
+    sample_id = registered.results[0].sample_id
+    [event] = await platform.collect(partner["token"], start, 1, pending=True)
+    assert event.kind == t.RESULT_EVENT_KIND_SAMPLE_REGISTERED and event.position == start
+    assert not event.HasField("result") and not event.HasField("certificate")
+    assert (event.sample.sample_id, event.sample.sample_barcode) == (sample_id, barcode)
+    assert event.sample.state == t.SAMPLE_STATE_REGISTERED and event.sample.lab_org_id == platform.lab["id"]
+    assert event.sample.collected_at == item.collected_at and event.sample.sampling_site == item.sampling_site
+    assert event.sample.registered_at.seconds >= item.collected_at.seconds
+    assert event.person.full_name == "Nguyễn Văn An"
+
+    found = await platform.publish.GetCitizenResults(by_identity(5600), metadata=auth)
+    [pending] = found.results
+    assert not pending.HasField("result") and not pending.HasField("certificate")
+    assert pending.pending_sample == event.sample and pending.person_key == event.person_key
+    assert pending.person.full_name == "Nguyễn Văn An"
+
+    await platform.results.RecordResults(
+        rpb.RecordResultsRequest(request_id=rid(), results=[result(sample_barcode=barcode)]),
+        metadata=bearer(platform.lab["token"]),
+    )
+    [released] = await platform.collect(partner["token"], start + 1, 1)
+    assert released.kind == t.RESULT_EVENT_KIND_RELEASED and released.result.sample_id == sample_id
+    found = await platform.publish.GetCitizenResults(by_identity(5600), metadata=auth)
+    [resulted] = found.results
+    assert not resulted.HasField("pending_sample") and resulted.result.sample_id == sample_id
+    assert resulted.certificate.certificate_id == released.certificate.certificate_id

@@ -69,7 +69,7 @@ async def test_a_citizen_lookup_records_the_caller_and_the_results_it_returned(p
         "CITIZEN_LOOKUP",
     )
     assert [str(x) for x in row["result_ids"]] == [found.results[0].result.result_id]
-    assert row["detail"] == {"by": "identity", "results": 1}
+    assert row["detail"] == {"by": "identity", "results": 1, "pending": 0}
 
     # A lookup that finds nothing is recorded too (who looked), with no result ids and no lookup factor.
     empty = await platform.publish.GetCitizenResults(
@@ -78,7 +78,7 @@ async def test_a_citizen_lookup_records_the_caller_and_the_results_it_returned(p
     assert not empty.results
     rows = await reads_of(db, partner)
     assert len(rows) == 2 and rows[1]["purpose"] == "CITIZEN_LOOKUP" and rows[1]["result_ids"] == []
-    assert rows[1]["detail"] == {"by": "phone", "results": 0}
+    assert rows[1]["detail"] == {"by": "phone", "results": 0, "pending": 0}
     await assert_nothing_personal(db, platform, [9100, 9101])
 
 
@@ -117,7 +117,8 @@ async def test_the_feed_records_one_row_per_delivered_batch_and_none_without_per
     plain = await new_partner(database_url, personal_data_access=False)
     start = await platform.head() + 1
     await platform.release(7, start=9300)
-    while await platform.head() < start + 6:  # all seven published: one stream page can carry them all
+    # All fourteen published (seven registrations, seven results): one stream page can carry them all.
+    while await platform.head() < start + 13:
         await asyncio.sleep(0.05)
 
     call = platform.publish.StreamResultEvents(
@@ -125,7 +126,7 @@ async def test_the_feed_records_one_row_per_delivered_batch_and_none_without_per
     )
     messages = []
     try:
-        while sum(len(m.events) for m in messages) < 7:
+        while sum(len(m.events) for m in messages) < 14:
             message = await asyncio.wait_for(call.read(), 15)
             if message.events:
                 messages.append(message)
@@ -135,15 +136,17 @@ async def test_the_feed_records_one_row_per_delivered_batch_and_none_without_per
     finally:
         call.cancel()
     rows = await reads_of(db, entitled)
-    assert len(rows) == len(messages) == 1  # the seven were published before the stream began: one page
+    assert len(rows) == len(messages) == 1  # all were published before the stream began: one page
     for message, row in zip(messages, rows, strict=True):
         assert row["principal_kind"] == "PARTNER" and str(row["principal_id"]) == entitled["id"]
         assert row["purpose"] == "FEED_DELIVERY"
-        assert [str(x) for x in row["result_ids"]] == [e.result.result_id for e in message.events]
+        results = [e for e in message.events if e.HasField("result")]
+        assert [str(x) for x in row["result_ids"]] == [e.result.result_id for e in results]
         assert row["detail"] == {
             "from_position": message.events[0].position,
             "to_position": message.events[-1].position,
             "events": len(message.events),
+            "pending_sample_ids": [e.sample.sample_id for e in message.events if e.HasField("sample")],
         }
         assert all(e.HasField("person") for e in message.events)
 

@@ -66,12 +66,12 @@ async def test_only_one_relay_holds_the_lease_and_a_deposed_leader_cannot_commit
         "WHERE s.barcode = ANY($1::text[]) AND o.relayed_at IS NULL",
         barcodes,
     )
-    assert pending == 3
+    assert pending == 6  # three registrations, three results
     assert await db.fetchval("SELECT count(*) FROM feed_events WHERE relay_epoch = $1", a.epoch) == 0
 
     # The new leader relays every event once.
-    assert await b.relay_batch(b.conn) == 3
-    assert await db.fetchval("SELECT count(*) FROM feed_events WHERE relay_epoch = $1", b.epoch) == 3
+    assert await b.relay_batch(b.conn) == 6
+    assert await db.fetchval("SELECT count(*) FROM feed_events WHERE relay_epoch = $1", b.epoch) == 6
     with pytest.raises(LeadershipLost):  # and A stays deposed
         await a.relay_batch(a.conn)
 

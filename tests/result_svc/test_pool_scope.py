@@ -16,7 +16,9 @@ async def _stored(db, pool: str) -> dict:
         "pool": dict(pool_row),
         "member_states": sorted(m["state"] for m in members),
         "results": await db.fetchval("SELECT count(*) FROM results WHERE sample_id = ANY($1::uuid[])", ids),
-        "outbox": await db.fetchval("SELECT count(*) FROM outbox WHERE sample_id = ANY($1::uuid[])", ids),
+        "outbox": await db.fetchval(  # result events (registrations aside)
+            "SELECT count(*) FROM outbox WHERE sample_id = ANY($1::uuid[]) AND kind <> 'SAMPLE_REGISTERED'", ids
+        ),
     }
 
 

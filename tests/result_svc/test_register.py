@@ -85,7 +85,9 @@ INVALID_ITEMS = [
         "VALUE_NOT_IN_VALUE_SET",
     ),
     ("device on a NAAT", dict(rat_device_id="1232"), "rat_device_id", "FIELD_NOT_ALLOWED"),
-    ("collected in the future", dict(collected_at=ago(minutes=-10)), "collected_at", "TIME_IN_FUTURE"),
+    # A day ahead, not minutes: this list is built when the suite is collected, which may be many minutes
+    # before the test runs (10 minutes ahead at collection was within the 5-minute skew by then).
+    ("collected in the future", dict(collected_at=ago(days=-1)), "collected_at", "TIME_IN_FUTURE"),
     ("collected 15 days ago", dict(collected_at=ago(days=15)), "collected_at", "TIME_TOO_OLD"),
     ("no collection time", dict(collected_at=None), "collected_at", "FIELD_REQUIRED"),
     ("no sampling site", dict(sampling_site=""), "sampling_site", "FIELD_REQUIRED"),
@@ -236,6 +238,31 @@ async def test_concurrent_calls_with_different_request_ids_do_not_duplicate_a_ba
     assert statuses.count(pb.REGISTRATION_STATUS_CREATED) == 1
     assert set(statuses) <= {pb.REGISTRATION_STATUS_CREATED, pb.REGISTRATION_STATUS_ALREADY_REGISTERED}
     assert len({r.results[0].sample_id for r in replies}) == 1
+    registered = await count(
+        db, "SELECT count(*) FROM outbox WHERE sample_id = $1::uuid AND kind = 'SAMPLE_REGISTERED'",
+        replies[0].results[0].sample_id,
+    )  # fmt: skip
+    assert registered == 1  # one "result pending" event, however many calls raced to register it
+
+
+async def test_each_created_sample_appends_one_pending_event_and_a_replay_none(stub, sampler, lab, db):
+    """Registration is "result pending" for the feed: one SAMPLE_REGISTERED outbox event per sample created,
+    with no result; a replayed call, a sample already registered and a refused item add none."""
+    items = [sample(unique("P"), lab.id, 300 + i) for i in range(3)]
+    refused = sample("has space", lab.id)
+    request = pb.RegisterSamplesRequest(request_id=rid(), samples=[*items, refused])
+    first = await stub.RegisterSamples(request, metadata=sampler.auth)
+    created = [r.sample_id for r in first.results if r.status == pb.REGISTRATION_STATUS_CREATED]
+    assert len(created) == 3
+    await stub.RegisterSamples(request, metadata=sampler.auth)  # the same call again: a replay
+    await stub.RegisterSamples(pb.RegisterSamplesRequest(request_id=rid(), samples=items), metadata=sampler.auth)
+    rows = await db.fetch(
+        "SELECT kind, result_id, sample_id::text, payload FROM outbox WHERE sample_id = ANY($1::uuid[]) ORDER BY id",
+        created,
+    )
+    assert [(r["kind"], r["result_id"]) for r in rows] == [("SAMPLE_REGISTERED", None)] * 3
+    assert [r["sample_id"] for r in rows] == created
+    assert [r["payload"] for r in rows] == [{"sample_id": i} for i in created]  # ids only, nothing personal
 
 
 async def test_pool_takes_at_most_ten_members_of_one_lab_and_test_type(stub, sampler, lab, other_lab):
@@ -313,3 +340,18 @@ async def test_crafted_page_token_is_page_token_invalid(stub, sampler, key):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ListResults(pb.ListResultsRequest(page_token=token), metadata=sampler.auth)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_reason(err.value) == "PAGE_TOKEN_INVALID"
+
+
+async def test_a_refused_item_says_why_in_the_callers_language(stub, sampler, lab):
+    """Per-item refusals inside an OK batch reply carry their reason's text too (google.rpc LocalizedMessage),
+    Vietnamese unless the caller asks otherwise (accept-language), beside the English description."""
+    texts = {}
+    for header in ((), (("accept-language", "en-US,en;q=0.9"),), (("accept-language", "vi"),)):
+        request = pb.RegisterSamplesRequest(request_id=rid(), samples=[sample("has space", lab.id)])
+        reply = await stub.RegisterSamples(request, metadata=tuple(sampler.auth) + header)
+        [violation] = reply.results[0].violations
+        assert violation.reason == "FIELD_FORMAT_INVALID" and violation.description
+        texts[header[0][1] if header else None] = violation.localized_message
+    assert texts[None].locale == texts["vi"].locale == "vi-VN" and texts["en-US,en;q=0.9"].locale == "en-US"
+    assert texts[None].message == texts["vi"].message != texts["en-US,en;q=0.9"].message
+    assert not texts["vi"].message.isascii()  # Vietnamese, with its diacritics

@@ -22,8 +22,10 @@ async def record(stub, lab, *submissions):
 
 
 async def outbox(db, sample_ids):
+    """The result events of these samples (each sample's SAMPLE_REGISTERED event, which precedes them, aside)."""
     return await db.fetch(
-        "SELECT kind, result_id, sample_id, payload FROM outbox WHERE sample_id = ANY($1::uuid[]) ORDER BY id",
+        "SELECT kind, result_id, sample_id, payload FROM outbox WHERE sample_id = ANY($1::uuid[])"
+        " AND kind <> 'SAMPLE_REGISTERED' ORDER BY id",
         list(sample_ids),
     )
 

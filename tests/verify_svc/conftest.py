@@ -4,9 +4,12 @@ import grpc
 import pytest
 
 from services.common.auth import Role
+from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
+from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from tests.conftest import REDIS_URL, bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import running_platform, until_status_cached
+from tests.result_svc.helpers import ago, rid
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +34,18 @@ async def released_certificate(platform, n: int, **release_kw):
     if event.certificate.certificate_id:  # verified from the cache from the first scan on
         await until_status_cached(REDIS_URL, platform.redis_prefix, event.certificate.certificate_id)
     return event
+
+
+async def amend_to_positive(platform, event) -> None:
+    """The lab corrects the result of `event` to POSITIVE: its certificate is revoked (AmendResult)."""
+    await platform.results.AmendResult(
+        rpb.AmendResultRequest(
+            request_id=rid(),
+            sample_barcode=event.result.sample_barcode,
+            outcome=t.OUTCOME_POSITIVE,
+            tested_at=ago(minutes=30),
+            method="RT-PCR",
+            reason="re-run after control failure",
+        ),
+        metadata=bearer(platform.lab["token"]),
+    )

@@ -30,8 +30,8 @@ from services.registry import checkpoint_bundle as cb
 from services.registry import signing_keys
 from tests.conftest import bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import activate_new_key, running_platform
-from tests.result_svc.helpers import ago, rid
-from tests.verify_svc.conftest import released_certificate
+from tests.result_svc.helpers import rid
+from tests.verify_svc.conftest import amend_to_positive, released_certificate
 from tools.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,17 +106,7 @@ async def test_an_amended_or_withdrawn_result_is_revoked_offline_from_a_bundle_f
     status, [answer] = offline(tmp_path, platform, before.bundle, qr)
     assert (status, answer["verdict"], answer["status_source"]) == (0, "VALID", "BUNDLE"), answer
 
-    await platform.results.AmendResult(
-        rpb.AmendResultRequest(
-            request_id=rid(),
-            sample_barcode=event.result.sample_barcode,
-            outcome=t.OUTCOME_POSITIVE,
-            tested_at=ago(minutes=30),
-            method="RT-PCR",
-            reason="re-run after control failure",
-        ),
-        metadata=bearer(platform.lab["token"]),
-    )
+    await amend_to_positive(platform, event)
     await platform.results.WithdrawResult(
         rpb.WithdrawResultRequest(
             request_id=rid(),
@@ -221,6 +211,9 @@ async def test_a_device_up_to_date_gets_nothing_and_one_from_the_future_gets_the
         assert not same.full and not same.bundle and not same.deltas
     future = await fetch(platform, answer.version + 1000)
     assert future.full and future.bundle
+    # The active rapid-test devices travel with it (none imported here: the shipped list's active ones).
+    devices = cb.rat_devices_of(cb.read_bundle(future.bundle, pinned(platform)))
+    assert devices is not None and "1232" in devices and all(devices.values())
 
 
 async def test_a_certificate_signed_with_a_bundle_key_never_verifies(platform):

@@ -35,6 +35,9 @@ REFUSED = [
     "UPDATE certificates SET status = 'VALID'",
     "DELETE FROM verification_counts",
     "INSERT INTO trusted_certificates (certificate_der, country) VALUES ('\\x00', 'VN')",
+    "INSERT INTO value_sets (name) VALUES ('x')",
+    "UPDATE value_sets SET set_values = '{}'",
+    "SELECT imported_by FROM value_sets",
 ]
 
 ALLOWED = [
@@ -43,6 +46,7 @@ ALLOWED = [
     "SELECT certificate_der FROM signing_keys WHERE state <> 'RETIRED'",
     "SELECT * FROM province_rules LIMIT 1",
     "SELECT count(*) FROM verification_counts",
+    "SELECT name, version, value_set_date, set_values, content_sha256 FROM value_sets LIMIT 1",
 ]
 
 

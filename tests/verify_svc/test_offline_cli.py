@@ -134,3 +134,13 @@ def test_signature_and_schema_are_separate_findings(tmp_path):
     assert partial["signature_valid"] is True and partial["schema_valid"] is False
     assert "/dob" in partial["schema_error"] and "1.0.0" in partial["schema_error"]
     assert full["signature_valid"] is True and full["schema_valid"] is True and full["schema_error"] is None
+
+
+def test_language_option_gives_the_reason_in_vietnamese_and_english_by_default(tmp_path):
+    material = hkeys.SigningKeyMaterial.generate("ES256")
+    (tmp_path / "dsc.pem").write_bytes(material.certificate.public_bytes(Encoding.PEM))
+    [english] = offline("--trust", str(tmp_path), "not a certificate")
+    [vietnamese] = offline("--trust", str(tmp_path), "--language", "vi", "not a certificate")
+    assert english["verdict"] == vietnamese["verdict"] == "MALFORMED"
+    assert english["reason"] == 'the text does not start with the context identifier "HC1:"'
+    assert vietnamese["reason"] == 'nội dung không bắt đầu bằng tiền tố nhận dạng "HC1:"'

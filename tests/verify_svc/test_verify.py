@@ -21,7 +21,7 @@ from services.registry.certificate_status import StatusCache
 from tests.conftest import REDIS_URL, bearer
 from tests.grpc_errors import violations
 from tests.result_svc.helpers import ago, rid, ts
-from tests.verify_svc.conftest import released_certificate
+from tests.verify_svc.conftest import amend_to_positive, released_certificate
 
 
 async def verify(platform, qr: str, **kw) -> vpb.VerifyResponse:
@@ -44,17 +44,7 @@ async def test_released_certificate_is_valid_with_the_fields_an_officer_checks(p
 async def test_amended_result_revokes_old_certificate_within_one_second(platform):
     event = await released_certificate(platform, 200)
     assert (await verify(platform, event.certificate.qr)).verdict == v.VERDICT_VALID
-    await platform.results.AmendResult(
-        rpb.AmendResultRequest(
-            request_id=rid(),
-            sample_barcode=event.result.sample_barcode,
-            outcome=t.OUTCOME_POSITIVE,
-            tested_at=ago(minutes=30),
-            method="RT-PCR",
-            reason="re-run after control failure",
-        ),
-        metadata=bearer(platform.lab["token"]),
-    )
+    await amend_to_positive(platform, event)
     amended_at = time.monotonic()
     while True:
         answer = await verify(platform, event.certificate.qr)

@@ -19,12 +19,21 @@ class QrImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QR_IMAGE_FORMAT_UNSPECIFIED: _ClassVar[QrImageFormat]
     QR_IMAGE_FORMAT_PNG: _ClassVar[QrImageFormat]
     QR_IMAGE_FORMAT_SVG: _ClassVar[QrImageFormat]
+
+class PaperSize(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAPER_SIZE_UNSPECIFIED: _ClassVar[PaperSize]
+    PAPER_SIZE_A4: _ClassVar[PaperSize]
+    PAPER_SIZE_A6: _ClassVar[PaperSize]
 QR_IMAGE_FORMAT_UNSPECIFIED: QrImageFormat
 QR_IMAGE_FORMAT_PNG: QrImageFormat
 QR_IMAGE_FORMAT_SVG: QrImageFormat
+PAPER_SIZE_UNSPECIFIED: PaperSize
+PAPER_SIZE_A4: PaperSize
+PAPER_SIZE_A6: PaperSize
 
 class ResultEvent(_message.Message):
-    __slots__ = ("position", "kind", "committed_at", "published_at", "person_key", "person", "result", "certificate", "revoked_certificate_id")
+    __slots__ = ("position", "kind", "committed_at", "published_at", "person_key", "person", "result", "certificate", "revoked_certificate_id", "sample")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +43,7 @@ class ResultEvent(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     REVOKED_CERTIFICATE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
     position: int
     kind: _testing_pb2.ResultEventKind
     committed_at: _timestamp_pb2.Timestamp
@@ -43,7 +53,8 @@ class ResultEvent(_message.Message):
     result: _testing_pb2.Result
     certificate: _certificate_pb2.Certificate
     revoked_certificate_id: str
-    def __init__(self, position: _Optional[int] = ..., kind: _Optional[_Union[_testing_pb2.ResultEventKind, str]] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., person_key: _Optional[str] = ..., person: _Optional[_Union[_person_pb2.Person, _Mapping]] = ..., result: _Optional[_Union[_testing_pb2.Result, _Mapping]] = ..., certificate: _Optional[_Union[_certificate_pb2.Certificate, _Mapping]] = ..., revoked_certificate_id: _Optional[str] = ...) -> None: ...
+    sample: _testing_pb2.PendingSample
+    def __init__(self, position: _Optional[int] = ..., kind: _Optional[_Union[_testing_pb2.ResultEventKind, str]] = ..., committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., person_key: _Optional[str] = ..., person: _Optional[_Union[_person_pb2.Person, _Mapping]] = ..., result: _Optional[_Union[_testing_pb2.Result, _Mapping]] = ..., certificate: _Optional[_Union[_certificate_pb2.Certificate, _Mapping]] = ..., revoked_certificate_id: _Optional[str] = ..., sample: _Optional[_Union[_testing_pb2.PendingSample, _Mapping]] = ...) -> None: ...
 
 class StreamResultEventsRequest(_message.Message):
     __slots__ = ("from_position",)
@@ -114,16 +125,18 @@ class GetFeedStatusResponse(_message.Message):
     def __init__(self, head_position: _Optional[int] = ..., head_committed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pending_events: _Optional[int] = ..., oldest_pending_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., partners: _Optional[_Iterable[_Union[PartnerFeedStatus, _Mapping]]] = ...) -> None: ...
 
 class CitizenResult(_message.Message):
-    __slots__ = ("person_key", "person", "result", "certificate")
+    __slots__ = ("person_key", "person", "result", "certificate", "pending_sample")
     PERSON_KEY_FIELD_NUMBER: _ClassVar[int]
     PERSON_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     person_key: str
     person: _person_pb2.Person
     result: _testing_pb2.Result
     certificate: _certificate_pb2.Certificate
-    def __init__(self, person_key: _Optional[str] = ..., person: _Optional[_Union[_person_pb2.Person, _Mapping]] = ..., result: _Optional[_Union[_testing_pb2.Result, _Mapping]] = ..., certificate: _Optional[_Union[_certificate_pb2.Certificate, _Mapping]] = ...) -> None: ...
+    pending_sample: _testing_pb2.PendingSample
+    def __init__(self, person_key: _Optional[str] = ..., person: _Optional[_Union[_person_pb2.Person, _Mapping]] = ..., result: _Optional[_Union[_testing_pb2.Result, _Mapping]] = ..., certificate: _Optional[_Union[_certificate_pb2.Certificate, _Mapping]] = ..., pending_sample: _Optional[_Union[_testing_pb2.PendingSample, _Mapping]] = ...) -> None: ...
 
 class GetCitizenResultsRequest(_message.Message):
     __slots__ = ("identity", "phone", "date_of_birth")
@@ -162,3 +175,23 @@ class GetCertificateQrResponse(_message.Message):
     status: _certificate_pb2.CertificateStatus
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, image: _Optional[bytes] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[_certificate_pb2.CertificateStatus, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetCertificateDocumentRequest(_message.Message):
+    __slots__ = ("certificate_id", "paper_size")
+    CERTIFICATE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAPER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    certificate_id: str
+    paper_size: PaperSize
+    def __init__(self, certificate_id: _Optional[str] = ..., paper_size: _Optional[_Union[PaperSize, str]] = ...) -> None: ...
+
+class GetCertificateDocumentResponse(_message.Message):
+    __slots__ = ("document", "content_type", "status", "expires_at")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    document: bytes
+    content_type: str
+    status: _certificate_pb2.CertificateStatus
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, document: _Optional[bytes] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[_certificate_pb2.CertificateStatus, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -77,6 +77,11 @@ class PublishServiceStub(object):
                 request_serializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrRequest.SerializeToString,
                 response_deserializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrResponse.FromString,
                 _registered_method=True)
+        self.GetCertificateDocument = channel.unary_unary(
+                '/covidtest.publish.v1.PublishService/GetCertificateDocument',
+                request_serializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentRequest.SerializeToString,
+                response_deserializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class PublishServiceServicer(object):
@@ -186,6 +191,36 @@ class PublishServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCertificateDocument(self, request, context):
+        """Renders one certificate as a printable PDF, for a sampling site to hand to the person tested: the
+        QR code (error correction level Q, vector squares of at least 0.5 mm, so a phone reads it from
+        paper) and what a person reads, every label in Vietnamese first, then English ("Họ và tên /
+        Name"): name (DCC `nam.fn` and `nam.gn`, and the ICAO transliteration `fnt<<gnt`), date of
+        birth, test type (NAAT or rapid antigen) with the test name or device, result, sample collection
+        time (in Vietnam time, the zone stated: "2026-12-08 13:10 UTC+7"), testing centre (`tc`),
+        certificate id (`ci`, the UVCI), valid until (CWT `exp`, also UTC+7), issuer (`is`) and the
+        status when printed. Every field is read from the certificate's own HCERT, so the paper says
+        exactly what the QR says. One page (longer texts print smaller; the QR keeps its size), with
+        Vietnamese diacritics (an embedded Unicode font; a character it lacks prints as "?", the QR keeps
+        it).
+
+        The document is returned whatever the certificate's status. A REVOKED certificate (its result
+        was amended or withdrawn) prints with a red banner "ĐÃ THU HỒI – KHÔNG CÒN GIÁ TRỊ / REVOKED –
+        NOT VALID" and the same words as its status; a certificate already past `expires_at` prints as
+        "HẾT HẠN / EXPIRED" likewise. A checkpoint decides by the QR (a revoked one verifies as
+        REVOKED), never by the paper.
+
+        Role: PARTNER granted personal-data access (the document holds names and the birth date); any
+        other partner gets PERMISSION_DENIED (PERSONAL_DATA_NOT_ENTITLED). Every document rendered is
+        recorded in the platform's read audit (purpose DOCUMENT_RENDER, caller and the certificate's
+        result id), in the read's own transaction, before the document is made.
+
+        Errors: PERMISSION_DENIED (PERSONAL_DATA_NOT_ENTITLED); NOT_FOUND (CERTIFICATE_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublishServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +248,11 @@ def add_PublishServiceServicer_to_server(servicer, server):
                     servicer.GetCertificateQr,
                     request_deserializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrRequest.FromString,
                     response_serializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrResponse.SerializeToString,
+            ),
+            'GetCertificateDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCertificateDocument,
+                    request_deserializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentRequest.FromString,
+                    response_serializer=covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +408,33 @@ class PublishService(object):
             '/covidtest.publish.v1.PublishService/GetCertificateQr',
             covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrRequest.SerializeToString,
             covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateQrResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCertificateDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/covidtest.publish.v1.PublishService/GetCertificateDocument',
+            covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentRequest.SerializeToString,
+            covidtest_dot_publish_dot_v1_dot_publish__service__pb2.GetCertificateDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

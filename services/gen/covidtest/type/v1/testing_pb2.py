@@ -25,25 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ovidtest/type/v1/testing.proto\x12\x11\x63ovidtest.type.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x05\n\x06Result\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\x16\n\x0esample_barcode\x18\x03 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x04 \x01(\t\x12\x12\n\nlab_org_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.covidtest.type.v1.ResultState\x12+\n\x07outcome\x18\x08 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12.\n\ttest_type\x18\t \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\n \x01(\t\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x15\n\x08\x63t_value\x18\x0c \x01(\x02H\x00\x88\x01\x01\x12\x30\n\x0c\x63ollected_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttested_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlab_reference\x18\x10 \x01(\t\x12\x14\n\x0cpool_barcode\x18\x11 \x01(\t\x12\x15\n\rsampling_site\x18\x12 \x01(\t\x12\x18\n\x10\x61mendment_reason\x18\x13 \x01(\t\x12>\n\x11withdrawal_reason\x18\x14 \x01(\x0e\x32#.covidtest.type.v1.WithdrawalReason\x12\x1e\n\x16withdrawal_reason_text\x18\x15 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\t_ct_value*V\n\x08TestType\x12\x19\n\x15TEST_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eTEST_TYPE_NAAT\x10\x01\x12\x1b\n\x17TEST_TYPE_RAPID_ANTIGEN\x10\x02*\x84\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_NEGATIVE\x10\x01\x12\x14\n\x10OUTCOME_POSITIVE\x10\x02\x12\x18\n\x14OUTCOME_INCONCLUSIVE\x10\x03\x12\x1a\n\x16OUTCOME_INVALID_SAMPLE\x10\x04*\xc5\x01\n\x0bSampleState\x12\x1c\n\x18SAMPLE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SAMPLE_STATE_REGISTERED\x10\x01\x12\x19\n\x15SAMPLE_STATE_RESULTED\x10\x02\x12 \n\x1cSAMPLE_STATE_RETEST_REQUIRED\x10\x03\x12\"\n\x1eSAMPLE_STATE_RESAMPLE_REQUIRED\x10\x04\x12\x1a\n\x16SAMPLE_STATE_WITHDRAWN\x10\x05*\xc5\x01\n\x0bResultState\x12\x1c\n\x18RESULT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15RESULT_STATE_RELEASED\x10\x01\x12 \n\x1cRESULT_STATE_RETEST_REQUIRED\x10\x02\x12\"\n\x1eRESULT_STATE_RESAMPLE_REQUIRED\x10\x03\x12\x1b\n\x17RESULT_STATE_SUPERSEDED\x10\x04\x12\x1a\n\x16RESULT_STATE_WITHDRAWN\x10\x05*\x98\x01\n\x10WithdrawalReason\x12!\n\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12#\n\x1fWITHDRAWAL_REASON_SAMPLE_MIX_UP\x10\x01\x12\x1f\n\x1bWITHDRAWAL_REASON_LAB_ERROR\x10\x02\x12\x1b\n\x17WITHDRAWAL_REASON_OTHER\x10\x03*\xf2\x01\n\x0fResultEventKind\x12!\n\x1dRESULT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRESULT_EVENT_KIND_RELEASED\x10\x01\x12\x1d\n\x19RESULT_EVENT_KIND_AMENDED\x10\x02\x12\x1f\n\x1bRESULT_EVENT_KIND_WITHDRAWN\x10\x03\x12\x33\n/RESULT_EVENT_KIND_POOL_POSITIVE_RETEST_REQUIRED\x10\x04\x12\'\n#RESULT_EVENT_KIND_RESAMPLE_REQUIRED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ovidtest/type/v1/testing.proto\x12\x11\x63ovidtest.type.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x02\n\rPendingSample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12\x12\n\nlab_org_id\x18\x04 \x01(\t\x12.\n\ttest_type\x18\x05 \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\x06 \x01(\t\x12\x30\n\x0c\x63ollected_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsampling_site\x18\t \x01(\t\x12\x14\n\x0cpool_barcode\x18\n \x01(\t\x12-\n\x05state\x18\x0b \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\"\xdd\x05\n\x06Result\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\x16\n\x0esample_barcode\x18\x03 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x04 \x01(\t\x12\x12\n\nlab_org_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.covidtest.type.v1.ResultState\x12+\n\x07outcome\x18\x08 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12.\n\ttest_type\x18\t \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\n \x01(\t\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x15\n\x08\x63t_value\x18\x0c \x01(\x02H\x00\x88\x01\x01\x12\x30\n\x0c\x63ollected_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttested_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlab_reference\x18\x10 \x01(\t\x12\x14\n\x0cpool_barcode\x18\x11 \x01(\t\x12\x15\n\rsampling_site\x18\x12 \x01(\t\x12\x18\n\x10\x61mendment_reason\x18\x13 \x01(\t\x12>\n\x11withdrawal_reason\x18\x14 \x01(\x0e\x32#.covidtest.type.v1.WithdrawalReason\x12\x1e\n\x16withdrawal_reason_text\x18\x15 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\t_ct_value*V\n\x08TestType\x12\x19\n\x15TEST_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eTEST_TYPE_NAAT\x10\x01\x12\x1b\n\x17TEST_TYPE_RAPID_ANTIGEN\x10\x02*\x84\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_NEGATIVE\x10\x01\x12\x14\n\x10OUTCOME_POSITIVE\x10\x02\x12\x18\n\x14OUTCOME_INCONCLUSIVE\x10\x03\x12\x1a\n\x16OUTCOME_INVALID_SAMPLE\x10\x04*\xc5\x01\n\x0bSampleState\x12\x1c\n\x18SAMPLE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SAMPLE_STATE_REGISTERED\x10\x01\x12\x19\n\x15SAMPLE_STATE_RESULTED\x10\x02\x12 \n\x1cSAMPLE_STATE_RETEST_REQUIRED\x10\x03\x12\"\n\x1eSAMPLE_STATE_RESAMPLE_REQUIRED\x10\x04\x12\x1a\n\x16SAMPLE_STATE_WITHDRAWN\x10\x05*\xc5\x01\n\x0bResultState\x12\x1c\n\x18RESULT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15RESULT_STATE_RELEASED\x10\x01\x12 \n\x1cRESULT_STATE_RETEST_REQUIRED\x10\x02\x12\"\n\x1eRESULT_STATE_RESAMPLE_REQUIRED\x10\x03\x12\x1b\n\x17RESULT_STATE_SUPERSEDED\x10\x04\x12\x1a\n\x16RESULT_STATE_WITHDRAWN\x10\x05*\x98\x01\n\x10WithdrawalReason\x12!\n\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12#\n\x1fWITHDRAWAL_REASON_SAMPLE_MIX_UP\x10\x01\x12\x1f\n\x1bWITHDRAWAL_REASON_LAB_ERROR\x10\x02\x12\x1b\n\x17WITHDRAWAL_REASON_OTHER\x10\x03*\x9b\x02\n\x0fResultEventKind\x12!\n\x1dRESULT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRESULT_EVENT_KIND_RELEASED\x10\x01\x12\x1d\n\x19RESULT_EVENT_KIND_AMENDED\x10\x02\x12\x1f\n\x1bRESULT_EVENT_KIND_WITHDRAWN\x10\x03\x12\x33\n/RESULT_EVENT_KIND_POOL_POSITIVE_RETEST_REQUIRED\x10\x04\x12\'\n#RESULT_EVENT_KIND_RESAMPLE_REQUIRED\x10\x05\x12\'\n#RESULT_EVENT_KIND_SAMPLE_REGISTERED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.type.v1.testing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TESTTYPE']._serialized_start=823
-  _globals['_TESTTYPE']._serialized_end=909
-  _globals['_OUTCOME']._serialized_start=912
-  _globals['_OUTCOME']._serialized_end=1044
-  _globals['_SAMPLESTATE']._serialized_start=1047
-  _globals['_SAMPLESTATE']._serialized_end=1244
-  _globals['_RESULTSTATE']._serialized_start=1247
-  _globals['_RESULTSTATE']._serialized_end=1444
-  _globals['_WITHDRAWALREASON']._serialized_start=1447
-  _globals['_WITHDRAWALREASON']._serialized_end=1599
-  _globals['_RESULTEVENTKIND']._serialized_start=1602
-  _globals['_RESULTEVENTKIND']._serialized_end=1844
-  _globals['_RESULT']._serialized_start=88
-  _globals['_RESULT']._serialized_end=821
+  _globals['_TESTTYPE']._serialized_start=1193
+  _globals['_TESTTYPE']._serialized_end=1279
+  _globals['_OUTCOME']._serialized_start=1282
+  _globals['_OUTCOME']._serialized_end=1414
+  _globals['_SAMPLESTATE']._serialized_start=1417
+  _globals['_SAMPLESTATE']._serialized_end=1614
+  _globals['_RESULTSTATE']._serialized_start=1617
+  _globals['_RESULTSTATE']._serialized_end=1814
+  _globals['_WITHDRAWALREASON']._serialized_start=1817
+  _globals['_WITHDRAWALREASON']._serialized_end=1969
+  _globals['_RESULTEVENTKIND']._serialized_start=1972
+  _globals['_RESULTEVENTKIND']._serialized_end=2255
+  _globals['_PENDINGSAMPLE']._serialized_start=88
+  _globals['_PENDINGSAMPLE']._serialized_end=455
+  _globals['_RESULT']._serialized_start=458
+  _globals['_RESULT']._serialized_end=1191
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,7 @@ class ResultEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_EVENT_KIND_WITHDRAWN: _ClassVar[ResultEventKind]
     RESULT_EVENT_KIND_POOL_POSITIVE_RETEST_REQUIRED: _ClassVar[ResultEventKind]
     RESULT_EVENT_KIND_RESAMPLE_REQUIRED: _ClassVar[ResultEventKind]
+    RESULT_EVENT_KIND_SAMPLE_REGISTERED: _ClassVar[ResultEventKind]
 TEST_TYPE_UNSPECIFIED: TestType
 TEST_TYPE_NAAT: TestType
 TEST_TYPE_RAPID_ANTIGEN: TestType
@@ -86,6 +87,33 @@ RESULT_EVENT_KIND_AMENDED: ResultEventKind
 RESULT_EVENT_KIND_WITHDRAWN: ResultEventKind
 RESULT_EVENT_KIND_POOL_POSITIVE_RETEST_REQUIRED: ResultEventKind
 RESULT_EVENT_KIND_RESAMPLE_REQUIRED: ResultEventKind
+RESULT_EVENT_KIND_SAMPLE_REGISTERED: ResultEventKind
+
+class PendingSample(_message.Message):
+    __slots__ = ("sample_id", "sample_barcode", "sampling_org_id", "lab_org_id", "test_type", "rat_device_id", "collected_at", "registered_at", "sampling_site", "pool_barcode", "state")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_BARCODE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    LAB_ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    TEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RAT_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_SITE_FIELD_NUMBER: _ClassVar[int]
+    POOL_BARCODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    sample_barcode: str
+    sampling_org_id: str
+    lab_org_id: str
+    test_type: TestType
+    rat_device_id: str
+    collected_at: _timestamp_pb2.Timestamp
+    registered_at: _timestamp_pb2.Timestamp
+    sampling_site: str
+    pool_barcode: str
+    state: SampleState
+    def __init__(self, sample_id: _Optional[str] = ..., sample_barcode: _Optional[str] = ..., sampling_org_id: _Optional[str] = ..., lab_org_id: _Optional[str] = ..., test_type: _Optional[_Union[TestType, str]] = ..., rat_device_id: _Optional[str] = ..., collected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sampling_site: _Optional[str] = ..., pool_barcode: _Optional[str] = ..., state: _Optional[_Union[SampleState, str]] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("result_id", "sample_id", "sample_barcode", "sampling_org_id", "lab_org_id", "version", "state", "outcome", "test_type", "rat_device_id", "method", "ct_value", "collected_at", "tested_at", "recorded_at", "lab_reference", "pool_barcode", "sampling_site", "amendment_reason", "withdrawal_reason", "withdrawal_reason_text", "withdrawn_at")
