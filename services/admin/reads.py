@@ -33,12 +33,16 @@ async def reads_of_person(
     person_id: uuid.UUID | None,
     limit: int,
 ) -> list[repo.ReadRow]:
-    """The audited reads of the person's results, oldest first (empty: unknown person or never read)."""
+    """The audited reads of the person's results and pending samples, oldest first (empty: unknown person or
+    never read)."""
     person_ids = [person_id] if person_id is not None else []
     if document is not None:
         if pii is None:
             raise ValueError("an identity document is hashed with the personal-data pepper")
         key = identity_hash(pii, document.doc_type, document.country, document.number)
         person_ids += await repo.persons_by_identity_hash(conn, key)
-    result_ids = await repo.results_of_persons(conn, person_ids) if person_ids else []
-    return await repo.reads_of_results(conn, result_ids, limit) if result_ids else []
+    if not person_ids:
+        return []
+    result_ids = await repo.results_of_persons(conn, person_ids)
+    sample_ids = await repo.samples_of_persons(conn, person_ids)  # "result pending" events name samples
+    return await repo.reads_of_results(conn, result_ids, sample_ids, limit) if result_ids or sample_ids else []

@@ -43,8 +43,17 @@ async def results_of_persons(conn: asyncpg.Connection, person_ids: list[uuid.UUI
     return [r["id"] for r in rows]
 
 
-async def reads_of_results(conn: asyncpg.Connection, result_ids: list[uuid.UUID], limit: int) -> list[ReadRow]:
-    """Audit rows naming any of `result_ids` (GIN index on result_ids), oldest first."""
+async def samples_of_persons(conn: asyncpg.Connection, person_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Every sample of the persons (a feed page audits the pending ones it delivered by sample id)."""
+    rows = await conn.fetch("SELECT id FROM samples WHERE person_id = ANY($1::uuid[]) ORDER BY id", person_ids)
+    return [r["id"] for r in rows]
+
+
+async def reads_of_results(
+    conn: asyncpg.Connection, result_ids: list[uuid.UUID], sample_ids: list[uuid.UUID], limit: int
+) -> list[ReadRow]:
+    """Audit rows naming any of `result_ids` (GIN index on result_ids), or any of `sample_ids` among the
+    pending samples a feed page delivered (GIN index on detail->'pending_sample_ids'), oldest first."""
     rows = await conn.fetch(
         """SELECT a.id, a.at, a.principal_kind, a.principal_id, a.purpose, a.detail,
                   ARRAY(SELECT x FROM unnest(a.result_ids) AS x WHERE x = ANY($1::uuid[])) AS result_ids,
@@ -55,10 +64,11 @@ async def reads_of_results(conn: asyncpg.Connection, result_ids: list[uuid.UUID]
                       WHEN 'OPERATOR' THEN (SELECT name FROM operators WHERE id = a.principal_id)
                   END AS principal_name
            FROM personal_data_reads a
-           WHERE a.result_ids && $1::uuid[]
+           WHERE a.result_ids && $1::uuid[] OR (a.detail -> 'pending_sample_ids') ?| $3::text[]
            ORDER BY a.at, a.id LIMIT $2""",
         result_ids,
         limit,
+        [str(s) for s in sample_ids],
     )
     return [
         ReadRow(

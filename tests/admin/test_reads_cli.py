@@ -5,15 +5,18 @@ render); the CLI, run as a real process, finds the person by identity number (ha
 or by id and lists the reads as JSON lines.
 """
 
+import asyncio
 import subprocess
+import time
 
 import asyncpg
 
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as ppb
+from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
 from tests.admin.cli_runner import json_lines, run_admin
 from tests.conftest import bearer
 from tests.publish_svc.conftest import new_partner, running_platform
-from tests.result_svc.helpers import person
+from tests.result_svc.helpers import person, rid, sample, unique
 
 
 def reads(database_url: str, pepper: str | None, *args: str) -> subprocess.CompletedProcess:
@@ -29,6 +32,10 @@ async def test_reads_lists_who_read_a_persons_results(database_url):
         auth = bearer(bluezone["token"])
         start = await platform.head() + 1
         await platform.release(2, start=9500)  # 9500 is the person asked about; 9501 someone else
+        deadline = time.monotonic() + 15
+        while await platform.head() < start + 3:  # two registrations and two results: one feed page
+            assert time.monotonic() < deadline, "the relay did not publish the four events"
+            await asyncio.sleep(0.05)
         events = await platform.collect(bluezone["token"], start, 2)
         mine = next(e for e in events if e.person.identity.number == person(9500).identity.number)
         found = await platform.publish.GetCitizenResults(
@@ -58,7 +65,8 @@ async def test_reads_lists_who_read_a_persons_results(database_url):
         ]
         # Only this person's results, although the feed batch also carried the other person's.
         assert all(r["result_ids"] == [mine.result.result_id] for r in listed)
-        assert listed[0]["detail"]["events"] == 2 and all(r["at"] for r in listed)
+        assert listed[0]["detail"]["events"] == 4 and all(r["at"] for r in listed)
+        assert len(listed[0]["detail"]["pending_sample_ids"]) == 2  # the registrations went in the same page
 
         by_id = lines(reads(database_url, None, "--person-id", str(person_id)))  # no pepper needed by id
         assert by_id == listed
@@ -70,3 +78,16 @@ async def test_reads_lists_who_read_a_persons_results(database_url):
         missing = reads(database_url, None, "--identity-number", person(9500).identity.number)
         assert missing.returncode == 1 and "PII_PEPPER" in missing.stderr
         assert reads(database_url, pepper).returncode == 2  # an identity number or a person id is required
+
+        # A sample still awaiting its result: the feed page that carried its registration (the person's name
+        # and birth date, no result yet) is a read of that person too.
+        waiting = person(9502)
+        start = await platform.head() + 1
+        await platform.results.RegisterSamples(
+            rpb.RegisterSamplesRequest(request_id=rid(), samples=[sample(unique("W"), platform.lab["id"], 9502)]),
+            metadata=bearer(platform.unit["token"]),
+        )
+        [registration] = await platform.collect(bluezone["token"], start, 1, pending=True)
+        pending = lines(reads(database_url, pepper, "--identity-number", waiting.identity.number))
+        assert [(r["purpose"], r["result_ids"]) for r in pending] == [("FEED_DELIVERY", [])]
+        assert registration.sample.sample_id in pending[0]["detail"]["pending_sample_ids"]

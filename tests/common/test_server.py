@@ -153,7 +153,11 @@ async def test_process_reports_serving_then_not_serving_first_on_sigterm(databas
             health = health_pb2_grpc.HealthStub(channel)
             await asyncio.wait_for(channel.channel_ready(), 30)  # the process has bound its port
             watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            # NOT_SERVING until the process has loaded what it answers from (verify_svc: trust list, value
+            # sets, checkpoint bundle), then SERVING.
             first = await asyncio.wait_for(watch.read(), 20)
+            while first.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                first = await asyncio.wait_for(watch.read(), 20)
             assert first.status == health_pb2.HealthCheckResponse.SERVING
             proc.send_signal(signal.SIGTERM)
             second = await asyncio.wait_for(watch.read(), 10)
