@@ -553,10 +553,19 @@ def verify_signature(decoded: DecodedHcert, certificate_der: bytes, public_key=N
             return False
         if public_key is None:
             public_key = _certificate(certificate_der).public_key()
+        return cose_signature_valid(public_key, decoded.alg, decoded.signature, decoded.sig_structure)
+    except Exception:  # ValueError from odd certificates, …
+        return False
+
+
+def cose_signature_valid(public_key, alg: int | None, signature: bytes, signed: bytes) -> bool:
+    """Whether `signature` over `signed` (a COSE Sig_structure) verifies with `public_key` under the COSE
+    `alg`, which must match the key (see verify_signature); False, never an exception, otherwise. Also
+    the check of the checkpoint bundle's signature (services.registry.checkpoint_bundle)."""
+    try:
         algorithm = keys.verification_algorithm(public_key)
-        if COSE_ALGORITHMS.get(decoded.alg) != algorithm:
+        if COSE_ALGORITHMS.get(alg) != algorithm:
             return False
-        signature, signed = decoded.signature, decoded.sig_structure
         ecdsa = _ECDSA.get(algorithm)
         if ecdsa is not None:
             scheme, size = ecdsa

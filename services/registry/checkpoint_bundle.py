@@ -27,13 +27,11 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from services.hcert import decode as hdecode
 from services.hcert import keys as hkeys
-from services.hcert.codec import COSE_ALGORITHMS, COSE_SIGN1_TAG, HEADER_ALG, HEADER_KID, PSS_SALT_LENGTH, Signer
+from services.hcert.codec import COSE_SIGN1_TAG, HEADER_ALG, HEADER_KID, Signer
 from services.hcert.valuesets import RULE_OUTCOMES, RULE_TEST_TYPES
 from services.registry.province_rules import Rule
 from services.registry.value_sets import RAT_DEVICES
@@ -313,30 +311,6 @@ def _cose_parts(message: bytes) -> tuple[bytes, int, bytes, bytes, bytes]:
     return protected_bytes, alg, kid, payload, signature
 
 
-def _signature_valid(cert: x509.Certificate, alg: int, signed: bytes, signature: bytes) -> bool:
-    public_key = cert.public_key()
-    try:
-        algorithm = hkeys.verification_algorithm(public_key)
-    except ValueError:
-        return False
-    if COSE_ALGORITHMS.get(algorithm) != alg:
-        return False
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            if len(signature) != 64:
-                return False
-            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-            public_key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(public_key, rsa.RSAPublicKey):
-            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
-            public_key.verify(signature, signed, pss, hashes.SHA256())
-        else:
-            return False
-    except Exception:  # noqa: BLE001 - InvalidSignature, or a signature of the wrong shape
-        return False
-    return True
-
-
 def open_signed(message: bytes, pinned: Sequence[x509.Certificate]) -> dict[str, Any]:
     """The payload of a bundle or delta whose signature a pinned bundle certificate verifies."""
     protected_bytes, alg, kid, payload, signature = _cose_parts(message)
@@ -344,7 +318,7 @@ def open_signed(message: bytes, pinned: Sequence[x509.Certificate]) -> dict[str,
     if not signers:
         raise BundleError("BUNDLE_KEY_UNKNOWN", f"signed by key {kid.hex()}, which is not pinned")
     signed = cbor2.dumps(["Signature1", protected_bytes, b"", payload])
-    if not any(_signature_valid(c, alg, signed, signature) for c in signers):
+    if not any(hdecode.cose_signature_valid(c.public_key(), alg, signature, signed) for c in signers):
         raise BundleError("BUNDLE_SIGNATURE_INVALID", "the signature does not verify with the pinned key")
     try:
         body = cbor2.loads(payload)
