@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check lint test run stop clean bench-intake bench-feed bench-verify bench-bundle
+.PHONY: help install proto proto-check proto-descriptor lint test run stop clean bench-intake bench-feed bench-verify bench-bundle
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -12,6 +12,7 @@ help:
 	@echo "make test         make lint, generated-code check, and the whole pytest suite (real Postgres and Redis)"
 	@echo "make proto        regenerate services/gen from protos/"
 	@echo "make proto-check  fail if services/gen is stale"
+	@echo "make proto-descriptor  descriptor set (with imports) for Envoy's gRPC-JSON transcoder: $(DESCRIPTOR)"
 	@echo "make lint         buf lint, ruff check, ruff format --check, mypy over services/"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
@@ -35,6 +36,15 @@ proto: install
 
 proto-check: install
 	$(BIN)/python tools/proto.py check
+
+# The FileDescriptorSet Envoy's gRPC-JSON transcoder loads (docs/operations.md, "Alternative: Envoy's
+# gRPC-JSON transcoder"): protos/ and third_party/ with every import (google/api, google/protobuf) and
+# the source info, which buf includes by default (protoc's --include_imports --include_source_info);
+# --as-file-descriptor-set drops buf's own image metadata. tests/deploy runs the same command.
+DESCRIPTOR ?= .run/covidtest.binpb
+proto-descriptor: node_modules/.installed
+	@mkdir -p $(dir $(DESCRIPTOR))
+	$(BUF) build --as-file-descriptor-set -o $(DESCRIPTOR)
 
 # The habits CI enforces: the contracts' lint, Python lint and format (ruff, 120 columns; see
 # pyproject.toml), and types over services/ with the generated .pyi stubs (mypy).

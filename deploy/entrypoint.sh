@@ -9,6 +9,7 @@ usage: covidtest <command> [arguments...]
   result-svc    sample and result intake, and the AdminService for operators
   publish-svc   Bluezone sync: outbox relay, result feed, certificates
   verify-svc    checkpoint verification
+  gateway       HTTP/JSON gateway in front of the three services, and the checkpoint web page
   migrate       apply database migrations (the Kubernetes migration Job)
   admin         operator CLI, e.g. `covidtest admin --help`
 USAGE
@@ -23,6 +24,7 @@ case "$command" in
     result-svc)  exec python -m services.result_svc "$@" ;;
     publish-svc) exec python -m services.publish_svc "$@" ;;
     verify-svc)  exec python -m services.verify_svc "$@" ;;
+    gateway)     exec python -m services.gateway "$@" ;;
     migrate)     exec python -m services.common.migrate "$@" ;;
     admin)       exec python -m services.admin "$@" ;;
     help | -h | --help)

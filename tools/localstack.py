@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ SERVICES = {  # name → (gRPC port, metrics port)
     "verify_svc": (50053, 9103),
 }
 BUNDLE_HTTP_PORT = 8083  # verify_svc's checkpoint bundle over plain HTTP
+GATEWAY = ("gateway", 8090, 9104)  # the HTTP/JSON gateway and checkpoint page: name, HTTP port, metrics port
 
 
 def say(msg: str) -> None:
@@ -188,6 +190,51 @@ def start_services(env_base: dict[str, str]) -> dict[str, int]:
     return ports
 
 
+def start_gateway(ports: dict[str, int]) -> str:
+    """The HTTP/JSON gateway in front of the three services (plaintext, local only); returns its base URL."""
+    name, http_port, metrics_port = GATEWAY
+    env = {
+        **os.environ,
+        "GATEWAY_HTTP_HOST": "127.0.0.1",
+        "GATEWAY_HTTP_PORT": str(http_port),
+        "METRICS_PORT": str(metrics_port),
+        "RESULT_SVC_TARGET": f"127.0.0.1:{ports['result_svc']}",
+        "PUBLISH_SVC_TARGET": f"127.0.0.1:{ports['publish_svc']}",
+        "VERIFY_SVC_TARGET": f"127.0.0.1:{ports['verify_svc']}",
+        "UPSTREAM_INSECURE": "true",
+    }
+    with open(LOGS / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "services.gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    say(f"gateway ready on {url}")
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"the gateway did not become ready; see .run/logs/{name}.log")
+        time.sleep(0.2)
+
+
+def verify_over_http(url: str, device_token: str, qr: str) -> str:
+    """The verdict the gateway's POST /v1/verify gives `qr`, as the README's curl example asks it."""
+    request = urllib.request.Request(
+        f"{url}/v1/verify",
+        data=json.dumps({"qr": qr}).encode(),
+        headers={"authorization": f"Bearer {device_token}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())["verdict"]
+
+
 def wait_serving(ports: dict[str, int], deadline_s: float = 30) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -243,9 +290,10 @@ def up() -> int:
         (RUN / "local.env").write_text(f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\n")
         ports = start_services(env)
         wait_serving(ports)
+        gateway_url = start_gateway(ports)
         token = asyncio.run(_operator_token(database_url))
         print("\nDemo:")
-        demo.run(
+        shown = demo.run(
             f"127.0.0.1:{ports['result_svc']}",
             f"127.0.0.1:{ports['publish_svc']}",
             f"127.0.0.1:{ports['verify_svc']}",
@@ -253,6 +301,9 @@ def up() -> int:
             say=lambda line: print(f"  {line}"),
             document_dir=RUN,
         )
+        checkpoint = write_checkpoint_files(shown)
+        verdict = verify_over_http(gateway_url, shown["device_token"], shown["valid_qr"])
+        print(f"  the HTTP/JSON gateway verifies another certificate of the pool: {verdict}")
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
         STATE.write_text(json.dumps(state))
@@ -263,12 +314,28 @@ def up() -> int:
     for name, port in ports.items():
         print(f"  {name:12s} 127.0.0.1:{port}   metrics http://127.0.0.1:{SERVICES[name][1]}/metrics")
     print(f"  bundle       http://127.0.0.1:{BUNDLE_HTTP_PORT}/bundle/v1/latest   (signed checkpoint bundle)")
+    print(f"  HTTP/JSON    {gateway_url}/v1/...   metrics http://127.0.0.1:{GATEWAY[2]}/metrics")
+    print(f"  checkpoint   {gateway_url}/checkpoint/   (the phone page; sign in with the device token below)")
     print(f"  Postgres     {database_url}")
     print(f"  Redis        {redis_url}")
     print(f"\nOperator token (shown once): {token}")
     print("  e.g. grpcurl -plaintext -H 'authorization: Bearer <token>' 127.0.0.1:50051 list")
+    print(f"\nCheckpoint device token (for the page and the HTTP API): {shown['device_token']}")
+    print(f"  a valid certificate's QR to show the camera: {checkpoint['png']}")
+    print(f"  curl -H 'authorization: Bearer {shown['device_token']}' -d @{checkpoint['json']} {gateway_url}/v1/verify")
     print("Logs in .run/logs/; stop everything with: make stop")
     return 0
+
+
+def write_checkpoint_files(shown: dict) -> dict[str, Path]:
+    """The demo's still-valid certificate for trying the checkpoint page and the HTTP API: its QR as an
+    image to show a phone's camera, and the request body of POST /v1/verify (for curl -d @file)."""
+    from services.hcert import qr as qr_codes
+
+    png, body = RUN / "checkpoint-valid-qr.png", RUN / "verify-request.json"
+    png.write_bytes(qr_codes.render(shown["valid_qr"], "png", scale=6))
+    body.write_text(json.dumps({"qr": shown["valid_qr"]}))
+    return {"png": png, "json": body}
 
 
 def _terminate(pid: int, name: str, timeout: float = 25) -> None:

@@ -355,6 +355,14 @@ ERROR_REASONS: dict[str, Text] = {
         "en": "This function is not available in this release yet.",
         "vi": "Chức năng này chưa có trong phiên bản hiện tại.",
     },
+    "REQUEST_TOO_LARGE": {
+        "en": "The request is too large.",
+        "vi": "Yêu cầu quá lớn.",
+    },
+    "ROUTE_NOT_FOUND": {
+        "en": "There is no such address in the API.",
+        "vi": "Không có địa chỉ này trong API.",
+    },
     "FIELD_REQUIRED": {
         "en": "A required field is empty.",
         "vi": "Trường bắt buộc đang để trống.",

@@ -1,5 +1,7 @@
 """Fixtures for verify_svc: intake, relay and verification on one database, with a released certificate."""
 
+import contextlib
+
 import grpc
 import pytest
 
@@ -14,6 +16,13 @@ from tests.result_svc.helpers import ago, rid
 
 @pytest.fixture(scope="module")
 async def platform(database_url):
+    async with verify_platform(database_url) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def verify_platform(database_url: str):
+    """running_platform with a partner, a checkpoint device of province 24 and a verify_svc."""
     async with running_platform(database_url) as running:
         running.partner = await make_principal(database_url, Role.PARTNER, personal_data_access=True)
         running.device = await make_principal(database_url, Role.CHECKPOINT, province="24")

@@ -25,51 +25,60 @@ _sym_db = _symbol_database.Default()
 from services.gen.covidtest.type.v1 import certificate_pb2 as covidtest_dot_type_dot_v1_dot_certificate__pb2
 from services.gen.covidtest.type.v1 import person_pb2 as covidtest_dot_type_dot_v1_dot_person__pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as covidtest_dot_type_dot_v1_dot_testing__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*covidtest/publish/v1/publish_service.proto\x12\x14\x63ovidtest.publish.v1\x1a#covidtest/type/v1/certificate.proto\x1a\x1e\x63ovidtest/type/v1/person.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n\x0bResultEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".covidtest.type.v1.ResultEventKind\x12\x30\n\x0c\x63ommitted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nperson_key\x18\x05 \x01(\t\x12)\n\x06person\x18\x06 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12)\n\x06result\x18\x07 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x33\n\x0b\x63\x65rtificate\x18\x08 \x01(\x0b\x32\x1e.covidtest.type.v1.Certificate\x12\x1e\n\x16revoked_certificate_id\x18\t \x01(\t\x12\x30\n\x06sample\x18\n \x01(\x0b\x32 .covidtest.type.v1.PendingSample\"2\n\x19StreamResultEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\"f\n\x1aStreamResultEventsResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.covidtest.publish.v1.ResultEvent\x12\x15\n\rhead_position\x18\x02 \x01(\x04\">\n\x16\x41\x63kResultEventsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x04\"O\n\x17\x41\x63kResultEventsResponse\x12\x1d\n\x15\x61\x63knowledged_position\x18\x01 \x01(\x04\x12\x15\n\rhead_position\x18\x02 \x01(\x04\"\xe3\x01\n\x11PartnerFeedStatus\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x14\n\x0cpartner_name\x18\x02 \x01(\t\x12\x1d\n\x15\x61\x63knowledged_position\x18\x03 \x01(\x04\x12\x33\n\x0f\x61\x63knowledged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlag_events\x18\x05 \x01(\x04\x12&\n\x03lag\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0copen_streams\x18\x07 \x01(\x05\"*\n\x14GetFeedStatusRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"\xef\x01\n\x15GetFeedStatusResponse\x12\x15\n\rhead_position\x18\x01 \x01(\x04\x12\x35\n\x11head_committed_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epending_events\x18\x03 \x01(\x04\x12\x35\n\x12oldest_pending_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x08partners\x18\x05 \x03(\x0b\x32\'.covidtest.publish.v1.PartnerFeedStatus\"\xe8\x01\n\rCitizenResult\x12\x12\n\nperson_key\x18\x01 \x01(\t\x12)\n\x06person\x18\x02 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x33\n\x0b\x63\x65rtificate\x18\x04 \x01(\x0b\x32\x1e.covidtest.type.v1.Certificate\x12\x38\n\x0epending_sample\x18\x05 \x01(\x0b\x32 .covidtest.type.v1.PendingSample\"\x80\x01\n\x18GetCitizenResultsRequest\x12\x35\n\x08identity\x18\x01 \x01(\x0b\x32!.covidtest.type.v1.PersonIdentityH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x15\n\rdate_of_birth\x18\x03 \x01(\tB\x05\n\x03key\"Q\n\x19GetCitizenResultsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.covidtest.publish.v1.CitizenResult\"u\n\x17GetCertificateQrRequest\x12\x16\n\x0e\x63\x65rtificate_id\x18\x01 \x01(\t\x12\x33\n\x06\x66ormat\x18\x02 \x01(\x0e\x32#.covidtest.publish.v1.QrImageFormat\x12\r\n\x05scale\x18\x03 \x01(\x05\"\xa5\x01\n\x18GetCertificateQrResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.covidtest.type.v1.CertificateStatus\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x1dGetCertificateDocumentRequest\x12\x16\n\x0e\x63\x65rtificate_id\x18\x01 \x01(\t\x12\x33\n\npaper_size\x18\x02 \x01(\x0e\x32\x1f.covidtest.publish.v1.PaperSize\"\xae\x01\n\x1eGetCertificateDocumentResponse\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.covidtest.type.v1.CertificateStatus\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\rQrImageFormat\x12\x1f\n\x1bQR_IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13QR_IMAGE_FORMAT_PNG\x10\x01\x12\x17\n\x13QR_IMAGE_FORMAT_SVG\x10\x02*M\n\tPaperSize\x12\x1a\n\x16PAPER_SIZE_UNSPECIFIED\x10\x00\x12\x11\n\rPAPER_SIZE_A4\x10\x01\x12\x11\n\rPAPER_SIZE_A6\x10\x02\x32\xd4\x05\n\x0ePublishService\x12y\n\x12StreamResultEvents\x12/.covidtest.publish.v1.StreamResultEventsRequest\x1a\x30.covidtest.publish.v1.StreamResultEventsResponse0\x01\x12n\n\x0f\x41\x63kResultEvents\x12,.covidtest.publish.v1.AckResultEventsRequest\x1a-.covidtest.publish.v1.AckResultEventsResponse\x12h\n\rGetFeedStatus\x12*.covidtest.publish.v1.GetFeedStatusRequest\x1a+.covidtest.publish.v1.GetFeedStatusResponse\x12t\n\x11GetCitizenResults\x12..covidtest.publish.v1.GetCitizenResultsRequest\x1a/.covidtest.publish.v1.GetCitizenResultsResponse\x12q\n\x10GetCertificateQr\x12-.covidtest.publish.v1.GetCertificateQrRequest\x1a..covidtest.publish.v1.GetCertificateQrResponse\x12\x83\x01\n\x16GetCertificateDocument\x12\x33.covidtest.publish.v1.GetCertificateDocumentRequest\x1a\x34.covidtest.publish.v1.GetCertificateDocumentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*covidtest/publish/v1/publish_service.proto\x12\x14\x63ovidtest.publish.v1\x1a#covidtest/type/v1/certificate.proto\x1a\x1e\x63ovidtest/type/v1/person.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n\x0bResultEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".covidtest.type.v1.ResultEventKind\x12\x30\n\x0c\x63ommitted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nperson_key\x18\x05 \x01(\t\x12)\n\x06person\x18\x06 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12)\n\x06result\x18\x07 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x33\n\x0b\x63\x65rtificate\x18\x08 \x01(\x0b\x32\x1e.covidtest.type.v1.Certificate\x12\x1e\n\x16revoked_certificate_id\x18\t \x01(\t\x12\x30\n\x06sample\x18\n \x01(\x0b\x32 .covidtest.type.v1.PendingSample\"2\n\x19StreamResultEventsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\"f\n\x1aStreamResultEventsResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.covidtest.publish.v1.ResultEvent\x12\x15\n\rhead_position\x18\x02 \x01(\x04\">\n\x16\x41\x63kResultEventsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x04\"O\n\x17\x41\x63kResultEventsResponse\x12\x1d\n\x15\x61\x63knowledged_position\x18\x01 \x01(\x04\x12\x15\n\rhead_position\x18\x02 \x01(\x04\"\xe3\x01\n\x11PartnerFeedStatus\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x14\n\x0cpartner_name\x18\x02 \x01(\t\x12\x1d\n\x15\x61\x63knowledged_position\x18\x03 \x01(\x04\x12\x33\n\x0f\x61\x63knowledged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlag_events\x18\x05 \x01(\x04\x12&\n\x03lag\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0copen_streams\x18\x07 \x01(\x05\"*\n\x14GetFeedStatusRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"\xef\x01\n\x15GetFeedStatusResponse\x12\x15\n\rhead_position\x18\x01 \x01(\x04\x12\x35\n\x11head_committed_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epending_events\x18\x03 \x01(\x04\x12\x35\n\x12oldest_pending_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x08partners\x18\x05 \x03(\x0b\x32\'.covidtest.publish.v1.PartnerFeedStatus\"\xe8\x01\n\rCitizenResult\x12\x12\n\nperson_key\x18\x01 \x01(\t\x12)\n\x06person\x18\x02 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x33\n\x0b\x63\x65rtificate\x18\x04 \x01(\x0b\x32\x1e.covidtest.type.v1.Certificate\x12\x38\n\x0epending_sample\x18\x05 \x01(\x0b\x32 .covidtest.type.v1.PendingSample\"\x80\x01\n\x18GetCitizenResultsRequest\x12\x35\n\x08identity\x18\x01 \x01(\x0b\x32!.covidtest.type.v1.PersonIdentityH\x00\x12\x0f\n\x05phone\x18\x02 \x01(\tH\x00\x12\x15\n\rdate_of_birth\x18\x03 \x01(\tB\x05\n\x03key\"Q\n\x19GetCitizenResultsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.covidtest.publish.v1.CitizenResult\"u\n\x17GetCertificateQrRequest\x12\x16\n\x0e\x63\x65rtificate_id\x18\x01 \x01(\t\x12\x33\n\x06\x66ormat\x18\x02 \x01(\x0e\x32#.covidtest.publish.v1.QrImageFormat\x12\r\n\x05scale\x18\x03 \x01(\x05\"\xa5\x01\n\x18GetCertificateQrResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.covidtest.type.v1.CertificateStatus\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x1dGetCertificateDocumentRequest\x12\x16\n\x0e\x63\x65rtificate_id\x18\x01 \x01(\t\x12\x33\n\npaper_size\x18\x02 \x01(\x0e\x32\x1f.covidtest.publish.v1.PaperSize\"\xae\x01\n\x1eGetCertificateDocumentResponse\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.covidtest.type.v1.CertificateStatus\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\rQrImageFormat\x12\x1f\n\x1bQR_IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13QR_IMAGE_FORMAT_PNG\x10\x01\x12\x17\n\x13QR_IMAGE_FORMAT_SVG\x10\x02*M\n\tPaperSize\x12\x1a\n\x16PAPER_SIZE_UNSPECIFIED\x10\x00\x12\x11\n\rPAPER_SIZE_A4\x10\x01\x12\x11\n\rPAPER_SIZE_A6\x10\x02\x32\xd6\x06\n\x0ePublishService\x12y\n\x12StreamResultEvents\x12/.covidtest.publish.v1.StreamResultEventsRequest\x1a\x30.covidtest.publish.v1.StreamResultEventsResponse0\x01\x12n\n\x0f\x41\x63kResultEvents\x12,.covidtest.publish.v1.AckResultEventsRequest\x1a-.covidtest.publish.v1.AckResultEventsResponse\x12\x81\x01\n\rGetFeedStatus\x12*.covidtest.publish.v1.GetFeedStatusRequest\x1a+.covidtest.publish.v1.GetFeedStatusResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/feed/status\x12\x94\x01\n\x11GetCitizenResults\x12..covidtest.publish.v1.GetCitizenResultsRequest\x1a/.covidtest.publish.v1.GetCitizenResultsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/citizens:lookup:\x01*\x12\x91\x01\n\x10GetCertificateQr\x12-.covidtest.publish.v1.GetCertificateQrRequest\x1a..covidtest.publish.v1.GetCertificateQrResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/certificates:qr:\x01*\x12\xa9\x01\n\x16GetCertificateDocument\x12\x33.covidtest.publish.v1.GetCertificateDocumentRequest\x1a\x34.covidtest.publish.v1.GetCertificateDocumentResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/certificates:document:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.publish.v1.publish_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QRIMAGEFORMAT']._serialized_start=2500
-  _globals['_QRIMAGEFORMAT']._serialized_end=2598
-  _globals['_PAPERSIZE']._serialized_start=2600
-  _globals['_PAPERSIZE']._serialized_end=2677
-  _globals['_RESULTEVENT']._serialized_start=236
-  _globals['_RESULTEVENT']._serialized_end=658
-  _globals['_STREAMRESULTEVENTSREQUEST']._serialized_start=660
-  _globals['_STREAMRESULTEVENTSREQUEST']._serialized_end=710
-  _globals['_STREAMRESULTEVENTSRESPONSE']._serialized_start=712
-  _globals['_STREAMRESULTEVENTSRESPONSE']._serialized_end=814
-  _globals['_ACKRESULTEVENTSREQUEST']._serialized_start=816
-  _globals['_ACKRESULTEVENTSREQUEST']._serialized_end=878
-  _globals['_ACKRESULTEVENTSRESPONSE']._serialized_start=880
-  _globals['_ACKRESULTEVENTSRESPONSE']._serialized_end=959
-  _globals['_PARTNERFEEDSTATUS']._serialized_start=962
-  _globals['_PARTNERFEEDSTATUS']._serialized_end=1189
-  _globals['_GETFEEDSTATUSREQUEST']._serialized_start=1191
-  _globals['_GETFEEDSTATUSREQUEST']._serialized_end=1233
-  _globals['_GETFEEDSTATUSRESPONSE']._serialized_start=1236
-  _globals['_GETFEEDSTATUSRESPONSE']._serialized_end=1475
-  _globals['_CITIZENRESULT']._serialized_start=1478
-  _globals['_CITIZENRESULT']._serialized_end=1710
-  _globals['_GETCITIZENRESULTSREQUEST']._serialized_start=1713
-  _globals['_GETCITIZENRESULTSREQUEST']._serialized_end=1841
-  _globals['_GETCITIZENRESULTSRESPONSE']._serialized_start=1843
-  _globals['_GETCITIZENRESULTSRESPONSE']._serialized_end=1924
-  _globals['_GETCERTIFICATEQRREQUEST']._serialized_start=1926
-  _globals['_GETCERTIFICATEQRREQUEST']._serialized_end=2043
-  _globals['_GETCERTIFICATEQRRESPONSE']._serialized_start=2046
-  _globals['_GETCERTIFICATEQRRESPONSE']._serialized_end=2211
-  _globals['_GETCERTIFICATEDOCUMENTREQUEST']._serialized_start=2213
-  _globals['_GETCERTIFICATEDOCUMENTREQUEST']._serialized_end=2321
-  _globals['_GETCERTIFICATEDOCUMENTRESPONSE']._serialized_start=2324
-  _globals['_GETCERTIFICATEDOCUMENTRESPONSE']._serialized_end=2498
-  _globals['_PUBLISHSERVICE']._serialized_start=2680
-  _globals['_PUBLISHSERVICE']._serialized_end=3404
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetFeedStatus']._loaded_options = None
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetFeedStatus']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/feed/status'
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCitizenResults']._loaded_options = None
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCitizenResults']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/citizens:lookup:\001*'
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCertificateQr']._loaded_options = None
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCertificateQr']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/certificates:qr:\001*'
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCertificateDocument']._loaded_options = None
+  _globals['_PUBLISHSERVICE'].methods_by_name['GetCertificateDocument']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/certificates:document:\001*'
+  _globals['_QRIMAGEFORMAT']._serialized_start=2530
+  _globals['_QRIMAGEFORMAT']._serialized_end=2628
+  _globals['_PAPERSIZE']._serialized_start=2630
+  _globals['_PAPERSIZE']._serialized_end=2707
+  _globals['_RESULTEVENT']._serialized_start=266
+  _globals['_RESULTEVENT']._serialized_end=688
+  _globals['_STREAMRESULTEVENTSREQUEST']._serialized_start=690
+  _globals['_STREAMRESULTEVENTSREQUEST']._serialized_end=740
+  _globals['_STREAMRESULTEVENTSRESPONSE']._serialized_start=742
+  _globals['_STREAMRESULTEVENTSRESPONSE']._serialized_end=844
+  _globals['_ACKRESULTEVENTSREQUEST']._serialized_start=846
+  _globals['_ACKRESULTEVENTSREQUEST']._serialized_end=908
+  _globals['_ACKRESULTEVENTSRESPONSE']._serialized_start=910
+  _globals['_ACKRESULTEVENTSRESPONSE']._serialized_end=989
+  _globals['_PARTNERFEEDSTATUS']._serialized_start=992
+  _globals['_PARTNERFEEDSTATUS']._serialized_end=1219
+  _globals['_GETFEEDSTATUSREQUEST']._serialized_start=1221
+  _globals['_GETFEEDSTATUSREQUEST']._serialized_end=1263
+  _globals['_GETFEEDSTATUSRESPONSE']._serialized_start=1266
+  _globals['_GETFEEDSTATUSRESPONSE']._serialized_end=1505
+  _globals['_CITIZENRESULT']._serialized_start=1508
+  _globals['_CITIZENRESULT']._serialized_end=1740
+  _globals['_GETCITIZENRESULTSREQUEST']._serialized_start=1743
+  _globals['_GETCITIZENRESULTSREQUEST']._serialized_end=1871
+  _globals['_GETCITIZENRESULTSRESPONSE']._serialized_start=1873
+  _globals['_GETCITIZENRESULTSRESPONSE']._serialized_end=1954
+  _globals['_GETCERTIFICATEQRREQUEST']._serialized_start=1956
+  _globals['_GETCERTIFICATEQRREQUEST']._serialized_end=2073
+  _globals['_GETCERTIFICATEQRRESPONSE']._serialized_start=2076
+  _globals['_GETCERTIFICATEQRRESPONSE']._serialized_end=2241
+  _globals['_GETCERTIFICATEDOCUMENTREQUEST']._serialized_start=2243
+  _globals['_GETCERTIFICATEDOCUMENTREQUEST']._serialized_end=2351
+  _globals['_GETCERTIFICATEDOCUMENTRESPONSE']._serialized_start=2354
+  _globals['_GETCERTIFICATEDOCUMENTRESPONSE']._serialized_end=2528
+  _globals['_PUBLISHSERVICE']._serialized_start=2710
+  _globals['_PUBLISHSERVICE']._serialized_end=3564
 # @@protoc_insertion_point(module_scope)

@@ -24,57 +24,70 @@ _sym_db = _symbol_database.Default()
 
 from services.gen.covidtest.type.v1 import person_pb2 as covidtest_dot_type_dot_v1_dot_person__pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as covidtest_dot_type_dot_v1_dot_testing__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(covidtest/result/v1/result_service.proto\x12\x13\x63ovidtest.result.v1\x1a\x1e\x63ovidtest/type/v1/person.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\xb3\x02\n\x12SampleRegistration\x12\x16\n\x0esample_barcode\x18\x01 \x01(\t\x12)\n\x06person\x18\x02 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12.\n\ttest_type\x18\x03 \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\x04 \x01(\t\x12\x30\n\x0c\x63ollected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsampling_site\x18\x06 \x01(\t\x12\x12\n\nlab_org_id\x18\x07 \x01(\t\x12\x14\n\x0cpool_barcode\x18\x08 \x01(\t\x12 \n\x18retest_of_sample_barcode\x18\t \x01(\t\"\xc8\x01\n\x18SampleRegistrationResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.covidtest.result.v1.RegistrationStatus\x12\x11\n\tsample_id\x18\x04 \x01(\t\x12\x39\n\nviolations\x18\x05 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"f\n\x16RegisterSamplesRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x38\n\x07samples\x18\x02 \x03(\x0b\x32\'.covidtest.result.v1.SampleRegistration\"\xaa\x01\n\x17RegisterSamplesResponse\x12>\n\x07results\x18\x01 \x03(\x0b\x32-.covidtest.result.v1.SampleRegistrationResult\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\x12 \n\x18\x61lready_registered_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"\x8e\x02\n\x10ResultSubmission\x12\x18\n\x0esample_barcode\x18\x01 \x01(\tH\x00\x12\x16\n\x0cpool_barcode\x18\x02 \x01(\tH\x00\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12+\n\x07outcome\x18\x04 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12-\n\ttested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x15\n\x08\x63t_value\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x15\n\rlab_reference\x18\x08 \x01(\tB\x08\n\x06targetB\x0b\n\t_ct_value\"\xd2\x01\n\x0eRecordedSample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x34\n\x0csample_state\x18\x03 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\x12\x11\n\tresult_id\x18\x04 \x01(\t\x12\x16\n\x0eresult_version\x18\x05 \x01(\r\x12\x34\n\x0cresult_state\x18\x06 \x01(\x0e\x32\x1e.covidtest.type.v1.ResultState\"\xce\x01\n\x16ResultSubmissionResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.covidtest.result.v1.RecordingStatus\x12\x34\n\x07samples\x18\x03 \x03(\x0b\x32#.covidtest.result.v1.RecordedSample\x12\x39\n\nviolations\x18\x04 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"b\n\x14RecordResultsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x36\n\x07results\x18\x02 \x03(\x0b\x32%.covidtest.result.v1.ResultSubmission\"\xa5\x01\n\x15RecordResultsResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.covidtest.result.v1.ResultSubmissionResult\x12\x16\n\x0erecorded_count\x18\x02 \x01(\x05\x12\x1e\n\x16\x61lready_recorded_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"\x90\x02\n\x12\x41mendResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12+\n\x07outcome\x18\x04 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12-\n\ttested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x15\n\x08\x63t_value\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rlab_reference\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\tB\x0b\n\t_ct_value\"\x94\x01\n\x13\x41mendResultResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x1c\n\x14superseded_result_id\x18\x02 \x01(\t\x12\x34\n\x0csample_state\x18\x03 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\"\xa6\x01\n\x15WithdrawResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12\x33\n\x06reason\x18\x04 \x01(\x0e\x32#.covidtest.type.v1.WithdrawalReason\x12\x13\n\x0breason_text\x18\x05 \x01(\t\"y\n\x16WithdrawResultResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x34\n\x0csample_state\x18\x02 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\"\x99\x04\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12\x12\n\nlab_org_id\x18\x04 \x01(\t\x12-\n\x05state\x18\x05 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\x12)\n\x06person\x18\x06 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12.\n\ttest_type\x18\x07 \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\x08 \x01(\t\x12\x30\n\x0c\x63ollected_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsampling_site\x18\n \x01(\t\x12\x14\n\x0cpool_barcode\x18\x0b \x01(\t\x12\x1b\n\x13retest_of_sample_id\x18\x0c \x01(\t\x12 \n\x18retest_of_sample_barcode\x18\r \x01(\t\x12\x19\n\x11retest_sample_ids\x18\x0e \x03(\t\x12\x31\n\rregistered_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07results\x18\x10 \x03(\x0b\x32\x19.covidtest.type.v1.Result\"d\n\x10GetSampleRequest\x12\x13\n\tsample_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0esample_barcode\x18\x02 \x01(\tH\x00\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\tB\x08\n\x06sample\"@\n\x11GetSampleResponse\x12+\n\x06sample\x18\x01 \x01(\x0b\x32\x1b.covidtest.result.v1.Sample\"\xf7\x01\n\x12ListResultsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08outcomes\x18\x05 \x03(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12.\n\x06states\x18\x06 \x03(\x0e\x32\x1e.covidtest.type.v1.ResultState\"Z\n\x13ListResultsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.covidtest.type.v1.Result\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa8\x01\n\x12RegistrationStatus\x12#\n\x1fREGISTRATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREGISTRATION_STATUS_CREATED\x10\x01\x12*\n&REGISTRATION_STATUS_ALREADY_REGISTERED\x10\x02\x12 \n\x1cREGISTRATION_STATUS_REJECTED\x10\x03*\x98\x01\n\x0fRecordingStatus\x12 \n\x1cRECORDING_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECORDING_STATUS_RECORDED\x10\x01\x12%\n!RECORDING_STATUS_ALREADY_RECORDED\x10\x02\x12\x1d\n\x19RECORDING_STATUS_REJECTED\x10\x03\x32\xf0\x04\n\rResultService\x12l\n\x0fRegisterSamples\x12+.covidtest.result.v1.RegisterSamplesRequest\x1a,.covidtest.result.v1.RegisterSamplesResponse\x12\x66\n\rRecordResults\x12).covidtest.result.v1.RecordResultsRequest\x1a*.covidtest.result.v1.RecordResultsResponse\x12`\n\x0b\x41mendResult\x12\'.covidtest.result.v1.AmendResultRequest\x1a(.covidtest.result.v1.AmendResultResponse\x12i\n\x0eWithdrawResult\x12*.covidtest.result.v1.WithdrawResultRequest\x1a+.covidtest.result.v1.WithdrawResultResponse\x12Z\n\tGetSample\x12%.covidtest.result.v1.GetSampleRequest\x1a&.covidtest.result.v1.GetSampleResponse\x12`\n\x0bListResults\x12\'.covidtest.result.v1.ListResultsRequest\x1a(.covidtest.result.v1.ListResultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(covidtest/result/v1/result_service.proto\x12\x13\x63ovidtest.result.v1\x1a\x1e\x63ovidtest/type/v1/person.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\xb3\x02\n\x12SampleRegistration\x12\x16\n\x0esample_barcode\x18\x01 \x01(\t\x12)\n\x06person\x18\x02 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12.\n\ttest_type\x18\x03 \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\x04 \x01(\t\x12\x30\n\x0c\x63ollected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsampling_site\x18\x06 \x01(\t\x12\x12\n\nlab_org_id\x18\x07 \x01(\t\x12\x14\n\x0cpool_barcode\x18\x08 \x01(\t\x12 \n\x18retest_of_sample_barcode\x18\t \x01(\t\"\xc8\x01\n\x18SampleRegistrationResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.covidtest.result.v1.RegistrationStatus\x12\x11\n\tsample_id\x18\x04 \x01(\t\x12\x39\n\nviolations\x18\x05 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"f\n\x16RegisterSamplesRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x38\n\x07samples\x18\x02 \x03(\x0b\x32\'.covidtest.result.v1.SampleRegistration\"\xaa\x01\n\x17RegisterSamplesResponse\x12>\n\x07results\x18\x01 \x03(\x0b\x32-.covidtest.result.v1.SampleRegistrationResult\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\x12 \n\x18\x61lready_registered_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"\x8e\x02\n\x10ResultSubmission\x12\x18\n\x0esample_barcode\x18\x01 \x01(\tH\x00\x12\x16\n\x0cpool_barcode\x18\x02 \x01(\tH\x00\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12+\n\x07outcome\x18\x04 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12-\n\ttested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x15\n\x08\x63t_value\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x15\n\rlab_reference\x18\x08 \x01(\tB\x08\n\x06targetB\x0b\n\t_ct_value\"\xd2\x01\n\x0eRecordedSample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x34\n\x0csample_state\x18\x03 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\x12\x11\n\tresult_id\x18\x04 \x01(\t\x12\x16\n\x0eresult_version\x18\x05 \x01(\r\x12\x34\n\x0cresult_state\x18\x06 \x01(\x0e\x32\x1e.covidtest.type.v1.ResultState\"\xce\x01\n\x16ResultSubmissionResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.covidtest.result.v1.RecordingStatus\x12\x34\n\x07samples\x18\x03 \x03(\x0b\x32#.covidtest.result.v1.RecordedSample\x12\x39\n\nviolations\x18\x04 \x03(\x0b\x32%.google.rpc.BadRequest.FieldViolation\"b\n\x14RecordResultsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x36\n\x07results\x18\x02 \x03(\x0b\x32%.covidtest.result.v1.ResultSubmission\"\xa5\x01\n\x15RecordResultsResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.covidtest.result.v1.ResultSubmissionResult\x12\x16\n\x0erecorded_count\x18\x02 \x01(\x05\x12\x1e\n\x16\x61lready_recorded_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"\x90\x02\n\x12\x41mendResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12+\n\x07outcome\x18\x04 \x01(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12-\n\ttested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x15\n\x08\x63t_value\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rlab_reference\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\tB\x0b\n\t_ct_value\"\x94\x01\n\x13\x41mendResultResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x1c\n\x14superseded_result_id\x18\x02 \x01(\t\x12\x34\n\x0csample_state\x18\x03 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\"\xa6\x01\n\x15WithdrawResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12\x33\n\x06reason\x18\x04 \x01(\x0e\x32#.covidtest.type.v1.WithdrawalReason\x12\x13\n\x0breason_text\x18\x05 \x01(\t\"y\n\x16WithdrawResultResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.covidtest.type.v1.Result\x12\x34\n\x0csample_state\x18\x02 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\"\x99\x04\n\x06Sample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x16\n\x0esample_barcode\x18\x02 \x01(\t\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\t\x12\x12\n\nlab_org_id\x18\x04 \x01(\t\x12-\n\x05state\x18\x05 \x01(\x0e\x32\x1e.covidtest.type.v1.SampleState\x12)\n\x06person\x18\x06 \x01(\x0b\x32\x19.covidtest.type.v1.Person\x12.\n\ttest_type\x18\x07 \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x15\n\rrat_device_id\x18\x08 \x01(\t\x12\x30\n\x0c\x63ollected_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsampling_site\x18\n \x01(\t\x12\x14\n\x0cpool_barcode\x18\x0b \x01(\t\x12\x1b\n\x13retest_of_sample_id\x18\x0c \x01(\t\x12 \n\x18retest_of_sample_barcode\x18\r \x01(\t\x12\x19\n\x11retest_sample_ids\x18\x0e \x03(\t\x12\x31\n\rregistered_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07results\x18\x10 \x03(\x0b\x32\x19.covidtest.type.v1.Result\"d\n\x10GetSampleRequest\x12\x13\n\tsample_id\x18\x01 \x01(\tH\x00\x12\x18\n\x0esample_barcode\x18\x02 \x01(\tH\x00\x12\x17\n\x0fsampling_org_id\x18\x03 \x01(\tB\x08\n\x06sample\"@\n\x11GetSampleResponse\x12+\n\x06sample\x18\x01 \x01(\x0b\x32\x1b.covidtest.result.v1.Sample\"\xf7\x01\n\x12ListResultsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08outcomes\x18\x05 \x03(\x0e\x32\x1a.covidtest.type.v1.Outcome\x12.\n\x06states\x18\x06 \x03(\x0e\x32\x1e.covidtest.type.v1.ResultState\"Z\n\x13ListResultsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.covidtest.type.v1.Result\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa8\x01\n\x12RegistrationStatus\x12#\n\x1fREGISTRATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREGISTRATION_STATUS_CREATED\x10\x01\x12*\n&REGISTRATION_STATUS_ALREADY_REGISTERED\x10\x02\x12 \n\x1cREGISTRATION_STATUS_REJECTED\x10\x03*\x98\x01\n\x0fRecordingStatus\x12 \n\x1cRECORDING_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECORDING_STATUS_RECORDED\x10\x01\x12%\n!RECORDING_STATUS_ALREADY_RECORDED\x10\x02\x12\x1d\n\x19RECORDING_STATUS_REJECTED\x10\x03\x32\xbf\x06\n\rResultService\x12\x8d\x01\n\x0fRegisterSamples\x12+.covidtest.result.v1.RegisterSamplesRequest\x1a,.covidtest.result.v1.RegisterSamplesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/samples:register:\x01*\x12\x85\x01\n\rRecordResults\x12).covidtest.result.v1.RecordResultsRequest\x1a*.covidtest.result.v1.RecordResultsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/results:record:\x01*\x12~\n\x0b\x41mendResult\x12\'.covidtest.result.v1.AmendResultRequest\x1a(.covidtest.result.v1.AmendResultResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/results:amend:\x01*\x12\x8a\x01\n\x0eWithdrawResult\x12*.covidtest.result.v1.WithdrawResultRequest\x1a+.covidtest.result.v1.WithdrawResultResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/results:withdraw:\x01*\x12\x91\x01\n\tGetSample\x12%.covidtest.result.v1.GetSampleRequest\x1a&.covidtest.result.v1.GetSampleResponse\"5\x82\xd3\xe4\x93\x02/\x12\x17/v1/samples/{sample_id}Z\x14\x12\x12/v1/samples:lookup\x12u\n\x0bListResults\x12\'.covidtest.result.v1.ListResultsRequest\x1a(.covidtest.result.v1.ListResultsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/resultsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.result.v1.result_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTRATIONSTATUS']._serialized_start=3717
-  _globals['_REGISTRATIONSTATUS']._serialized_end=3885
-  _globals['_RECORDINGSTATUS']._serialized_start=3888
-  _globals['_RECORDINGSTATUS']._serialized_end=4040
-  _globals['_SAMPLEREGISTRATION']._serialized_start=196
-  _globals['_SAMPLEREGISTRATION']._serialized_end=503
-  _globals['_SAMPLEREGISTRATIONRESULT']._serialized_start=506
-  _globals['_SAMPLEREGISTRATIONRESULT']._serialized_end=706
-  _globals['_REGISTERSAMPLESREQUEST']._serialized_start=708
-  _globals['_REGISTERSAMPLESREQUEST']._serialized_end=810
-  _globals['_REGISTERSAMPLESRESPONSE']._serialized_start=813
-  _globals['_REGISTERSAMPLESRESPONSE']._serialized_end=983
-  _globals['_RESULTSUBMISSION']._serialized_start=986
-  _globals['_RESULTSUBMISSION']._serialized_end=1256
-  _globals['_RECORDEDSAMPLE']._serialized_start=1259
-  _globals['_RECORDEDSAMPLE']._serialized_end=1469
-  _globals['_RESULTSUBMISSIONRESULT']._serialized_start=1472
-  _globals['_RESULTSUBMISSIONRESULT']._serialized_end=1678
-  _globals['_RECORDRESULTSREQUEST']._serialized_start=1680
-  _globals['_RECORDRESULTSREQUEST']._serialized_end=1778
-  _globals['_RECORDRESULTSRESPONSE']._serialized_start=1781
-  _globals['_RECORDRESULTSRESPONSE']._serialized_end=1946
-  _globals['_AMENDRESULTREQUEST']._serialized_start=1949
-  _globals['_AMENDRESULTREQUEST']._serialized_end=2221
-  _globals['_AMENDRESULTRESPONSE']._serialized_start=2224
-  _globals['_AMENDRESULTRESPONSE']._serialized_end=2372
-  _globals['_WITHDRAWRESULTREQUEST']._serialized_start=2375
-  _globals['_WITHDRAWRESULTREQUEST']._serialized_end=2541
-  _globals['_WITHDRAWRESULTRESPONSE']._serialized_start=2543
-  _globals['_WITHDRAWRESULTRESPONSE']._serialized_end=2664
-  _globals['_SAMPLE']._serialized_start=2667
-  _globals['_SAMPLE']._serialized_end=3204
-  _globals['_GETSAMPLEREQUEST']._serialized_start=3206
-  _globals['_GETSAMPLEREQUEST']._serialized_end=3306
-  _globals['_GETSAMPLERESPONSE']._serialized_start=3308
-  _globals['_GETSAMPLERESPONSE']._serialized_end=3372
-  _globals['_LISTRESULTSREQUEST']._serialized_start=3375
-  _globals['_LISTRESULTSREQUEST']._serialized_end=3622
-  _globals['_LISTRESULTSRESPONSE']._serialized_start=3624
-  _globals['_LISTRESULTSRESPONSE']._serialized_end=3714
-  _globals['_RESULTSERVICE']._serialized_start=4043
-  _globals['_RESULTSERVICE']._serialized_end=4667
+  _globals['_RESULTSERVICE'].methods_by_name['RegisterSamples']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['RegisterSamples']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/samples:register:\001*'
+  _globals['_RESULTSERVICE'].methods_by_name['RecordResults']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['RecordResults']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/results:record:\001*'
+  _globals['_RESULTSERVICE'].methods_by_name['AmendResult']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['AmendResult']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/results:amend:\001*'
+  _globals['_RESULTSERVICE'].methods_by_name['WithdrawResult']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['WithdrawResult']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/results:withdraw:\001*'
+  _globals['_RESULTSERVICE'].methods_by_name['GetSample']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['GetSample']._serialized_options = b'\202\323\344\223\002/\022\027/v1/samples/{sample_id}Z\024\022\022/v1/samples:lookup'
+  _globals['_RESULTSERVICE'].methods_by_name['ListResults']._loaded_options = None
+  _globals['_RESULTSERVICE'].methods_by_name['ListResults']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/results'
+  _globals['_REGISTRATIONSTATUS']._serialized_start=3747
+  _globals['_REGISTRATIONSTATUS']._serialized_end=3915
+  _globals['_RECORDINGSTATUS']._serialized_start=3918
+  _globals['_RECORDINGSTATUS']._serialized_end=4070
+  _globals['_SAMPLEREGISTRATION']._serialized_start=226
+  _globals['_SAMPLEREGISTRATION']._serialized_end=533
+  _globals['_SAMPLEREGISTRATIONRESULT']._serialized_start=536
+  _globals['_SAMPLEREGISTRATIONRESULT']._serialized_end=736
+  _globals['_REGISTERSAMPLESREQUEST']._serialized_start=738
+  _globals['_REGISTERSAMPLESREQUEST']._serialized_end=840
+  _globals['_REGISTERSAMPLESRESPONSE']._serialized_start=843
+  _globals['_REGISTERSAMPLESRESPONSE']._serialized_end=1013
+  _globals['_RESULTSUBMISSION']._serialized_start=1016
+  _globals['_RESULTSUBMISSION']._serialized_end=1286
+  _globals['_RECORDEDSAMPLE']._serialized_start=1289
+  _globals['_RECORDEDSAMPLE']._serialized_end=1499
+  _globals['_RESULTSUBMISSIONRESULT']._serialized_start=1502
+  _globals['_RESULTSUBMISSIONRESULT']._serialized_end=1708
+  _globals['_RECORDRESULTSREQUEST']._serialized_start=1710
+  _globals['_RECORDRESULTSREQUEST']._serialized_end=1808
+  _globals['_RECORDRESULTSRESPONSE']._serialized_start=1811
+  _globals['_RECORDRESULTSRESPONSE']._serialized_end=1976
+  _globals['_AMENDRESULTREQUEST']._serialized_start=1979
+  _globals['_AMENDRESULTREQUEST']._serialized_end=2251
+  _globals['_AMENDRESULTRESPONSE']._serialized_start=2254
+  _globals['_AMENDRESULTRESPONSE']._serialized_end=2402
+  _globals['_WITHDRAWRESULTREQUEST']._serialized_start=2405
+  _globals['_WITHDRAWRESULTREQUEST']._serialized_end=2571
+  _globals['_WITHDRAWRESULTRESPONSE']._serialized_start=2573
+  _globals['_WITHDRAWRESULTRESPONSE']._serialized_end=2694
+  _globals['_SAMPLE']._serialized_start=2697
+  _globals['_SAMPLE']._serialized_end=3234
+  _globals['_GETSAMPLEREQUEST']._serialized_start=3236
+  _globals['_GETSAMPLEREQUEST']._serialized_end=3336
+  _globals['_GETSAMPLERESPONSE']._serialized_start=3338
+  _globals['_GETSAMPLERESPONSE']._serialized_end=3402
+  _globals['_LISTRESULTSREQUEST']._serialized_start=3405
+  _globals['_LISTRESULTSREQUEST']._serialized_end=3652
+  _globals['_LISTRESULTSRESPONSE']._serialized_start=3654
+  _globals['_LISTRESULTSRESPONSE']._serialized_end=3744
+  _globals['_RESULTSERVICE']._serialized_start=4073
+  _globals['_RESULTSERVICE']._serialized_end=4904
 # @@protoc_insertion_point(module_scope)

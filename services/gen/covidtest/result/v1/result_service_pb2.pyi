@@ -2,6 +2,7 @@ import datetime
 
 from services.gen.covidtest.type.v1 import person_pb2 as _person_pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as _testing_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import error_details_pb2 as _error_details_pb2
 from google.protobuf.internal import containers as _containers

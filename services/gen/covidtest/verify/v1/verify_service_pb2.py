@@ -26,36 +26,47 @@ from services.gen.covidtest.type.v1 import certificate_pb2 as covidtest_dot_type
 from services.gen.covidtest.type.v1 import province_rule_pb2 as covidtest_dot_type_dot_v1_dot_province__rule__pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as covidtest_dot_type_dot_v1_dot_testing__pb2
 from services.gen.covidtest.type.v1 import verdict_pb2 as covidtest_dot_type_dot_v1_dot_verdict__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(covidtest/verify/v1/verify_service.proto\x12\x13\x63ovidtest.verify.v1\x1a#covidtest/type/v1/certificate.proto\x1a%covidtest/type/v1/province_rule.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1f\x63ovidtest/type/v1/verdict.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\rVerifyRequest\x12\n\n\x02qr\x18\x01 \x01(\t\x12.\n\nscanned_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x05\n\x0eVerifyResponse\x12+\n\x07verdict\x18\x01 \x01(\x0e\x32\x1a.covidtest.type.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12:\n\x0fmalformed_stage\x18\x03 \x01(\x0e\x32!.covidtest.type.v1.MalformedStage\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x12\n\ngiven_name\x18\x05 \x01(\t\x12\"\n\x1a\x66\x61mily_name_transliterated\x18\x06 \x01(\t\x12!\n\x19given_name_transliterated\x18\x07 \x01(\t\x12\x15\n\rdate_of_birth\x18\x08 \x01(\t\x12\x30\n\nentry_type\x18\t \x01(\x0e\x32\x1c.covidtest.type.v1.EntryType\x12.\n\ttest_type\x18\n \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x37\n\x13sample_collected_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x65rtificate_id\x18\r \x01(\t\x12\x16\n\x0eissuer_country\x18\x0e \x01(\t\x12\x36\n\rstatus_source\x18\x0f \x01(\x0e\x32\x1f.covidtest.type.v1.StatusSource\x12\x0f\n\x07rule_id\x18\x10 \x01(\t\x12\x14\n\x0crule_version\x18\x11 \x01(\x04\x12.\n\nchecked_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03kid\x18\x13 \x01(\x0c\x12\x1b\n\x13\x61\x63\x63\x65pt_with_warning\x18\x14 \x01(\x08\x12\x17\n\x0fsignature_valid\x18\x15 \x01(\x08\x12\x14\n\x0cschema_error\x18\x16 \x01(\t\"G\n\x12VerifyBatchRequest\x12\x31\n\x05scans\x18\x01 \x03(\x0b\x32\".covidtest.verify.v1.VerifyRequest\"K\n\x13VerifyBatchResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.covidtest.verify.v1.VerifyResponse\"\x11\n\x0fGetRulesRequest\"r\n\x10GetRulesResponse\x12\x15\n\rprovince_code\x18\x01 \x01(\t\x12\x17\n\x0fruleset_version\x18\x02 \x01(\x04\x12.\n\x05rules\x18\x03 \x03(\x0b\x32\x1f.covidtest.type.v1.ProvinceRule\",\n\x13GetTrustListRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x04\"\x90\x01\n\x14GetTrustListResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x34\n\x05\x61\x64\x64\x65\x64\x18\x03 \x03(\x0b\x32%.covidtest.type.v1.SigningCertificate\x12#\n\x1bremoved_sha256_fingerprints\x18\x04 \x03(\t\"3\n\x1aGetCheckpointBundleRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x04\"\\\n\x1bGetCheckpointBundleResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x0e\n\x06\x62undle\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64\x65ltas\x18\x04 \x03(\x0c\x32\xfc\x03\n\rVerifyService\x12Q\n\x06Verify\x12\".covidtest.verify.v1.VerifyRequest\x1a#.covidtest.verify.v1.VerifyResponse\x12`\n\x0bVerifyBatch\x12\'.covidtest.verify.v1.VerifyBatchRequest\x1a(.covidtest.verify.v1.VerifyBatchResponse\x12W\n\x08GetRules\x12$.covidtest.verify.v1.GetRulesRequest\x1a%.covidtest.verify.v1.GetRulesResponse\x12\x63\n\x0cGetTrustList\x12(.covidtest.verify.v1.GetTrustListRequest\x1a).covidtest.verify.v1.GetTrustListResponse\x12x\n\x13GetCheckpointBundle\x12/.covidtest.verify.v1.GetCheckpointBundleRequest\x1a\x30.covidtest.verify.v1.GetCheckpointBundleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(covidtest/verify/v1/verify_service.proto\x12\x13\x63ovidtest.verify.v1\x1a#covidtest/type/v1/certificate.proto\x1a%covidtest/type/v1/province_rule.proto\x1a\x1f\x63ovidtest/type/v1/testing.proto\x1a\x1f\x63ovidtest/type/v1/verdict.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\rVerifyRequest\x12\n\n\x02qr\x18\x01 \x01(\t\x12.\n\nscanned_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x05\n\x0eVerifyResponse\x12+\n\x07verdict\x18\x01 \x01(\x0e\x32\x1a.covidtest.type.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12:\n\x0fmalformed_stage\x18\x03 \x01(\x0e\x32!.covidtest.type.v1.MalformedStage\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\x12\n\ngiven_name\x18\x05 \x01(\t\x12\"\n\x1a\x66\x61mily_name_transliterated\x18\x06 \x01(\t\x12!\n\x19given_name_transliterated\x18\x07 \x01(\t\x12\x15\n\rdate_of_birth\x18\x08 \x01(\t\x12\x30\n\nentry_type\x18\t \x01(\x0e\x32\x1c.covidtest.type.v1.EntryType\x12.\n\ttest_type\x18\n \x01(\x0e\x32\x1b.covidtest.type.v1.TestType\x12\x37\n\x13sample_collected_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x65rtificate_id\x18\r \x01(\t\x12\x16\n\x0eissuer_country\x18\x0e \x01(\t\x12\x36\n\rstatus_source\x18\x0f \x01(\x0e\x32\x1f.covidtest.type.v1.StatusSource\x12\x0f\n\x07rule_id\x18\x10 \x01(\t\x12\x14\n\x0crule_version\x18\x11 \x01(\x04\x12.\n\nchecked_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03kid\x18\x13 \x01(\x0c\x12\x1b\n\x13\x61\x63\x63\x65pt_with_warning\x18\x14 \x01(\x08\x12\x17\n\x0fsignature_valid\x18\x15 \x01(\x08\x12\x14\n\x0cschema_error\x18\x16 \x01(\t\"G\n\x12VerifyBatchRequest\x12\x31\n\x05scans\x18\x01 \x03(\x0b\x32\".covidtest.verify.v1.VerifyRequest\"K\n\x13VerifyBatchResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.covidtest.verify.v1.VerifyResponse\"\x11\n\x0fGetRulesRequest\"r\n\x10GetRulesResponse\x12\x15\n\rprovince_code\x18\x01 \x01(\t\x12\x17\n\x0fruleset_version\x18\x02 \x01(\x04\x12.\n\x05rules\x18\x03 \x03(\x0b\x32\x1f.covidtest.type.v1.ProvinceRule\",\n\x13GetTrustListRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x04\"\x90\x01\n\x14GetTrustListResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x34\n\x05\x61\x64\x64\x65\x64\x18\x03 \x03(\x0b\x32%.covidtest.type.v1.SigningCertificate\x12#\n\x1bremoved_sha256_fingerprints\x18\x04 \x03(\t\"3\n\x1aGetCheckpointBundleRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x04\"\\\n\x1bGetCheckpointBundleResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x0e\n\x06\x62undle\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64\x65ltas\x18\x04 \x03(\x0c\x32\xfb\x04\n\rVerifyService\x12h\n\x06Verify\x12\".covidtest.verify.v1.VerifyRequest\x1a#.covidtest.verify.v1.VerifyResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/verify:\x01*\x12}\n\x0bVerifyBatch\x12\'.covidtest.verify.v1.VerifyBatchRequest\x1a(.covidtest.verify.v1.VerifyBatchResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/verify:batch:\x01*\x12j\n\x08GetRules\x12$.covidtest.verify.v1.GetRulesRequest\x1a%.covidtest.verify.v1.GetRulesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/rules\x12{\n\x0cGetTrustList\x12(.covidtest.verify.v1.GetTrustListRequest\x1a).covidtest.verify.v1.GetTrustListResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/trust-list\x12\x97\x01\n\x13GetCheckpointBundle\x12/.covidtest.verify.v1.GetCheckpointBundleRequest\x1a\x30.covidtest.verify.v1.GetCheckpointBundleResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/checkpoint-bundleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.verify.v1.verify_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERIFYREQUEST']._serialized_start=240
-  _globals['_VERIFYREQUEST']._serialized_end=315
-  _globals['_VERIFYRESPONSE']._serialized_start=318
-  _globals['_VERIFYRESPONSE']._serialized_end=1074
-  _globals['_VERIFYBATCHREQUEST']._serialized_start=1076
-  _globals['_VERIFYBATCHREQUEST']._serialized_end=1147
-  _globals['_VERIFYBATCHRESPONSE']._serialized_start=1149
-  _globals['_VERIFYBATCHRESPONSE']._serialized_end=1224
-  _globals['_GETRULESREQUEST']._serialized_start=1226
-  _globals['_GETRULESREQUEST']._serialized_end=1243
-  _globals['_GETRULESRESPONSE']._serialized_start=1245
-  _globals['_GETRULESRESPONSE']._serialized_end=1359
-  _globals['_GETTRUSTLISTREQUEST']._serialized_start=1361
-  _globals['_GETTRUSTLISTREQUEST']._serialized_end=1405
-  _globals['_GETTRUSTLISTRESPONSE']._serialized_start=1408
-  _globals['_GETTRUSTLISTRESPONSE']._serialized_end=1552
-  _globals['_GETCHECKPOINTBUNDLEREQUEST']._serialized_start=1554
-  _globals['_GETCHECKPOINTBUNDLEREQUEST']._serialized_end=1605
-  _globals['_GETCHECKPOINTBUNDLERESPONSE']._serialized_start=1607
-  _globals['_GETCHECKPOINTBUNDLERESPONSE']._serialized_end=1699
-  _globals['_VERIFYSERVICE']._serialized_start=1702
-  _globals['_VERIFYSERVICE']._serialized_end=2210
+  _globals['_VERIFYSERVICE'].methods_by_name['Verify']._loaded_options = None
+  _globals['_VERIFYSERVICE'].methods_by_name['Verify']._serialized_options = b'\202\323\344\223\002\017\"\n/v1/verify:\001*'
+  _globals['_VERIFYSERVICE'].methods_by_name['VerifyBatch']._loaded_options = None
+  _globals['_VERIFYSERVICE'].methods_by_name['VerifyBatch']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/verify:batch:\001*'
+  _globals['_VERIFYSERVICE'].methods_by_name['GetRules']._loaded_options = None
+  _globals['_VERIFYSERVICE'].methods_by_name['GetRules']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/rules'
+  _globals['_VERIFYSERVICE'].methods_by_name['GetTrustList']._loaded_options = None
+  _globals['_VERIFYSERVICE'].methods_by_name['GetTrustList']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/trust-list'
+  _globals['_VERIFYSERVICE'].methods_by_name['GetCheckpointBundle']._loaded_options = None
+  _globals['_VERIFYSERVICE'].methods_by_name['GetCheckpointBundle']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/checkpoint-bundle'
+  _globals['_VERIFYREQUEST']._serialized_start=270
+  _globals['_VERIFYREQUEST']._serialized_end=345
+  _globals['_VERIFYRESPONSE']._serialized_start=348
+  _globals['_VERIFYRESPONSE']._serialized_end=1104
+  _globals['_VERIFYBATCHREQUEST']._serialized_start=1106
+  _globals['_VERIFYBATCHREQUEST']._serialized_end=1177
+  _globals['_VERIFYBATCHRESPONSE']._serialized_start=1179
+  _globals['_VERIFYBATCHRESPONSE']._serialized_end=1254
+  _globals['_GETRULESREQUEST']._serialized_start=1256
+  _globals['_GETRULESREQUEST']._serialized_end=1273
+  _globals['_GETRULESRESPONSE']._serialized_start=1275
+  _globals['_GETRULESRESPONSE']._serialized_end=1389
+  _globals['_GETTRUSTLISTREQUEST']._serialized_start=1391
+  _globals['_GETTRUSTLISTREQUEST']._serialized_end=1435
+  _globals['_GETTRUSTLISTRESPONSE']._serialized_start=1438
+  _globals['_GETTRUSTLISTRESPONSE']._serialized_end=1582
+  _globals['_GETCHECKPOINTBUNDLEREQUEST']._serialized_start=1584
+  _globals['_GETCHECKPOINTBUNDLEREQUEST']._serialized_end=1635
+  _globals['_GETCHECKPOINTBUNDLERESPONSE']._serialized_start=1637
+  _globals['_GETCHECKPOINTBUNDLERESPONSE']._serialized_end=1729
+  _globals['_VERIFYSERVICE']._serialized_start=1732
+  _globals['_VERIFYSERVICE']._serialized_end=2367
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ from services.gen.covidtest.type.v1 import certificate_pb2 as _certificate_pb2
 from services.gen.covidtest.type.v1 import province_rule_pb2 as _province_rule_pb2
 from services.gen.covidtest.type.v1 import testing_pb2 as _testing_pb2
 from services.gen.covidtest.type.v1 import verdict_pb2 as _verdict_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
