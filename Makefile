@@ -16,7 +16,7 @@ help:
 	@echo "make lint         buf lint, ruff check, ruff format --check, mypy over services/"
 	@echo "make bench-intake RecordResults throughput of the real result_svc (batches of 100 and 500)"
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
-	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server (needs libnghttp2-dev)"
+	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server, and through the HTTP/JSON gateway (needs libnghttp2-dev)"
 	@echo "make bench-bundle checkpoint bundle with 100,000 revoked: size, build time, delta, device verify/apply"
 
 $(VENV)/.installed: requirements.lock pyproject.toml

@@ -11,14 +11,16 @@ Needs a C compiler and libnghttp2-dev (Debian: apt-get install -y libnghttp2-dev
 
 from __future__ import annotations
 
-import json
-import shlex
 import shutil
 import struct
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a script (`... build`)
+
+from bench.loadgen_run import run_generator  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parent / "loadgen" / "grpcload.c"
 BINARY = SOURCE.parent / "build" / "grpcload"
@@ -75,20 +77,7 @@ def run(
         "--connections", str(connections), "--streams", str(streams),
         "--duration", str(duration), "--warmup", str(warmup),
     ]  # fmt: skip
-    if rate:
-        args += ["--rate", str(rate)]
-    for header in headers:
-        args += ["--header", header]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + warmup + 60)
-    shown = shlex.join(args)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"grpcload failed ({out.returncode}): {shown}\n{out.stdout}\n{out.stderr}")
-    result = json.loads(lines[-1])
-    result["command"] = shown
-    if check and (out.returncode != 0 or result["errors"]):
-        raise RuntimeError(f"grpcload: {result['errors']} failed calls: {shown}\n{out.stderr}")
-    return result
+    return run_generator(args, rate=rate, headers=headers, timeout=duration + warmup + 60, check=check)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,17 @@ all its processes serve (health SERVING), so the connections spread over all of 
    (answered from per-QR memory: the row real checkpoint traffic almost never takes);
 2. latency at half the first-scan max rate, one stream per connection (each connection a checkpoint
    gateway with one scan in flight), verify_svc and the echo server at the same paced rate;
-3. VerifyBatch: 50 different QRs per call, never repeated within the run; then one batch repeated.
+3. VerifyBatch: 50 different QRs per call, never repeated within the run; then one batch repeated;
+4. the HTTP/JSON gateway (one process, as `python -m services.gateway` runs): Verify at a moderate paced
+   rate (--gateway-rate, 8 connections with one call in flight each) straight to verify_svc (grpcload)
+   and through the gateway as POST /v1/verify (httpload, the HTTP/1.1 twin of grpcload: the same kind of
+   C client, a different QR per call), --rounds times alternating, each on a fresh verify_svc; the
+   difference of the p99s is what the gateway adds. The same against the echo server (the gateway's own
+   cost, without verify_svc's run-to-run variance), then the gateway's maximum (closed loop).
 
 Prints each run with its grpcload command, and ends with one JSON line: `verify_rps`, `echo_rps`,
-`ratio`, `verify_p99_ms`, `batch_scans_per_s` are first scans; `repeat_*` the repeat-scan path.
+`ratio`, `verify_p99_ms`, `batch_scans_per_s` are first scans; `repeat_*` the repeat-scan path;
+`gateway_*` the HTTP/JSON gateway (`gateway_added_p99_ms`: its p99 minus the direct p99 at that rate).
 
     python bench/verify.py [--results 60000] [--processes 2] [--duration 8] [--warmup 2] [--rounds 3]
 """
@@ -46,7 +53,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import grpcload  # noqa: E402
+from bench import grpcload, httpload  # noqa: E402
 from bench.common import MACHINE, ROOT, ServiceProcesses, bench_platform  # noqa: E402
 from bench.feed import record, register  # noqa: E402
 from services.common.auth import Role  # noqa: E402
@@ -157,8 +164,38 @@ def show(name: str, r: dict, token: str) -> None:
     )
 
 
+def start_gateway(services: ServiceProcesses, verify_port: int) -> tuple[subprocess.Popen, int]:
+    """The HTTP/JSON gateway (one process) in front of verify_svc on `verify_port`; returns it and its port
+    once /readyz answers."""
+    import urllib.request
+
+    from tools.servers import free_port
+
+    port = free_port()
+    target = f"127.0.0.1:{verify_port}"
+    env = {
+        **services.env,
+        "GATEWAY_HTTP_HOST": "127.0.0.1",
+        "GATEWAY_HTTP_PORT": str(port),
+        "UPSTREAM_INSECURE": "true",
+        **{name: target for name in ("RESULT_SVC_TARGET", "PUBLISH_SVC_TARGET", "VERIFY_SVC_TARGET")},
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the gateway did not become ready")
+
+
 async def main(args) -> dict:
     grpcload.build()
+    httpload.build()
     async with bench_platform("verify", RELAY_POLL_SECONDS="0.05", SCANS_PER_MINUTE=str(1_000_000_000)) as (
         dsn,
         secrets,
@@ -182,6 +219,8 @@ async def measure(
     scans = [[vpb.VerifyRequest(qr=q) for q in b] for b in batch_of]
     grpcload.write_bodies(batches, (vpb.VerifyBatchRequest(scans=b) for b in scans))
     grpcload.write_bodies(one_batch, [vpb.VerifyBatchRequest(scans=scans[0])])
+    json_bodies = work / "many.jsonl"
+    httpload.write_bodies(json_bodies, (json.dumps({"qr": qr}, separators=(",", ":")).encode() for qr in qrs))
 
     async def fresh_verify() -> int:
         """A new verify_svc, serving on all its processes; checks one scan answers VALID from the cache."""
@@ -212,6 +251,85 @@ async def measure(
 
     async def in_thread(port: int, path: str, bodies: Path, **options) -> dict:
         return await asyncio.to_thread(functools.partial(load, port, path, bodies, **options))
+
+    async def gateway_figures() -> dict:
+        """4. The HTTP/JSON gateway: the same paced load straight and through it, then its own maximum."""
+
+        def http_load(port: int, **options) -> dict:
+            options = {"connections": args.clients, "duration": args.duration, "warmup": args.warmup, **options}
+            result = httpload.run(port, "/v1/verify", json_bodies, headers=header, **options)
+            if result["repeats"]:
+                raise RuntimeError("the gateway run scanned some QR twice; raise --results or shorten --duration")
+            return result
+
+        direct_runs, gateway_runs = [], []
+        for round_number in range(1, args.rounds + 1):
+            port = await fresh_verify()
+            direct = await in_thread(port, VERIFY_PATH, many, streams=1, rate=args.gateway_rate, first_scans=True)
+            show(f"round {round_number} direct gRPC at {args.gateway_rate}/s", direct, token)
+            direct_runs.append(direct)
+            stop_verify()
+            port = await fresh_verify()
+            gateway, gateway_port = start_gateway(services, port)
+            try:
+                through = await asyncio.to_thread(http_load, gateway_port, rate=args.gateway_rate)
+            finally:
+                gateway.terminate()
+                gateway.wait(30)
+            show(f"round {round_number} through the gateway at {args.gateway_rate}/s", through, token)
+            gateway_runs.append(through)
+            stop_verify()
+        # The gateway's own cost without verify_svc's variance: the echo server straight and through it.
+        echo_direct, echo_through = [], []
+        for round_number in range(1, args.rounds + 1):
+            r = await in_thread(echo_port, VERIFY_PATH, many, streams=1, rate=args.gateway_rate)
+            show(f"round {round_number} echo straight at {args.gateway_rate}/s", r, token)
+            echo_direct.append(r)
+            gateway, gateway_port = start_gateway(services, echo_port)
+            try:
+                r = await asyncio.to_thread(http_load, gateway_port, rate=args.gateway_rate)
+            finally:
+                gateway.terminate()
+                gateway.wait(30)
+            show(f"round {round_number} echo through the gateway at {args.gateway_rate}/s", r, token)
+            echo_through.append(r)
+        port = await fresh_verify()
+        gateway, gateway_port = start_gateway(services, port)
+        try:
+            gateway_max = await asyncio.to_thread(http_load, gateway_port)
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+        show(f"through the gateway, closed loop ({args.clients} connections)", gateway_max, token)
+        stop_verify()
+        direct_p99 = statistics.median(r["p99_ms"] for r in direct_runs)
+        gateway_p99 = statistics.median(r["p99_ms"] for r in gateway_runs)
+        print(
+            f"gateway at {args.gateway_rate}/s: p99 {gateway_p99:.2f} ms against {direct_p99:.2f} ms straight "
+            f"(median of {args.rounds}); adds {gateway_p99 - direct_p99:.2f} ms; "
+            f"closed loop {gateway_max['rps']:.0f}/s",
+            flush=True,
+        )
+
+        return {
+            "gateway_rate": args.gateway_rate,
+            "gateway_p50_ms": statistics.median(r["p50_ms"] for r in gateway_runs),
+            "gateway_p99_ms": gateway_p99,
+            "direct_p50_ms_at_gateway_rate": statistics.median(r["p50_ms"] for r in direct_runs),
+            "direct_p99_ms_at_gateway_rate": direct_p99,
+            "gateway_added_p99_ms": round(gateway_p99 - direct_p99, 3),
+            "gateway_p99_ms_runs": [r["p99_ms"] for r in gateway_runs],
+            "direct_p99_ms_runs_at_gateway_rate": [r["p99_ms"] for r in direct_runs],
+            "gateway_max_rps": round(gateway_max["rps"]),
+            "echo_p99_ms_at_gateway_rate": statistics.median(r["p99_ms"] for r in echo_direct),
+            "echo_through_gateway_p99_ms": statistics.median(r["p99_ms"] for r in echo_through),
+            "echo_through_gateway_p50_ms": statistics.median(r["p50_ms"] for r in echo_through),
+            "echo_p50_ms_at_gateway_rate": statistics.median(r["p50_ms"] for r in echo_direct),
+            "gateway_processes": 1,
+        }
+
+    if args.gateway_only:
+        return {**await gateway_figures(), "verify_processes": args.processes, "certificates": len(qrs)}
 
     # 0. The calls get real VALID verdicts: verify_svc's own counts (flushed every 5 s) grow by each call.
     port = await fresh_verify()
@@ -262,6 +380,8 @@ async def measure(
     show("VerifyBatch, one batch repeated", repeat_batch, token)
     stop_verify()
 
+    gateway = await gateway_figures()
+
     return {
         "verify_rps": round(rps["first"]),
         "echo_rps": round(rps["echo"]),
@@ -277,6 +397,7 @@ async def measure(
         "repeat_batch_scans_per_s": round(repeat_batch["rps"] * BATCH_SIZE),
         **{f"{name}_rps_runs": [round(r["rps"]) for r in runs] for name, runs in rows.items()},
         **{f"{name}_max_p99_ms_runs": [r["p99_ms"] for r in runs] for name, runs in rows.items()},
+        **gateway,
         "verify_processes": args.processes,
         "echo_processes": args.processes,
         "certificates": len(qrs),
@@ -295,6 +416,10 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=1, help="warm-up seconds before each run")
     parser.add_argument("--batch-duration", type=float, default=3, help="seconds measured per VerifyBatch run")
     parser.add_argument("--rounds", type=int, default=3, help="max-throughput rounds (median kept)")
+    parser.add_argument("--gateway-only", action="store_true", help="measure only the HTTP/JSON gateway rows")
+    parser.add_argument(
+        "--gateway-rate", type=int, default=500, help="paced Verify calls/s, straight and via the gateway"
+    )
     arguments = parser.parse_args()
     if arguments.results < 2 * BATCH_SIZE:
         parser.error(f"--results must be at least {2 * BATCH_SIZE}")

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
@@ -29,6 +28,8 @@ from services.common import i18n
 from services.common.errors import DomainError, Internal, Unauthenticated
 from services.common.logs import exception_outline
 from services.common.metrics import LoopCounter, LoopHistogram, serve_metrics
+from services.common.runtime import collect_garbage_for_serving
+from services.common.threads import batch_helper_threads
 from services.gateway import transcode
 from services.gateway.config import DNS_SCHEME, GatewayConfig
 from services.gateway.routes import PUBLISH_SERVICE, RESULT_SERVICE, ROUTE, VERIFY_SERVICE, Route, public_routes
@@ -37,11 +38,10 @@ log = logging.getLogger("covidtest.gateway")
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ASSETS = REPO / "node_modules" / "zxing-wasm" / "dist"
-# Forwarded to the service as gRPC metadata; nothing else of the HTTP request is.
-FORWARDED_HEADERS = ("authorization", "accept-language")
 CORS_ALLOWED_HEADERS = "authorization, content-type, accept-language"
 CORS_MAX_AGE_S = "600"
 UPSTREAM_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a printable certificate (PDF) is the largest answer
+
 
 REQUESTS = LoopCounter(
     "covidtest_gateway_requests", "HTTP requests answered, by route template and HTTP status", ["route", "status"]
@@ -85,7 +85,6 @@ class RunningGateway:
     state: GatewayState
     metrics_port: int | None = None
     _metrics_http: WSGIServer | None = None
-    _closed: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self) -> None:
         """Readiness fails first; then in-flight requests get up to SHUTDOWN_GRACE_SECONDS; then the channels
@@ -107,7 +106,8 @@ class _MalformedHttpWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
             error = record.exc_info[1]
-            record.msg = f"malformed HTTP request refused: {error.code} {error.message.splitlines()[0][:120]}"
+            first_line = (error.message.splitlines() or [""])[0][:120]  # later lines quote the request
+            record.msg = f"malformed HTTP request refused: {error.code} {first_line}"
             record.args = ()
             record.exc_info = None
             record.levelno, record.levelname = logging.INFO, "INFO"
@@ -121,7 +121,7 @@ def language_of(request: web.Request) -> str:
     return i18n.language_of(request.headers.get("accept-language", "")) or i18n.DEFAULT_LANGUAGE
 
 
-def _error_response(request: web.Request, error: transcode.HttpError) -> web.Response:
+def _error_response(error: transcode.HttpError) -> web.Response:
     response = web.Response(status=error.http_status, body=error.body(), content_type=transcode.JSON)
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(error.retry_after_s)
@@ -131,7 +131,7 @@ def _error_response(request: web.Request, error: transcode.HttpError) -> web.Res
 def _domain_error(request: web.Request, error: DomainError, http_status: int | None = None) -> web.Response:
     status = error.to_rpc_status(language_of(request))
     http = transcode.from_status(status)
-    return _error_response(request, transcode.HttpError(http_status or http.http_status, status, http.retry_after_s))
+    return _error_response(transcode.HttpError(http_status or http.http_status, status, http.retry_after_s))
 
 
 def _printable_ascii(value: str) -> bool:
@@ -176,7 +176,7 @@ def route_handler(route: Route, channel: grpc.aio.Channel, state: GatewayState):
             call = state.calls[route.rpc]
             reply = await call(message, metadata=metadata, timeout=state.config.deadline_seconds)
         except grpc.aio.AioRpcError as exc:
-            return _error_response(request, transcode.from_rpc_error(exc))
+            return _error_response(transcode.from_rpc_error(exc))
         return web.Response(body=transcode.render(reply), content_type=transcode.JSON)
 
     return handle
@@ -238,7 +238,13 @@ def middlewares(state: GatewayState) -> list:
             request_id = uuid.uuid4().hex
             log.error(
                 "request failed",
-                extra={"fields": {"route": request.get(ROUTE, "unmatched"), "error": exception_outline(exc)}},
+                extra={
+                    "fields": {
+                        "route": request.get(ROUTE, "unmatched"),
+                        "request_id": request_id,  # the id the caller quotes to support (RequestInfo)
+                        "error": exception_outline(exc),
+                    }
+                },
             )
             response = _domain_error(request, Internal("internal error", request_id))
         route = request.get(ROUTE, "unmatched")
@@ -327,6 +333,11 @@ async def serve_until_signal(config: GatewayConfig) -> None:
     import signal
 
     running = await start_gateway(config)
+    # As the services do: what start-up made leaves the collector's sight and collections get rarer (a
+    # request allocates a few hundred objects; the default threshold collected every few requests), and
+    # grpc's helper threads stop preempting the event loop.
+    collect_garbage_for_serving()
+    batch_helper_threads()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -45,9 +45,15 @@ class GatewayConfig:
 
     http_host: str = setting("GATEWAY_HTTP_HOST", default="0.0.0.0", doc="address the HTTP server binds")
     http_port: int = setting("GATEWAY_HTTP_PORT", parse_port, default=8080, doc="HTTP port (0 = any free port)")
-    result_target: str = setting("RESULT_SVC_TARGET", parse_target, doc="result_svc's gRPC target, host:port or dns:///host:port")
-    publish_target: str = setting("PUBLISH_SVC_TARGET", parse_target, doc="publish_svc's gRPC target, host:port or dns:///host:port")
-    verify_target: str = setting("VERIFY_SVC_TARGET", parse_target, doc="verify_svc's gRPC target, host:port or dns:///host:port")
+    result_target: str = setting(
+        "RESULT_SVC_TARGET", parse_target, doc="result_svc's gRPC target, host:port or dns:///host:port"
+    )
+    publish_target: str = setting(
+        "PUBLISH_SVC_TARGET", parse_target, doc="publish_svc's gRPC target, host:port or dns:///host:port"
+    )
+    verify_target: str = setting(
+        "VERIFY_SVC_TARGET", parse_target, doc="verify_svc's gRPC target, host:port or dns:///host:port"
+    )
     upstream_insecure: bool = setting(
         "UPSTREAM_INSECURE",
         parse_bool,

@@ -152,3 +152,20 @@ async def test_a_malformed_http_request_is_400_and_one_log_line_without_tracebac
     refused = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert refused and all(r.exc_info is None and r.levelname == "INFO" for r in refused)
     assert "malformed HTTP request refused" in refused[0].getMessage()
+
+
+async def test_an_unexpected_failure_is_internal_with_a_request_id_and_one_log_line(stack, monkeypatch, caplog):
+    from services.gateway import transcode
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug with a value in its message: 024000000000")
+
+    monkeypatch.setattr(transcode, "build_request", broken)
+    async with stack.http.post(stack.gateway_url + "/v1/verify", json={"qr": "HC1:x"}, headers=stack.headers()) as r:
+        assert r.status == 500
+        error = await r.json()
+    assert error["code"] == 13
+    [info] = [d for d in error["details"] if d["@type"].endswith("google.rpc.RequestInfo")]
+    [logged] = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert logged.fields["request_id"] == info["requestId"]
+    assert "024000000000" not in str(logged.fields) and logged.exc_info is None
