@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 import asyncpg
 import redis.asyncio as redis
+from prometheus_client import Counter
 
 from services.common import logs
 from services.common.auth import CredentialResolver
@@ -34,6 +35,9 @@ from services.common.server import GrpcService, Running, run_until_signal, start
 from services.common.threads import batch_helper_threads
 
 log = logging.getLogger("covidtest.runtime")
+BACKGROUND_TASKS_ENDED = Counter(
+    "covidtest_background_tasks_ended", "Background tasks (relay, bundle builder, …) that ended by an error", ["task"]
+)
 
 
 # A service's build is given its own config class: Deps[VerifyConfig] for verify_svc. Covariant, so a
@@ -81,8 +85,9 @@ class Deps(Generic[ConfigT]):
 
 def _report_unexpected_end(task: asyncio.Task) -> None:
     # A background loop retries what it expects; anything else ends it, and an operator must hear of
-    # it (by the error's type: its message may hold data).
+    # it (by the error's type: its message may hold data), in the log and in the metric alerts watch.
     if not task.cancelled() and task.exception() is not None:
+        BACKGROUND_TASKS_ENDED.labels(getattr(task.get_coro(), "__qualname__", "?")).inc()
         log.error(
             "background task ended unexpectedly",
             extra={

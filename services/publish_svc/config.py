@@ -62,6 +62,12 @@ class PublishConfig(PersonalDataConfig):
         default=600,
         doc="GetCitizenResults calls one partner may make per minute",
     )
+    metrics_observe_seconds: float = setting(
+        "METRICS_OBSERVE_SECONDS",
+        positive_float,
+        default=15.0,
+        doc="how often the relay backlog, partner lags and signing-certificate expiry are measured for /metrics",
+    )
     bundle_build_seconds: float = setting(
         "BUNDLE_BUILD_SECONDS",
         positive_float,

@@ -55,6 +55,10 @@ RELAYED = Counter("covidtest_relay_events_total", "Outbox events given a feed po
 CERTIFICATES = Counter("covidtest_certificates_total", "Certificates issued and revoked", ["action"])
 LEADER = Gauge("covidtest_relay_leader", "1 while this process holds the relay lease")
 EPOCH = Gauge("covidtest_relay_epoch", "The relay lease epoch this process last led with")
+SIGNING_BLOCKED = Gauge(
+    "covidtest_relay_signing_blocked",
+    "1 while the feed waits for a signing key: none is ACTIVE, or the ACTIVE key's certificate is not valid now",
+)
 
 RETRY_S = 1.0  # after a lost connection or a failed batch
 CACHE_SYNC_BATCH = 1000
@@ -141,6 +145,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._signer: ActiveSigner | None = None
+        self._signing_blocked = False
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         self._standby_poll_s = min(0.5, config.relay_lease_seconds / 4)
         self.is_leader = False
@@ -294,13 +299,33 @@ class Relay:
         for row in rows:
             issues = _issues_certificate(row)
             if issues and signer is None:
-                signer = await self._active_signer(conn)
+                signer = self._usable(await self._active_signer(conn), now)
                 if signer is None:
-                    log.error("no ACTIVE signing key: the feed waits until an operator activates one")
                     break  # keep order: nothing after this event may be published before it
             head += 1
             pending.append(self._prepare(row, head, now, issues and row["result_id"] not in certificate_of))
         return pending, signer
+
+    def _usable(self, signer: ActiveSigner | None, now: datetime) -> ActiveSigner | None:
+        """`signer` when its certificate is valid at `now`; otherwise None, said once per episode. A
+        certificate signed outside its key's validity never verifies (SIGNATURE_INVALID), so the events
+        wait for an operator to activate a valid key rather than go out as certificates no one accepts."""
+        problem = None
+        if signer is None:
+            problem = "no ACTIVE signing key: the feed waits until an operator activates one"
+        else:
+            certificate = signer.signer.material.certificate
+            if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+                problem = "the ACTIVE signing key's certificate is not valid now: the feed waits for a valid key"
+        if problem is not None:
+            if not self._signing_blocked:  # one log line per episode, not one per poll
+                log.error(problem, extra={"fields": {"key_id": str(signer.key_id) if signer else None}})
+            self._signing_blocked = True
+            SIGNING_BLOCKED.set(1)
+            return None
+        self._signing_blocked = False
+        SIGNING_BLOCKED.set(0)
+        return signer
 
     def _prepare(self, row: asyncpg.Record, position: int, now: datetime, issue: bool) -> _Pending:
         """The event without its certificate, and what its certificate needs (if it gets one)."""

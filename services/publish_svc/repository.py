@@ -291,6 +291,12 @@ async def advance_cursor(conn: asyncpg.Connection, partner_id: uuid.UUID, positi
     )
 
 
+async def active_key_expiries(conn: Executor) -> dict[str, datetime]:
+    """The certificate expiry (not_after) of the ACTIVE key of each purpose (DCC, BUNDLE) that has one."""
+    rows = await conn.fetch("SELECT purpose, not_after FROM signing_keys WHERE state = 'ACTIVE'")
+    return {row["purpose"]: row["not_after"] for row in rows}
+
+
 async def feed_status(conn: asyncpg.Connection, partner_id: uuid.UUID | None) -> FeedStatus:
     """The head, the relay's backlog, and the cursor of every partner (or of `partner_id` only)."""
     head = await conn.fetchrow("SELECT position, committed_at FROM feed_events ORDER BY position DESC LIMIT 1")

@@ -36,6 +36,7 @@ from services.publish_svc import repository as repo
 from services.publish_svc.bundle_builder import BundleBuilder
 from services.publish_svc.config import PublishConfig
 from services.publish_svc.feed import Feed, FeedSignal
+from services.publish_svc.observer import Observer
 from services.publish_svc.relay import Relay
 from services.registry.certificate_status import StatusCache
 from services.registry.key_sealing import SigningKeyOpener
@@ -358,6 +359,8 @@ def build(deps: Deps[PublishConfig]) -> list[GrpcService]:
     signal = FeedSignal(config.database_url)
     feed = Feed(deps.pool, deps.pii, signal, config.feed_heartbeat_seconds, config.max_streams_per_partner)
     deps.background(signal.run(), signal.stop)
+    observer = Observer(deps.pool, config.metrics_observe_seconds)
+    deps.background(observer.run(), observer.stop)
     if config.relay_enabled:
         relay = Relay(config, deps.pii, StatusCache(deps.redis, config.redis_prefix), on_published=signal.notify)
         deps.background(relay.run(), relay.stop)

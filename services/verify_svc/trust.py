@@ -20,7 +20,7 @@ from typing import Protocol
 import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.common.db import BACKGROUND_ERRORS, connect
 from services.hcert import keys as hkeys
@@ -29,6 +29,9 @@ from services.registry.value_sets import CurrentValueSets, load_current
 from services.verify_svc import repository
 
 log = logging.getLogger("covidtest.trust")
+# When this process last read the trust list, rules and value sets (at least every TRUST_REFRESH_SECONDS
+# while Postgres answers): an old value means the process verifies with what it read then.
+TRUST_LIST_LOADED = Gauge("covidtest_trust_list_loaded_seconds", "When the trust list was last loaded (Unix time)")
 TRUST_ENTRIES_SKIPPED = Counter(
     "covidtest_trust_entries_skipped_total", "Trust list certificates skipped at load because they are unusable"
 )
@@ -172,6 +175,7 @@ class TrustStore:
     async def reload(self, conn: asyncpg.Connection) -> None:
         self.snapshot = await load_snapshot(conn, self.snapshot.value_sets)
         self.loaded.set()
+        TRUST_LIST_LOADED.set_to_current_time()
 
     async def run(self) -> None:
         while not self._stopping:

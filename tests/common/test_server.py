@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from services.common.auth import CredentialResolver, Role
 from services.common.config import load
@@ -368,8 +369,12 @@ async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_m
         raise ValueError("Nguyen Van A, 1990-01-01")  # a message may carry data; only the type is logged
 
     deps = Deps(config=None, pool=None, redis=None, personal_data=None)
+    ended = REGISTRY.get_sample_value("covidtest_background_tasks_ended_total", {"task": relay_like_loop.__qualname__})
     task = deps.background(relay_like_loop())
     await asyncio.gather(task, return_exceptions=True)  # the report, added first, has run by now
     [record] = [r for r in caplog.records if r.getMessage() == "background task ended unexpectedly"]
     assert record.fields == {"task": relay_like_loop.__qualname__, "error": "ValueError"}
     assert "Nguyen" not in caplog.text
+    # …and counted where the alert BackgroundTaskEnded looks (deploy/monitoring).
+    now = REGISTRY.get_sample_value("covidtest_background_tasks_ended_total", {"task": relay_like_loop.__qualname__})
+    assert now == (ended or 0) + 1

@@ -5,6 +5,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from prometheus_client import REGISTRY
+
 from services.common.auth import Role
 from services.verify_svc.service import HourlyCounts
 from services.verify_svc.trust import TrustStore
@@ -48,14 +50,21 @@ async def test_trust_list_refresh_resumes_after_postgres_refused_it(database_url
         await db.execute("ALTER TABLE province_rules RENAME TO province_rules_away")
         try:
             await _until(_logged(caplog, "UndefinedTableError"), task, "the failed refresh was not reported")
+            loaded_at = _trust_list_loaded()  # what TrustListStale alerts on: it stops moving meanwhile
+            assert loaded_at is not None and time.time() - loaded_at < 60
         finally:
             await db.execute("ALTER TABLE province_rules_away RENAME TO province_rules")
         stale = store.snapshot
         await _until(lambda: store.snapshot is not stale, task, "the refresh did not resume")
         assert store.snapshot.rules, "the default province rules are back in the snapshot"
+        assert _trust_list_loaded() > loaded_at
     finally:
         store.stop()
         await asyncio.wait_for(task, 5)
+
+
+def _trust_list_loaded() -> float | None:
+    return REGISTRY.get_sample_value("covidtest_trust_list_loaded_seconds")
 
 
 class _CountingFollower:
