@@ -12,10 +12,13 @@ cost about 7 µs of CPU per call, measured.
 from __future__ import annotations
 
 import bisect
+import urllib.request
 from collections import Counter as Tally
 
-from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 
@@ -96,6 +99,53 @@ DEPENDENCY_UP = Gauge(
 )
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0"):
-    """Start the /metrics HTTP server in a background thread; returns (server, thread)."""
-    return start_http_server(port, addr=host)
+class ProcessesCollector:
+    """One scrape target for all the processes of a pod (SERVER_PROCESSES): this process's metrics and each
+    worker's, read from the worker's own /metrics on 127.0.0.1 at scrape time, every sample labelled
+    `process` ("0" for this one), one family per name. A worker that does not answer within the timeout
+    is left out of that scrape and `covidtest_metrics_process_up{process}` says 0."""
+
+    def __init__(self, worker_ports: list[int], registry=REGISTRY, timeout_s: float = 2.0):
+        self._workers = list(enumerate(worker_ports, start=1))
+        self._registry = registry
+        self._timeout_s = timeout_s
+
+    def collect(self):
+        families: dict[str, Metric] = {}
+
+        def add(metric: Metric, process: str) -> None:
+            merged = families.get(metric.name)
+            if merged is None:
+                merged = families[metric.name] = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            merged.samples += [
+                sample._replace(labels={**sample.labels, "process": process}) for sample in metric.samples
+            ]
+
+        for metric in self._registry.collect():
+            add(metric, "0")
+        up = GaugeMetricFamily(
+            "covidtest_metrics_process_up", "1 when a process of this pod answered this scrape", labels=["process"]
+        )
+        up.add_metric(["0"], 1)
+        for number, port in self._workers:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=self._timeout_s) as answer:
+                    text = answer.read().decode("utf-8")
+            except OSError:
+                up.add_metric([str(number)], 0)
+                continue
+            for metric in text_string_to_metric_families(text):
+                add(metric, str(number))
+            up.add_metric([str(number)], 1)
+        yield from families.values()
+        yield up
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0", worker_ports: list[int] | None = None):
+    """Start the /metrics HTTP server in a background thread; returns (server, thread). With `worker_ports`
+    it serves the whole pod: its own metrics and those its workers serve on those ports (ProcessesCollector)."""
+    if not worker_ports:
+        return start_http_server(port, addr=host)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProcessesCollector(worker_ports))
+    return start_http_server(port, addr=host, registry=registry)

@@ -122,6 +122,7 @@ async def start_service(
             on_stop=[pool.close, cache.aclose, *deps.on_stop],
             serve_metrics_port=serve_metrics_port,
             serving=serving,
+            **_metrics_placement(config),
         )
     except BaseException:
         for finish in reversed(deps.on_stop):
@@ -132,6 +133,19 @@ async def start_service(
 
 
 WORKER_ENV = "COVIDTEST_SERVER_WORKER"
+
+
+def _metrics_placement(config: ServiceConfig) -> dict:
+    """Where this process's /metrics goes. With SERVER_PROCESSES > 1 the pod has one scrape target,
+    METRICS_PORT: the first process serves there its metrics and its workers', which each serve their own on
+    127.0.0.1 only (METRICS_PORT + n), out of the scraper's reach."""
+    if os.environ.get(WORKER_ENV):
+        return {"metrics_host": "127.0.0.1"}
+    if config.server_processes > 1 and config.metrics_port:
+        return {"metrics_workers": [config.metrics_port + n for n in range(1, config.server_processes)]}
+    return {}
+
+
 READY_FD_ENV, GO_FD_ENV = "COVIDTEST_WORKER_READY_FD", "COVIDTEST_WORKER_GO_FD"
 WORKERS_READY_TIMEOUT_S = 120.0
 

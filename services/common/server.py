@@ -132,6 +132,8 @@ async def start(
     on_stop: list[Callable[[], Awaitable[None]]] | None = None,
     serve_metrics_port: bool = True,
     serving: bool = True,
+    metrics_host: str = "0.0.0.0",
+    metrics_workers: list[int] | None = None,
 ) -> Running:
     policy: dict[str, frozenset[Role]] = {}
     for service in services:
@@ -174,7 +176,7 @@ async def start(
         running.health_server.add_insecure_port(f"{config.grpc_host}:{config.health_port}")
         await running.health_server.start()
     if serve_metrics_port:
-        http, _thread = serve_metrics(config.metrics_port)
+        http, _thread = serve_metrics(config.metrics_port, metrics_host, metrics_workers)
         running._metrics_http = http
         running.metrics_port = http.server_port
     await running.set_serving(serving)

@@ -378,3 +378,71 @@ async def test_a_background_task_that_ends_on_an_error_is_reported_without_its_m
     # …and counted where the alert BackgroundTaskEnded looks (deploy/monitoring).
     now = REGISTRY.get_sample_value("covidtest_background_tasks_ended_total", {"task": relay_like_loop.__qualname__})
     assert now == (ended or 0) + 1
+
+
+def _two_free_ports() -> int:
+    """A port p with p + 1 free too (METRICS_PORT and its worker's)."""
+    import socket
+
+    from tools.servers import free_port
+
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _scrape(port: int) -> dict[str, list]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return {f.name: f.samples for f in text_string_to_metric_families(answer.read().decode())}
+
+
+async def test_one_scrape_target_serves_every_process_of_the_pod(database_url):
+    """SERVER_PROCESSES=2: METRICS_PORT answers for both processes (each sample labelled `process`), so the
+    pod annotation's one port sees every call; the worker's own port listens on loopback only."""
+    from services.gen.covidtest.verify.v1 import verify_service_pb2, verify_service_pb2_grpc
+    from tests.conftest import bearer, make_principal
+
+    device = await make_principal(database_url, Role.CHECKPOINT, province="24")
+    metrics_port = _two_free_ports()
+    proc, port = verify_process(database_url, SERVER_PROCESSES="2", METRICS_PORT=str(metrics_port))
+    try:
+        deadline = time.monotonic() + 30
+        while not health_ok(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "verify_svc did not start"
+            await asyncio.sleep(0.1)
+        calls = 24
+        for _ in range(calls):  # a connection each: the kernel spreads them over the two processes
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await verify_service_pb2_grpc.VerifyServiceStub(channel).Verify(
+                    verify_service_pb2.VerifyRequest(qr="HC1:x"), metadata=bearer(device["token"])
+                )
+        families = _scrape(metrics_port)
+        up = {s.labels["process"]: s.value for s in families["covidtest_metrics_process_up"]}
+        assert up == {"0": 1.0, "1": 1.0}
+        resident = {s.labels["process"] for s in families["process_resident_memory_bytes"]}
+        assert resident == {"0", "1"}, "each process's own figures, told apart by the label"
+        verified = [
+            s
+            for s in families["covidtest_rpc_handled"]
+            if s.labels.get("method") == "Verify" and s.name == "covidtest_rpc_handled_total"
+        ]
+        assert sum(s.value for s in verified) == calls
+        addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+        for address in [a for a in addresses if ":" not in a][:1]:  # the worker's port: loopback only
+            with pytest.raises(OSError):
+                import socket
+
+                socket.create_connection((address, metrics_port + 1), timeout=1).close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
