@@ -33,7 +33,7 @@ import redis.exceptions
 from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
-from services.common import db, i18n, logs
+from services.common import db, i18n, logs, tracing
 from services.common.auth import Authenticator, Role, current_principal
 from services.common.errors import (
     DomainError,
@@ -115,8 +115,9 @@ class CallGuard:
             # A unary request arrives as bytes and is parsed inside the guard (after the caller is
             # admitted): grpc.aio answers UNKNOWN when its own deserializer fails on bytes that are no
             # valid message, where the client must hear INVALID_ARGUMENT.
+            behaviour = self._wrap_unary(handler.unary_unary, method, roles, metrics, handler.request_deserializer)
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, roles, metrics, handler.request_deserializer),
+                _traced_unary(method_path, behaviour) if tracing.enabled() else behaviour,
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -127,8 +128,9 @@ class CallGuard:
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
+            streaming = self._wrap_stream(handler.unary_stream, method, roles, metrics, handler.request_deserializer)
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, roles, metrics, handler.request_deserializer),
+                _traced_stream(method_path, streaming) if tracing.enabled() else streaming,
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -237,6 +239,25 @@ class CallGuard:
             return Unavailable("the database or the cache is not reachable now; retry with backoff")
         log.error("unexpected error", exc_info=exc, extra={"fields": {"method": method}})
         return Internal("internal error; quote the request id to the operator", logs.request_id_var.get())
+
+
+def _traced_unary(method_path: str, behaviour):
+    """`behaviour` inside the RPC's server span (only when tracing is on: decided when the server starts)."""
+
+    async def traced(request, context):
+        with tracing.server_span(method_path, context.invocation_metadata()):
+            return await behaviour(request, context)
+
+    return traced
+
+
+def _traced_stream(method_path: str, behaviour):
+    async def traced(request, context):
+        with tracing.server_span(method_path, context.invocation_metadata()):
+            async for item in behaviour(request, context):
+                yield item
+
+    return traced
 
 
 def _parsed(parse, data: bytes, method: str):

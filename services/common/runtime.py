@@ -24,7 +24,7 @@ import asyncpg
 import redis.asyncio as redis
 from prometheus_client import Counter
 
-from services.common import logs
+from services.common import logs, tracing
 from services.common.auth import CredentialResolver
 from services.common.cache import create_client
 from services.common.config import ConfigError, PersonalDataConfig, ServiceConfig, load
@@ -268,6 +268,7 @@ def main(label: str, config_cls: type[C], build: Build[C]) -> int:
         print(f"{label}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level)
+    tracing.configure_from_environment(label)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     worker = bool(os.environ.get(WORKER_ENV))
     workers = [] if worker else _start_workers(label, config)
 
@@ -294,6 +295,7 @@ def main(label: str, config_cls: type[C], build: Build[C]) -> int:
             await run_until_signal(running, config.shutdown_grace_seconds)
         finally:
             await asyncio.to_thread(_stop_workers, workers, config.shutdown_grace_seconds)
+            tracing.shutdown()  # the spans still buffered
 
     try:
         import uvloop

@@ -19,12 +19,14 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
 import uuid
 from collections import Counter as Tally
 from collections.abc import AsyncIterator
 
 import asyncpg
 
+from services.common import tracing
 from services.common.auth import PrincipalKind
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
@@ -161,7 +163,13 @@ class Feed:
                     head = max(head, cursor - 1)
                     events = [self.view(partner, r["person_id"], r["payload_enc"]) for r in contiguous]
                     await self._audit_delivery(partner, events)  # before the page leaves: never unaudited
+                    sending = time.time_ns()
                     yield pb.StreamResultEventsResponse(events=events, head_position=head)
+                    for r in contiguous:  # each event's trace (from its intake) ends with its delivery
+                        tracing.record(
+                            "feed delivery", parent=r["traceparent"], started_ns=sending,
+                            position=r["position"], partner_id=str(partner.id),
+                        )  # fmt: skip
                     silent_since = asyncio.get_running_loop().time()
                     continue
                 now = asyncio.get_running_loop().time()

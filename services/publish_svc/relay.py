@@ -34,6 +34,7 @@ import asyncpg
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
+from services.common import tracing
 from services.common.db import BACKGROUND_ERRORS, CONNECTION_ERRORS, init_connection
 from services.common.messages import pending_sample_message, person_message, result_message
 from services.common.metrics import DEPENDENCY_UP
@@ -206,6 +207,8 @@ class Relay:
     async def _step_down(self, conn: asyncpg.Connection | None) -> None:
         was_leader, self.is_leader = self.is_leader, False
         LEADER.set(0)
+        SIGNING_BLOCKED.set(0)  # only the leader signs: a standby blocks nothing (alerts take the maximum)
+        self._signing_blocked = False
         if was_leader:
             log.info("relay leadership released", extra={"fields": {"epoch": self.epoch}})
         if conn is None or conn.is_closed():
@@ -449,6 +452,11 @@ class Relay:
 
     def _feed_entry(self, item: _Pending, certificate_id: uuid.UUID | None, revoked_id: uuid.UUID | None) -> FeedEntry:
         row = item.row
+        # The intake call's trace continues here (a span per published event) and, through the feed event,
+        # at its delivery; with tracing off here the intake's context passes through unchanged.
+        traceparent = row["payload"].get(tracing.TRACEPARENT)
+        with tracing.span(f"relay {row['kind']}", parent=traceparent, position=item.event.position):
+            traceparent = tracing.current_traceparent() or traceparent
         return FeedEntry(
             position=item.event.position,
             outbox_id=row["outbox_id"],
@@ -460,6 +468,7 @@ class Relay:
             payload_enc=self._pii.seal_bytes("feed.event", item.event.SerializeToString()),
             committed_at=row["committed_at"],
             relay_epoch=self.epoch,
+            traceparent=traceparent,
         )
 
     # --- Redis ---------------------------------------------------------------------------------------

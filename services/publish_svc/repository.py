@@ -86,6 +86,7 @@ class FeedEntry(NamedTuple):
     payload_enc: bytes
     committed_at: datetime
     relay_epoch: int  # the lease epoch of the leader that wrote it
+    traceparent: str | None  # the relay span's trace context, which the feed delivery continues
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +219,9 @@ async def insert_feed_events(conn: asyncpg.Connection, rows: list[FeedEntry]) ->
     if rows:
         await conn.execute(
             """INSERT INTO feed_events (position, outbox_id, kind, person_id, result_id, certificate_id,
-                                        revoked_certificate_id, payload_enc, committed_at, relay_epoch)
+                                        revoked_certificate_id, payload_enc, committed_at, relay_epoch, traceparent)
                SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[],
-                                    $7::uuid[], $8::bytea[], $9::timestamptz[], $10::int8[])""",
+                                    $7::uuid[], $8::bytea[], $9::timestamptz[], $10::int8[], $11::text[])""",
             *zip(*rows),  # one array per field, in FeedEntry's field order
         )
 
@@ -257,9 +258,11 @@ async def mark_cached(conn: asyncpg.Connection, entries: list[tuple[uuid.UUID, i
 
 
 async def feed_page(pool: Executor, from_position: int, limit: int) -> list[asyncpg.Record]:
-    """Rows of (position, person_id, payload_enc) from `from_position` on; a gap means not yet visible."""
+    """Rows of (position, person_id, payload_enc, traceparent) from `from_position` on; a gap means not yet
+    visible."""
     return await pool.fetch(
-        "SELECT position, person_id, payload_enc FROM feed_events WHERE position >= $1 ORDER BY position LIMIT $2",
+        "SELECT position, person_id, payload_enc, traceparent FROM feed_events WHERE position >= $1"
+        " ORDER BY position LIMIT $2",
         from_position,
         limit,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from services.common import tracing
 from services.result_svc.repository import OutboxEvent
 from services.result_svc.validation import Submission
 
@@ -42,7 +43,7 @@ RETESTABLE = ("RETEST_REQUIRED", "RESAMPLE_REQUIRED", "WITHDRAWN")
 
 def registration_event(sample_id: uuid.UUID) -> OutboxEvent:
     """The outbox event of a newly registered sample: "result pending" in the feed, no result yet."""
-    return OutboxEvent("SAMPLE_REGISTERED", None, sample_id, {"sample_id": str(sample_id)})
+    return OutboxEvent("SAMPLE_REGISTERED", None, sample_id, {"sample_id": str(sample_id), **_trace()})
 
 
 def result_event(
@@ -50,8 +51,14 @@ def result_event(
 ) -> OutboxEvent:
     """The outbox event of one result change. `codes` (outcome, state, previous_result_id, ...) follow the
     ids in the payload; like the ids they are codes, never personal data."""
-    payload = {"result_id": str(result_id), "sample_id": str(sample_id), "version": version, **codes}
+    payload = {"result_id": str(result_id), "sample_id": str(sample_id), "version": version, **codes, **_trace()}
     return OutboxEvent(kind, result_id, sample_id, payload)
+
+
+def _trace() -> dict[str, str]:
+    """The intake call's trace, for the relay and the feed to continue (services.common.tracing)."""
+    traceparent = tracing.current_traceparent()
+    return {tracing.TRACEPARENT: traceparent} if traceparent else {}
 
 
 def same_result(submission: Submission, row: Any) -> bool:
