@@ -23,8 +23,9 @@ import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from google.rpc import code_pb2
+from opentelemetry.trace import SpanKind
 
-from services.common import i18n
+from services.common import i18n, tracing
 from services.common.errors import DomainError, Internal, Unauthenticated
 from services.common.logs import exception_outline
 from services.common.metrics import LoopCounter, LoopHistogram, serve_metrics
@@ -154,6 +155,9 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     language = request.headers.get("accept-language", "")
     if language and _printable_ascii(language) and len(language) <= 512:
         metadata.append(("accept-language", language))
+    traceparent = tracing.current_traceparent()  # this request's span, when tracing is on
+    if traceparent:
+        metadata.append((tracing.TRACEPARENT, traceparent))
     return tuple(metadata)
 
 
@@ -167,6 +171,11 @@ def route_handler(route: Route, channel: grpc.aio.Channel, state: GatewayState):
 
     async def handle(request: web.Request) -> web.Response:
         request[ROUTE] = route.template
+        parent = request.headers.get(tracing.TRACEPARENT)
+        with tracing.span(f"{route.http_method} {route.template}", parent=parent, kind=SpanKind.SERVER):
+            return await forward(request)
+
+    async def forward(request: web.Request) -> web.Response:
         metadata = _metadata(request)
         # The body is read as JSON whatever its Content-Type says: `curl -d` sends form-urlencoded, and
         # a cross-site form cannot forge the Authorization header anyway.
