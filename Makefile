@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check proto-descriptor lint test run stop clean bench-intake bench-feed bench-verify bench-bundle
+.PHONY: help install proto proto-check proto-descriptor lint test run stop clean bench-intake bench-feed bench-verify bench-bundle bench-statistics
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-feed   certificates signed and delivered per second, commit-to-consumer lag"
 	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server, and through the HTTP/JSON gateway (needs libnghttp2-dev)"
 	@echo "make bench-bundle checkpoint bundle with 100,000 revoked: size, build time, delta, device verify/apply"
+	@echo "make bench-statistics StatisticsService over gRPC at 10 million generated results (summary build, each RPC)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,9 @@ bench-feed: install
 
 bench-bundle: install
 	$(BIN)/python bench/bundle.py
+
+bench-statistics: install
+	$(BIN)/python bench/statistics.py
 
 bench-verify: install
 	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from services.admin import documents, reads, rotation
 from services.common import migrate
-from services.common.auth import PrincipalKind, Role
+from services.common.auth import Principal, PrincipalKind, Role
 from services.common.config import parse_keyring, parse_secret_bytes
 from services.common.db import CONNECTION_ERRORS, connect
 from services.common.errors import DomainError, FailedPrecondition, InvalidArgument
@@ -33,10 +33,16 @@ from services.common.pii import PiiCipher
 from services.hcert.document import PAPER_SIZES
 from services.registry import principals, province_rules, signing_keys, trusted_certificates, value_sets
 from services.registry.key_sealing import SigningKeySealer, new_kek, parse_kek_public
+from services.statistics import export, figures, summary
+from services.statistics import repository as statistics_repository
 
 T = TypeVar("T")
 Command = Callable[[str, argparse.Namespace], Awaitable[object]]  # (database URL, parsed arguments) -> JSON
 Areas: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # the parser's top-level commands
+
+
+class Text(str):
+    """A command's answer printed as it is (a CSV export written to stdout), not as JSON."""
 
 
 class JsonLines(list):
@@ -44,6 +50,9 @@ class JsonLines(list):
 
 
 def _emit(obj: object) -> None:
+    if isinstance(obj, Text):
+        sys.stdout.write(obj)
+        return
     if isinstance(obj, JsonLines):
         for item in obj:
             print(json.dumps(item, default=str, ensure_ascii=False))
@@ -366,6 +375,35 @@ async def _certificate(dsn: str, args: argparse.Namespace) -> object:
     }
 
 
+async def _statistics(dsn: str, args: argparse.Namespace) -> object:
+    """export: one kind of the health department's figures for a province as CSV, suppressed cells "<5";
+    refresh: bring the daily summary up to date now (--rebuild: every day from the record)."""
+    if args.action == "refresh":
+
+        async def refreshed(conn: asyncpg.Connection) -> object:
+            if args.rebuild:
+                await statistics_repository.reset_progress(conn)
+            days = await summary.refresh(conn)
+            return {"days": "all" if days == -1 else days, "skipped": days is None}
+
+        return await _with_tx(dsn, refreshed)
+    period = None
+    if args.kind != "backlog" or args.date_from or args.date_to:
+        period = figures.period(args.date_from or "", args.date_to or "", fields=("--from", "--to"))
+    province = figures.province(_OPERATOR_CLI, args.province)
+    table = await _with_tx(dsn, lambda conn: export.rows(conn, args.kind, province, period))
+    text = export.to_csv(args.kind, table)
+    if args.out is None:
+        return Text(text)
+    with open(args.out, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return {"kind": args.kind, "province": province, "rows": len(table), "out": args.out}
+
+
+# The CLI acts as an operator: it names the province of an export.
+_OPERATOR_CLI = Principal(credential_id="", kind=PrincipalKind.OPERATOR, id="cli", role=Role.OPERATOR)
+
+
 def _rotation_keyring() -> PiiCipher:
     """Every personal-data key, the current (first) one sealing: PII_KEYS and PII_PEPPER as for the services."""
     problems: list[str] = []
@@ -458,6 +496,7 @@ _COMMANDS: dict[str, Command] = {
     "reads": _reads,
     "pii-keys": _pii_keys,
     "certificate": _certificate,
+    "statistics": _statistics,
 }
 
 
@@ -481,12 +520,15 @@ def parser() -> argparse.ArgumentParser:
     _add_reads_command(areas)
     _add_pii_keys_commands(areas)
     _add_certificate_commands(areas)
+    _add_statistics_commands(areas)
     return p
 
 
 def _add_principal_commands(areas: Areas) -> None:
     actions = {
-        "org": areas.add_parser("org", help="sampling units and labs").add_subparsers(dest="action", required=True),
+        "org": areas.add_parser("org", help="sampling units, labs, health departments").add_subparsers(
+            dest="action", required=True
+        ),
         "partner": areas.add_parser("partner", help="feed partners").add_subparsers(dest="action", required=True),
         "device": areas.add_parser("device", help="checkpoint devices").add_subparsers(dest="action", required=True),
         "operator": areas.add_parser(
@@ -681,6 +723,20 @@ def _add_certificate_commands(areas: Areas) -> None:
     c.add_argument("--size", type=str.upper, choices=PAPER_SIZES, default="A4", help="paper size (default A4)")
     c.add_argument("--out", required=True, help="the PDF file to write (replaced if it exists; mode 0600)")
     c.add_argument("--operator", required=True, help="your operator user name, recorded in the read audit")
+
+
+def _add_statistics_commands(areas: Areas) -> None:
+    stats = areas.add_parser("statistics", help="the health department's statistics").add_subparsers(
+        dest="action", required=True
+    )
+    c = stats.add_parser("export", help="one kind of figures for a province as CSV (counts 1-4 as <5)")
+    c.add_argument("--province", required=True, help="2-digit province code")
+    c.add_argument("--kind", required=True, choices=figures.KINDS)
+    c.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD (Vietnam time); not for backlog")
+    c.add_argument("--to", dest="date_to", help="last day, inclusive (at most 366 days); not for backlog")
+    c.add_argument("--out", help="the CSV file to write (replaced if it exists); default: stdout")
+    c = stats.add_parser("refresh", help="bring the daily summary up to date now (result_svc does it every 30 s)")
+    c.add_argument("--rebuild", action="store_true", help="recompute every day from the record")
 
 
 def main(argv: list[str] | None = None) -> int:

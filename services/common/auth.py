@@ -54,6 +54,7 @@ class Role(str, Enum):
     PARTNER = "PARTNER"
     CHECKPOINT = "CHECKPOINT"
     OPERATOR = "OPERATOR"
+    HEALTH_AUTHORITY = "HEALTH_AUTHORITY"
 
 
 class PrincipalKind(str, Enum):
@@ -65,7 +66,7 @@ class PrincipalKind(str, Enum):
 
 # Which principal may hold which role: the same rule the credentials table enforces.
 ROLES_OF_KIND = {
-    PrincipalKind.ORGANISATION: (Role.SAMPLER, Role.LAB),
+    PrincipalKind.ORGANISATION: (Role.SAMPLER, Role.LAB, Role.HEALTH_AUTHORITY),
     PrincipalKind.PARTNER: (Role.PARTNER,),
     PrincipalKind.CHECKPOINT_DEVICE: (Role.CHECKPOINT,),
     PrincipalKind.OPERATOR: (Role.OPERATOR,),

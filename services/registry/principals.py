@@ -34,9 +34,14 @@ from services.registry.repository import principals as repo
 
 PROVINCE = re.compile(r"^[0-9]{2}$")
 OPERATOR_NAME = re.compile(r"^[a-z0-9._-]{1,64}$")
-ORG_KINDS = ("SAMPLING_UNIT", "LAB")
-# Which organisation kind may hold which role: a lab may also take samples (hospital labs do).
-ORG_KIND_ROLES = {"SAMPLING_UNIT": (Role.SAMPLER,), "LAB": (Role.SAMPLER, Role.LAB)}
+ORG_KINDS = ("SAMPLING_UNIT", "LAB", "HEALTH_DEPARTMENT")
+# Which organisation kind may hold which role: a lab may also take samples (hospital labs do); a provincial
+# health department reads its province's statistics and nothing else.
+ORG_KIND_ROLES = {
+    "SAMPLING_UNIT": (Role.SAMPLER,),
+    "LAB": (Role.SAMPLER, Role.LAB),
+    "HEALTH_DEPARTMENT": (Role.HEALTH_AUTHORITY,),
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ async def create_organisation(
 ) -> str:
     violations = _check_name(name) + _check_province(province_code)
     if kind not in ORG_KINDS:
-        violations.append(FieldViolation("kind", "SAMPLING_UNIT or LAB"))
+        violations.append(FieldViolation("kind", "SAMPLING_UNIT, LAB or HEALTH_DEPARTMENT"))
     if violations:
         raise InvalidArgument("invalid organisation", violations)
     org_id = await _insert_named(

@@ -24,7 +24,7 @@ RESULT_REFUSED = [
     "SELECT * FROM relay_lease",
     "SELECT * FROM outbox",
     "SELECT * FROM audit_log",
-    "SELECT * FROM verification_counts",
+    "INSERT INTO verification_counts (hour) VALUES (now())",
     "SELECT * FROM schema_migrations",
     "UPDATE certificates SET status = 'VALID'",
     "INSERT INTO feed_events (position) VALUES (1)",
@@ -61,6 +61,10 @@ RESULT_ALLOWED = [
     "SELECT * FROM trusted_certificates LIMIT 1",
     "DELETE FROM idempotency_keys WHERE created_at < '-infinity'",
     "SELECT name, version, value_set_date, set_values, content_sha256 FROM value_sets LIMIT 1",
+    # StatisticsService (migrations/0016): the verdict counts, and the daily summary it maintains.
+    "SELECT * FROM verification_counts LIMIT 1",
+    "DELETE FROM statistics_daily WHERE day < '2000-01-01'",
+    "UPDATE statistics_progress SET refreshed_at = refreshed_at",
 ]
 
 # publish_svc: reads the record to publish it and signs with the active key, but changes none of it.

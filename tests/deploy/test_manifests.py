@@ -898,12 +898,13 @@ def _postgres(m: Manifests) -> Endpoint:
     return _behind_service(m, "postgres")
 
 
-CALLERS = ("checkpoint", "partner", "lab", "sampling-unit", "operator", "prometheus", None)
+CALLERS = ("checkpoint", "partner", "lab", "sampling-unit", "health-authority", "operator", "prometheus", None)
 INTENDED_INGRESS = {
     ("checkpoint", "verify-svc", 50051),
     ("partner", "publish-svc", 50051),
     ("lab", "result-svc", 50051),
     ("sampling-unit", "result-svc", 50051),
+    ("health-authority", "result-svc", 50051),
     ("operator", "result-svc", 50051),
     ("prometheus", "result-svc", 9100),
     ("prometheus", "publish-svc", 9100),

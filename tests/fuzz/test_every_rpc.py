@@ -32,13 +32,20 @@ from hypothesis import strategies as st
 from services.gen.covidtest.admin.v1 import admin_service_pb2
 from services.gen.covidtest.publish.v1 import publish_service_pb2
 from services.gen.covidtest.result.v1 import result_service_pb2
+from services.gen.covidtest.statistics.v1 import statistics_service_pb2
 from services.gen.covidtest.verify.v1 import verify_service_pb2
 from tests.fuzz.messages import BYTES, MessageStrategies, short
 
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 EXPECTED_SERVICES = {
     module.DESCRIPTOR.package + "." + name: len(service.methods)
-    for module in (result_service_pb2, admin_service_pb2, publish_service_pb2, verify_service_pb2)
+    for module in (
+        result_service_pb2,
+        admin_service_pb2,
+        publish_service_pb2,
+        verify_service_pb2,
+        statistics_service_pb2,
+    )
     for name, service in module.DESCRIPTOR.services_by_name.items()
 }
 SKIPPED_SERVICES = ("grpc.health.", "grpc.reflection.")

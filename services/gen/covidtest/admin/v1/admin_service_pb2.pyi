@@ -19,6 +19,7 @@ class OrganisationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORGANISATION_KIND_UNSPECIFIED: _ClassVar[OrganisationKind]
     ORGANISATION_KIND_SAMPLING_UNIT: _ClassVar[OrganisationKind]
     ORGANISATION_KIND_LAB: _ClassVar[OrganisationKind]
+    ORGANISATION_KIND_HEALTH_DEPARTMENT: _ClassVar[OrganisationKind]
 
 class PrincipalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -50,6 +51,7 @@ class SigningKeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ORGANISATION_KIND_UNSPECIFIED: OrganisationKind
 ORGANISATION_KIND_SAMPLING_UNIT: OrganisationKind
 ORGANISATION_KIND_LAB: OrganisationKind
+ORGANISATION_KIND_HEALTH_DEPARTMENT: OrganisationKind
 PRINCIPAL_KIND_UNSPECIFIED: PrincipalKind
 PRINCIPAL_KIND_ORGANISATION: PrincipalKind
 PRINCIPAL_KIND_PARTNER: PrincipalKind

@@ -168,7 +168,7 @@ class AdminServiceServicer(object):
     """
 
     def CreateOrganisation(self, request, context):
-        """Registers a sampling unit or a testing lab.
+        """Registers a sampling unit, a testing lab or a provincial health department.
 
         Role: OPERATOR. Errors: ALREADY_EXISTS (ORGANISATION_EXISTS).
         """

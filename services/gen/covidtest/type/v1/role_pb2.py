@@ -24,13 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ovidtest/type/v1/role.proto\x12\x11\x63ovidtest.type.v1*v\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_SAMPLER\x10\x01\x12\x0c\n\x08ROLE_LAB\x10\x02\x12\x10\n\x0cROLE_PARTNER\x10\x03\x12\x13\n\x0fROLE_CHECKPOINT\x10\x04\x12\x11\n\rROLE_OPERATOR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ovidtest/type/v1/role.proto\x12\x11\x63ovidtest.type.v1*\x91\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_SAMPLER\x10\x01\x12\x0c\n\x08ROLE_LAB\x10\x02\x12\x10\n\x0cROLE_PARTNER\x10\x03\x12\x13\n\x0fROLE_CHECKPOINT\x10\x04\x12\x11\n\rROLE_OPERATOR\x10\x05\x12\x19\n\x15ROLE_HEALTH_AUTHORITY\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.type.v1.role_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=51
-  _globals['_ROLE']._serialized_end=169
+  _globals['_ROLE']._serialized_start=52
+  _globals['_ROLE']._serialized_end=197
 # @@protoc_insertion_point(module_scope)

@@ -12,9 +12,11 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_PARTNER: _ClassVar[Role]
     ROLE_CHECKPOINT: _ClassVar[Role]
     ROLE_OPERATOR: _ClassVar[Role]
+    ROLE_HEALTH_AUTHORITY: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_SAMPLER: Role
 ROLE_LAB: Role
 ROLE_PARTNER: Role
 ROLE_CHECKPOINT: Role
 ROLE_OPERATOR: Role
+ROLE_HEALTH_AUTHORITY: Role

@@ -1,0 +1,1 @@
+"""Generated code. Never edit; rebuilt by make proto."""
