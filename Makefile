@@ -78,7 +78,7 @@ bench-bundle: install
 	$(BIN)/python bench/bundle.py
 
 bench-statistics: install
-	$(BIN)/python bench/statistics.py
+	$(BIN)/python bench/health_statistics.py
 
 bench-verify: install
 	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }
