@@ -11,16 +11,14 @@ Needs a C compiler and libnghttp2-dev (Debian: apt-get install -y libnghttp2-dev
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a script (`... build`)
 
-from bench.loadgen_run import run_generator  # noqa: E402
+from bench.loadgen_run import build_generator, run_generator  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parent / "loadgen" / "grpcload.c"
 BINARY = SOURCE.parent / "build" / "grpcload"
@@ -28,16 +26,9 @@ BINARY = SOURCE.parent / "build" / "grpcload"
 
 def build(force: bool = False) -> Path:
     """Compile grpcload if the binary is missing or older than its source; returns its path."""
-    if not force and BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY
     if not Path("/usr/include/nghttp2/nghttp2.h").exists():
         raise RuntimeError("grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev")
-    BINARY.parent.mkdir(parents=True, exist_ok=True)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise RuntimeError("grpcload needs a C compiler (cc)")
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(BINARY), str(SOURCE), "-lnghttp2"], check=True)
-    return BINARY
+    return build_generator(SOURCE, BINARY, ["-lnghttp2"], force)
 
 
 def frame(payload: bytes) -> bytes:

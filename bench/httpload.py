@@ -13,34 +13,21 @@ Needs only a C compiler (libc, no other library).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a script (`... build`)
 
-from bench.loadgen_run import run_generator  # noqa: E402
+from bench.loadgen_run import build_generator, run_generator  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parent / "loadgen" / "httpload.c"
 BINARY = SOURCE.parent / "build" / "httpload"
 
 
 def build(force: bool = False) -> Path:
-    """Compile httpload if the binary is missing or older than its source; returns its path."""
-    if not force and BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY
-    BINARY.parent.mkdir(parents=True, exist_ok=True)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise RuntimeError("httpload needs a C compiler (cc)")
-    # Compiled to a temporary name then renamed, so a concurrent run never sees a half-written binary.
-    partial = BINARY.with_name(f"{BINARY.name}.{os.getpid()}.tmp")
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(partial), str(SOURCE)], check=True)
-    partial.replace(BINARY)
-    return BINARY
+    """Compile httpload (libc only) if the binary is missing or older than its source; returns its path."""
+    return build_generator(SOURCE, BINARY, [], force)
 
 
 def write_bodies(path: Path, bodies: Iterable[bytes]) -> int:

@@ -437,6 +437,18 @@ async def test_one_scrape_target_serves_every_process_of_the_pod(database_url):
             if s.labels.get("method") == "Verify" and s.name == "covidtest_rpc_handled_total"
         ]
         assert sum(s.value for s in verified) == calls
+        # A frozen worker costs one scrape at most its timeout, and says so; the first process still answers.
+        [worker] = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(worker), signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            frozen = await asyncio.to_thread(_scrape, metrics_port)
+            assert time.monotonic() - started < 5
+        finally:
+            os.kill(int(worker), signal.SIGCONT)
+        up = {s.labels["process"]: s.value for s in frozen["covidtest_metrics_process_up"]}
+        assert up == {"0": 1.0, "1": 0.0}
+        assert {s.labels["process"] for s in frozen["process_resident_memory_bytes"]} == {"0"}
         addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
         for address in [a for a in addresses if ":" not in a][:1]:  # the worker's port: loopback only
             with pytest.raises(OSError):
