@@ -78,7 +78,7 @@ def page_size(pdf: bytes, directory: Path) -> tuple[float, float]:
 
 
 def read_qr_codes(image: Path) -> list:
-    return zxingcpp.read_barcodes(PIL.Image.open(image))
+    return zxingcpp.read_barcodes(PIL.Image.open(image), formats=zxingcpp.BarcodeFormat.QRCode)
 
 
 def vietnam_time(value: datetime) -> str:
