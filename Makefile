@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check proto-descriptor lint test run stop clean bench-intake bench-feed bench-verify bench-bundle bench-statistics
+.PHONY: help install proto proto-check proto-descriptor lint test run stop clean bench-intake bench-feed bench-verify bench-bundle bench-statistics bench-retention
 
 help:
 	@echo "make run          start Postgres+Redis (private, unless DATABASE_URL/REDIS_URL are set), migrate, start the services"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-verify Verify with a different QR per call (and repeat scans) vs an echo server, and through the HTTP/JSON gateway (needs libnghttp2-dev)"
 	@echo "make bench-bundle checkpoint bundle with 100,000 revoked: size, build time, delta, device verify/apply"
 	@echo "make bench-statistics StatisticsService over gRPC at 10 million generated results (summary build, each RPC)"
+	@echo "make bench-retention  the retention job's passes over 1 million generated persons (erase, redact, idle pass)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +80,9 @@ bench-bundle: install
 
 bench-statistics: install
 	$(BIN)/python bench/health_statistics.py
+
+bench-retention: install
+	$(BIN)/python bench/retention_job.py
 
 bench-verify: install
 	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }

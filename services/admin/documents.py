@@ -74,10 +74,16 @@ async def print_certificate(
             found = await repo.certificate_by_uvci(conn, certificate_id)
             if found is None:
                 raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
+            sealed = found.qr_enc
+            if sealed is None:  # nothing personal is read: no audit row
+                raise FailedPrecondition(
+                    "the certificate's personal data was erased under the retention policy; its status remains",
+                    reason="PERSONAL_DATA_ERASED",
+                )
             operator_id = await principals.ensure_operator(conn, operator)
             await repo.record_document_read(conn, operator_id, found.result_id, {"paper": paper})
         pdf = document.render(
-            pii.open("certificate.qr", found.qr_enc), status=found.status, paper=paper, printed_at=datetime.now(UTC)
+            pii.open("certificate.qr", sealed), status=found.status, paper=paper, printed_at=datetime.now(UTC)
         )
         with os.fdopen(handle, "wb") as f:
             handle = -1

@@ -92,7 +92,7 @@ async def reads_of_results(
 class CertificateRow:
     uvci: str
     status: str  # VALID or REVOKED
-    qr_enc: bytes  # the sealed HC1 text (PiiCipher purpose "certificate.qr")
+    qr_enc: bytes | None  # the sealed HC1 text (PiiCipher purpose "certificate.qr"); None once erased
     expires_at: datetime
     result_id: uuid.UUID
 
@@ -103,7 +103,8 @@ async def certificate_by_uvci(conn: asyncpg.Connection, uvci: str) -> Certificat
     )
     if row is None:
         return None
-    return CertificateRow(row["uvci"], row["status"], bytes(row["qr_enc"]), row["expires_at"], row["result_id"])
+    qr_enc = bytes(row["qr_enc"]) if row["qr_enc"] is not None else None
+    return CertificateRow(row["uvci"], row["status"], qr_enc, row["expires_at"], row["result_id"])
 
 
 async def record_document_read(

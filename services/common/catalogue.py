@@ -491,6 +491,10 @@ ERROR_REASONS: dict[str, Text] = {
         "en": "The certificate was not found.",
         "vi": "Không tìm thấy chứng nhận.",
     },
+    "PERSONAL_DATA_ERASED": {
+        "en": "This personal data was erased under the retention policy.",
+        "vi": "Dữ liệu cá nhân này đã được xóa theo chính sách lưu trữ dữ liệu.",
+    },
     "PARTNER_NOT_FOUND": {
         "en": "The partner was not found.",
         "vi": "Không tìm thấy đối tác.",

@@ -320,3 +320,54 @@ class PersonalDataConfig(ServiceConfig):
         secret=True,
         doc="HMAC-SHA-256 pepper (base64, >= 32 bytes) for lookups",
     )
+    # Retention (docs/retention.md): each service erases and deletes what it owns by these periods.
+    retention_enabled: bool = setting(
+        "RETENTION_ENABLED",
+        parse_bool,
+        default=True,
+        doc="run the retention job (erase personal data, redact feed payloads, delete old audit rows) in "
+        "the background",
+    )
+    retention_personal_data_days: int = setting(
+        "RETENTION_PERSONAL_DATA_DAYS",
+        positive_int,
+        default=180,
+        doc="a person's personal data is erased this many days after their last registration or result; "
+        "a certificate's QR text this many days after issue",
+    )
+    retention_feed_payload_days: int = setting(
+        "RETENTION_FEED_PAYLOAD_DAYS",
+        positive_int,
+        default=30,
+        doc="feed events lose their person and QR text (redacted, kept at their position) this many days "
+        "after relaying; at most RETENTION_PERSONAL_DATA_DAYS",
+    )
+    retention_audit_days: int = setting(
+        "RETENTION_AUDIT_DAYS",
+        positive_int,
+        default=1825,
+        doc="audit rows (audit_log, personal_data_reads) are deleted this many days after they were written; "
+        "at least RETENTION_PERSONAL_DATA_DAYS",
+    )
+    retention_interval_seconds: float = setting(
+        "RETENTION_INTERVAL_SECONDS",
+        positive_float,
+        default=3600.0,
+        doc="how often the retention job looks for what is due",
+    )
+    retention_batch_size: int = setting(
+        "RETENTION_BATCH_SIZE",
+        positive_int,
+        default=500,
+        doc="rows the retention job changes per transaction (short transactions, locks skipped, never waited for)",
+    )
+
+    def validate(self) -> list[str]:
+        problems = super().validate()
+        if self.retention_feed_payload_days > self.retention_personal_data_days:
+            problems.append("RETENTION_FEED_PAYLOAD_DAYS must not exceed RETENTION_PERSONAL_DATA_DAYS")
+        if self.retention_audit_days < self.retention_personal_data_days:
+            problems.append(
+                "RETENTION_AUDIT_DAYS must be at least RETENTION_PERSONAL_DATA_DAYS (who read data outlives the data)"
+            )
+        return problems

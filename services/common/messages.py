@@ -14,6 +14,14 @@ from services.gen.covidtest.type.v1 import person_pb2, testing_pb2
 
 
 def person_message(pii: PiiCipher, row) -> person_pb2.Person:
+    """The person of a row; for a person erased under the retention policy (every sealed column NULL, as
+    the table's check requires), only the area codes and the flag saying so."""
+    if row["full_name_enc"] is None:
+        return person_pb2.Person(
+            province_code=row["person_province_code"],
+            district_code=row["person_district_code"],
+            personal_data_erased=True,
+        )
     open_ = pii.open
     person = person_pb2.Person(
         full_name=open_("person.full_name", row["full_name_enc"]),

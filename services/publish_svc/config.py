@@ -100,3 +100,12 @@ class PublishConfig(PersonalDataConfig):
         doc="signing-key KEKs (base64 X25519 private keys, comma-separated, current first): open the "
         "signing keys' private halves; only publish_svc holds them",
     )
+
+    def validate(self) -> list[str]:
+        problems = super().validate()
+        if self.retention_personal_data_days * 24 <= self.certificate_validity_hours:
+            problems.append(
+                "RETENTION_PERSONAL_DATA_DAYS must outlast CERTIFICATE_VALIDITY_HOURS: a QR text is never erased "
+                "before its certificate expires"
+            )
+        return problems

@@ -114,8 +114,17 @@ class _Batch:
 
 
 def _issues_certificate(row: asyncpg.Record) -> bool:
-    """A released result gets a certificate, and so does an amendment that is itself released."""
-    return row["kind"] == "RELEASED" or (row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED")
+    """A released result gets a certificate, and so does an amendment that is itself released; but not
+    when the retention policy has erased the person (a certificate names its holder: a result recorded
+    that late is published without one)."""
+    releases = row["kind"] == "RELEASED" or (row["kind"] == "AMENDED" and row["payload"]["state"] == "RELEASED")
+    if releases and row["full_name_enc"] is None:
+        log.warning(
+            "certificate not issued: the person's personal data was erased under the retention policy",
+            extra={"fields": {"result_id": str(row["result_id"])}},
+        )
+        return False
+    return releases
 
 
 def _results_touched(rows: list[asyncpg.Record]) -> list[uuid.UUID]:

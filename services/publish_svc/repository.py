@@ -120,7 +120,7 @@ class FeedStatus:
 class StoredCertificate:
     uvci: str
     status: str
-    qr_enc: bytes
+    qr_enc: bytes | None  # None: erased under the retention policy (docs/retention.md)
     expires_at: datetime
 
 

@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import grpc
@@ -18,7 +18,14 @@ from google.protobuf.duration_pb2 import Duration
 
 from services.common.auth import Principal, Role, current_caller
 from services.common.db import in_tx
-from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from services.common.fields import check_date_of_birth, check_text, normalise_phone, utcnow
 from services.common.idempotency import run_idempotent
 from services.common.identity import identity_hash
@@ -26,6 +33,7 @@ from services.common.messages import pending_sample_message, person_message, res
 from services.common.pii import PiiCipher
 from services.common.protoconv import timestamp
 from services.common.ratelimit import RateLimiter
+from services.common.retention import RetentionJob, RetentionPolicy
 from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.publish.v1 import publish_service_pb2 as pb
@@ -33,6 +41,7 @@ from services.gen.covidtest.publish.v1 import publish_service_pb2_grpc
 from services.gen.covidtest.type.v1 import certificate_pb2, person_pb2
 from services.hcert import document, qr
 from services.publish_svc import repository as repo
+from services.publish_svc import retention
 from services.publish_svc.bundle_builder import BundleBuilder
 from services.publish_svc.config import PublishConfig
 from services.publish_svc.feed import Feed, FeedSignal
@@ -65,6 +74,13 @@ def _duration(seconds: float) -> Duration:
     out = Duration()
     out.FromMilliseconds(max(0, int(seconds * 1000)))
     return out
+
+
+class CertificateText(NamedTuple):
+    """A certificate to render and its opened QR text (personal data: never logged)."""
+
+    certificate: repo.StoredCertificate
+    qr: str
 
 
 class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
@@ -192,7 +208,7 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
             item.certificate.CopyFrom(
                 certificate_pb2.Certificate(
                     certificate_id=row["uvci"],
-                    qr=self._pii.open("certificate.qr", row["qr_enc"]),
+                    qr=self._pii.open("certificate.qr", row["qr_enc"]) if row["qr_enc"] is not None else "",
                     status=STATUS[row["certificate_status"]],
                     issued_at=timestamp(row["issued_at"]),
                     expires_at=timestamp(row["certificate_expires_at"]),
@@ -210,29 +226,37 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         certificate_id: str,
         purpose: repo.ReadPurpose,
         detail: dict[str, object],
-    ) -> repo.StoredCertificate:
-        """The certificate to render, read with its audit row in one transaction: nothing is rendered
-        unless both committed. NOT_FOUND for an unknown id (no read of anyone's data, no audit row)."""
+    ) -> CertificateText:
+        """The certificate to render, with its QR text, read with its audit row in one transaction: nothing is rendered
+        unless both committed. NOT_FOUND for an unknown id, FAILED_PRECONDITION for one whose QR text the
+        retention policy erased (neither reads anyone's data, so neither leaves an audit row)."""
 
-        async def read_and_audit(conn: asyncpg.Connection) -> repo.StoredCertificate | None:
+        async def read_and_audit(conn: asyncpg.Connection) -> CertificateText | None:
             found = await repo.certificate_for_render(conn, certificate_id)
-            if found is not None:
-                await repo.record_read(
-                    conn,
-                    repo.PersonalDataRead(
-                        principal_kind=caller.kind.value,
-                        principal_id=partner.id,
-                        purpose=purpose,
-                        result_ids=[found.result_id],
-                        detail=detail,
-                    ),
+            if found is None:
+                return None
+            sealed = found.certificate.qr_enc
+            if sealed is None:
+                raise FailedPrecondition(
+                    "the certificate's personal data was erased under the retention policy; its status remains",
+                    reason="PERSONAL_DATA_ERASED",
                 )
-            return found.certificate if found is not None else None
+            await repo.record_read(
+                conn,
+                repo.PersonalDataRead(
+                    principal_kind=caller.kind.value,
+                    principal_id=partner.id,
+                    purpose=purpose,
+                    result_ids=[found.result_id],
+                    detail=detail,
+                ),
+            )
+            return CertificateText(found.certificate, self._pii.open("certificate.qr", sealed))
 
-        certificate = await in_tx(self._pool, read_and_audit)
-        if certificate is None:
+        read = await in_tx(self._pool, read_and_audit)
+        if read is None:
             raise NotFound("no certificate with this id", reason="CERTIFICATE_NOT_FOUND")
-        return certificate
+        return read
 
     async def GetCertificateQr(
         self, request: pb.GetCertificateQrRequest, context: grpc.aio.ServicerContext
@@ -242,10 +266,9 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
         _check_qr_request(request)
         fmt, content_type = QR_FORMATS[request.format]
 
-        certificate = await self._certificate_read(
-            caller, partner, request.certificate_id, "QR_RENDER", {"format": fmt}
-        )
-        image = qr.render(self._pii.open("certificate.qr", certificate.qr_enc), fmt, request.scale or 4)
+        read = await self._certificate_read(caller, partner, request.certificate_id, "QR_RENDER", {"format": fmt})
+        certificate = read.certificate
+        image = qr.render(read.qr, fmt, request.scale or 4)
         return pb.GetCertificateQrResponse(
             image=image,
             content_type=content_type,
@@ -267,12 +290,12 @@ class PublishServicer(publish_service_pb2_grpc.PublishServiceServicer):
                 f"printable certificates are not available on this server: {exc}", reason="SERVER_UNAVAILABLE"
             ) from None
 
-        certificate = await self._certificate_read(
+        read = await self._certificate_read(
             caller, partner, request.certificate_id, "DOCUMENT_RENDER", {"paper": paper}
         )
-        text = self._pii.open("certificate.qr", certificate.qr_enc)
+        certificate = read.certificate
         async with self._renders:  # CPU-bound (fonts, layout, compression): off the event loop
-            pdf = await asyncio.to_thread(document.render, text, status=certificate.status, paper=paper)
+            pdf = await asyncio.to_thread(document.render, read.qr, status=certificate.status, paper=paper)
         return pb.GetCertificateDocumentResponse(
             document=pdf,
             content_type=document.CONTENT_TYPE,
@@ -374,6 +397,11 @@ def build(deps: Deps[PublishConfig]) -> list[GrpcService]:
             deltas_kept=config.bundle_deltas_kept,
         )
         deps.background(builder.run(), builder.stop)
+    if config.retention_enabled:
+        job = RetentionJob(
+            deps.pool, retention.steps(deps.pii), RetentionPolicy.from_config(config), config.retention_interval_seconds
+        )
+        deps.background(job.run(), job.stop)
     servicer = PublishServicer(deps, config, feed)
     return [
         GrpcService(

@@ -133,7 +133,7 @@ class Registrar:
         violations: list[FieldViolation] = []
         row = known.existing.get(reg.barcode)
         if row is not None:
-            if bytes(row["registration_hash"]) == reg_hash:
+            if _same_hash(row["registration_hash"], reg_hash):
                 _already_registered(call.answers[i], row["id"])
                 return
             violations.append(_barcode_conflict(path))
@@ -250,6 +250,12 @@ async def _look_up(conn: asyncpg.Connection, call: _Call) -> _Known:
 # --- judge -----------------------------------------------------------------------------------------------
 
 
+def _same_hash(stored: bytes | None, computed: bytes) -> bool:
+    """Whether a stored keyed hash is this one. An erased registration (retention) has none: a barcode it
+    used matches no new registration, which is then a conflict, never a replay."""
+    return stored is not None and bytes(stored) == computed
+
+
 def _check_retest(original: Any, key: bytes, path: str, violations: list[FieldViolation]) -> uuid.UUID | None:
     """The id of the sample retested (the caller's, retestable, same person), or None with the reason."""
     field = f"{path}.retest_of_sample_barcode"
@@ -261,6 +267,14 @@ def _check_retest(original: Any, key: bytes, path: str, violations: list[FieldVi
                 field,
                 "RETEST_OF_STATE_INVALID",
                 "the sample must be RETEST_REQUIRED, RESAMPLE_REQUIRED or WITHDRAWN",
+            )
+        )
+    elif original["person_key_hash"] is None:
+        violations.append(
+            violation(
+                field,
+                "RETEST_PERSON_MISMATCH",
+                "the original sample's personal data was erased under the retention policy: register a new sample",
             )
         )
     elif bytes(original["person_key_hash"]) != key:
@@ -303,7 +317,7 @@ async def _settle_races(conn: asyncpg.Connection, call: _Call, inserted: set[uui
     now_existing = _by_barcode(await repo.samples_of_org_by_barcode(conn, call.org_id, [a.reg.barcode for a in raced]))
     for a in raced:
         row = now_existing[a.reg.barcode]
-        if bytes(row["registration_hash"]) == a.registration_hash:
+        if _same_hash(row["registration_hash"], a.registration_hash):
             _already_registered(call.answers[a.index], row["id"])
         else:
             call.problems[a.index] = [_barcode_conflict(f"samples[{a.index}]")]

@@ -21,10 +21,12 @@ from services.common.db import in_tx
 from services.common.idempotency import IdempotentRequest, Pruner, run_idempotent
 from services.common.messages import result_message
 from services.common.paging import decode_token, encode_token, page_size
+from services.common.retention import RetentionJob, RetentionPolicy
 from services.common.runtime import Deps
 from services.common.server import GrpcService
 from services.gen.covidtest.result.v1 import result_service_pb2 as pb
 from services.gen.covidtest.result.v1 import result_service_pb2_grpc
+from services.result_svc import retention
 from services.result_svc.config import ResultConfig
 from services.result_svc.intake import Intake
 from services.result_svc.queries import result_filters
@@ -112,6 +114,10 @@ def build(deps: Deps[ResultConfig]) -> list[GrpcService]:
     servicer = ResultServicer(deps, value_sets)
     pruner = Pruner(deps.pool, timedelta(hours=deps.config.idempotency_retention_hours))
     deps.background(pruner.run(), pruner.stop)
+    if deps.config.retention_enabled:
+        policy = RetentionPolicy.from_config(deps.config)
+        job = RetentionJob(deps.pool, retention.STEPS, policy, deps.config.retention_interval_seconds)
+        deps.background(job.run(), job.stop)
     return [
         GrpcService(
             "covidtest.result.v1.ResultService",

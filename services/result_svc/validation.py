@@ -234,6 +234,8 @@ def check_person(
     elif not has_identity:
         _v(violations, f"{path}.identity", "FIELD_REQUIRED", "an identity document or a phone number is required")
     full_name, family, given = _check_names(person, path, violations)
+    if person.personal_data_erased:  # output only: the platform sets it on a person it has erased
+        _v(violations, f"{path}.personal_data_erased", "FIELD_NOT_ALLOWED", "output only; leave it false")
     dob = check_date_of_birth(person.date_of_birth, f"{path}.date_of_birth", violations, today)
     if not PROVINCE.match(person.province_code):
         _v(

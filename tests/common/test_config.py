@@ -75,3 +75,27 @@ def test_env_names_lists_every_variable():
     names = env_names(PersonalDataConfig)
     assert {"DATABASE_URL", "REDIS_URL", "PII_KEYS", "PII_PEPPER", "GRPC_PORT", "METRICS_PORT"} <= set(names)
     assert len(names) == len(set(names))
+
+
+def test_retention_periods_must_nest():
+    """Feed payloads go before the personal data, the audit of who read data outlives it, and a QR text is
+    never erased before its certificate expires."""
+    from services.publish_svc.config import PublishConfig
+    from tests.conftest import fresh_secrets
+
+    defaults = load(PersonalDataConfig, GOOD)
+    assert (defaults.retention_personal_data_days, defaults.retention_feed_payload_days) == (180, 30)
+    assert defaults.retention_audit_days == 1825 and defaults.retention_enabled
+    for bad, problem in (
+        ({"RETENTION_FEED_PAYLOAD_DAYS": "181"}, "RETENTION_FEED_PAYLOAD_DAYS must not exceed"),
+        ({"RETENTION_AUDIT_DAYS": "179"}, "RETENTION_AUDIT_DAYS must be at least"),
+        ({"RETENTION_PERSONAL_DATA_DAYS": "0"}, "RETENTION_PERSONAL_DATA_DAYS: must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load(PersonalDataConfig, {**GOOD, **bad})
+        assert problem in str(err.value)
+    publish = {**GOOD, **fresh_secrets(), "RETENTION_PERSONAL_DATA_DAYS": "3", "RETENTION_FEED_PAYLOAD_DAYS": "3"}
+    with pytest.raises(ConfigError) as err:
+        load(PublishConfig, {**publish, "CERTIFICATE_VALIDITY_HOURS": "72"})
+    assert "must outlast CERTIFICATE_VALIDITY_HOURS" in str(err.value)
+    assert load(PublishConfig, {**publish, "CERTIFICATE_VALIDITY_HOURS": "71"}).retention_personal_data_days == 3

@@ -31,11 +31,11 @@ RESULT_REFUSED = [
     "UPDATE outbox SET relayed_at = now()",
     "UPDATE relay_lease SET epoch = epoch + 1",
     "UPDATE partner_cursors SET acked_position = 0",
-    "DELETE FROM audit_log",
+    "SELECT * FROM audit_log",  # retention reads only ids and times
     "UPDATE audit_log SET action = ''",
     "DELETE FROM results",
     "DELETE FROM persons",
-    "UPDATE persons SET person_key_hash = '\\x00'",
+    "UPDATE persons SET created_at = now()",
     "UPDATE results SET outcome = 'NEGATIVE'",
     "UPDATE signing_keys SET certificate_der = '\\x00'",
     "DELETE FROM signing_keys",
@@ -65,6 +65,13 @@ RESULT_ALLOWED = [
     "SELECT * FROM verification_counts LIMIT 1",
     "DELETE FROM statistics_daily WHERE day < '2000-01-01'",
     "UPDATE statistics_progress SET refreshed_at = refreshed_at",
+    # Retention (migrations/0017): erasing persons and their samples' hashes, deleting old audit rows.
+    "UPDATE persons SET person_key_hash = NULL, identity_hash = NULL, phone_hash = NULL, dob_hash = NULL, "
+    "identity_enc = NULL, full_name_enc = NULL, family_name_enc = NULL, given_name_enc = NULL, "
+    "date_of_birth_enc = NULL, phone_enc = NULL, erased_at = now() WHERE erased_at IS NULL AND false",
+    "UPDATE samples SET registration_hash = NULL, lookup_identity_hash = NULL, lookup_phone_hash = NULL, "
+    "lookup_dob_hash = NULL WHERE false",
+    "DELETE FROM audit_log WHERE at < '-infinity'",
 ]
 
 # publish_svc: reads the record to publish it and signs with the active key, but changes none of it.
@@ -94,12 +101,14 @@ PUBLISH_REFUSED = [
     "UPDATE province_rules SET disabled = true",
     "INSERT INTO outbox (kind) VALUES ('x')",
     "DELETE FROM outbox",
-    "UPDATE feed_events SET payload_enc = '\\x00'",
+    "UPDATE feed_events SET person_id = NULL",
+    "UPDATE feed_events SET kind = ''",
+    "SELECT erased_at FROM persons",  # an erased person shows as NULL sealed columns, which it reads
     "DELETE FROM feed_events",
     "DELETE FROM certificates",
-    "UPDATE certificates SET qr_enc = '\\x00'",
+    "UPDATE certificates SET uvci = ''",
     "SELECT * FROM personal_data_reads",
-    "DELETE FROM personal_data_reads",
+    "UPDATE personal_data_reads SET purpose = 'x'",
     "SELECT * FROM audit_log",
     "INSERT INTO audit_log (action) VALUES ('x')",
     "DELETE FROM idempotency_keys",
@@ -120,6 +129,10 @@ PUBLISH_ALLOWED = [
     "SELECT payload_enc FROM feed_events LIMIT 1",
     "SELECT * FROM relay_lease",
     "SELECT * FROM partner_cursors LIMIT 1",
+    # Retention (migrations/0017): QR texts erased, feed payloads redacted, old read-audit rows deleted.
+    "UPDATE certificates SET qr_enc = NULL WHERE issued_at < '-infinity'",
+    "UPDATE feed_events SET payload_enc = payload_enc, redacted_at = now() WHERE relayed_at < '-infinity'",
+    "DELETE FROM personal_data_reads WHERE at < '-infinity'",
 ]
 
 

@@ -144,6 +144,7 @@ def test_there_are_alerts_and_only_alerts():
         "TrustListStale",
         "CheckpointBundleStale",
         "GatewayErrors",
+        "RetentionJobStalled",
     } <= names
 
 

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ovidtest/type/v1/person.proto\x12\x11\x63ovidtest.type.v1\"h\n\x0ePersonIdentity\x12\x35\n\x04type\x18\x01 \x01(\x0e\x32\'.covidtest.type.v1.IdentityDocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\"\xcd\x01\n\x06Person\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.covidtest.type.v1.PersonIdentity\x12\x11\n\tfull_name\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x15\n\rprovince_code\x18\x05 \x01(\t\x12\x15\n\rdistrict_code\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12\x12\n\ngiven_name\x18\x08 \x01(\t*\xad\x01\n\x14IdentityDocumentType\x12&\n\"IDENTITY_DOCUMENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!IDENTITY_DOCUMENT_TYPE_CITIZEN_ID\x10\x01\x12!\n\x1dIDENTITY_DOCUMENT_TYPE_OLD_ID\x10\x02\x12#\n\x1fIDENTITY_DOCUMENT_TYPE_PASSPORT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ovidtest/type/v1/person.proto\x12\x11\x63ovidtest.type.v1\"h\n\x0ePersonIdentity\x12\x35\n\x04type\x18\x01 \x01(\x0e\x32\'.covidtest.type.v1.IdentityDocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\"\xeb\x01\n\x06Person\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.covidtest.type.v1.PersonIdentity\x12\x11\n\tfull_name\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x15\n\rprovince_code\x18\x05 \x01(\t\x12\x15\n\rdistrict_code\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12\x12\n\ngiven_name\x18\x08 \x01(\t\x12\x1c\n\x14personal_data_erased\x18\t \x01(\x08*\xad\x01\n\x14IdentityDocumentType\x12&\n\"IDENTITY_DOCUMENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!IDENTITY_DOCUMENT_TYPE_CITIZEN_ID\x10\x01\x12!\n\x1dIDENTITY_DOCUMENT_TYPE_OLD_ID\x10\x02\x12#\n\x1fIDENTITY_DOCUMENT_TYPE_PASSPORT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.covidtest.type.v1.person_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IDENTITYDOCUMENTTYPE']._serialized_start=368
-  _globals['_IDENTITYDOCUMENTTYPE']._serialized_end=541
+  _globals['_IDENTITYDOCUMENTTYPE']._serialized_start=398
+  _globals['_IDENTITYDOCUMENTTYPE']._serialized_end=571
   _globals['_PERSONIDENTITY']._serialized_start=53
   _globals['_PERSONIDENTITY']._serialized_end=157
   _globals['_PERSON']._serialized_start=160
-  _globals['_PERSON']._serialized_end=365
+  _globals['_PERSON']._serialized_end=395
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class PersonIdentity(_message.Message):
     def __init__(self, type: _Optional[_Union[IdentityDocumentType, str]] = ..., number: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
 class Person(_message.Message):
-    __slots__ = ("identity", "full_name", "date_of_birth", "phone", "province_code", "district_code", "family_name", "given_name")
+    __slots__ = ("identity", "full_name", "date_of_birth", "phone", "province_code", "district_code", "family_name", "given_name", "personal_data_erased")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     FULL_NAME_FIELD_NUMBER: _ClassVar[int]
     DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Person(_message.Message):
     DISTRICT_CODE_FIELD_NUMBER: _ClassVar[int]
     FAMILY_NAME_FIELD_NUMBER: _ClassVar[int]
     GIVEN_NAME_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_DATA_ERASED_FIELD_NUMBER: _ClassVar[int]
     identity: PersonIdentity
     full_name: str
     date_of_birth: str
@@ -45,4 +46,5 @@ class Person(_message.Message):
     district_code: str
     family_name: str
     given_name: str
-    def __init__(self, identity: _Optional[_Union[PersonIdentity, _Mapping]] = ..., full_name: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., phone: _Optional[str] = ..., province_code: _Optional[str] = ..., district_code: _Optional[str] = ..., family_name: _Optional[str] = ..., given_name: _Optional[str] = ...) -> None: ...
+    personal_data_erased: bool
+    def __init__(self, identity: _Optional[_Union[PersonIdentity, _Mapping]] = ..., full_name: _Optional[str] = ..., date_of_birth: _Optional[str] = ..., phone: _Optional[str] = ..., province_code: _Optional[str] = ..., district_code: _Optional[str] = ..., family_name: _Optional[str] = ..., given_name: _Optional[str] = ..., personal_data_erased: bool = ...) -> None: ...
