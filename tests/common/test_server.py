@@ -217,7 +217,9 @@ def test_server_processes_share_the_port_and_stop_together(database_url):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-            if children and health_ok(port):
+            # Both processes ready: ten connections in a row answered (the worker may still be loading
+            # while the first process already answers; a connection the kernel gives it then is refused).
+            if children and all(health_ok(port) for _ in range(10)):
                 break
             time.sleep(0.1)
         assert children, "no worker process was started"

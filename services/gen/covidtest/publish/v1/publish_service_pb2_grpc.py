@@ -107,7 +107,8 @@ class PublishServiceServicer(object):
 
     def StreamResultEvents(self, request, context):
         """Streams feed events from a position: first the backlog, then new events as they are
-        published (typically within 500 ms of the intake commit). The stream does not end by itself.
+        published: within 500 ms of the intake commit for 99 % of events (the platform's bound; the
+        median is tens of milliseconds). The stream does not end by itself.
 
         Role: PARTNER.
 
