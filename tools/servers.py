@@ -85,6 +85,24 @@ class PostgresServer:
         return subprocess.run(command, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def init(self) -> None:
+        self._own_directories()
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"
+            )
+
+    def init_replica_of(self, primary: PostgresServer) -> None:
+        """A streaming replica of `primary` (pg_basebackup -R: standby.signal and primary_conninfo), asynchronous
+        unless the primary names it in synchronous_standby_names. initdb's pg_hba trusts local replication."""
+        self._own_directories()
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                "pg_basebackup",
+                *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", "-D", str(self.data)),
+                *("-R", "-X", "stream", "--checkpoint=fast"),
+            )
+
+    def _own_directories(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         if self.user:
             record = pwd.getpwnam(self.user)
@@ -97,10 +115,6 @@ class PostgresServer:
                 mode = os.stat(parent).st_mode
                 if not mode & 0o001:
                     os.chmod(parent, mode | 0o001)
-        if not (self.data / "PG_VERSION").exists():
-            self._run(
-                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"
-            )
 
     def start(self) -> None:
         options = (

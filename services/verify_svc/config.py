@@ -64,6 +64,13 @@ class VerifyConfig(ServiceConfig):
         doc="certificate statuses each process holds in memory (all live ones, loaded from Redis and kept "
         "fresh by its invalidation messages; about 200 bytes each); beyond it a scan reads Redis",
     )
+    replica_catch_up_seconds: float = setting(
+        "REPLICA_CATCH_UP_SECONDS",
+        positive_float,
+        default=0.02,
+        doc="with READ_DATABASE_URL: how long a status read waits for the replica to reach the primary's feed "
+        "head before reading the primary instead (a replica's stale VALID is never answered)",
+    )
     status_db_timeout_seconds: float = setting(
         "STATUS_DB_TIMEOUT_SECONDS",
         positive_float,

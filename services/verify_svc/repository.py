@@ -124,6 +124,11 @@ async def bundle_deltas(conn: asyncpg.Connection, after: int, up_to: int) -> lis
 # --- statuses (a Redis miss) ------------------------------------------------------------------------
 
 
+async def feed_head(pool: asyncpg.Pool) -> int:
+    """The highest feed position committed (on the primary: what a replica must have replayed to be current)."""
+    return await pool.fetchval("SELECT COALESCE(max(position), 0) FROM feed_events")
+
+
 async def certificate_statuses(pool: asyncpg.Pool, certificate_ids: list[str]) -> StatusRead:
     """The statuses of those of `certificate_ids` that Postgres knows, and the feed head, in one statement
     (one snapshot, also on a read replica): every revocation is a feed event, so the head tells how

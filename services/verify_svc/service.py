@@ -334,11 +334,14 @@ def build(deps: Deps[VerifyConfig]) -> list[GrpcService]:
         if config.redis_url.startswith("redis://")
         else None
     )
+    replica = bool(config.read_database_url) and config.read_database_url != config.database_url
     status = StatusLookup(
         StatusCache(deps.redis, config.redis_prefix, reader),
         config.read_database_url or config.database_url,
         config.status_negative_cache_seconds,
         config.status_db_timeout_seconds,
+        primary=deps.pool if replica else None,  # a replica's reads are fenced by the primary's feed head
+        catch_up_s=config.replica_catch_up_seconds,
     )
     deps.on_stop.append(status.close)
     if reader is not None:

@@ -5,11 +5,17 @@
   messages (services.verify_svc.redis_reader): no round trip. Otherwise the lookups of one event-loop
   tick share one MGET: under load, one Redis round trip serves many concurrent scans.
 - Miss: Postgres (READ_DATABASE_URL, a read replica in production; the query is in
-  services.verify_svc.repository). Misses of one event-loop tick are batched into one `uvci = ANY($1)`
-  query, and concurrent misses of one certificate share that single read (single flight). What
-  Postgres returns is written back to Redis with the same version check, and only if the read is not
-  older than the refill floor (a late or lagging read never writes an old status into a lost key); a
-  certificate Postgres does not know is remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
+  services.verify_svc.repository). A replica may lag, or have stopped replaying: its VALID could be a
+  status the primary has since revoked. So a read from a replica is fenced by the feed head (every
+  revocation is a feed event, committed with the status): the primary's head is read first, and the
+  replica's statuses count only if their snapshot's head has reached it; a replica still behind after
+  REPLICA_CATCH_UP_SECONDS is passed over and the statuses are read from the primary (counted in
+  covidtest_status_replica_behind_total). The primary unreachable: no fence, so no status (UNCHECKED).
+  Misses of one event-loop tick are batched into one `uvci = ANY($1)` query, and concurrent misses of
+  one certificate share that single read (single flight). What Postgres returns is written back to Redis
+  with the same version check, and only if the read is not older than the refill floor (a late or
+  lagging read never writes an old status into a lost key); a certificate Postgres does not know is
+  remembered as unknown for STATUS_NEGATIVE_CACHE_SECONDS.
 - Redis down: straight to Postgres (source DATABASE). Postgres down or slower than
   STATUS_DB_TIMEOUT_SECONDS too: no status (source UNCHECKED); the verdict then rests on signature and
   rules. Either dependency down shows as 0 in the covidtest_dependency_up gauge.
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from services.common.db import CONNECTION_ERRORS, create_pool
@@ -38,6 +45,11 @@ log = logging.getLogger("covidtest.status")
 
 CACHE, DATABASE, UNCHECKED = "CACHE", "DATABASE", "UNCHECKED"
 _NEGATIVE_LIMIT = 100_000
+_CATCH_UP_POLL_S = 0.005
+REPLICA_BEHIND = Counter(
+    "covidtest_status_replica_behind_total",
+    "Status reads the read replica could not serve current (behind the primary's feed head): read from the primary",
+)
 # What means "no status from Postgres now" (the verdict is then given UNCHECKED): too slow, or not reachable.
 _DATABASE_DOWN: tuple[type[BaseException], ...] = (TimeoutError, Unavailable, *CONNECTION_ERRORS)
 
@@ -83,9 +95,22 @@ class TickBatch(Generic[V]):
 
 
 class StatusLookup:
-    def __init__(self, cache: StatusCache, dsn: str, negative_ttl_s: float, db_timeout_s: float):
+    """`dsn`: where statuses are read on a cache miss. `primary`: when `dsn` is a read replica, the primary's
+    pool, which fences every replica read (module docstring); None when `dsn` is the primary itself."""
+
+    def __init__(
+        self,
+        cache: StatusCache,
+        dsn: str,
+        negative_ttl_s: float,
+        db_timeout_s: float,
+        primary: asyncpg.Pool | None = None,
+        catch_up_s: float = 0.02,
+    ):
         self._cache = cache
         self._dsn = dsn
+        self._primary = primary
+        self._catch_up = catch_up_s
         self._negative_ttl = negative_ttl_s
         self._db_timeout = db_timeout_s
         self._pool: asyncpg.Pool | None = None
@@ -128,7 +153,10 @@ class StatusLookup:
 
     async def _read_many(self, certificate_ids: list[str]) -> dict[str, StoredStatus]:
         pool = await self._ensure_pool()
-        read = await repository.certificate_statuses(pool, certificate_ids)
+        if self._primary is None:
+            read = await repository.certificate_statuses(pool, certificate_ids)
+        else:
+            read = await self._current_read(pool, self._primary, certificate_ids)
         rows = {r.certificate_id: r for r in read.statuses}
         if rows and self.redis_up:
             try:
@@ -145,6 +173,25 @@ class StatusLookup:
             except (RedisError, OSError):
                 self._mark("redis", False)
         return rows
+
+    async def _current_read(
+        self, replica: asyncpg.Pool, primary: asyncpg.Pool, certificate_ids: list[str]
+    ) -> repository.StatusRead:
+        """Statuses at least as current as the primary when the scan arrived: from the replica once its
+        snapshot has reached the primary's feed head, else from the primary. Sound because the relay leader,
+        the feed's only writer, commits positions in order, each revocation with its event: a snapshot
+        holding position N holds every revocation up to N."""
+        wanted = await repository.feed_head(primary)
+        deadline = time.monotonic() + self._catch_up
+        while True:
+            read = await repository.certificate_statuses(replica, certificate_ids)
+            if read.feed_head >= wanted:
+                return read
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(_CATCH_UP_POLL_S)
+        REPLICA_BEHIND.inc()
+        return await repository.certificate_statuses(primary, certificate_ids)
 
     async def _ensure_pool(self) -> asyncpg.Pool:
         if self._pool is None:
