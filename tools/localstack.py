@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import re
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -46,7 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools import demo  # noqa: E402
-from tools.servers import PostgresServer, RedisServer, dsn_with_user, free_port, postgres_bindir  # noqa: E402
+from tools.servers import (  # noqa: E402
+    PostgresServer,
+    RedisServer,
+    dsn_with_user,
+    free_port,
+    pid_alive,
+    postgres_bindir,
+    spawn,
+    terminate_all,
+)
 
 RUN = ROOT / ".run"
 PIDS = RUN / "pids"
@@ -72,6 +81,13 @@ GATEWAY = ("gateway", 8090, 9104)  # the HTTP/JSON gateway and checkpoint page: 
 
 def say(msg: str) -> None:
     print(f"[make run] {msg}", flush=True)
+
+
+def run_async(coroutine):
+    """`asyncio.run(coroutine)` in a thread of its own: callable from code that runs in an event loop too
+    (the HA topology's API is used from async tests)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def pg_bindir() -> Path:
@@ -106,12 +122,12 @@ def start_postgres(state: dict) -> str:
     server.init()
     server.start()
     state["postgres"] = {"root": str(server.root), "bindir": str(server.bindir), "port": server.port}
-    asyncio.run(_ensure_database(server.url(), "covidtest"))
+    run_async(ensure_database(server.url(), "covidtest"))
     say(f"Postgres on 127.0.0.1:{server.port}")
     return server.url("covidtest")
 
 
-async def _ensure_database(server_dsn: str, name: str) -> None:
+async def ensure_database(server_dsn: str, name: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(server_dsn)
@@ -133,21 +149,21 @@ def start_redis(state: dict) -> str:
 # --- services -----------------------------------------------------------------------------------------
 
 
-def local_secrets() -> dict[str, str]:
-    """The local stack's keys, made once and kept in .run/secrets (mode 0600); a key a newer version
-    needs is added to an older file."""
-    if not SECRETS.exists():
-        SECRETS.write_text(
+def local_secrets(path: Path = SECRETS) -> dict[str, str]:
+    """The local stack's keys, made once and kept in `path` (.run/secrets.env, mode 0600); a key a newer
+    version needs is added to an older file."""
+    if not path.exists():
+        path.write_text(
             "PII_KEYS=local1:" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
             "PII_PEPPER=" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
         )
-        SECRETS.chmod(0o600)
-    values = dict(line.split("=", 1) for line in SECRETS.read_text().splitlines() if "=" in line)
+        path.chmod(0o600)
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     if "SIGNING_KEYS_KEK" not in values:
         from services.registry.key_sealing import new_kek
 
         kek, public = new_kek()
-        with SECRETS.open("a") as f:
+        with path.open("a") as f:
             f.write(f"SIGNING_KEYS_KEK={kek}\nSIGNING_KEYS_KEK_PUBLIC={public}\n")
         values.update(SIGNING_KEYS_KEK=kek, SIGNING_KEYS_KEK_PUBLIC=public)
     return values
@@ -212,13 +228,13 @@ SERVICE_DB_ROLES = {
 }
 
 
-def own_settings(name: str, env_base: dict[str, str]) -> dict[str, str]:
+def own_settings(name: str, env_base: dict[str, str], bundle_http_port: int = BUNDLE_HTTP_PORT) -> dict[str, str]:
     """What one service gets instead of the shared settings: each logs in as its own role; verify_svc
     serves the checkpoint bundle over HTTP too, and publish_svc builds it every 2 s (10 s in production) so
     the demo's offline verdict follows the amendment at once."""
     own = {"DATABASE_URL": dsn_with_user(env_base["DATABASE_URL"], SERVICE_DB_ROLES[name])}
     if name == "verify_svc":
-        own["BUNDLE_HTTP_PORT"] = str(BUNDLE_HTTP_PORT)
+        own["BUNDLE_HTTP_PORT"] = str(bundle_http_port)
     if name == "publish_svc":
         own["BUNDLE_BUILD_SECONDS"] = "2"
     return own
@@ -234,55 +250,61 @@ def withheld(name: str) -> tuple[str, ...]:
     return ()
 
 
+def service_env(
+    name: str,
+    env_base: dict[str, str],
+    grpc_port: int,
+    metrics_port: int,
+    bundle_http_port: int = BUNDLE_HTTP_PORT,
+) -> dict[str, str]:
+    """The whole environment of one service process: this one's environment and the shared settings less
+    what the service must not hold, its own settings, its ports (plaintext gRPC on 127.0.0.1)."""
+    shared = {k: v for k, v in {**os.environ, **env_base}.items() if k not in withheld(name)}
+    return {
+        **shared,
+        **own_settings(name, env_base, bundle_http_port),
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": str(grpc_port),
+        "METRICS_PORT": str(metrics_port),
+        "GRPC_INSECURE": "true",
+    }
+
+
+def start_process(label: str, argv: list[str], env: dict[str, str], pids: Path, logs: Path) -> int:
+    """Starts one process of a stack, its PID in `pids`/<label>.pid and its output in `logs`/<label>.log."""
+    pids.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    pid = spawn(argv, logs / f"{label}.log", env=env, cwd=ROOT)
+    (pids / f"{label}.pid").write_text(str(pid))
+    return pid
+
+
 def start_services(env_base: dict[str, str]) -> dict[str, int]:
-    PIDS.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
     ports = {}
     for name, (grpc_port, metrics_port) in SERVICES.items():
-        shared = {k: v for k, v in {**os.environ, **env_base}.items() if k not in withheld(name)}
-        env = {
-            **shared,
-            **own_settings(name, env_base),
-            "GRPC_HOST": "127.0.0.1",
-            "GRPC_PORT": str(grpc_port),
-            "METRICS_PORT": str(metrics_port),
-            "GRPC_INSECURE": "true",
-        }
-        with open(LOGS / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [PYTHON, "-m", f"services.{name}"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        (PIDS / f"{name}.pid").write_text(str(proc.pid))
+        env = service_env(name, env_base, grpc_port, metrics_port)
+        start_process(name, [PYTHON, "-m", f"services.{name}"], env, PIDS, LOGS)
         ports[name] = grpc_port
     return ports
 
 
-def start_gateway(ports: dict[str, int]) -> str:
-    """The HTTP/JSON gateway in front of the three services (plaintext, local only); returns its base URL."""
-    name, http_port, metrics_port = GATEWAY
-    env = {
+def gateway_env(targets: dict[str, str], http_port: int, metrics_port: int) -> dict[str, str]:
+    """The gateway's environment: plaintext HTTP on 127.0.0.1, the services' gRPC targets (name → host:port)."""
+    return {
         **os.environ,
         "GATEWAY_HTTP_HOST": "127.0.0.1",
         "GATEWAY_HTTP_PORT": str(http_port),
         "METRICS_PORT": str(metrics_port),
-        "RESULT_SVC_TARGET": f"127.0.0.1:{ports['result_svc']}",
-        "PUBLISH_SVC_TARGET": f"127.0.0.1:{ports['publish_svc']}",
-        "VERIFY_SVC_TARGET": f"127.0.0.1:{ports['verify_svc']}",
+        "RESULT_SVC_TARGET": targets["result_svc"],
+        "PUBLISH_SVC_TARGET": targets["publish_svc"],
+        "VERIFY_SVC_TARGET": targets["verify_svc"],
         "UPSTREAM_INSECURE": "true",
     }
-    with open(LOGS / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "services.gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    (PIDS / f"{name}.pid").write_text(str(proc.pid))
-    url = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 30
+
+
+def wait_gateway(url: str, pid: int, log: Path, deadline_s: float = 30, say=say) -> str:
+    """Waits until the gateway at `url` is ready (GET /readyz answers 200); returns `url`."""
+    deadline = time.monotonic() + deadline_s
     while True:
         try:
             with urllib.request.urlopen(f"{url}/readyz", timeout=1) as answer:
@@ -291,9 +313,17 @@ def start_gateway(ports: dict[str, int]) -> str:
                     return url
         except OSError:
             pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"the gateway did not become ready; see .run/logs/{name}.log")
+        if time.monotonic() > deadline or not pid_alive(pid):
+            raise RuntimeError(f"the gateway did not become ready; see {rel(log)}")
         time.sleep(0.2)
+
+
+def start_gateway(ports: dict[str, int]) -> str:
+    """The HTTP/JSON gateway in front of the three services (plaintext, local only); returns its base URL."""
+    name, http_port, metrics_port = GATEWAY
+    env = gateway_env({k: f"127.0.0.1:{port}" for k, port in ports.items()}, http_port, metrics_port)
+    pid = start_process(name, [PYTHON, "-m", "services.gateway"], env, PIDS, LOGS)
+    return wait_gateway(f"http://127.0.0.1:{http_port}", pid, LOGS / f"{name}.log")
 
 
 def verify_over_http(url: str, device_token: str, qr: str) -> str:
@@ -307,28 +337,34 @@ def verify_over_http(url: str, device_token: str, qr: str) -> str:
         return json.loads(answer.read())["verdict"]
 
 
-def wait_serving(ports: dict[str, int], deadline_s: float = 30) -> None:
+def health(port: int, timeout: float = 1) -> str:
+    """The gRPC health status (overall, service "") of the server on 127.0.0.1:`port`, by name
+    (SERVING, NOT_SERVING, …), or UNREACHABLE."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status.status)
+
+
+def wait_serving(ports: dict[str, int], deadline_s: float = 30, logs: Path = LOGS, say=say) -> None:
+    """Waits until each server (name → port; its log is `logs`/<name>.log) reports SERVING."""
     deadline = time.monotonic() + deadline_s
     for name, port in ports.items():
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        say(f"{name} SERVING on 127.0.0.1:{port}")
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not become SERVING; see .run/logs/{name}.log")
-                time.sleep(0.2)
+        while health(port) != "SERVING":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become SERVING; see {rel(logs / name)}.log")
+            time.sleep(0.2)
+        say(f"{name} SERVING on 127.0.0.1:{port}")
 
 
-async def _operator_token(database_url: str) -> str:
+async def operator_token(database_url: str) -> str:
     from services.common.auth import PrincipalKind, Role
     from services.common.db import connect
     from services.registry import principals
@@ -366,27 +402,11 @@ def up() -> int:
         ports = start_services(env)
         wait_serving(ports)
         gateway_url = start_gateway(ports)
-        token = asyncio.run(_operator_token(database_url))
+        token = run_async(operator_token(database_url))
         write_env_file(OPERATOR_ENV, operator_env(database_url, redis_url, keys, token))
         say(f"running the demo (its steps: {rel(DEMO_LOG)})")
-        with DEMO_LOG.open("w", encoding="utf-8") as log:
-
-            def to_log(line: str) -> None:
-                log.write(f"{line}\n")
-                log.flush()
-
-            shown = demo.run(
-                f"127.0.0.1:{ports['result_svc']}",
-                f"127.0.0.1:{ports['publish_svc']}",
-                f"127.0.0.1:{ports['verify_svc']}",
-                token,
-                say=to_log,
-                show_qr=False,
-                document_dir=DEMO_DIR,
-            )
-            write_checkpoint_files(shown, DEMO_DIR)
-            verdict = verify_over_http(gateway_url, shown["device_token"], shown["valid_qr"])
-            to_log(f"the HTTP/JSON gateway verifies another certificate of the pool: {verdict}")
+        addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        shown, verdict = run_demo(addresses, token, DEMO_DIR, DEMO_LOG, gateway_url)
         write_env_file(CLIENTS_ENV, clients_env(ports, shown))
     except Exception as exc:
         say(f"failed: {type(exc).__name__}: {exc}")
@@ -395,16 +415,47 @@ def up() -> int:
         STATE.write_text(json.dumps(state))
         down()
         return 1
+    say_demo_done(shown, verdict)
+    print(summary(ports, gateway_url, database_url, redis_url, token))
+    return 0
+
+
+def run_demo(
+    addresses: dict[str, str], token: str, demo_dir: Path, demo_log: Path, gateway_url: str | None
+) -> tuple[dict, str | None]:
+    """The demo against the services at `addresses` (name → host:port), its steps into `demo_log` and its
+    files into `demo_dir`, then the checkpoint files and, with a gateway, one Verify over HTTP/JSON.
+    Returns what the demo shows and the gateway's verdict (None without a gateway)."""
+    verdict = None
+    with demo_log.open("w", encoding="utf-8") as log:
+
+        def to_log(line: str) -> None:
+            log.write(f"{line}\n")
+            log.flush()
+
+        shown = demo.run(
+            addresses["result_svc"],
+            addresses["publish_svc"],
+            addresses["verify_svc"],
+            token,
+            say=to_log,
+            show_qr=False,
+            document_dir=demo_dir,
+        )
+        write_checkpoint_files(shown, demo_dir)
+        if gateway_url is not None:
+            verdict = verify_over_http(gateway_url, shown["device_token"], shown["valid_qr"])
+            to_log(f"the HTTP/JSON gateway verifies another certificate of the pool: {verdict}")
+    return shown, verdict
+
+
+def say_demo_done(shown: dict, gateway_verdict: str | None, say=say) -> None:
     from services.gen.covidtest.type.v1 import verdict_pb2
 
     before, after = (verdict_pb2.Verdict.Name(v).removeprefix("VERDICT_") for v in shown["verdicts"])
+    gateway = f"; gateway: {gateway_verdict.removeprefix('VERDICT_')}" if gateway_verdict else ""
     say(f"demo done: {len(shown['events'])} certificates released and delivered on the partner's feed;")
-    say(
-        f"  one scanned {before}, then its result amended: {after} (offline: {shown['offline_verdict']}); "
-        f"gateway: {verdict.removeprefix('VERDICT_')}"
-    )
-    print(summary(ports, gateway_url, database_url, redis_url, token))
-    return 0
+    say(f"  one scanned {before}, then its result amended: {after} (offline: {shown['offline_verdict']}){gateway}")
 
 
 def rel(path: Path) -> str:
@@ -461,28 +512,16 @@ def write_checkpoint_files(shown: dict, directory: Path) -> dict[str, Path]:
     return {"png": png, "json": body}
 
 
-def _terminate(pid: int, name: str, timeout: float = 25) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            say(f"stopped {name}")
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    say(f"killed {name} (did not stop within {timeout:.0f} s)")
+def stop_pidfiles(pids: Path, timeout: float = 25, say=say) -> None:
+    """Stops every process with a PID file in `pids` (all at once: each drains in parallel), removes the files."""
+    files = sorted(pids.glob("*.pid")) if pids.exists() else []
+    terminate_all({f.stem: int(f.read_text()) for f in files}, timeout, say)
+    for f in files:
+        f.unlink()
 
 
 def down() -> int:
-    if PIDS.exists():
-        for pidfile in sorted(PIDS.glob("*.pid")):
-            _terminate(int(pidfile.read_text()), pidfile.stem)
-            pidfile.unlink()
+    stop_pidfiles(PIDS)
     state = json.loads(STATE.read_text()) if STATE.exists() else {}
     if "redis" in state:
         info = state["redis"]
