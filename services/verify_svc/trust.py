@@ -5,6 +5,11 @@ the value sets with services.registry.value_sets) every TRUST_REFRESH_SECONDS an
 (trust_list, signing_keys, province_rules, value_sets), swapping in a new immutable snapshot. If Postgres
 is down or refuses the reads, the last snapshot stays in use. The same task reloads its followers (the
 checkpoint bundle store) on the same connection and on their own channels.
+
+Notifications sent while the listening connection is down are lost, so a lost connection must be noticed at
+once (asyncpg's termination callback; a cheap query every few seconds for one that died without closing) and
+every (re)established one starts with a reload of everything: after a Postgres restart or failover the new
+bundle and trust list are served within seconds, not at the next periodic refresh.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ TRUST_LIST_LOADED = Gauge("covidtest_trust_list_loaded_seconds", "When the trust
 TRUST_ENTRIES_SKIPPED = Counter(
     "covidtest_trust_entries_skipped_total", "Trust list certificates skipped at load because they are unusable"
 )
+
+# How often the listening connection is checked while no notification comes, and how long the check may take:
+# a dead connection is noticed within their sum, and the store then reconnects and reloads everything.
+LIVENESS_CHECK_SECONDS = 5.0
+LIVENESS_TIMEOUT_SECONDS = 5.0
+RELOAD_TIMEOUT_SECONDS = 60.0  # one reload of everything (the pool's statements may take 30 s each)
+CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,14 @@ async def load_snapshot(conn: asyncpg.Connection, value_sets: CurrentValueSets |
     return Snapshot(keys, rules, version, await load_current(conn, value_sets))
 
 
+async def _close(conn: asyncpg.Connection) -> None:
+    """Gracefully when the server answers; a dead or wedged one would never acknowledge, so drop it then."""
+    try:
+        await conn.close(timeout=CLOSE_TIMEOUT_SECONDS)
+    except BACKGROUND_ERRORS:
+        conn.terminate()
+
+
 class Follower(Protocol):
     """Something else verify_svc holds in memory from Postgres, reloaded with the trust list."""
 
@@ -180,40 +200,79 @@ class TrustStore:
     async def run(self) -> None:
         while not self._stopping:
             conn = None
+            failed = unresponsive = False
             try:
                 conn = await connect(self._dsn)
+                # Postgres dying closes this connection without a word to the loop below, which would otherwise
+                # sleep until the next periodic refresh (minutes): wake it to reconnect at once.
+                conn.add_termination_listener(self._lost)
                 channels = {c for f in self._followers for c in f.channels}.union(self.channels)
+                # Whatever was notified on an earlier connection is covered by the full reload below.
+                self._fired.clear()
+                self._wake.clear()
                 for channel in sorted(channels):
                     await conn.add_listener(channel, self._notified)
-                fired = channels  # everything at connect and on each periodic refresh
-                while not self._stopping and not conn.is_closed():
-                    # Only what a notification named: a new bundle version every few seconds must not
-                    # rebuild the trust snapshot (and drop the verdicts kept for repeat scans with it).
-                    if fired & set(self.channels):
-                        await self.reload(conn)
-                    for follower in self._followers:
-                        if fired & set(follower.channels):
-                            await follower.reload(conn)
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self._refresh)
-                        fired, self._fired = self._fired, set()
-                    except TimeoutError:
-                        fired = channels
-                    self._wake.clear()
+                await self._follow(conn, channels)
+                if not self._stopping:
+                    log.warning("trust list connection lost; reconnecting")
             except BACKGROUND_ERRORS as exc:
+                failed = True
+                unresponsive = isinstance(exc, TimeoutError)
                 log.warning(
                     "trust list refresh failed; keeping the last one", extra={"fields": {"error": type(exc).__name__}}
                 )
-                await asyncio.sleep(min(self._refresh, 2.0))
             except Exception as exc:  # noqa: BLE001 - the refresh must outlive any one bad reload
+                failed = True
                 log.error(
                     "trust list refresh failed unexpectedly; keeping the last one",
                     extra={"fields": {"error": type(exc).__name__}},
                 )
-                await asyncio.sleep(min(self._refresh, 2.0))
             finally:
                 if conn is not None and not conn.is_closed():
-                    await conn.close()
+                    # One that stopped answering would not acknowledge a graceful close either.
+                    if unresponsive:
+                        conn.terminate()
+                    else:
+                        await _close(conn)
+            if failed:
+                await asyncio.sleep(min(self._refresh, 2.0))
+
+    async def _follow(self, conn: asyncpg.Connection, channels: set[str]) -> None:
+        """Reloads on `conn` (which LISTENs on `channels`) until it is lost or the store stops. Everything is
+        reloaded first: notifications sent while no connection listened (Postgres restarting, a failover)
+        are lost, and this connection may be the first to see a new primary."""
+        loop = asyncio.get_running_loop()
+        fired = channels
+        next_refresh = loop.time() + self._refresh
+        while not self._stopping and not conn.is_closed():
+            # A reload on a connection whose server vanished without closing TCP would wait forever.
+            async with asyncio.timeout(RELOAD_TIMEOUT_SECONDS):
+                # Only what a notification named: a new bundle version every few seconds must not
+                # rebuild the trust snapshot (and drop the verdicts kept for repeat scans with it).
+                if fired & set(self.channels):
+                    await self.reload(conn)
+                for follower in self._followers:
+                    if fired & set(follower.channels):
+                        await follower.reload(conn)
+            fired = set()
+            while not fired and not self._stopping and not conn.is_closed():
+                now = loop.time()
+                if now >= next_refresh:
+                    # Every TRUST_REFRESH_SECONDS everything, however many notifications came meanwhile.
+                    fired, next_refresh = channels, now + self._refresh
+                    break
+                try:
+                    await asyncio.wait_for(self._wake.wait(), min(LIVENESS_CHECK_SECONDS, next_refresh - now))
+                except TimeoutError:
+                    if loop.time() < next_refresh:
+                        # A server killed behind a proxy or a dead network may never close the socket, and
+                        # a LISTEN-only connection sends nothing that would find out: ask it something cheap.
+                        await conn.fetchval("SELECT 1", timeout=LIVENESS_TIMEOUT_SECONDS)
+                self._wake.clear()
+                fired, self._fired = self._fired, set()
+
+    def _lost(self, _conn: object) -> None:
+        self._wake.set()
 
     def _notified(self, _conn: object, _pid: int, channel: str, _payload: object) -> None:
         self._fired.add(channel)
