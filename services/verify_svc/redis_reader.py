@@ -54,6 +54,18 @@ _PRUNE_INVALIDATED_AT = 10_000  # invalidations remembered before the ones no re
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
 
+def _write(conn: _Connection, data: bytes) -> None:
+    """Send on `conn`, or ConnectionError. A connection the peer already dropped (HAProxy accepting, then
+    closing while no Redis master is up) is closed or closing; writing to it raises RuntimeError under
+    uvloop, which must not reach a caller as anything but a lost connection."""
+    if conn.closed or conn.transport.is_closing():
+        raise ConnectionError("Redis connection closed")
+    try:
+        conn.transport.write(data)
+    except RuntimeError as exc:
+        raise ConnectionError("Redis connection closed") from exc
+
+
 def _encode(*args: bytes | str) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -350,9 +362,9 @@ class RedisReader:
             if invalidations.closed:
                 return
             pong = loop.create_future()
-            invalidations.waiting.append(pong)
-            invalidations.transport.write(_PING)
             try:
+                _write(invalidations, _PING)
+                invalidations.waiting.append(pong)
                 try:
                     await asyncio.wait_for(asyncio.shield(pong), self._timeout)
                 except TimeoutError:
@@ -369,8 +381,8 @@ class RedisReader:
         """The reply to `command` (hiredis's parse: bytes, int, list, …); ConnectionError on any failure."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        _write(conn, _encode(*command))
         conn.waiting.append(future)
-        conn.transport.write(_encode(*command))
         # A plain timer rather than asyncio.wait_for, which costs a task and a second future per command.
         timer = loop.call_later(self._timeout, self._expire, conn, future)
         try:

@@ -262,3 +262,42 @@ async def test_invalidations_are_pruned_but_never_the_ones_a_read_in_flight_need
     assert all(f"old{i}" not in reader._invalidated for i in range(5))
     reader._remember([f"k{i}" for i in range(8)] + ["fine"], [b"stale"] * 8 + [b"1"], sent_at, epoch)
     assert all(reader.known(f"k{i}") is None for i in range(8)) and reader.known("fine") == b"1"
+
+
+def test_a_connection_dropped_as_soon_as_it_is_accepted_is_a_connection_error_under_uvloop():
+    """HAProxy with no Redis master up accepts a connection and drops it at once. Writing to such a closed
+    transport raises RuntimeError under uvloop (the servers' loop); the reader must report it as the lost
+    connection it is (ConnectionError: verification then reads Postgres), never let it out (INTERNAL).
+    Found by the Redis failover drill (tests/topology/test_drill_redis_failover.py)."""
+    import uvloop
+
+    async def scenario() -> list[type[BaseException]]:
+        async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.transport.abort()
+
+        server = await asyncio.start_server(drop, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        raised: list[type[BaseException]] = []
+        try:
+            for track in (False, True):
+                reader = RedisReader(f"redis://127.0.0.1:{port}/0", timeout_s=0.5, track=track)
+                try:
+                    for _ in range(3):
+                        try:
+                            await reader.mget(["x"])
+                        except Exception as exc:  # noqa: BLE001 - what matters is which kind
+                            raised.append(type(exc))
+                        reader._failed_at = 0.0  # skip the retry pause: connect again at once
+                finally:
+                    await reader.aclose()
+        finally:
+            server.close()
+            await server.wait_closed()
+        return raised
+
+    loop = uvloop.new_event_loop()
+    try:
+        raised = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert raised and all(issubclass(kind, ConnectionError) for kind in raised), raised
