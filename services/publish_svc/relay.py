@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ log = logging.getLogger("covidtest.relay")
 
 RELAYED = Counter("covidtest_relay_events_total", "Outbox events given a feed position", ["kind"])
 CERTIFICATES = Counter("covidtest_certificates_total", "Certificates issued and revoked", ["action"])
-LEADER = Gauge("covidtest_relay_leader", "1 while this process holds the relay lease")
+LEADER = Gauge(
+    "covidtest_relay_leader",
+    "1 while this process holds the relay lease: taken or renewed less than RELAY_LEASE_SECONDS ago",
+)
 EPOCH = Gauge("covidtest_relay_epoch", "The relay lease epoch this process last led with")
 SIGNING_BLOCKED = Gauge(
     "covidtest_relay_signing_blocked",
@@ -160,6 +164,11 @@ class Relay:
         self._standby_poll_s = min(0.5, config.relay_lease_seconds / 4)
         self.is_leader = False
         self.epoch = 0  # the lease epoch this relay took last (0: never led)
+        # Until when the lease is surely this relay's: sent time of its last successful take or renewal plus
+        # the lease. A leader cut off from Postgres stops saying it leads once that passes, even while its
+        # batch still waits on the dead connection (else two replicas report 1 until that batch fails).
+        self._lease_until = 0.0
+        LEADER.set_function(self._leading)
 
     def stop(self) -> None:
         self._stopping = True
@@ -178,7 +187,6 @@ class Relay:
                 if not await self._await_lease(conn):
                     continue
                 self.is_leader = True
-                LEADER.set(1)
                 EPOCH.set(self.epoch)
                 log.info("relay leader: relaying", extra={"fields": {"epoch": self.epoch}})
                 await conn.add_listener("outbox", lambda *_: self._wake.set())
@@ -199,11 +207,17 @@ class Relay:
 
     async def take_lease(self, conn: asyncpg.Connection) -> bool:
         """One attempt to become the leader; on success `epoch` is this relay's."""
+        sent = time.monotonic()
         epoch = await repo.take_lease(conn, self._holder, self._config.relay_lease_seconds)
         if epoch is None:
             return False
         self.epoch = epoch
+        self._lease_until = sent + self._config.relay_lease_seconds
         return True
+
+    def _leading(self) -> float:
+        """The leader gauge's value at a scrape."""
+        return 1.0 if self.is_leader and time.monotonic() < self._lease_until else 0.0
 
     async def _await_lease(self, conn: asyncpg.Connection) -> bool:
         """Stand by until this relay holds the lease (True) or stops (False)."""
@@ -215,7 +229,6 @@ class Relay:
 
     async def _step_down(self, conn: asyncpg.Connection | None) -> None:
         was_leader, self.is_leader = self.is_leader, False
-        LEADER.set(0)
         SIGNING_BLOCKED.set(0)  # only the leader signs: a standby blocks nothing (alerts take the maximum)
         self._signing_blocked = False
         if was_leader:
@@ -293,8 +306,10 @@ class Relay:
 
     async def _fence(self, conn: asyncpg.Connection) -> None:
         """Renew this relay's lease inside the batch transaction, or roll the batch back if deposed."""
+        sent = time.monotonic()
         if not await repo.renew_lease(conn, self.epoch, self._config.relay_lease_seconds):
             raise LeadershipLost
+        self._lease_until = sent + self._config.relay_lease_seconds
 
     async def _prepare_events(
         self,

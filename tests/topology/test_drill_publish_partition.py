@@ -8,8 +8,8 @@ nothing, as a network partition does) under Verify and intake load; the other re
   RELEASED event arrives on it, the positions it sees are contiguous and none twice.
 - No revoked certificate answers VALID; Verify never answers INTERNAL or UNKNOWN.
 - After the partition heals, one leader remains: the lease in Postgres names one replica, and the replicas'
-  leader gauges settle to that one. (During the partition the cut replica may still report itself leader:
-  it cannot learn it lost the lease. The gauges seen then are reported; the lease is what is asserted.)
+  leader gauges settle to that one. During the partition no two replicas ever report themselves leader: the
+  cut one stops once the lease it last renewed has run out by its own clock, before the other can take it.
 Measured and printed as one JSON line (`DRILL {...}`).
 
 What fails if the mechanism breaks: a relay whose lease outlived the cut (no idle-in-transaction timeout, a
@@ -206,4 +206,5 @@ async def test_relay_leader_partitioned_from_postgres(topology: Topology, db: as
     assert await unpublished(db, intake.acknowledged, timeout_s=20) == []
     assert (gaps, repeats) == ([], []), "the consumer's stream skipped or repeated positions"
     assert scanner.valid_while_revoked(revoked) == []
+    assert both_gauges == 0, f"{both_gauges} of {len(gauges_during)} gauge samples had both replicas leading"
     assert not {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN} & set(errors), figures["scan_errors"]
