@@ -22,15 +22,13 @@ from prometheus_client import REGISTRY
 from services.common import migrate
 from services.common.auth import Role
 from services.common.db import connect
-from services.gen.covidtest.result.v1 import result_service_pb2 as rpb
-from services.gen.covidtest.type.v1 import testing_pb2 as t
 from services.gen.covidtest.type.v1 import verdict_pb2 as v
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc
 from services.registry.certificate_status import StatusCache
 from tests.conftest import REDIS_URL, bearer, make_principal, start_verify_svc
 from tests.publish_svc.conftest import running_platform, until_status_cached
-from tests.result_svc.helpers import ago, rid
+from tests.verify_svc.conftest import amend_to_positive
 from tools.servers import PostgresServer
 
 BEHIND = "covidtest_status_replica_behind_total"
@@ -107,17 +105,7 @@ async def test_a_paused_replica_never_answers_a_stale_valid(private_postgres, st
                 replica = await connect(replica_dsn)
                 try:
                     await replica.execute("SELECT pg_wal_replay_pause()")
-                    amended = await platform.results.AmendResult(
-                        rpb.AmendResultRequest(
-                            request_id=rid(),
-                            sample_barcode=event.result.sample_barcode,
-                            outcome=t.OUTCOME_POSITIVE,
-                            tested_at=ago(minutes=30),
-                            method="RT-PCR",
-                            reason="re-run after control failure",
-                        ),
-                        metadata=bearer(platform.lab["token"]),
-                    )
+                    amended = await amend_to_positive(platform, event)
                     assert amended.result.version == 2
                     relayed = StatusCache(client, platform.redis_prefix)
                     deadline = time.monotonic() + 10

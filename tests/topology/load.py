@@ -340,6 +340,14 @@ async def poll(check, what: str, timeout_s: float, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
+async def stop_load(stop: asyncio.Event, tasks: Sequence[asyncio.Task]) -> None:
+    """End the load: tell every task to stop, cancel what is still waiting, and wait for all of them."""
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def until(check, what: str, deadline: float, interval: float = 0.05):
     """`poll` up to an absolute `deadline` (time.monotonic()): a drill's overall budget."""
     return await poll(check, what, max(0.0, deadline - time.monotonic()), interval)
@@ -367,6 +375,10 @@ class DrillClients:
     results: Replicas
     publish: Replicas
     verify: Replicas
+
+    async def close(self) -> None:
+        for replicas in (self.results, self.publish, self.verify):
+            await replicas.close()
 
 
 async def drill_clients(topology: Topology) -> DrillClients:

@@ -111,8 +111,7 @@ async def test_postgres_primary_killed_standby_promoted_nothing_acknowledged_los
         not_published = await unpublished(db, barcodes, timeout_s=20)
     finally:
         await db.close()
-        for replicas in (results, verifiers, publish):
-            await replicas.close()
+        await clients.close()
 
     retried = sorted(at for i in intakes for at, _ in i.retried)
     intake_codes = {code.name for i in intakes for _, code in i.retried}

@@ -41,6 +41,7 @@ from tests.topology.load import (
     missing_results,
     paced_scanners,
     poll,
+    stop_load,
     unpublished,
 )
 from tools.topology import REPLICAS, Topology
@@ -170,12 +171,8 @@ async def test_relay_leader_partitioned_from_postgres(topology: Topology, db: as
             20,
         )
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for replicas in (results, publish, verify):
-            await replicas.close()
+        await stop_load(stop, tasks)
+        await clients.close()
 
     errors = [s.code for s in scanner.scans if s.code is not None]
     gaps, repeats = consumer.gaps_or_repeats()

@@ -44,6 +44,7 @@ from tests.topology.load import (
     paced_scanners,
     poll,
     revoke_certificates,
+    stop_load,
     unpublished,
 )
 from tools.topology import Topology
@@ -161,12 +162,8 @@ async def test_redis_master_failover_under_load(topology: Topology, db: asyncpg.
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for replicas in (results, publish, verify):
-            await replicas.close()
+        await stop_load(stop, tasks)
+        await clients.close()
 
     errors = [s.code for s in scanner.scans if s.code is not None]
     sources = [s.source for s in scanner.scans if s.at >= killed_at and s.code is None]

@@ -213,8 +213,7 @@ async def test_paused_replica_never_answers_a_stale_valid(topology: Topology):
         not_published = await unpublished(db, intake.acknowledged, timeout_s=20)
     finally:
         await db.close()
-        for replicas in (results, verifiers, publish):
-            await replicas.close()
+        await clients.close()
 
     # The certificates revoked during the drill count from the moment Redis held their revocation (before
     # it, the relay had not published it yet: VALID was the platform's answer).

@@ -45,9 +45,9 @@ async def released_certificate(platform, n: int, **release_kw):
     return event
 
 
-async def amend_to_positive(platform, event) -> None:
+async def amend_to_positive(platform, event) -> rpb.AmendResultResponse:
     """The lab corrects the result of `event` to POSITIVE: its certificate is revoked (AmendResult)."""
-    await platform.results.AmendResult(
+    return await platform.results.AmendResult(
         rpb.AmendResultRequest(
             request_id=rid(),
             sample_barcode=event.result.sample_barcode,
