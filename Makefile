@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto proto-check proto-descriptor lint test run run-ha stop clean bench-intake bench-feed bench-verify bench-bundle bench-statistics bench-retention clients
+.PHONY: help install proto proto-check proto-descriptor lint test run run-ha stop clean bench-intake bench-feed bench-verify bench-bundle bench-statistics bench-retention bench-capacity clients
 
 help:
 	@echo "make run          start Postgres+Redis (private under .run/, unless DATABASE_URL/REDIS_URL are set), migrate,"
@@ -28,6 +28,8 @@ help:
 	@echo "make bench-bundle checkpoint bundle with 100,000 revoked: size, build time, delta, device verify/apply"
 	@echo "make bench-statistics StatisticsService over gRPC at 10 million generated results (summary build, each RPC)"
 	@echo "make bench-retention  the retention job's passes over 1 million generated persons (erase, redact, idle pass)"
+	@echo "make bench-capacity   per-replica figures on the HA topology (intake, relay, feed, first-scan Verify) and the"
+	@echo "                  CPU each component spends per operation: the inputs of docs/capacity.md (needs haproxy)"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +112,11 @@ bench-statistics: install
 
 bench-retention: install
 	$(BIN)/python bench/retention_job.py
+
+bench-capacity: install
+	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }
+	@command -v haproxy >/dev/null || { echo "the HA topology needs haproxy: apt-get install -y haproxy"; exit 2; }
+	$(BIN)/python bench/capacity.py
 
 bench-verify: install
 	@test -f /usr/include/nghttp2/nghttp2.h || { echo "grpcload needs libnghttp2-dev: apt-get install -y libnghttp2-dev"; exit 2; }

@@ -76,7 +76,9 @@ def _quiet(_: str) -> None:
 
 class Topology:
     """The HA topology under `root`. `sentinel_down_after_ms`: how long the Sentinels wait before they call
-    a silent master down (the overlay's 5000 ms; drills shorten it). `gateway`: start the HTTP/JSON gateway."""
+    a silent master down (the overlay's 5000 ms; drills shorten it). `gateway`: start the HTTP/JSON gateway.
+    `service_settings`: settings of one service's replicas on top of their own (service name → name → value;
+    `make bench-capacity` lifts verify_svc's per-device scan limit with it)."""
 
     def __init__(
         self,
@@ -84,9 +86,11 @@ class Topology:
         *,
         sentinel_down_after_ms: int = DOWN_AFTER_MS,
         gateway: bool = True,
+        service_settings: dict[str, dict[str, str]] | None = None,
         say: Callable[[str], None] = _quiet,
     ):
         self.root = Path(root).resolve()
+        self.service_settings = service_settings or {}
         self.sentinel_down_after_ms = sentinel_down_after_ms
         self.with_gateway = gateway
         self.say = say
@@ -279,6 +283,7 @@ class Topology:
                     self.ports[f"{label}-metrics"],
                     self.ports.get(f"{label}-bundle", 0),
                 )
+                env.update(self.service_settings.get(name, {}))
                 env[MARKER] = str(self.root)
                 if name == "publish_svc":
                     env["DATABASE_URL"] = self.publish_dsn(i)
