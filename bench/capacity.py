@@ -21,13 +21,14 @@ checkpoint devices (each far below the limit in production). Then, on the servic
    benchmark, so no replica has seen it): grpcload (bench/loadgen/grpcload.c) closed loop on verify_svc-0,
    then on both replicas at once (one grpcload each), then paced at half one replica's maximum for the
    latency. Checks first that each replica answers VALID from the cache, and after that verify_svc
-   counted every call VALID.
+   counted every call VALID. Last, the paced run again right after Redis is emptied as the failover hook
+   empties a new master: the misses read the read replica until the relay has refilled Redis.
 
 Each phase records the CPU seconds every component spent (bench/topology_cpu.py): on this machine all of
 them share the same cores, so a throughput figure is a floor; CPU per operation is what carries over to
 pods with cores of their own. Ends with one JSON line.
 
-    python bench/capacity.py [--certificates 48000] [--pipeline-rate 200] [--verify-seconds 5]
+    python bench/capacity.py [--certificates 60000] [--pipeline-rate 200] [--verify-seconds 5]
 """
 
 from __future__ import annotations
@@ -307,12 +308,12 @@ async def verify_figures(args, topology: Topology, meter: CpuMeter, callers: Cal
         if answer.verdict != verdict_pb2.VERDICT_VALID or answer.status_source != verdict_pb2.STATUS_SOURCE_CACHE:
             raise RuntimeError(f"verify on port {port} does not answer VALID from the cache: {answer}")
     valid_before = await wait_for_valid_count(topology.owner_dsn, callers.device["id"], 2)
-    quarter = (len(qrs) - 1) // 4
+    fifth = (len(qrs) - 1) // 5
     work = Path(tempfile.mkdtemp(prefix="bench_capacity_"))
     bodies = []
-    for i in range(4):
+    for i in range(5):
         path = work / f"qrs{i}.bin"
-        grpcload.write_bodies(path, (vpb.VerifyRequest(qr=qr) for qr in qrs[i * quarter : (i + 1) * quarter]))
+        grpcload.write_bodies(path, (vpb.VerifyRequest(qr=qr) for qr in qrs[i * fifth : (i + 1) * fifth]))
         bodies.append(path)
     header = [f"authorization: Bearer {token}"]
 
@@ -349,13 +350,30 @@ async def verify_figures(args, topology: Topology, meter: CpuMeter, callers: Cal
     if counted - valid_before < calls:
         raise RuntimeError(f"grpcload completed {calls} calls but verify_svc counted {counted - valid_before} VALID")
     print(f"check: {calls} first scans, all counted VALID by verify_svc", flush=True)
+
+    # The same paced load right after Redis is emptied as the failover hook empties the new master
+    # (FLUSHALL ASYNC): every process forgets its mirror and reads statuses from Postgres (the read replica,
+    # fenced by the feed head) until the relay has refilled Redis. Answers that are not VALID are counted.
+    await asyncio.to_thread(lambda: topology.redis_client().flushall(asynchronous=True))
+    storm, _ = await run(
+        f"verify first scans at {rate}/s on verify_svc-0 from a flush of Redis",
+        [(ports[0], bodies[4])], streams=1, rate=rate, warmup=0,
+    )  # fmt: skip
+    counted_after = await wait_for_valid_count(topology.owner_dsn, callers.device["id"], counted + storm["operations"])
+    storm["valid"] = int(counted_after - counted)
+    print(f"  {storm['valid']} of {storm['operations']} answered VALID", flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    return {"verify_one_replica": one, "verify_two_replicas": two, "verify_paced": {**paced, "rate": rate}}
+    return {
+        "verify_one_replica": one,
+        "verify_two_replicas": two,
+        "verify_paced": {**paced, "rate": rate},
+        "verify_after_redis_flush": {**storm, "rate": rate},
+    }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--certificates", type=int, default=48_000, help="certificates issued before Verify runs")
+    parser.add_argument("--certificates", type=int, default=60_000, help="certificates issued before Verify runs")
     parser.add_argument("--pipeline-rate", type=int, default=200, help="samples a second in the pipeline phase")
     parser.add_argument("--pipeline-seconds", type=float, default=20, help="length of the pipeline phase")
     parser.add_argument("--lab-clients", type=int, default=8, help="labs uploading at once at intake's maximum")

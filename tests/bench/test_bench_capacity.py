@@ -56,3 +56,8 @@ def test_bench_capacity_ends_with_one_json_line_naming_each_components_cost():
     )
     assert all(figures["verify_two_replicas"]["cores"].get(f"verify_svc-{i}", 0) > 0.05 for i in (0, 1))
     assert figures["verify_paced"]["rps"] > 0
+    # After Redis is emptied, the misses read statuses from Postgres's read replica, and still answer VALID.
+    storm = figures["verify_after_redis_flush"]
+    replica_cost = storm["cpu_ms_per_operation"].get("pg:replica", 0)
+    assert replica_cost > 3 * figures["verify_paced"]["cpu_ms_per_operation"].get("pg:replica", 0), storm
+    assert storm["operations"] > 0 and storm["valid"] >= storm["operations"], storm
