@@ -197,12 +197,15 @@ class Verifier:
         """The verdict for `qr` scanned at `at` under `province`'s rules; a repeat scan reuses what it can."""
         snapshot: Snapshot = self._trust.snapshot
         answer = self._answers.get((qr, province))
+        # The status this scan already looked up, if any: the full path below uses it rather than a second
+        # lookup, which could find the refill the first one made and name the wrong source.
+        looked_up: Status | None = None
         if answer is not None and answer.snapshot is snapshot and answer.holds_at(at):
             verdict = answer.verdict
             if not answer.live_status:
                 return verdict
-            status = await self._status.status(verdict.certificate_id)
-            if status.status != "REVOKED" and status.source == verdict.status_source:
+            looked_up = await self._status.status(verdict.certificate_id)
+            if looked_up.status != "REVOKED" and looked_up.source == verdict.status_source:
                 return verdict
         genuine = self._genuine.get(qr)
         if genuine is None or (signer := self._known_signer(genuine, snapshot)) is None:
@@ -240,7 +243,10 @@ class Verifier:
         live_status = signer.own and bool(genuine.certificate_id)
         own_status: Status | None = None
         if live_status:
-            own_status = await self._status.status(genuine.certificate_id)
+            same = answer is not None and answer.verdict.certificate_id == genuine.certificate_id
+            own_status = (
+                looked_up if looked_up is not None and same else await self._status.status(genuine.certificate_id)
+            )
             result.status_source = own_status.source
             if own_status.status == "REVOKED":
                 return self._final(result, "REVOKED", "the issuer revoked this certificate (result corrected)")

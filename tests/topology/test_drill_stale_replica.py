@@ -51,9 +51,8 @@ BEHIND = "covidtest_status_replica_behind_total"
 DRILL_DEADLINE_S = 45
 # Each phase deletes the revoked certificates' keys until Verify has refilled them (after a read from Postgres)
 # REFILLS_WANTED times per certificate and answered at least one scan from Postgres (status source DATABASE).
-# Most misses report CACHE though they read Postgres: a certificate Verify answered VALID before is looked up
-# once on its remembered answer and, REVOKED now, once more on the full path, which finds the refill the
-# first lookup made (services/verify_svc/verifier.py). The counter shows the reads the fence passed on.
+# A scan that races another scan's refill may read Redis instead (source CACHE); the counter shows the reads
+# the fence passed on to the primary.
 REFILLS_WANTED = 3
 
 

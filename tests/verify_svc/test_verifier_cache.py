@@ -151,3 +151,34 @@ def test_a_rule_version_taking_effect_later_ends_the_reuse_at_that_time():
     assert later.verdict == "RULE_NOT_MET" and later.rule.province_code == "24"
     other_province = asyncio.run(verifier.verify(qr, now + timedelta(hours=2), "01"))
     assert other_province.verdict == "VALID"  # the suspension is province 24's only
+
+
+class _RefillingStatus(_LiveStatus):
+    """Redis lost the status: the first lookup reads Postgres (and refills Redis), any later one finds it
+    in Redis."""
+
+    def __init__(self):
+        super().__init__()
+        self.next: list[Status] = []
+
+    async def status(self, certificate_id):
+        self.lookups += 1
+        return self.next.pop(0) if self.next else self.now
+
+
+def test_a_remembered_answer_that_is_revoked_now_says_where_its_status_came_from():
+    """The scan that finds a remembered VALID answer revoked tells the status it looked up (read from
+    Postgres after a miss), not that of a second lookup which finds the refill the first one made."""
+    now = datetime.now(UTC)
+    vietnam = hkeys.SigningKeyMaterial.generate("ES256", country="VN")
+    trust = _Trust(Snapshot([trusted_key(vietnam.certificate_der, "VN", True)], [naat_rule("00", now)], 1))
+    status = _RefillingStatus()
+    verifier = Verifier(trust, status)
+    qr = _own_test_qr(vietnam, now - timedelta(hours=1))
+    assert asyncio.run(verifier.verify(qr, now, "24")).status_source == CACHE  # remembered
+    status.next = [Status("REVOKED", DATABASE)]
+    status.now = Status("REVOKED", CACHE)
+    lookups = status.lookups
+    revoked = asyncio.run(verifier.verify(qr, now, "24"))
+    assert revoked.verdict == "REVOKED" and revoked.status_source == DATABASE
+    assert status.lookups == lookups + 1  # one lookup for one scan
