@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -125,13 +126,26 @@ def localise_sentinel_conf(text: str, port: int, directory: Path, master_port: i
     )
 
 
-def localise_haproxy_cfg(text: str, port: int, health_port: int, servers: list[tuple[str, int]]) -> str:
-    """The overlay's haproxy.cfg on local ports, its backend's servers replaced by `servers` (name, port)
-    on 127.0.0.1, and without the DNS resolvers that literal addresses do not need."""
+def localise_haproxy_cfg(
+    text: str, port: int, health_port: int, servers: list[tuple[str, int]], sentinels: list[tuple[str, int]]
+) -> str:
+    """The overlay's haproxy.cfg on local ports, without the DNS resolvers that literal addresses do not
+    need. Its pod addresses become local ones by index: `redis-server-<i>` (port 6379) is servers[i] and
+    `sentinel-<i>` (port 26379) is sentinels[i], each on 127.0.0.1; an index with no local counterpart loses
+    its server line (that backend has no server, so it is never chosen). The Sentinels here announce
+    127.0.0.1 and a port, not a pod name: the check that a quorum names server i master expects servers[i]'s
+    port in their answer instead of its name."""
 
-    def server_lines(match: re.Match) -> str:
-        indent = match.group(1)
-        return "".join(f"{indent}server {name} 127.0.0.1:{server_port}\n" for name, server_port in servers)
+    def address(match: re.Match) -> str:
+        indent, name, index, pod_port = match.group(1), match.group(2), int(match.group(3)), match.group(4)
+        local = (servers if pod_port == "6379" else sentinels)[index : index + 1]
+        return f"{indent}server {name} 127.0.0.1:{local[0][1]}\n" if local else ""
+
+    def named_master(match: re.Match) -> str:
+        index = int(match.group(2))
+        if index >= len(servers):
+            return match.group(0)
+        return f'{match.group(1)}"\\n{servers[index][1]}\\r"\n'
 
     # HAProxy needs about two descriptors per connection: maxconn within this machine's hard limit.
     maxconn = min(10000, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 100) // 2)
@@ -146,12 +160,19 @@ def localise_haproxy_cfg(text: str, port: int, health_port: int, servers: list[t
         ],
         "haproxy.cfg",
     )
-    text, count = re.subn(
-        r"^(\s*)server redis-server-\d+ .*\n(?:\s*server redis-server-\d+ .*\n)*", server_lines, text, flags=re.M
+    text, addresses = re.subn(
+        r'^(\s*)server ((?:redis-server|sentinel)-(\d+)) "redis-server-\d+\.[^"]*:(6379|26379)"\n',
+        address,
+        text,
+        flags=re.M,
     )
-    if count != 1:
+    text, expectations = re.subn(
+        r'^(\s*tcp-check expect string )"\\nredis-server-(\d+)\."\n', named_master, text, flags=re.M
+    )
+    if not addresses or not expectations:
         raise RuntimeError(
-            "haproxy.cfg: the redis-server lines are not where they were; has the overlay's file changed?"
+            "haproxy.cfg: the server lines or the Sentinel checks are not where they were; has the overlay's "
+            "file changed?"
         )
     return f"# deploy/overlays/prod/redis/haproxy.cfg localised by tools/ha_redis.py\n{text}"
 
@@ -217,6 +238,7 @@ class RedisCluster:
                 self.ports["haproxy"],
                 self.ports["haproxy-health"],
                 [(name, self.ports[name]) for name in SERVERS],
+                [(name, self.ports[name]) for name in SENTINELS],
             )
         )
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg)], env=self.env, capture_output=True, text=True)
@@ -260,7 +282,7 @@ class RedisCluster:
             time.sleep(0.2)
 
     def wait_proxy(self, master: str, timeout: float = 30) -> None:
-        """Until HAProxy's port leads to `master` (its role checks run each second)."""
+        """Until HAProxy's port leads to `master` (its checks run each second, every 250 ms on a down server)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -301,6 +323,20 @@ class RedisCluster:
 
     def kill(self, name: str) -> None:
         self.server(name).kill()
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the server stops answering but keeps its sockets and data (a paused VM, a GC-like stall,
+        a node under memory pressure); thaw() resumes it as it was."""
+        os.kill(self._pid(name), signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.kill(self._pid(name), signal.SIGCONT)
+
+    def _pid(self, name: str) -> int:
+        pid = self.server(name).pid()
+        if pid is None:
+            raise RuntimeError(f"{name} is not running")
+        return pid
 
     def restart(self, name: str) -> None:
         """Starts a killed server again as its pod would restart: the bootstrap asks the Sentinels for the

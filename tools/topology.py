@@ -444,11 +444,28 @@ class Topology:
         """The master a quorum of the Sentinels names."""
         return self._redis().master()
 
+    def agreed_redis_master(self) -> str | None:
+        """redis_master(), or None while no quorum of the Sentinels names one (during a failover)."""
+        try:
+            return self.redis_master()
+        except RuntimeError:
+            return None
+
     def kill_redis_master(self) -> str:
         """SIGKILL to the current master; returns its name."""
         name = self.redis_master()
         self._redis().kill(name)
         return name
+
+    def freeze_redis_master(self) -> str:
+        """SIGSTOP to the current master (it answers nothing, keeps its data); returns its name."""
+        name = self.redis_master()
+        self._redis().freeze(name)
+        return name
+
+    def thaw_redis(self, name: str) -> None:
+        """SIGCONT to a frozen server: it resumes believing what it believed when frozen."""
+        self._redis().thaw(name)
 
     def restart_redis(self, name: str) -> None:
         """Starts a killed server again; it rejoins as the current master's replica."""

@@ -3,6 +3,7 @@ directory on free ports, never the machine's own Postgres and Redis.
 
 `start_topology(**options)` is what a module's fixture calls (drills pass e.g. sentinel_down_after_ms);
 its teardown stops everything and fails the module if any process of the topology is left running.
+`db`: a pool on the module's topology as the schema owner, through the rw proxy (the drills' checks).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tools.servers import postgres_bindir
@@ -41,3 +43,10 @@ def start_topology(**options) -> Iterator[Topology]:
 def topology() -> Iterator[Topology]:
     with start_topology() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def db(topology: Topology):
+    pool = await asyncpg.create_pool(topology.owner_dsn, min_size=1, max_size=4)
+    yield pool
+    await pool.close()

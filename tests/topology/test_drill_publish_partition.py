@@ -55,13 +55,6 @@ def topology():
         yield running
 
 
-@pytest.fixture(scope="module")
-async def db(topology):
-    pool = await asyncpg.create_pool(topology.owner_dsn, min_size=1, max_size=4)
-    yield pool
-    await pool.close()
-
-
 @dataclass
 class Consumer:
     """A partner reading the feed through one publish_svc replica from `from_position` on."""

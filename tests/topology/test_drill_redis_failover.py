@@ -80,13 +80,6 @@ def _flushall_calls(client: redis.Redis) -> int:
     return int(client.info("commandstats").get("cmdstat_flushall", {}).get("calls", 0))
 
 
-@pytest.fixture(scope="module")
-async def db(topology):
-    pool = await asyncpg.create_pool(topology.owner_dsn, min_size=1, max_size=4)
-    yield pool
-    await pool.close()
-
-
 async def test_redis_master_failover_under_load(topology: Topology, db: asyncpg.Pool):
     clients = await drill_clients(topology)
     callers, results, publish, verify = clients.callers, clients.results, clients.publish, clients.verify
@@ -143,7 +136,9 @@ async def test_redis_master_failover_under_load(topology: Topology, db: asyncpg.
         killed_at = time.monotonic()
         assert await asyncio.to_thread(topology.kill_redis_master) == old_master
         new_master = await poll(
-            lambda: (m := _quorum_master(topology)) not in (None, old_master) and m, "the Sentinels' promotion", 20
+            lambda: (m := topology.agreed_redis_master()) not in (None, old_master) and m,
+            "the Sentinels' promotion",
+            20,
         )
         promoted_at = time.monotonic()
         await poll(
@@ -202,13 +197,6 @@ async def test_redis_master_failover_under_load(topology: Topology, db: asyncpg.
     assert not {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN} & set(errors), figures["scan_errors"]
     assert not HOOK_DISABLED, "the failover hook was disabled (DRILL_DISABLE_FAILOVER_HOOK)"
     assert figures["back_to_cache_s"] is not None, "Verify never answered from the cache again"
-
-
-def _quorum_master(topology: Topology) -> str | None:
-    try:
-        return topology.redis_master()
-    except RuntimeError:
-        return None
 
 
 def _haproxy_port(topology: Topology) -> int | None:

@@ -103,13 +103,18 @@ def test_sentinels_agree_on_the_master_and_haproxy_leads_to_it(topology):
 
 
 def test_the_overlay_haproxy_cfg_is_localised_not_copied():
-    local = localise_haproxy_cfg(HAPROXY_CFG.read_text(), 1111, 2222, [("redis-0", 3333), ("redis-1", 4444)])
+    sentinels = [("sentinel-0", 5555), ("sentinel-1", 6666), ("sentinel-2", 7777)]
+    local = localise_haproxy_cfg(HAPROXY_CFG.read_text(), 1111, 2222, [("redis-0", 3333), ("redis-1", 4444)], sentinels)
     assert "bind 127.0.0.1:1111" in local and "bind 127.0.0.1:2222" in local
-    assert "server redis-0 127.0.0.1:3333\n" in local and "server redis-1 127.0.0.1:4444\n" in local
-    assert "resolvers" not in local and "redis-server-0" not in local
-    # The backend's role checks are the overlay's own lines.
-    checks = [line for line in HAPROXY_CFG.read_text().splitlines() if "tcp-check" in line or "balance" in line]
-    assert checks and all(line in local.splitlines() for line in checks)
+    assert "server redis-server-0 127.0.0.1:3333\n" in local and "server redis-server-1 127.0.0.1:4444\n" in local
+    assert local.count("server sentinel-1 127.0.0.1:6666\n") == 3  # in each server's "Sentinels name it" backend
+    assert "resolvers" not in local and ".svc." not in local and "server redis-server-2 " not in local
+    # A quorum of Sentinels must name a server by its (local) port; the third server has none here.
+    assert 'tcp-check expect string "\\n3333\\r"' in local and 'tcp-check expect string "\\n4444\\r"' in local
+    # Every other check and the routing rules are the overlay's own lines.
+    overlay = HAPROXY_CFG.read_text().splitlines()
+    checks = [line for line in overlay if ("tcp-check" in line and "redis-server-" not in line) or "_backend" in line]
+    assert len(checks) > 20 and all(line in local.splitlines() for line in checks)
     with pytest.raises(RuntimeError, match="has the overlay's file changed"):
         rewrite("port 6379\n", [(r"^bind .*$", "bind 127.0.0.1")], "redis.conf")
 
