@@ -166,11 +166,16 @@ async def test_a_frozen_redis_master_that_comes_back_gets_no_traffic(topology: T
             "old_master" if k == old_master else "new_master" if k != "none" else k: n for k, n in connections.items()
         },  # fmt: skip
         "stale_reads": len(stale_reads),
+        "stale_reads_at_s": [round(at, 3) for at, _ in stale_reads[:3]]
+        + [round(at, 3) for at, _ in stale_reads[3:][-1:]],
         "scans": len(scanner.scans),
         "scan_errors": dict(Counter(code.name for code in errors)),
         "results_acknowledged": len(intake.acknowledged),
     }
     print("DRILL " + json.dumps(figures))
+    if stale_reads:
+        haproxy_log = (topology.logs_dir / "haproxy.log").read_text(errors="replace").splitlines()
+        print("HAProxy logged:\n" + "\n".join(line for line in haproxy_log if not line.startswith("["))[-6000:])
 
     assert demoted_at is not None, "the Sentinels never turned the old master into a replica"
     assert connections[old_master] == 0 and stale_reads == [], (
