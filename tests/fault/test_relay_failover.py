@@ -69,6 +69,8 @@ class Cluster:
                     "GRPC_PORT": str(grpc_port),
                     "METRICS_PORT": str(metrics_port),
                 },
+                # Its own process group, as a container: a signal reaches its signing workers too.
+                start_new_session=True,
             )
             self.processes.append(Replica(proc, grpc_port, metrics_port))
 
@@ -101,7 +103,7 @@ class Cluster:
         standby = next(p for p in self.processes if p is not leader)
         writers = asyncio.gather(*(self.release(20, tag) for tag in range(10)))
         await asyncio.sleep(0.3)  # the leader is relaying
-        leader.process.send_signal(signum)
+        os.killpg(leader.process.pid, signum)  # the whole pod: SIGKILL ends it, SIGSTOP freezes it
         hit_at = time.monotonic()
         await writers
         while not await asyncio.to_thread(is_leader, standby.metrics_port):
@@ -141,9 +143,13 @@ async def cluster_on(database_url: str):
         await intake.stop(0)
         for replica in cluster.processes:
             if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGCONT)
+                os.killpg(replica.process.pid, signal.SIGCONT)
                 replica.process.terminate()
             replica.process.wait(30)
+            try:  # whatever of its group outlived it (a killed leader's signing workers)
+                os.killpg(replica.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 async def assert_feed_complete(db, events: list, expected: int) -> None:
@@ -175,7 +181,7 @@ async def test_a_frozen_leader_is_replaced_and_commits_nothing_when_it_wakes(own
             await asyncio.sleep(0.05)
 
         # The old leader wakes up believing it leads; its next batch finds another epoch and rolls back.
-        frozen.process.send_signal(signal.SIGCONT)
+        os.killpg(frozen.process.pid, signal.SIGCONT)
         await cluster.release(20, 99)
         deadline = time.monotonic() + 10
         while await asyncio.to_thread(is_leader, frozen.metrics_port) or not await asyncio.to_thread(
