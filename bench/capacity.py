@@ -62,7 +62,7 @@ from services.gen.covidtest.type.v1 import verdict_pb2  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2 as vpb  # noqa: E402
 from services.gen.covidtest.verify.v1 import verify_service_pb2_grpc  # noqa: E402
 from tests.conftest import bearer  # noqa: E402
-from tests.topology.load import Callers, drill_callers  # noqa: E402
+from tests.topology.load import Callers, drill_callers, poll  # noqa: E402
 from tools import localstack  # noqa: E402
 from tools.topology import REPLICAS, Topology  # noqa: E402
 
@@ -162,15 +162,6 @@ class Labs:
         return sum(await asyncio.gather(*calls))
 
 
-async def poll(check, what: str, timeout_s: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while not (value := await check()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
-        await asyncio.sleep(interval)
-    return value
-
-
 async def read_feed(address: str, token: str, head: int) -> tuple[list[str], int]:
     """A partner's stream from position 1 to `head`: the certificates' QR texts and the events read."""
     qrs: list[str] = []
@@ -231,10 +222,7 @@ async def phases(args, topology: Topology, callers: Callers, db, results: list[g
     async def outbox_empty() -> bool:
         return await pending() == 0
 
-    async def has_leader() -> bool:
-        return await asyncio.to_thread(topology.relay_leader) is not None
-
-    await poll(has_leader, "a relay leader", 30)
+    await poll(lambda: topology.relay_leader() is not None, "a relay leader", 30)
     leader = topology.relay_leader()
     follower = f"publish_svc-{1 - (leader or 0)}"
     print(f"relay leader: publish_svc-{leader}; the partner streams from {follower}", flush=True)

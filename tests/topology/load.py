@@ -295,6 +295,29 @@ async def unpublished(db: asyncpg.Pool, barcodes: Sequence[str], timeout_s: floa
         await asyncio.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class Losses:
+    """What every drill must find empty afterwards (the three checks above)."""
+
+    missing: list[str]  # acknowledged barcodes without a stored result
+    gaps: list[int]  # feed positions missing
+    unpublished: list[str]  # acknowledged barcodes the feed never carried
+
+    def assert_none(self) -> None:
+        assert not self.missing, f"acknowledged results lost: {self.missing}"
+        assert not self.gaps, f"feed positions missing: {self.gaps}"
+        assert not self.unpublished, f"acknowledged results never published: {self.unpublished}"
+
+
+async def losses(db: asyncpg.Pool, acknowledged: Sequence[str], publish_timeout_s: float) -> Losses:
+    """missing_results, feed_gaps and unpublished (after `publish_timeout_s` for the relay) of one drill."""
+    return Losses(
+        await missing_results(db, acknowledged),
+        await feed_gaps(db),
+        await unpublished(db, acknowledged, timeout_s=publish_timeout_s),
+    )
+
+
 async def drill_callers(owner_dsn: str, secrets: dict[str, str]) -> Callers:
     """A sampling unit, a lab, a partner granted personal data and a checkpoint device with their tokens, and
     an ACTIVE DCC signing key (sealed with `secrets`' SIGNING_KEYS_KEK_PUBLIC: the topology's secrets.env) so

@@ -39,13 +39,11 @@ from tests.topology.load import (
     Scanner,
     certificates,
     drill_clients,
-    feed_gaps,
-    missing_results,
+    losses,
     paced_scanners,
     poll,
     revoke_certificates,
     stop_load,
-    unpublished,
 )
 from tools.topology import Topology
 
@@ -185,9 +183,7 @@ async def test_redis_master_failover_under_load(topology: Topology, db: asyncpg.
     if {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN} & set(errors):
         print("verify_svc logged:\n" + "\n".join(_errors_logged(topology, "verify_svc")))
 
-    assert await missing_results(db, intake.acknowledged) == []
-    assert await feed_gaps(db) == []
-    assert await unpublished(db, intake.acknowledged, timeout_s=30) == []
+    (await losses(db, intake.acknowledged, 30)).assert_none()
     wrong = scanner.valid_while_revoked(revoked)
     planted = sum(s.certificate_id == planted_id for s in wrong)
     assert wrong == [], (
